@@ -118,9 +118,7 @@ class VolumeCount(SQLModel, table=True):
     """Exact event counts per source, event type and UTC day, from the tailer."""
 
     __tablename__ = "volume_count"
-    __table_args__ = (
-        UniqueConstraint("source", "event_type", "day", name="uq_volume_key"),
-    )
+    __table_args__ = (UniqueConstraint("source", "event_type", "day", name="uq_volume_key"),)
 
     id: int | None = Field(default=None, primary_key=True)
     source: str = Field(max_length=200)
@@ -135,9 +133,7 @@ class BadLineCount(SQLModel, table=True):
     """Lines a source could not use, per reason and UTC day, with a few examples."""
 
     __tablename__ = "bad_line_count"
-    __table_args__ = (
-        UniqueConstraint("source", "reason", "day", name="uq_bad_line_key"),
-    )
+    __table_args__ = (UniqueConstraint("source", "reason", "day", name="uq_bad_line_key"),)
 
     id: int | None = Field(default=None, primary_key=True)
     source: str = Field(max_length=200)

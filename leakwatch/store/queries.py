@@ -1,0 +1,138 @@
+"""Questions answered by SQL aggregation in the database, never by loading rows.
+
+Windows are on `sampled_at` (when leakwatch drew the event): "the leak rate over the
+last 24 h" is the rate among the samples of the last 24 h, which spans the whole
+sampling window of event time. The weekly report groups by event time instead.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlmodel import Session, col
+
+from leakwatch.core.events import DECIDED_OUTCOMES, LEAKING_OUTCOMES, Outcome
+from leakwatch.store.models import SampledEvent
+
+GROUP_COLUMNS = {
+    "source": SampledEvent.source,
+    "event_type": SampledEvent.event_type,
+    "customer_id": SampledEvent.customer_id,
+}
+
+
+@dataclass
+class OutcomeCounts:
+    """Outcome counts (and Horvitz–Thompson weight sums) for one group."""
+
+    group: str | None
+    counts: dict[Outcome, int] = field(default_factory=dict)
+    weights: dict[Outcome, float] = field(default_factory=dict)
+    weights_squared: dict[Outcome, float] = field(default_factory=dict)
+
+    def count(self, outcomes: Iterable[Outcome]) -> int:
+        return sum(self.counts.get(o, 0) for o in outcomes)
+
+    def weight(self, outcomes: Iterable[Outcome]) -> float:
+        return sum(self.weights.get(o, 0.0) for o in outcomes)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def decided(self) -> int:
+        return self.count(DECIDED_OUTCOMES)
+
+    @property
+    def leaks(self) -> int:
+        return self.count(LEAKING_OUTCOMES)
+
+
+def _group_column(by: str | None) -> Any:
+    if by is None:
+        return None
+    try:
+        return GROUP_COLUMNS[by]
+    except KeyError:
+        raise ValueError(f"cannot group by {by!r}; use one of {sorted(GROUP_COLUMNS)}") from None
+
+
+def outcome_counts(
+    session: Session,
+    *,
+    since: datetime,
+    until: datetime,
+    by: str | None = None,
+    source: str | None = None,
+) -> list[OutcomeCounts]:
+    """Count outcomes of events sampled in [since, until), optionally per group."""
+    group_col = _group_column(by)
+    outcome_col = col(SampledEvent.outcome)
+    weight_col = col(SampledEvent.weight)
+    columns: list[Any] = [
+        outcome_col,
+        func.count(),
+        func.coalesce(func.sum(weight_col), 0.0),
+        func.coalesce(func.sum(weight_col * weight_col), 0.0),
+    ]
+    if group_col is not None:
+        columns.insert(0, group_col)
+    query = select(*columns).where(
+        col(SampledEvent.sampled_at) >= since, col(SampledEvent.sampled_at) < until
+    )
+    if source is not None:
+        query = query.where(col(SampledEvent.source) == source)
+    group_by: list[Any] = [outcome_col]
+    if group_col is not None:
+        group_by.insert(0, group_col)
+    query = query.group_by(*group_by)
+
+    groups: dict[str | None, OutcomeCounts] = {}
+    for row in session.execute(query):
+        if group_col is not None:
+            group, outcome_text, count, weight, weight_sq = row
+        else:
+            group = None
+            outcome_text, count, weight, weight_sq = row
+        try:
+            outcome = Outcome(outcome_text)
+        except ValueError:
+            continue
+        entry = groups.setdefault(group, OutcomeCounts(group=group))
+        entry.counts[outcome] = int(count)
+        entry.weights[outcome] = float(weight)
+        entry.weights_squared[outcome] = float(weight_sq)
+    if group_col is None and not groups:
+        return [OutcomeCounts(group=None)]
+    return sorted(groups.values(), key=lambda g: (g.group is None, g.group or ""))
+
+
+def example_transactions(
+    session: Session,
+    *,
+    outcomes: Iterable[Outcome],
+    since: datetime,
+    until: datetime,
+    by: str | None = None,
+    group: str | None = None,
+    source: str | None = None,
+    limit: int = 5,
+) -> list[str]:
+    """A few transaction ids with one of `outcomes`, most recently checked first."""
+    query = select(col(SampledEvent.transaction_id)).where(
+        col(SampledEvent.outcome).in_([o.value for o in outcomes]),
+        col(SampledEvent.sampled_at) >= since,
+        col(SampledEvent.sampled_at) < until,
+    )
+    group_col = _group_column(by)
+    if group_col is not None and group is not None:
+        query = query.where(group_col == group)
+    if source is not None:
+        query = query.where(col(SampledEvent.source) == source)
+    query = query.order_by(
+        col(SampledEvent.last_checked_at).desc(), col(SampledEvent.id).desc()
+    ).limit(limit)
+    return [str(t) for t in session.execute(query).scalars()]
