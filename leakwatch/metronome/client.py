@@ -1,0 +1,539 @@
+"""The Metronome usage client: rate-limited event search, and ingest for the demo.
+
+Does I/O (HTTP through an injected or owned `httpx.Client`; time and sleep through
+the injected `Clock`). The search endpoint is heavily rate-limited, so every call
+carries up to `max_ids_per_request` IDs, is paced by an adaptive token bucket
+(`AdaptiveRate`: multiplicative decrease on 429, additive recovery up to the
+configured budget), and is retried a bounded number of times on 5xx, timeouts,
+dropped connections and malformed bodies. A lookup that failed is reported as an
+error for its IDs — never as "absent".
+"""
+
+import json
+import math
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import TracebackType
+from typing import Any, Protocol
+
+import httpx
+import structlog
+
+from leakwatch.clock import Clock
+from leakwatch.core.events import SearchItem, SourceEvent
+from leakwatch.metronome.errors import (
+    IngestRejected,
+    MalformedResponse,
+    RequestFailed,
+    TokenRejected,
+)
+from leakwatch.metronome.parse import parse_search_body
+
+SEARCH_PATH = "/v1/events/search"
+INGEST_PATH = "/v1/ingest"
+MAX_INGEST_BATCH = 100
+MAX_RETRY_AFTER_S = 60.0
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 8.0
+USER_AGENT = "leakwatch"
+
+
+class SearchObserver(Protocol):
+    """What the client reports as it works; the daemon turns it into Prometheus metrics."""
+
+    def on_call(self, status: str, latency_s: float) -> None:
+        """One HTTP call ended: `status` is the HTTP code, or timeout/connection_error."""
+
+    def on_retry(self, reason: str) -> None:
+        """A failed call is about to be retried."""
+
+    def on_rate_limited(self, wait_s: float) -> None:
+        """The server answered 429; the client waits `wait_s` and slows down."""
+
+    def on_failed(self, reason: str, id_count: int) -> None:
+        """A request failed for good; its `id_count` IDs are errors."""
+
+
+class NullSearchObserver:
+    """Observe nothing."""
+
+    def on_call(self, status: str, latency_s: float) -> None:
+        pass
+
+    def on_retry(self, reason: str) -> None:
+        pass
+
+    def on_rate_limited(self, wait_s: float) -> None:
+        pass
+
+    def on_failed(self, reason: str, id_count: int) -> None:
+        pass
+
+
+@dataclass
+class SearchStats:
+    """Running counters over the client's life (plain data, cheap to export)."""
+
+    calls: int = 0
+    ok: int = 0
+    rate_limited: int = 0
+    server_errors: int = 0
+    client_errors: int = 0
+    timeouts: int = 0
+    connection_errors: int = 0
+    malformed: int = 0
+    retries: int = 0
+    failed_requests: int = 0
+    ids_requested: int = 0
+    ids_answered: int = 0
+    ids_failed: int = 0
+    latency_s_total: float = 0.0
+    rate_limit_wait_s_total: float = 0.0
+    current_rate_rps: float = 0.0
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What one `search` call learnt, per transaction id; three disjoint sets.
+
+    `answered`: looked up, with the items found (an empty tuple means Metronome holds
+    nothing under that id). `errors`: the lookup failed for good (a reason string) —
+    say nothing about presence. `not_looked_up`: the deadline or request budget ran
+    out first; ask again later.
+    """
+
+    answered: Mapping[str, tuple[SearchItem, ...]] = field(default_factory=dict)
+    errors: Mapping[str, str] = field(default_factory=dict)
+    not_looked_up: tuple[str, ...] = ()
+    requests: int = 0
+
+    def items_for(self, transaction_id: str) -> tuple[SearchItem, ...]:
+        """Items for an answered id; KeyError for an id that was not answered."""
+        return self.answered[transaction_id]
+
+    @property
+    def complete(self) -> bool:
+        return not self.errors and not self.not_looked_up
+
+
+class AdaptiveRate:
+    """Pace calls at a rate that halves-ish on 429 and creeps back up to the budget.
+
+    AIMD: a 429 multiplies the rate by `decrease_factor` and blocks until the server's
+    `Retry-After`; each success adds `recovery_rps_per_s` per second elapsed since the
+    last change, never above `max_rps`. Slots are scheduled (GCRA), not measured from
+    the last send, so per-call overhead does not erode the rate; burst is one call.
+    """
+
+    def __init__(
+        self,
+        max_rps: float,
+        clock: Clock,
+        *,
+        decrease_factor: float = 0.7,
+        recovery_rps_per_s: float | None = None,
+        min_rps: float | None = None,
+    ) -> None:
+        if max_rps <= 0:
+            raise ValueError("requests_per_second must be positive")
+        if not 0 < decrease_factor < 1:
+            raise ValueError("decrease_factor must be between 0 and 1")
+        self.max_rps = max_rps
+        self.min_rps = min_rps if min_rps is not None else max_rps / 20
+        self.decrease_factor = decrease_factor
+        self.recovery_rps_per_s = (
+            recovery_rps_per_s if recovery_rps_per_s is not None else max_rps * 0.05
+        )
+        self._clock = clock
+        self.rate_rps = max_rps
+        self._next_slot = clock.monotonic()
+        self._changed_at = clock.monotonic()
+
+    def next_slot_monotonic(self) -> float:
+        return max(self._next_slot, self._clock.monotonic())
+
+    def acquire(self, deadline_monotonic: float | None = None) -> bool:
+        """Sleep until the next slot and take it; False (no sleep) if it is past the deadline."""
+        slot = self.next_slot_monotonic()
+        if deadline_monotonic is not None and slot > deadline_monotonic:
+            return False
+        self._clock.sleep(slot - self._clock.monotonic())
+        self._next_slot = slot + 1 / self.rate_rps
+        return True
+
+    def on_success(self) -> None:
+        now = self._clock.monotonic()
+        if self.rate_rps < self.max_rps:
+            grown = self.rate_rps + self.recovery_rps_per_s * (now - self._changed_at)
+            self.rate_rps = min(self.max_rps, grown)
+        self._changed_at = now
+
+    def on_rate_limited(self, wait_s: float) -> None:
+        now = self._clock.monotonic()
+        self.rate_rps = max(self.min_rps, self.rate_rps * self.decrease_factor)
+        self._changed_at = now
+        self._next_slot = max(self._next_slot, now + wait_s)
+
+
+class _CallKind(StrEnum):
+    OK = "ok"
+    RATE_LIMITED = "rate_limited"
+    AUTH = "auth"
+    RETRYABLE = "retryable"
+    FATAL = "fatal"
+
+
+@dataclass(frozen=True)
+class _CallResult:
+    kind: _CallKind
+    status: str
+    reason: str = ""
+    items: tuple[SearchItem, ...] = ()
+    retry_after_s: float | None = None
+    http_status: int = 0
+    message: str = ""
+
+
+def retry_after_s(headers: httpx.Headers) -> float | None:
+    """Read `retry-after-ms` (precise) or `Retry-After` (seconds, maybe fractional)."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) / scale
+        except ValueError:
+            continue
+        if math.isfinite(seconds) and seconds >= 0:
+            return min(seconds, MAX_RETRY_AFTER_S)
+    return None
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message)[:300] if message else ""
+
+
+def _dedupe(ids: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(ids))
+
+
+class SearchClient:
+    """Look transaction ids up with `POST /v1/events/search`, within a rate budget.
+
+    Not thread-safe: one client paces one stream of calls (the daemon runs one checker).
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        token: str,
+        clock: Clock,
+        requests_per_second: float,
+        max_ids_per_request: int = 100,
+        timeout_s: float = 10,
+        max_retries: int = 4,
+        max_rate_limited_waits: int = 8,
+        http: httpx.Client | None = None,
+        rng: random.Random | None = None,
+        observer: SearchObserver | None = None,
+        rate: AdaptiveRate | None = None,
+    ) -> None:
+        if max_ids_per_request < 1:
+            raise ValueError("max_ids_per_request must be at least 1")
+        if not token:
+            raise ValueError("a Metronome bearer token is required")
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self._clock = clock
+        self.max_ids_per_request = max_ids_per_request
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.max_rate_limited_waits = max_rate_limited_waits
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.Client(timeout=timeout_s)
+        self._rng = rng or random.Random()
+        self._observer: SearchObserver = observer or NullSearchObserver()
+        self.rate = rate or AdaptiveRate(requests_per_second, clock)
+        self.stats = SearchStats(current_rate_rps=self.rate.rate_rps)
+
+    def __repr__(self) -> str:
+        return (
+            f"SearchClient(base_url={self.base_url!r}, "
+            f"requests_per_second={self.rate.max_rps}, "
+            f"max_ids_per_request={self.max_ids_per_request}, token=<redacted>)"
+        )
+
+    def close(self) -> None:
+        """Close the HTTP client if this client created it."""
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> "SearchClient":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- search ----------------------------------------------------------------------
+
+    def search(
+        self,
+        transaction_ids: Iterable[str],
+        *,
+        deadline_monotonic: float | None = None,
+        max_requests: int | None = None,
+    ) -> SearchResult:
+        """Look every id up, `max_ids_per_request` at a time.
+
+        Stops early when the clock's monotonic time would pass `deadline_monotonic` or
+        when `max_requests` HTTP calls (retries included) are spent; ids not finished
+        by then come back in `not_looked_up`. Raises TokenRejected on 401/403 at once.
+        """
+        ids = _dedupe(transaction_ids)
+        answered: dict[str, tuple[SearchItem, ...]] = {}
+        errors: dict[str, str] = {}
+        not_looked_up: list[str] = []
+        requests = 0
+        for start in range(0, len(ids), self.max_ids_per_request):
+            batch = ids[start : start + self.max_ids_per_request]
+            budget = None if max_requests is None else max_requests - requests
+            outcome, used = self._search_batch(batch, deadline_monotonic, budget)
+            requests += used
+            if isinstance(outcome, str):
+                errors.update(dict.fromkeys(batch, outcome))
+            elif outcome is None:
+                not_looked_up.extend(ids[start:])
+                break
+            else:
+                grouped: dict[str, list[SearchItem]] = {txn: [] for txn in batch}
+                for item in outcome:
+                    if item.transaction_id in grouped:
+                        grouped[item.transaction_id].append(item)
+                answered.update({txn: tuple(items) for txn, items in grouped.items()})
+        return SearchResult(
+            answered=answered,
+            errors=errors,
+            not_looked_up=tuple(not_looked_up),
+            requests=requests,
+        )
+
+    def _search_batch(
+        self, batch: Sequence[str], deadline_monotonic: float | None, budget: int | None
+    ) -> tuple[tuple[SearchItem, ...] | str | None, int]:
+        """Run one batch to an end: (items | error reason | None = not looked up, calls)."""
+        log = structlog.get_logger()
+        failures = 0
+        rate_limited = 0
+        calls = 0
+        while True:
+            if budget is not None and calls >= budget:
+                return None, calls
+            if not self.rate.acquire(deadline_monotonic):
+                return None, calls
+            calls += 1
+            result = self._call_search(batch, attempt=failures + rate_limited)
+            if result.kind is _CallKind.OK:
+                self.rate.on_success()
+                self.stats.current_rate_rps = self.rate.rate_rps
+                self.stats.ids_answered += len(batch)
+                return result.items, calls
+            if result.kind is _CallKind.AUTH:
+                raise TokenRejected(result.http_status, result.message)
+            if result.kind is _CallKind.RATE_LIMITED:
+                rate_limited += 1
+                if rate_limited > self.max_rate_limited_waits:
+                    reason = f"rate limited {rate_limited} times in a row"
+                    return self._fail(batch, reason), calls
+                wait_s = result.retry_after_s
+                if wait_s is None:
+                    wait_s = self._backoff_s(rate_limited - 1)
+                self.rate.on_rate_limited(wait_s)
+                self.stats.rate_limited += 1
+                self.stats.rate_limit_wait_s_total += wait_s
+                self.stats.current_rate_rps = self.rate.rate_rps
+                self._observer.on_rate_limited(wait_s)
+                log.warning(
+                    "search.rate_limited",
+                    wait_s=round(wait_s, 3),
+                    rate_rps=round(self.rate.rate_rps, 3),
+                    ids=len(batch),
+                )
+                continue
+            if result.kind is _CallKind.FATAL:
+                return self._fail(batch, result.reason), calls
+            failures += 1
+            if failures > self.max_retries:
+                reason = f"{result.reason} (gave up after {failures} attempts)"
+                return self._fail(batch, reason), calls
+            backoff_s = self._backoff_s(failures - 1)
+            if result.retry_after_s is not None:
+                backoff_s = max(backoff_s, result.retry_after_s)
+            if (
+                deadline_monotonic is not None
+                and self._clock.monotonic() + backoff_s > deadline_monotonic
+            ):
+                return None, calls
+            self.stats.retries += 1
+            self._observer.on_retry(result.reason)
+            log.info(
+                "search.retry",
+                reason=result.reason,
+                attempt=failures,
+                backoff_s=round(backoff_s, 3),
+                ids=len(batch),
+            )
+            self._clock.sleep(backoff_s)
+
+    def _fail(self, batch: Sequence[str], reason: str) -> str:
+        self.stats.failed_requests += 1
+        self.stats.ids_failed += len(batch)
+        self._observer.on_failed(reason, len(batch))
+        structlog.get_logger().error("search.failed", reason=reason, ids=len(batch))
+        return reason
+
+    def _backoff_s(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(cap, base · 2^attempt)]."""
+        return self._rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self._token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+
+    def _post(self, path: str, body: Any) -> tuple[httpx.Response | None, str, float]:
+        """POST once; (response or None, status label, latency) — never raises httpx errors."""
+        payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
+        started = self._clock.monotonic()
+        try:
+            response = self._http.post(
+                self.base_url + path,
+                content=payload,
+                headers=self._headers(),
+                timeout=self.timeout_s,
+            )
+            status = str(response.status_code)
+        except httpx.TimeoutException:
+            response, status = None, "timeout"
+        except httpx.TransportError as err:
+            response, status = None, f"connection_error:{type(err).__name__}"
+        return response, status, self._clock.monotonic() - started
+
+    def _call_search(self, batch: Sequence[str], *, attempt: int) -> _CallResult:
+        response, status, latency_s = self._post(SEARCH_PATH, {"transactionIds": list(batch)})
+        self.stats.calls += 1
+        self.stats.ids_requested += len(batch)
+        self.stats.latency_s_total += latency_s
+        result = self._classify(response, status)
+        label = "malformed" if result.status == "malformed" else status.split(":", 1)[0]
+        self._observer.on_call(label, latency_s)
+        structlog.get_logger().info(
+            "search.call",
+            status=label,
+            latency_s=round(latency_s, 4),
+            ids=len(batch),
+            attempt=attempt,
+            items=len(result.items),
+        )
+        return result
+
+    def _classify(self, response: httpx.Response | None, status: str) -> _CallResult:
+        if response is None:
+            if status == "timeout":
+                self.stats.timeouts += 1
+                return _CallResult(_CallKind.RETRYABLE, status, "timed out")
+            self.stats.connection_errors += 1
+            kind = status.split(":", 1)[1]
+            return _CallResult(_CallKind.RETRYABLE, status, f"connection error ({kind})")
+        code = response.status_code
+        if code == 200:
+            try:
+                items = parse_search_body(response.content)
+            except MalformedResponse as err:
+                self.stats.malformed += 1
+                return _CallResult(_CallKind.RETRYABLE, "malformed", f"malformed answer: {err}")
+            self.stats.ok += 1
+            return _CallResult(_CallKind.OK, status, items=tuple(items), http_status=code)
+        message = _error_message(response)
+        if code in (401, 403):
+            self.stats.client_errors += 1
+            return _CallResult(_CallKind.AUTH, status, http_status=code, message=message)
+        if code == 429:
+            return _CallResult(
+                _CallKind.RATE_LIMITED,
+                status,
+                retry_after_s=retry_after_s(response.headers),
+                http_status=code,
+            )
+        if code >= 500 or code in (408, 409):
+            self.stats.server_errors += 1
+            return _CallResult(
+                _CallKind.RETRYABLE,
+                status,
+                f"HTTP {code}",
+                retry_after_s=retry_after_s(response.headers),
+                http_status=code,
+            )
+        self.stats.client_errors += 1
+        detail = f": {message}" if message else ""
+        return _CallResult(_CallKind.FATAL, status, f"HTTP {code}{detail}", http_status=code)
+
+    # -- ingest ----------------------------------------------------------------------
+
+    def ingest(self, events: Iterable[SourceEvent | Mapping[str, Any]]) -> int:
+        """Send events to `POST /v1/ingest` in batches of 100; return how many were sent.
+
+        Not paced by the search budget (ingest is a high-throughput endpoint), but
+        honours 429 and retries transient failures like search. A retried batch may
+        arrive twice; Metronome's dedup makes that harmless.
+        """
+        bodies = [e.to_ingest_json() if isinstance(e, SourceEvent) else dict(e) for e in events]
+        for start in range(0, len(bodies), MAX_INGEST_BATCH):
+            self._ingest_batch(bodies[start : start + MAX_INGEST_BATCH])
+        return len(bodies)
+
+    def _ingest_batch(self, batch: list[dict[str, Any]]) -> None:
+        log = structlog.get_logger()
+        failures = 0
+        rate_limited = 0
+        while True:
+            response, status, latency_s = self._post(INGEST_PATH, batch)
+            log.info("ingest.call", status=status, latency_s=round(latency_s, 4), events=len(batch))
+            code = response.status_code if response is not None else 0
+            if code == 200:
+                return
+            if response is not None and code in (401, 403):
+                raise TokenRejected(code, _error_message(response))
+            if response is not None and code == 400:
+                raise IngestRejected(_error_message(response) or "HTTP 400")
+            if response is not None and code == 429:
+                rate_limited += 1
+                if rate_limited > self.max_rate_limited_waits:
+                    raise RequestFailed(f"ingest rate limited {rate_limited} times in a row")
+                wait_s = retry_after_s(response.headers)
+                self._clock.sleep(
+                    wait_s if wait_s is not None else self._backoff_s(rate_limited - 1)
+                )
+                continue
+            if response is not None and code < 500 and code not in (408, 409):
+                raise RequestFailed(f"ingest answered HTTP {code}: {_error_message(response)}")
+            failures += 1
+            if failures > self.max_retries:
+                raise RequestFailed(f"ingest failed with {status} after {failures} attempts")
+            log.info("ingest.retry", reason=status, attempt=failures)
+            self._clock.sleep(self._backoff_s(failures - 1))

@@ -1,0 +1,38 @@
+"""An in-memory Metronome usage API (`/v1/ingest`, `/v1/events/search`) for tests and the demo."""
+
+from leakwatch.simulator.server import ServerStats, SimulatorServer, TokenBucket, serve
+from leakwatch.simulator.state import (
+    BillableMetric,
+    Customer,
+    EventFate,
+    FaultKind,
+    Faults,
+    IngestRecord,
+    IngestRejected,
+    PropertyFilter,
+    SimulatorOptions,
+    SimulatorState,
+    build_demo_state,
+    load_seed_file,
+    state_from_seed,
+)
+
+__all__ = [
+    "BillableMetric",
+    "Customer",
+    "EventFate",
+    "FaultKind",
+    "Faults",
+    "IngestRecord",
+    "IngestRejected",
+    "PropertyFilter",
+    "ServerStats",
+    "SimulatorOptions",
+    "SimulatorServer",
+    "SimulatorState",
+    "TokenBucket",
+    "build_demo_state",
+    "load_seed_file",
+    "serve",
+    "state_from_seed",
+]

@@ -1,0 +1,412 @@
+"""The simulated Metronome over HTTP: `POST /v1/ingest` and `POST /v1/events/search`.
+
+Does I/O: a stdlib `ThreadingHTTPServer` bound to loopback by default. Each request
+passes, in order: routing → bearer auth (401) → the endpoint's token bucket (429 with
+`Retry-After` and `retry-after-ms`) → injected faults (500, slow, dropped connection,
+malformed body) → the state. Importable for tests (`SimulatorServer` as a context
+manager on an ephemeral port) and runnable in the foreground (`serve`).
+"""
+
+import contextlib
+import hmac
+import json
+import math
+import socket
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from leakwatch.clock import Clock, SystemClock
+from leakwatch.simulator.state import (
+    MALFORMED_KINDS,
+    FaultKind,
+    Faults,
+    IngestRejected,
+    SimulatorState,
+    build_demo_state,
+    load_seed_file,
+)
+
+ROUTES = {"/v1/ingest": "ingest", "/v1/events/search": "search"}
+MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+class TokenBucket:
+    """Refill `rate_rps` tokens a second up to `burst`; thread-safe."""
+
+    def __init__(self, rate_rps: float, burst: float, clock: Clock) -> None:
+        if rate_rps <= 0 or burst < 1:
+            raise ValueError("a token bucket needs rate_rps > 0 and burst >= 1")
+        self.rate_rps = rate_rps
+        self.burst = burst
+        self._clock = clock
+        self._tokens = burst
+        self._updated = clock.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> float:
+        """Take one token; return 0 on success, else the seconds until one is available."""
+        with self._lock:
+            now = self._clock.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate_rps)
+            self._updated = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return 0.0
+            return (1 - self._tokens) / self.rate_rps
+
+
+@dataclass
+class ServerStats:
+    """Per-endpoint answer counts, so tests and benchmarks can read what the server saw."""
+
+    requests: int = 0
+    ok: int = 0
+    rate_limited: int = 0
+    unauthorized: int = 0
+    bad_request: int = 0
+    faults: int = 0
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "_SimulatorHTTPServer"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Stay quiet: the stdlib would write every request to stderr."""
+
+    def do_GET(self) -> None:
+        self._send_json(404, {"message": f"no such route: GET {self.path}"})
+
+    def do_POST(self) -> None:
+        sim = self.server.simulator
+        path = self.path.split("?", 1)[0]
+        endpoint = ROUTES.get(path)
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY_BYTES:
+            self._send_json(413, {"message": "request body too large"})
+            return
+        raw_body = self.rfile.read(length) if length else b""
+        if endpoint is None:
+            self._send_json(404, {"message": f"no such route: POST {path}"})
+            return
+        stats = sim.stats[endpoint]
+        stats.requests += 1
+        if not sim.token_matches(self.headers.get("Authorization", "")):
+            stats.unauthorized += 1
+            self._send_json(401, {"message": "Unauthorized: missing or invalid bearer token"})
+            return
+        wait_s = sim.rate_limit_wait_s(endpoint)
+        if wait_s > 0:
+            stats.rate_limited += 1
+            self._send_json(
+                429,
+                {"message": "Too many requests"},
+                headers={
+                    "Retry-After": str(max(1, math.ceil(wait_s))),
+                    "retry-after-ms": str(max(1, math.ceil(wait_s * 1000))),
+                },
+            )
+            return
+        fault = sim.draw_fault(endpoint)
+        if fault is FaultKind.SLOW:
+            sim.clock.sleep(sim.state.faults.slow_delay_s)
+        elif fault is FaultKind.SERVER_ERROR:
+            stats.faults += 1
+            self._send_raw(500, b"Internal Server Error", "text/plain")
+            return
+        elif fault is FaultKind.DROP_CONNECTION:
+            stats.faults += 1
+            self._drop_connection()
+            return
+        try:
+            body = json.loads(raw_body) if raw_body else None
+        except (ValueError, UnicodeDecodeError):
+            stats.bad_request += 1
+            self._send_json(400, {"message": "body is not valid JSON"})
+            return
+        if endpoint == "ingest":
+            self._ingest(body, stats, fault)
+        else:
+            self._search(body, stats, fault)
+
+    def _ingest(self, body: Any, stats: ServerStats, fault: FaultKind | None) -> None:
+        try:
+            self.server.simulator.state.ingest(body)
+        except IngestRejected as err:
+            stats.bad_request += 1
+            self._send_json(400, {"message": str(err)})
+            return
+        if fault in MALFORMED_KINDS:
+            stats.faults += 1
+            self._send_raw(200, b"{not json", "application/json")
+            return
+        stats.ok += 1
+        self._send_raw(200, b"", None)
+
+    def _search(self, body: Any, stats: ServerStats, fault: FaultKind | None) -> None:
+        ids = body.get("transactionIds") if isinstance(body, dict) else None
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            stats.bad_request += 1
+            self._send_json(400, {"message": "transactionIds: required array of strings"})
+            return
+        items = self.server.simulator.state.search(ids)
+        if fault is FaultKind.MALFORMED_JSON:
+            stats.faults += 1
+            self._send_raw(200, b'[{"id": "truncated', "application/json")
+            return
+        if fault is FaultKind.WRONG_SHAPE:
+            stats.faults += 1
+            self._send_json(200, {"data": items})
+            return
+        if fault is FaultKind.MISSING_FIELD:
+            stats.faults += 1
+            broken = [{k: v for k, v in item.items() if k != "transaction_id"} for item in items]
+            self._send_json(200, broken or [{"id": "x"}])
+            return
+        stats.ok += 1
+        self._send_json(200, items)
+
+    def _send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
+        self._send_raw(status, payload, "application/json", headers)
+
+    def _send_raw(
+        self,
+        status: int,
+        payload: bytes,
+        content_type: str | None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.send_response(status)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if payload:
+            self.wfile.write(payload)
+
+    def _drop_connection(self) -> None:
+        """Close the socket without a byte of answer, as a crashing proxy would."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+
+class _SimulatorHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], simulator: "SimulatorServer") -> None:
+        self.simulator = simulator
+        super().__init__(address, _Handler)
+
+
+class SimulatorServer:
+    """Serve a `SimulatorState` over HTTP in a background thread.
+
+    `with SimulatorServer(state, token="t") as sim: sim.base_url` starts on an
+    ephemeral loopback port and stops cleanly on exit. Rate limits are per endpoint
+    (`search`, `ingest`); None means unlimited. The bucket reads `clock` (real time by
+    default, even when the state runs on a FakeClock). Faults live in `state.faults`.
+    """
+
+    def __init__(
+        self,
+        state: SimulatorState,
+        *,
+        token: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        search_rate_limit_rps: float | None = None,
+        ingest_rate_limit_rps: float | None = None,
+        burst: float | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if not token:
+            raise ValueError("the simulator needs a non-empty bearer token")
+        self.state = state
+        self.clock: Clock = clock or SystemClock()
+        self._token = token
+        self._host = host
+        self._port = port
+        self._buckets: dict[str, TokenBucket | None] = {"search": None, "ingest": None}
+        self.set_rate_limit("search", search_rate_limit_rps, burst)
+        self.set_rate_limit("ingest", ingest_rate_limit_rps, burst)
+        self.stats = {"search": ServerStats(), "ingest": ServerStats()}
+        self._httpd: _SimulatorHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"SimulatorServer(host={self._host!r}, port={self._port}, state={self.state!r})"
+
+    @property
+    def faults(self) -> Faults:
+        return self.state.faults
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    def set_rate_limit(
+        self, endpoint: str, rate_rps: float | None, burst: float | None = None
+    ) -> None:
+        """Limit `endpoint` to `rate_rps` (burst defaults to one second's worth, at least 1)."""
+        if endpoint not in self._buckets:
+            raise ValueError(f"unknown endpoint {endpoint!r}")
+        if rate_rps is None:
+            self._buckets[endpoint] = None
+            return
+        self._buckets[endpoint] = TokenBucket(
+            rate_rps, burst if burst is not None else max(1.0, rate_rps), self.clock
+        )
+
+    def token_matches(self, authorization: str) -> bool:
+        scheme, _, presented = authorization.partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(presented.strip().encode(), self._token.encode())
+
+    def rate_limit_wait_s(self, endpoint: str) -> float:
+        bucket = self._buckets[endpoint]
+        return bucket.take() if bucket is not None else 0.0
+
+    def draw_fault(self, endpoint: str) -> FaultKind | None:
+        """Pick this request's fault: scripted ones first, then by the configured rates."""
+        faults = self.state.faults
+        if endpoint not in faults.endpoints:
+            return None
+        if faults.scripted:
+            try:
+                return faults.scripted.pop(0)
+            except IndexError:
+                return None
+        draw = self.state.draw()
+        for rate, kind in (
+            (faults.server_error_rate, FaultKind.SERVER_ERROR),
+            (faults.drop_connection_rate, FaultKind.DROP_CONNECTION),
+            (faults.malformed_rate, None),
+            (faults.slow_rate, FaultKind.SLOW),
+        ):
+            if draw < rate:
+                return kind if kind is not None else self.state.choose(MALFORMED_KINDS)
+            draw -= rate
+        return None
+
+    def bind(self) -> "SimulatorServer":
+        """Open the listening socket (so `base_url` knows an ephemeral port) without serving."""
+        if self._httpd is None:
+            self._httpd = _SimulatorHTTPServer((self._host, self._port), self)
+            self._port = self._httpd.server_address[1]
+        return self
+
+    def start(self) -> "SimulatorServer":
+        """Serve in a background daemon thread."""
+        if self._thread is not None:
+            raise RuntimeError("simulator already started")
+        self.bind()
+        assert self._httpd is not None
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"metronome-simulator:{self._port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is None:
+            return
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._httpd = None
+        self._thread = None
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until interrupted."""
+        if self._thread is not None:
+            raise RuntimeError("simulator already started")
+        self.bind()
+        assert self._httpd is not None
+        try:
+            self._httpd.serve_forever(poll_interval=0.2)
+        finally:
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> "SimulatorServer":
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def faults_from_rate(fault_rate: float) -> Faults:
+    """Spread one overall fault rate evenly over 500s, drops, malformed bodies and slowness."""
+    if not 0 <= fault_rate <= 1:
+        raise ValueError("fault_rate must be between 0 and 1")
+    share = fault_rate / 4
+    return Faults(
+        server_error_rate=share,
+        drop_connection_rate=share,
+        malformed_rate=share,
+        slow_rate=share,
+        slow_delay_s=2.0,
+        endpoints=frozenset({"search"}),
+    )
+
+
+def serve(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8787,
+    token: str = "",
+    rate_limit_rps: float | None = 5.0,
+    fault_rate: float = 0.0,
+    seed_path: Path | str | None = None,
+) -> None:
+    """Run the simulator in the foreground until Ctrl-C.
+
+    `rate_limit_rps` limits `/v1/events/search` (ingest stays unlimited, as Metronome
+    advertises 100,000 events a second). `fault_rate` applies to search only. Without
+    a seed file the demo state (four customers, four metrics) is served.
+    """
+    import structlog
+
+    clock = SystemClock()
+    faults = faults_from_rate(fault_rate)
+    if seed_path is not None:
+        state = load_seed_file(seed_path, clock=clock, faults=faults)
+    else:
+        state = build_demo_state(clock=clock, faults=faults)
+    server = SimulatorServer(
+        state, token=token, host=host, port=port, search_rate_limit_rps=rate_limit_rps
+    )
+    server.bind()
+    log = structlog.get_logger()
+    log.info(
+        "simulator.started",
+        base_url=server.base_url,
+        rate_limit_rps=rate_limit_rps,
+        fault_rate=fault_rate,
+        seed_path=str(seed_path) if seed_path else None,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        log.info("simulator.stopped", base_url=server.base_url)
