@@ -1,0 +1,384 @@
+"""Settings: one TOML file plus environment variables. Reads files and the environment.
+
+The environment wins over the file, and secrets (Metronome token, Slack token or
+webhook) come only from the environment. A bad config is rejected before anything
+runs, with the key, the bad value and what is allowed: `ConfigError.problems`.
+"""
+
+import os
+import tomllib
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from leakwatch.core.durations import format_duration, parse_duration
+
+DEFAULT_CONFIG_PATH = Path("leakwatch.toml")
+DEFAULT_DATABASE_URL = "sqlite:///leakwatch.db"
+DEFAULT_METRONOME_URL = "https://api.metronome.com"
+MAX_SAMPLE_AGE = timedelta(days=33)
+SECRET_KEYS = {
+    "token": "METRONOME_BEARER_TOKEN",
+    "bearer_token": "METRONOME_BEARER_TOKEN",
+    "api_key": "METRONOME_BEARER_TOKEN",
+    "bot_token": "SLACK_BOT_TOKEN",
+    "webhook_url": "SLACK_WEBHOOK_URL",
+}
+
+
+def _to_timedelta(value: Any) -> Any:
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f"{value!r} has no unit; write e.g. {value}s, {value}m or {value}h")
+    return value
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_to_timedelta),
+    PlainSerializer(format_duration, return_type=str),
+]
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `problems` says where and how to fix it."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class MetronomeSettings(_Section):
+    base_url: str = DEFAULT_METRONOME_URL
+    requests_per_second: float = Field(default=1.0, gt=0, le=1000)
+    max_ids_per_request: int = Field(default=100, ge=1, le=1000)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    max_retries: int = Field(default=4, ge=0, le=20)
+    # How long one cycle may spend on search, as a share of `checks.every`.
+    cycle_budget_share: float = Field(default=0.8, gt=0, le=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/")
+
+
+StratifyBy = Literal["event_type", "customer_id", "event_type,customer_id"]
+
+
+class FieldMapping(_Section):
+    """Dotted paths from a log line (or column names of a table) to the event fields."""
+
+    transaction_id: str = "transaction_id"
+    customer_id: str = "customer_id"
+    event_type: str = "event_type"
+    timestamp: str = "timestamp"
+    properties: str = "properties"
+
+
+class SourceSettings(_Section):
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
+    type: Literal["jsonl", "sql"]
+    path: str | None = None
+    url: str | None = None
+    table: str | None = None
+    query: str | None = None
+    fields: FieldMapping = FieldMapping()
+    settle_delay: Duration = timedelta(minutes=10)
+    max_age: Duration = timedelta(days=33)
+    sample_size: int = Field(default=500, ge=1, le=100_000)
+    stratify_by: StratifyBy | None = None
+    stratum_floor: int = Field(default=5, ge=0, le=10_000)
+    expected_metrics: dict[str, list[str]] = Field(default_factory=dict)
+    # A numeric property holding the billable quantity (e.g. "tokens"), for unit prices.
+    quantity_property: str | None = None
+    max_line_bytes: int = Field(default=1 << 20, ge=256)
+    seed: int | None = None
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> "SourceSettings":
+        if self.type == "jsonl" and not self.path:
+            raise ValueError("a jsonl source needs `path` (a file, a glob or a directory)")
+        if self.type == "sql":
+            if not self.url:
+                raise ValueError("a sql source needs `url` (an SQLAlchemy URL)")
+            if bool(self.table) == bool(self.query):
+                raise ValueError("a sql source needs exactly one of `table` or `query`")
+        if self.max_age > MAX_SAMPLE_AGE:
+            raise ValueError(
+                f"max_age {format_duration(self.max_age)} is too old: Metronome searches "
+                "only the last 34 days; use at most 33d"
+            )
+        if self.settle_delay >= self.max_age:
+            raise ValueError("settle_delay must be shorter than max_age")
+        return self
+
+
+class ChecksSettings(_Section):
+    every: Duration = timedelta(minutes=15)
+    missing_grace: Duration = timedelta(hours=2)
+    min_checks_before_missing: int = Field(default=2, ge=1, le=100)
+    recheck_pending_every: Duration = timedelta(minutes=15)
+    recheck_unmatched_customer_every: Duration = timedelta(hours=6)
+    # Share of each cycle's search budget reserved for re-checks when both compete.
+    recheck_share: float = Field(default=0.3, ge=0, le=1)
+
+
+RateName = Literal[
+    "leak_rate",
+    "missing_rate",
+    "unmatched_customer_rate",
+    "unmatched_metric_rate",
+    "duplicate_rate",
+    "mismatch_rate",
+]
+
+
+class AlertRuleSettings(_Section):
+    name: str = Field(min_length=1, max_length=200)
+    rate: RateName = "leak_rate"
+    threshold: float = Field(gt=0, lt=1)
+    window: Duration = timedelta(hours=24)
+    min_samples: int = Field(default=100, ge=1)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    by: Literal["event_type", "customer_id", "source"] | None = None
+    severity: Literal["info", "warning", "critical"] = "warning"
+    for_: Duration = Field(default=timedelta(0), validation_alias=AliasChoices("for", "for_"))
+    repeat_interval: Duration = timedelta(hours=4)
+
+
+class HealthSettings(_Section):
+    source_stale_after: Duration = timedelta(hours=1)
+    api_error_rate: float = Field(default=0.2, gt=0, le=1)
+    bad_line_rate: float = Field(default=0.01, gt=0, le=1)
+    cycles_behind: int = Field(default=3, ge=1)
+
+
+class SlackSettings(_Section):
+    channel: str | None = None
+    mention: str | None = None
+
+
+class DaemonSettings(_Section):
+    health_address: str = "127.0.0.1:9108"
+    retention: Duration = timedelta(days=400)
+    shutdown_timeout: Duration = timedelta(seconds=30)
+    leader_lock_key: int = 0x6C65616B  # "leak"
+
+    @field_validator("health_address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError(f"{value!r} is not host:port, e.g. 127.0.0.1:9108")
+        return value
+
+
+class UnitPrice(_Section):
+    per_unit: float = Field(ge=0)
+    property: str = Field(min_length=1)
+
+
+class ReportSettings(_Section):
+    weekly: str = "mon 09:00"
+    timezone: str = "UTC"
+    out_dir: Path = Path("reports")
+    prices: dict[str, float | UnitPrice] = Field(default_factory=dict)
+    currency: str = "$"
+
+    @field_validator("weekly")
+    @classmethod
+    def _weekly(cls, value: str) -> str:
+        parts = value.lower().split()
+        days = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
+        ok = len(parts) == 2 and parts[0] in days and len(parts[1].split(":")) == 2
+        if ok:
+            hour, minute = parts[1].split(":")
+            ok = hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60
+        if not ok:
+            raise ValueError(f"{value!r} is not a weekly time; write e.g. 'mon 09:00'")
+        return value.lower()
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone, e.g. Europe/Berlin") from None
+        return value
+
+
+class Settings(_Section):
+    """Everything leakwatch is told, after merging file and environment."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    state_dir: Path = Path(".leakwatch")
+    metronome: MetronomeSettings = MetronomeSettings()
+    sources: list[SourceSettings] = Field(default_factory=list)
+    checks: ChecksSettings = ChecksSettings()
+    alerts: list[AlertRuleSettings] = Field(default_factory=list)
+    health: HealthSettings = HealthSettings()
+    slack: SlackSettings = SlackSettings()
+    daemon: DaemonSettings = DaemonSettings()
+    report: ReportSettings = ReportSettings()
+    # Secrets: only from the environment, never printed (SecretStr).
+    metronome_token: SecretStr | None = None
+    slack_bot_token: SecretStr | None = None
+    slack_webhook_url: SecretStr | None = None
+    slack_base_url: str | None = None
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "Settings":
+        for label, names in (
+            ("sources", [s.name for s in self.sources]),
+            ("alerts", [a.name for a in self.alerts]),
+        ):
+            seen: set[str] = set()
+            for name in names:
+                if name in seen:
+                    raise ValueError(f"two {label} are named {name!r}; names must be unique")
+                seen.add(name)
+        return self
+
+    def source(self, name: str) -> SourceSettings:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        known = ", ".join(s.name for s in self.sources) or "none configured"
+        raise ConfigError([f"no source named {name!r} (configured: {known})"])
+
+
+class Environment(BaseSettings):
+    """The environment variables leakwatch reads, named as Metronome's and Slack's SDKs do."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=True)
+
+    metronome_bearer_token: SecretStr | None = Field(
+        default=None, validation_alias="METRONOME_BEARER_TOKEN"
+    )
+    metronome_base_url: str | None = Field(default=None, validation_alias="METRONOME_BASE_URL")
+    slack_bot_token: SecretStr | None = Field(default=None, validation_alias="SLACK_BOT_TOKEN")
+    slack_webhook_url: SecretStr | None = Field(default=None, validation_alias="SLACK_WEBHOOK_URL")
+    config_path: Path | None = Field(default=None, validation_alias="LEAKWATCH_CONFIG")
+    database_url: str | None = Field(default=None, validation_alias="LEAKWATCH_DATABASE_URL")
+    slack_base_url: str | None = Field(default=None, validation_alias="LEAKWATCH_SLACK_BASE_URL")
+    health_address: str | None = Field(default=None, validation_alias="LEAKWATCH_HEALTH_ADDRESS")
+
+
+def config_path(explicit: Path | None, environ: Mapping[str, str] | None = None) -> Path:
+    """The config file to read: the --config flag, else LEAKWATCH_CONFIG, else ./leakwatch.toml."""
+    if explicit is not None:
+        return explicit
+    env = os.environ if environ is None else environ
+    return Path(env.get("LEAKWATCH_CONFIG") or DEFAULT_CONFIG_PATH)
+
+
+def load_settings(
+    path: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    require_file: bool = False,
+) -> Settings:
+    """Read the TOML file (if present) and the environment into validated Settings."""
+    env_values = dict(os.environ if environ is None else environ)
+    env = Environment.model_validate(env_values) if environ is not None else Environment()
+    file_path = config_path(path, env_values)
+    data: dict[str, Any] = {}
+    if file_path.exists():
+        try:
+            data = tomllib.loads(file_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{file_path}: not valid TOML: {exc}"]) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError([f"{file_path}: cannot read: {exc}"]) from None
+    elif require_file or path is not None:
+        raise ConfigError([f"{file_path}: no such config file; `leakwatch init` writes an example"])
+    return settings_from_mapping(data, env, origin=str(file_path))
+
+
+def settings_from_mapping(
+    data: Mapping[str, Any], env: Environment | None = None, *, origin: str = "config"
+) -> Settings:
+    """Validate a parsed config mapping, with the environment laid over it."""
+    env = env or Environment.model_validate({})
+    problems = _secret_problems(data)
+    if problems:
+        raise ConfigError([f"{origin}: {p}" for p in problems])
+    merged: dict[str, Any] = {k: v for k, v in data.items()}
+    if env.database_url:
+        merged["database_url"] = env.database_url
+    if env.metronome_base_url:
+        merged["metronome"] = {
+            **dict(merged.get("metronome") or {}),
+            "base_url": env.metronome_base_url,
+        }
+    if env.health_address:
+        merged["daemon"] = {
+            **dict(merged.get("daemon") or {}),
+            "health_address": env.health_address,
+        }
+    merged["metronome_token"] = env.metronome_bearer_token
+    merged["slack_bot_token"] = env.slack_bot_token
+    merged["slack_webhook_url"] = env.slack_webhook_url
+    merged["slack_base_url"] = env.slack_base_url
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError([f"{origin}: {_describe(err)}" for err in exc.errors()]) from None
+
+
+def _secret_problems(data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    problems = []
+    for key, value in data.items():
+        where = f"{prefix}{key}"
+        if key in SECRET_KEYS:
+            problems.append(
+                f"{where}: secrets are never read from the config file; "
+                f"remove it and set the environment variable {SECRET_KEYS[key]}"
+            )
+        elif isinstance(value, Mapping):
+            problems.extend(_secret_problems(value, f"{where}."))
+    return problems
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    location = ""
+    for part in error.get("loc", ()):
+        if isinstance(part, int):
+            location += f"[{part}]"
+        elif part in ("function-after[_kind_fields(), SourceSettings]",):
+            continue
+        else:
+            location += f".{part}" if location else str(part)
+    message = str(error.get("msg", "invalid"))
+    message = message.removeprefix("Value error, ")
+    if error.get("type") == "extra_forbidden":
+        message = "unknown key (a typo? see `leakwatch init` for every key)"
+    value = error.get("input")
+    shown = "" if isinstance(value, Mapping | list) or value is None else f" (got {value!r})"
+    return f"{location or '(top level)'}: {message}{shown}"
