@@ -1,0 +1,246 @@
+"""Sampling maths: the window, length-biased acceptance, stratum allocation, weights.
+
+Pure: no I/O, no clock. Callers pass `now` and a seeded `random.Random`, so a draw is
+reproducible and every decision here is testable with plain values.
+"""
+
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Generic, TypeVar
+
+from leakwatch.core.events import SourceEvent
+
+# Metronome searches 34 days back; a day of margin keeps sampled events searchable
+# for at least the time it takes to check them.
+MAX_AGE_LIMIT = timedelta(days=33)
+
+STRATUM_FIELDS = ("event_type", "customer_id")
+STRATUM_SEPARATOR = "|"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The open interval of event times a draw may take: (start, end).
+
+    An event is eligible when it is younger than `max_age` (after `start`) and older
+    than `settle_delay` (before `end`): ingestion takes time, and Metronome forgets.
+    """
+
+    start: datetime
+    end: datetime
+
+    def contains(self, ts: datetime) -> bool:
+        return self.start < ts < self.end
+
+
+def sampling_window(now: datetime, settle_delay: timedelta, max_age: timedelta) -> Window:
+    """Compute the window of eligible event times at `now`.
+
+    Raises ValueError on a naive `now`, a max_age beyond 33 days, or a settle delay
+    that leaves no window at all.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
+    validate_window_spec(settle_delay, max_age)
+    return Window(start=now - max_age, end=now - settle_delay)
+
+
+def validate_window_spec(settle_delay: timedelta, max_age: timedelta) -> None:
+    """Reject window settings that could sample unsearchable or no events."""
+    if max_age > MAX_AGE_LIMIT:
+        raise ValueError(f"max_age {max_age} exceeds 33 days (Metronome searches only 34)")
+    if settle_delay < timedelta(0):
+        raise ValueError("settle_delay must not be negative")
+    if settle_delay >= max_age:
+        raise ValueError("settle_delay must be shorter than max_age")
+
+
+def accept_by_length(line_bytes: int, min_line_bytes: int, rng: random.Random) -> bool:
+    """Accept a line found at a uniform byte offset with probability c / len(line).
+
+    A uniform offset lands in a line with probability proportional to its length;
+    thinning by the inverse length makes every line equally likely, exactly, as long
+    as `min_line_bytes` (c) is no larger than the shortest line.
+    """
+    if line_bytes <= 0:
+        return False
+    return rng.random() * line_bytes < min_line_bytes
+
+
+def parse_stratify_by(text: str | None) -> tuple[str, ...]:
+    """Turn "event_type", "customer_id" or "event_type,customer_id" into field names."""
+    if text is None or not text.strip():
+        return ()
+    fields = tuple(part.strip() for part in text.split(","))
+    for name in fields:
+        if name not in STRATUM_FIELDS:
+            raise ValueError(f"cannot stratify by {name!r}; choose from {STRATUM_FIELDS}")
+    if len(set(fields)) != len(fields):
+        raise ValueError(f"stratify_by repeats a field: {text!r}")
+    return fields
+
+
+def stratum_of(event: SourceEvent, fields: Sequence[str]) -> str | None:
+    """Name an event's stratum: the values of `fields` joined by "|" (None if unstratified)."""
+    if not fields:
+        return None
+    return STRATUM_SEPARATOR.join(str(getattr(event, name)) for name in fields)
+
+
+def allocate(
+    populations: Mapping[str, float],
+    sample_size: int,
+    floor: int,
+    *,
+    weights: Mapping[str, float] | None = None,
+) -> dict[str, int]:
+    """Split `sample_size` draws across strata: a floor for each, the rest by weight.
+
+    Every active stratum (population > 0) gets `min(floor, population)` first, so a
+    rare customer is checked at all; the rest goes in proportion to `weights`
+    (population by default — proportional allocation; pass N_h·S_h for Neyman), by
+    largest remainder, never more than a stratum holds. When the floors alone exceed
+    the sample size, the draws are shared out as evenly as the populations allow.
+    """
+    if sample_size < 0 or floor < 0:
+        raise ValueError("sample_size and floor must not be negative")
+    active = {name: pop for name, pop in populations.items() if pop > 0}
+    capacity = {name: math.floor(pop) for name, pop in active.items()}
+    allocation = dict.fromkeys(active, 0)
+    if not active or sample_size == 0:
+        return allocation
+    floors = {name: min(floor, capacity[name]) for name in active}
+    if sum(floors.values()) >= sample_size:
+        return _share_evenly(capacity, sample_size)
+    allocation.update(floors)
+    basis = weights if weights is not None else active
+    _distribute(allocation, capacity, sample_size - sum(floors.values()), basis)
+    return allocation
+
+
+def _share_evenly(capacity: Mapping[str, int], total: int) -> dict[str, int]:
+    """Water-fill `total` draws over strata, smallest first, each capped by its size."""
+    allocation = dict.fromkeys(capacity, 0)
+    remaining = total
+    order = sorted(capacity, key=lambda name: (capacity[name], name))
+    for index, name in enumerate(order):
+        share = remaining // (len(order) - index)
+        take = min(share, capacity[name])
+        allocation[name] = take
+        remaining -= take
+    # Integer division leaves a remainder; hand it to the largest strata with room.
+    for name in reversed(order):
+        if remaining == 0:
+            break
+        if allocation[name] < capacity[name]:
+            allocation[name] += 1
+            remaining -= 1
+    return allocation
+
+
+def _distribute(
+    allocation: dict[str, int],
+    capacity: Mapping[str, int],
+    extra: int,
+    basis: Mapping[str, float],
+) -> None:
+    """Add `extra` draws in proportion to `basis` by largest remainder, respecting capacity."""
+    while extra > 0:
+        open_strata = [n for n in allocation if allocation[n] < capacity[n] and basis.get(n, 0) > 0]
+        if not open_strata:
+            open_strata = [n for n in allocation if allocation[n] < capacity[n]]
+            if not open_strata:
+                return
+            basis = dict.fromkeys(open_strata, 1.0)
+        total_basis = sum(basis[n] for n in open_strata)
+        quotas = {n: extra * basis[n] / total_basis for n in open_strata}
+        given = 0
+        for name in open_strata:
+            add = min(math.floor(quotas[name]), capacity[name] - allocation[name])
+            allocation[name] += add
+            given += add
+        leftover = extra - given
+        by_remainder = sorted(
+            open_strata, key=lambda n: (quotas[n] - math.floor(quotas[n]), basis[n]), reverse=True
+        )
+        for name in by_remainder:
+            if leftover == 0:
+                break
+            if allocation[name] < capacity[name]:
+                allocation[name] += 1
+                leftover -= 1
+        if leftover == extra:
+            return
+        extra = leftover
+
+
+def inclusion_weight(population: float, sample_count: int) -> float:
+    """Horvitz–Thompson weight: how many population events one sampled event stands for."""
+    if sample_count <= 0:
+        raise ValueError("sample_count must be positive")
+    return population / sample_count
+
+
+def estimate_population(range_bytes: int, inverse_lengths: Sequence[float]) -> float:
+    """Estimate the number of eligible lines in a byte range from uniform byte draws.
+
+    A uniform byte lands in line i with probability len_i / B, so the mean of
+    (1 / len_i if line i is eligible else 0) over the draws estimates N / B.
+    """
+    if not inverse_lengths:
+        return 0.0
+    return range_bytes * sum(inverse_lengths) / len(inverse_lengths)
+
+
+class Reservoir(Generic[T]):
+    """Keep a uniform sample of at most `capacity` items from a stream (Algorithm R)."""
+
+    def __init__(self, capacity: int, rng: random.Random) -> None:
+        self.capacity = capacity
+        self.seen = 0
+        self.items: list[T] = []
+        self._rng = rng
+
+    def offer(self, item: T) -> None:
+        self.seen += 1
+        if len(self.items) < self.capacity:
+            self.items.append(item)
+            return
+        slot = self._rng.randrange(self.seen)
+        if slot < self.capacity:
+            self.items[slot] = item
+
+
+class StratifiedReservoir(Generic[T]):
+    """One reservoir per stratum, so an allocation can be drawn after a single pass.
+
+    Each stratum keeps up to `capacity` items (the most any allocation could give it)
+    and an exact count, which the allocation needs.
+    """
+
+    def __init__(self, capacity: int, rng: random.Random) -> None:
+        self.capacity = capacity
+        self.reservoirs: dict[str, Reservoir[T]] = {}
+        self._rng = rng
+
+    def offer(self, stratum: str, item: T) -> None:
+        reservoir = self.reservoirs.get(stratum)
+        if reservoir is None:
+            reservoir = self.reservoirs[stratum] = Reservoir(self.capacity, self._rng)
+        reservoir.offer(item)
+
+    def populations(self) -> dict[str, int]:
+        return {name: r.seen for name, r in self.reservoirs.items()}
+
+    def draw(self, allocation: Mapping[str, int]) -> dict[str, list[T]]:
+        """Take a uniform subsample of each stratum's reservoir of the allocated size."""
+        drawn: dict[str, list[T]] = {}
+        for name, reservoir in self.reservoirs.items():
+            want = min(allocation.get(name, 0), len(reservoir.items))
+            drawn[name] = self._rng.sample(reservoir.items, want) if want else []
+        return drawn

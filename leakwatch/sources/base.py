@@ -1,0 +1,158 @@
+"""The `Source` protocol and the values a source hands back.
+
+No I/O here: the results of a draw (`SampleResult`) and of a tail (`ScanResult`), the
+per-file checkpoint, and the tally of bad lines.
+"""
+
+import random
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Protocol
+
+from leakwatch.core.events import SampledEvent
+from leakwatch.core.sampling import Window
+
+MAX_EXAMPLES_PER_REASON = 5
+MAX_EXAMPLE_CHARS = 300
+
+# Called with (bytes done, bytes total) as a long read advances; the CLI draws a bar.
+ProgressCallback = Callable[[int, int], None]
+
+
+class BadLineReason(StrEnum):
+    """Why a line of the log could not be used as an event."""
+
+    NOT_JSON = "not_json"
+    NOT_UTF8 = "not_utf8"
+    NO_TRANSACTION_ID = "no_transaction_id"
+    BAD_TIMESTAMP = "bad_timestamp"
+    TOO_LONG = "too_long"
+    # customer_id or event_type absent or not a string: Metronome would reject it.
+    MISSING_FIELD = "missing_field"
+
+
+@dataclass
+class BadLineTally:
+    """Count bad lines by reason and keep the first few examples of each."""
+
+    counts: Counter[BadLineReason] = field(default_factory=Counter)
+    examples: dict[BadLineReason, list[str]] = field(default_factory=dict)
+
+    def add(self, reason: BadLineReason, raw: bytes) -> None:
+        self.counts[reason] += 1
+        kept = self.examples.setdefault(reason, [])
+        if len(kept) < MAX_EXAMPLES_PER_REASON:
+            kept.append(raw[:MAX_EXAMPLE_CHARS].decode("utf-8", "backslashreplace").rstrip("\n"))
+
+    def merge(self, other: "BadLineTally") -> None:
+        self.counts.update(other.counts)
+        for reason, lines in other.examples.items():
+            kept = self.examples.setdefault(reason, [])
+            kept.extend(lines[: MAX_EXAMPLES_PER_REASON - len(kept)])
+
+    def frozen_counts(self) -> dict[BadLineReason, int]:
+        return dict(self.counts)
+
+    def frozen_examples(self) -> dict[BadLineReason, tuple[str, ...]]:
+        return {reason: tuple(lines) for reason, lines in self.examples.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class FileCheckpoint:
+    """How far a source has read one file, keyed by the file's identity, not its path.
+
+    `file_key` is fixed when the file is first seen; `head_fingerprint` ("<n>:<sha256>"
+    of the first n bytes of content) recognises the same content after a rename or
+    compression by logrotate. `offset` is in uncompressed bytes and always sits just
+    after a complete line. For a SQL source, one checkpoint carries the watermark in
+    `last_event_at`.
+    """
+
+    file_key: str
+    path: str
+    offset: int = 0
+    size: int = 0
+    mtime: float = 0.0
+    lines: int = 0
+    head_fingerprint: str = ""
+    first_event_at: datetime | None = None
+    last_event_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeKey:
+    event_type: str
+    day: date
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeDelta:
+    """Events (and the sum of their `quantity` property) newly read for one key."""
+
+    events: int = 0
+    quantity_sum: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    """What one tail of a source read: exact increments, never a re-count."""
+
+    source: str
+    volumes: Mapping[VolumeKey, VolumeDelta]
+    strata_seen: frozenset[str]
+    bad_lines: Mapping[BadLineReason, int]
+    bad_examples: Mapping[BadLineReason, tuple[str, ...]]
+    checkpoints: tuple[FileCheckpoint, ...]
+    bytes_read: int
+    lines_read: int
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SampleResult:
+    """One draw from a source, with what makes it interpretable.
+
+    `population` is the number of eligible events in the window (exact when
+    `population_exact`, else an unbiased estimate); `strata_populations` likewise per
+    stratum. Bad-line counts here are those met while drawing; exact counts come from
+    `scan_new`. `warnings` say when a draw was degraded (e.g. an unordered log scanned).
+    """
+
+    source: str
+    window: Window
+    events: tuple[SampledEvent, ...]
+    population: float
+    population_exact: bool
+    strata_populations: Mapping[str, float]
+    bad_lines: Mapping[BadLineReason, int]
+    bad_examples: Mapping[BadLineReason, tuple[str, ...]]
+    warnings: tuple[str, ...] = ()
+
+
+class Source(Protocol):
+    """A place leakwatch samples events from and tails for volumes."""
+
+    @property
+    def name(self) -> str: ...
+
+    def sample(
+        self,
+        n: int,
+        *,
+        now: datetime,
+        rng: random.Random,
+        stratify_by: str | None = None,
+        floor: int = 0,
+        progress: ProgressCallback | None = None,
+    ) -> SampleResult: ...
+
+    def scan_new(
+        self,
+        checkpoints: tuple[FileCheckpoint, ...],
+        *,
+        now: datetime,
+        progress: ProgressCallback | None = None,
+    ) -> ScanResult: ...

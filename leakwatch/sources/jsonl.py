@@ -1,0 +1,720 @@
+"""The JSONL source: one file, a glob or a directory of rotated files, plain or `.gz`.
+
+Does I/O (reads the log; writes `.gz` sidecars under the state directory). A uniform
+draw costs O(samples) seeks, not O(history): the window's byte range is found by binary
+search on a time-ordered log, then uniform byte offsets pick the line containing each,
+kept with probability c / len(line) (exactly uniform over lines). Stratified draws, and
+logs that are not time-ordered, take one pass over the window instead (with a warning
+for the latter). `scan_new` tails appended bytes once per cycle for exact volumes.
+"""
+
+import bisect
+import glob
+import hashlib
+import itertools
+import os
+import random
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from leakwatch.core.events import SampledEvent, SourceEvent
+from leakwatch.core.sampling import (
+    StratifiedReservoir,
+    Window,
+    accept_by_length,
+    allocate,
+    estimate_population,
+    parse_stratify_by,
+    sampling_window,
+    stratum_of,
+)
+from leakwatch.sources.base import (
+    BadLineReason,
+    BadLineTally,
+    FileCheckpoint,
+    ProgressCallback,
+    SampleResult,
+    ScanResult,
+    VolumeDelta,
+    VolumeKey,
+)
+from leakwatch.sources.lines import FieldPaths, line_timestamp, parse_line
+from leakwatch.sources.readers import (
+    FINGERPRINT_BYTES,
+    ContentReader,
+    PlainReader,
+    fingerprint,
+    fingerprint_matches,
+    inflate_stream,
+    open_gz,
+    read_head,
+)
+from leakwatch.sources.specs import JsonlSourceSpec
+
+READ_BLOCK_BYTES = 4 << 20
+PROBE_BYTES = 4096
+ORDER_PROBES = 33
+LINEAR_SEARCH_BYTES = 1 << 16
+LENGTH_PROBES = 64
+MIN_ACCEPT_BYTES = 16
+# Below this many estimated lines per requested sample a pass is cheaper than seeking,
+# and it is exact where rejection would keep hitting lines it already took.
+SCAN_IF_LINES_PER_SAMPLE_BELOW = 4
+ATTEMPTS_PER_SAMPLE = 200
+UNORDERED_WARNING = "log not time-ordered: fell back to a scan"
+
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    """The part of one file whose lines may fall in the window: [lo, hi) in content bytes."""
+
+    path: Path
+    reader: ContentReader
+    lo: int
+    hi: int
+    ordered: bool
+
+
+@dataclass
+class _DrawState:
+    tally: BadLineTally = field(default_factory=BadLineTally)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _complete_end(reader: ContentReader) -> int:
+    """Find the end of the last complete line: a line still being written is not ours yet."""
+    size = reader.size
+    position = size
+    while position > 0:
+        start = max(0, position - PROBE_BYTES)
+        block = reader.pread(start, position - start)
+        newline = block.rfind(b"\n")
+        if newline >= 0:
+            return start + newline + 1
+        position = start
+    return 0
+
+
+def _line_bounds(
+    reader: ContentReader, offset: int, lo: int, hi: int, max_line_bytes: int
+) -> tuple[int, int] | None:
+    """Find the line containing `offset` within [lo, hi); None if longer than allowed."""
+    start_guess = max(lo, offset - PROBE_BYTES // 2)
+    block = reader.pread(start_guess, min(hi, offset + PROBE_BYTES // 2) - start_guess)
+    within = offset - start_guess
+    back = block.rfind(b"\n", 0, within)
+    line_start: int | None = start_guess + back + 1 if back >= 0 else None
+    if line_start is None and start_guess == lo:
+        line_start = lo
+    forward = block.find(b"\n", within)
+    line_end: int | None = start_guess + forward + 1 if forward >= 0 else None
+    step = PROBE_BYTES
+    position = start_guess
+    while line_start is None:
+        if offset - position > max_line_bytes:
+            return None
+        start = max(lo, position - step)
+        chunk = reader.pread(start, position - start)
+        back = chunk.rfind(b"\n")
+        if back >= 0:
+            line_start = start + back + 1
+        elif start == lo:
+            line_start = lo
+        position = start
+        step *= 2
+    position = start_guess + len(block)
+    while line_end is None:
+        if position - line_start > max_line_bytes or position >= hi:
+            return None
+        chunk = reader.pread(position, min(step, hi - position))
+        if not chunk:
+            return None
+        forward = chunk.find(b"\n")
+        if forward >= 0:
+            line_end = position + forward + 1
+        position += len(chunk)
+        step *= 2
+    if line_end - line_start > max_line_bytes:
+        return None
+    return line_start, line_end
+
+
+class JsonlSource:
+    """Sample and tail a JSONL usage log (see the module docstring for the method)."""
+
+    def __init__(self, spec: JsonlSourceSpec, *, state_dir: Path) -> None:
+        self.spec = spec
+        self._paths = FieldPaths.from_mapping(spec.fields)
+        self._index_dir = state_dir / "gzindex" / _safe_name(spec.name)
+        self._scan_fields = parse_stratify_by(spec.stratify_by) or ("event_type",)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    # -- files ------------------------------------------------------------------------
+
+    def files(self) -> list[Path]:
+        """List the source's files in name order: a path, a directory, or a glob."""
+        target = Path(self.spec.path)
+        if target.is_dir():
+            candidates = [p for p in target.iterdir() if p.is_file()]
+        elif any(ch in self.spec.path for ch in "*?["):
+            candidates = [Path(p) for p in glob.glob(self.spec.path) if Path(p).is_file()]
+        else:
+            candidates = [target] if target.is_file() else []
+        return sorted(p for p in candidates if not p.name.startswith("."))
+
+    def _open(self, path: Path, progress: ProgressCallback | None) -> ContentReader:
+        if path.suffix == ".gz":
+            return open_gz(path, self._index_dir, progress)
+        return PlainReader(path)
+
+    # -- sampling ---------------------------------------------------------------------
+
+    def sample(
+        self,
+        n: int,
+        *,
+        now: datetime,
+        rng: random.Random,
+        stratify_by: str | None = None,
+        floor: int = 0,
+        progress: ProgressCallback | None = None,
+    ) -> SampleResult:
+        """Draw up to `n` events from the window, uniformly or stratified."""
+        window = sampling_window(now, self.spec.settle_delay, self.spec.max_age)
+        fields = parse_stratify_by(stratify_by)
+        state = _DrawState()
+        segments = self._segments(window, state, progress)
+        try:
+            total_bytes = sum(s.hi - s.lo for s in segments)
+            all_ordered = all(s.ordered for s in segments)
+            if not all_ordered:
+                state.warnings.append(UNORDERED_WARNING)
+            line_lengths = self._probe_lengths(segments, total_bytes, rng)
+            estimated_lines = estimate_population(
+                total_bytes, [1.0 / length for length in line_lengths]
+            )
+            if (
+                fields
+                or not all_ordered
+                or estimated_lines < SCAN_IF_LINES_PER_SAMPLE_BELOW * max(n, 1)
+            ):
+                return self._sample_by_scan(
+                    n, window, segments, fields, floor, rng, state, progress
+                )
+            return self._sample_by_offsets(n, window, segments, line_lengths, rng, state)
+        finally:
+            for segment in segments:
+                segment.reader.close()
+
+    def _segments(
+        self, window: Window, state: _DrawState, progress: ProgressCallback | None
+    ) -> list[_Segment]:
+        segments: list[_Segment] = []
+        seen_heads: set[str] = set()
+        # Plain files first, so a rotated file present both plain and compressed is
+        # read from the cheap copy and counted once.
+        for path in sorted(self.files(), key=lambda p: (p.suffix == ".gz", p.name)):
+            if (
+                path.suffix == ".gz"
+                and path.stat().st_mtime < (window.start - self.spec.order_slack).timestamp()
+            ):
+                # gzip keeps the original mtime: the last write, so the newest event.
+                continue
+            try:
+                head = read_head(path)
+            except OSError as error:
+                state.warnings.append(f"cannot read {path}: {error}")
+                continue
+            if not head:
+                continue
+            head_key = fingerprint(head)
+            if head_key in seen_heads:
+                continue
+            seen_heads.add(head_key)
+            reader = self._open(path, progress)
+            segment = self._locate(path, reader, window)
+            if segment is None:
+                reader.close()
+                continue
+            segments.append(segment)
+        return segments
+
+    def _timestamp_at_or_after(
+        self, reader: ContentReader, position: int, hi: int
+    ) -> tuple[datetime, int, int] | None:
+        """Find the first line starting at or after `position` that has a timestamp."""
+        if position > 0:
+            bounds = _line_bounds(reader, position - 1, 0, hi, self.spec.max_line_bytes)
+            position = bounds[1] if bounds else position
+        while position < hi:
+            bounds = _line_bounds(reader, position, position, hi, self.spec.max_line_bytes)
+            if bounds is None:
+                return None
+            start, end = bounds
+            ts = line_timestamp(reader.pread(start, end - start), self._paths, 1 << 62)
+            if ts is not None:
+                return ts, start, end
+            position = end
+        return None
+
+    def _locate(self, path: Path, reader: ContentReader, window: Window) -> _Segment | None:
+        """Find the byte range that may hold window events; whole file if not ordered."""
+        end = _complete_end(reader)
+        if end == 0:
+            return None
+        slack = self.spec.order_slack
+        probes: list[datetime] = []
+        for index in range(ORDER_PROBES):
+            found = self._timestamp_at_or_after(reader, end * index // ORDER_PROBES, end)
+            if found is not None:
+                probes.append(found[0])
+        if not probes:
+            return _Segment(path, reader, 0, end, ordered=True)
+        ordered = all(b >= a - slack for a, b in itertools.pairwise(probes))
+        if not ordered:
+            return _Segment(path, reader, 0, end, ordered=False)
+        lo = self._lower_bound(reader, 0, end, window.start - slack)
+        hi = self._lower_bound(reader, lo, end, window.end + slack)
+        if hi <= lo:
+            return None
+        return _Segment(path, reader, lo, hi, ordered=True)
+
+    def _lower_bound(self, reader: ContentReader, lo: int, hi: int, target: datetime) -> int:
+        """Find the first line start in [lo, hi] whose timestamp is ≥ target (time-ordered)."""
+        while hi - lo > LINEAR_SEARCH_BYTES:
+            mid = (lo + hi) // 2
+            found = self._timestamp_at_or_after(reader, mid, hi)
+            if found is None:
+                # Nothing after mid has a timestamp: judge by the line holding mid.
+                bounds = _line_bounds(reader, mid, lo, hi, self.spec.max_line_bytes)
+                if bounds is None:
+                    break
+                raw = reader.pread(bounds[0], bounds[1] - bounds[0])
+                mid_ts = line_timestamp(raw, self._paths, self.spec.max_line_bytes)
+                if mid_ts is not None and mid_ts < target:
+                    return hi
+                # Only lines without timestamps lie in [bounds[0], hi): safe to drop.
+                hi = bounds[0]
+                continue
+            ts, start, end = found
+            if ts < target:
+                lo = end
+            else:
+                hi = start
+        position = lo
+        block = reader.pread(lo, hi - lo)
+        for raw in block.splitlines(keepends=True):
+            line_ts = line_timestamp(raw, self._paths, self.spec.max_line_bytes)
+            if line_ts is not None and line_ts >= target:
+                return position
+            position += len(raw)
+        return hi
+
+    def _probe_lengths(
+        self, segments: list[_Segment], total_bytes: int, rng: random.Random
+    ) -> list[int]:
+        """Measure the lengths of lines met at uniform offsets (for c and a size estimate)."""
+        lengths: list[int] = []
+        if total_bytes == 0:
+            return lengths
+        cumulative = _cumulative(segments)
+        for _ in range(LENGTH_PROBES):
+            segment, offset = _pick(segments, cumulative, rng.randrange(total_bytes))
+            bounds = _line_bounds(
+                segment.reader, offset, segment.lo, segment.hi, self.spec.max_line_bytes
+            )
+            if bounds is not None:
+                lengths.append(bounds[1] - bounds[0])
+        return lengths
+
+    def _sample_by_offsets(
+        self,
+        n: int,
+        window: Window,
+        segments: list[_Segment],
+        probe_lengths: list[int],
+        rng: random.Random,
+        state: _DrawState,
+    ) -> SampleResult:
+        total_bytes = sum(s.hi - s.lo for s in segments)
+        cumulative = _cumulative(segments)
+        # Half the shortest line seen: below every real line unless lengths vary wildly,
+        # and any line shorter than c is reported, because it would be under-sampled.
+        accept_bytes = max(MIN_ACCEPT_BYTES, min(probe_lengths, default=64) // 2)
+        inverse_lengths: list[float] = []
+        taken: set[tuple[int, int]] = set()
+        events: list[SourceEvent] = []
+        accepted = eligible = short_lines = 0
+        attempts = 0
+        while len(events) < n and attempts < ATTEMPTS_PER_SAMPLE * n:
+            attempts += 1
+            point = rng.randrange(total_bytes)
+            index = bisect.bisect_right(cumulative, point) - 1
+            segment = segments[index]
+            offset = segment.lo + point - cumulative[index]
+            bounds = _line_bounds(
+                segment.reader, offset, segment.lo, segment.hi, self.spec.max_line_bytes
+            )
+            if bounds is None:
+                state.tally.add(BadLineReason.TOO_LONG, segment.reader.pread(offset, 200))
+                inverse_lengths.append(0.0)
+                continue
+            start, end = bounds
+            length = end - start
+            inverse_lengths.append(1.0 / length)
+            short_lines += length < accept_bytes
+            if not accept_by_length(length, accept_bytes, rng):
+                continue
+            accepted += 1
+            parsed = parse_line(
+                segment.reader.pread(start, length), self._paths, self.spec.max_line_bytes
+            )
+            if isinstance(parsed, BadLineReason):
+                state.tally.add(parsed, segment.reader.pread(start, length))
+                continue
+            if not window.contains(parsed.timestamp):
+                continue
+            eligible += 1
+            if (index, start) in taken:
+                continue
+            taken.add((index, start))
+            events.append(parsed)
+        if short_lines:
+            state.warnings.append(
+                f"{short_lines} lines shorter than the acceptance length {accept_bytes} B: "
+                "they are slightly under-sampled"
+            )
+        lines_in_range = estimate_population(total_bytes, inverse_lengths)
+        population = lines_in_range * eligible / accepted if accepted else 0.0
+        weight = population / len(events) if events else 0.0
+        return SampleResult(
+            source=self.name,
+            window=window,
+            events=tuple(
+                SampledEvent(source=self.name, event=event, weight=weight) for event in events
+            ),
+            population=population,
+            population_exact=False,
+            strata_populations={},
+            bad_lines=state.tally.frozen_counts(),
+            bad_examples=state.tally.frozen_examples(),
+            warnings=tuple(state.warnings),
+        )
+
+    def _sample_by_scan(
+        self,
+        n: int,
+        window: Window,
+        segments: list[_Segment],
+        fields: tuple[str, ...],
+        floor: int,
+        rng: random.Random,
+        state: _DrawState,
+        progress: ProgressCallback | None,
+    ) -> SampleResult:
+        """One pass over the candidate ranges with a reservoir per stratum.
+
+        Reservoirs hold (segment, start, length) and the lines are re-read at the end,
+        so memory is bounded by strata × n small tuples, not by the log.
+        """
+        reservoir: StratifiedReservoir[tuple[int, int, int]] = StratifiedReservoir(n, rng)
+        total = sum(s.hi - s.lo for s in segments)
+        done = 0
+        for index, segment in enumerate(segments):
+            for start, raw in _iter_lines(segment.reader, segment.lo, segment.hi):
+                parsed = parse_line(raw, self._paths, self.spec.max_line_bytes)
+                if isinstance(parsed, BadLineReason):
+                    state.tally.add(parsed, raw)
+                    continue
+                if not window.contains(parsed.timestamp):
+                    continue
+                reservoir.offer(stratum_of(parsed, fields) or "", (index, start, len(raw)))
+            done += segment.hi - segment.lo
+            if progress is not None:
+                progress(done, total)
+        populations = reservoir.populations()
+        allocation = allocate(populations, n, floor if fields else 0)
+        drawn = reservoir.draw(allocation)
+        sampled: list[SampledEvent] = []
+        for stratum, picks in drawn.items():
+            if not picks:
+                continue
+            weight = populations[stratum] / len(picks)
+            for seg_index, start, length in sorted(picks):
+                reader = segments[seg_index].reader
+                parsed = parse_line(
+                    reader.pread(start, length), self._paths, self.spec.max_line_bytes
+                )
+                if isinstance(parsed, SourceEvent):
+                    sampled.append(
+                        SampledEvent(
+                            source=self.name,
+                            event=parsed,
+                            weight=weight,
+                            stratum=stratum if fields else None,
+                        )
+                    )
+        return SampleResult(
+            source=self.name,
+            window=window,
+            events=tuple(sampled),
+            population=float(sum(populations.values())),
+            population_exact=True,
+            strata_populations=({k: float(v) for k, v in populations.items()} if fields else {}),
+            bad_lines=state.tally.frozen_counts(),
+            bad_examples=state.tally.frozen_examples(),
+            warnings=tuple(state.warnings),
+        )
+
+    # -- tailing ----------------------------------------------------------------------
+
+    def scan_new(
+        self,
+        checkpoints: tuple[FileCheckpoint, ...],
+        *,
+        now: datetime,
+        progress: ProgressCallback | None = None,
+    ) -> ScanResult:
+        """Read what was appended since `checkpoints`, once; return increments and new ones.
+
+        Files are matched to checkpoints by the fingerprint of their first KiB, so a
+        rename (rotation) continues where it stopped, a compressed rotated file is not
+        read again, a new file starts at 0, and a file that shrank (truncation) is
+        re-read from its start.
+        """
+        del now
+        tally = BadLineTally()
+        volumes: defaultdict[VolumeKey, list[float]] = defaultdict(lambda: [0, 0.0])
+        strata: set[str] = set()
+        notes: list[str] = []
+        claimed: set[str] = set()
+        updated: list[FileCheckpoint] = []
+        bytes_read = lines_read = 0
+        paths = sorted(self.files(), key=lambda p: (p.suffix == ".gz", p.name))
+        for path in paths:
+            head = read_head(path)
+            if not head:
+                continue
+            st = path.stat()
+            match = _match_checkpoint(checkpoints, path, head, claimed)
+            if match is not None and match.file_key in claimed:
+                continue  # the same content under another name (rotation in progress)
+            start = 0
+            if match is not None:
+                claimed.add(match.file_key)
+                start = match.offset
+                if path.suffix == ".gz" and (match.size, match.mtime) == (
+                    st.st_size,
+                    st.st_mtime,
+                ):
+                    updated.append(_replace_path(match, path))
+                    continue
+                if path.suffix != ".gz" and st.st_size < match.offset:
+                    notes.append(f"{path}: truncated, reading from the start")
+                    start = 0
+            else:
+                same_path = [c for c in checkpoints if c.path == str(path)]
+                if same_path:
+                    notes.append(f"{path}: new content at this path (rotated), reading it")
+            counted = _Counts()
+            end = self._tail(path, start, counted, tally, strata, progress)
+            for key, (events, quantity) in counted.volumes.items():
+                volumes[key][0] += events
+                volumes[key][1] += quantity
+            bytes_read += end - start
+            lines_read += counted.lines
+            file_key = match.file_key if match is not None else _new_file_key(path, head)
+            claimed.add(file_key)
+            previous_lines = match.lines if match is not None and start > 0 else 0
+            updated.append(
+                FileCheckpoint(
+                    file_key=file_key,
+                    path=str(path),
+                    offset=end,
+                    size=st.st_size if path.suffix == ".gz" else end,
+                    mtime=st.st_mtime,
+                    lines=previous_lines + counted.lines,
+                    head_fingerprint=fingerprint(head[:FINGERPRINT_BYTES]),
+                    first_event_at=_earliest(
+                        match.first_event_at if match and start else None, counted.first
+                    ),
+                    last_event_at=_latest(
+                        match.last_event_at if match and start else None, counted.last
+                    ),
+                )
+            )
+        return ScanResult(
+            source=self.name,
+            volumes={
+                k: VolumeDelta(events=int(v[0]), quantity_sum=float(v[1]))
+                for k, v in volumes.items()
+            },
+            strata_seen=frozenset(strata),
+            bad_lines=tally.frozen_counts(),
+            bad_examples=tally.frozen_examples(),
+            checkpoints=tuple(updated),
+            bytes_read=bytes_read,
+            lines_read=lines_read,
+            notes=tuple(notes),
+        )
+
+    def _tail(
+        self,
+        path: Path,
+        start: int,
+        counted: "_Counts",
+        tally: BadLineTally,
+        strata: set[str],
+        progress: ProgressCallback | None,
+    ) -> int:
+        """Count complete lines from `start`; return the offset after the last one."""
+        if path.suffix == ".gz":
+            with path.open("rb") as raw, inflate_stream(raw) as handle:
+                _skip(handle, start)
+                return self._count_stream(handle, start, counted, tally, strata, None, 0)
+        with path.open("rb") as handle:
+            handle.seek(start)
+            total = os.fstat(handle.fileno()).st_size - start
+            return self._count_stream(handle, start, counted, tally, strata, progress, total)
+
+    def _count_stream(
+        self,
+        handle: "_Readable",
+        start: int,
+        counted: "_Counts",
+        tally: BadLineTally,
+        strata: set[str],
+        progress: ProgressCallback | None,
+        total: int,
+    ) -> int:
+        position = start
+        carry = b""
+        while True:
+            block = handle.read(READ_BLOCK_BYTES)
+            if not block:
+                break
+            data = carry + block if carry else block
+            cut = data.rfind(b"\n") + 1
+            carry = data[cut:]
+            for raw in data[:cut].splitlines(keepends=True):
+                counted.add(raw, self, tally, strata)
+            position += cut
+            if progress is not None:
+                progress(position - start, max(total, position - start))
+        return position
+
+
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+@dataclass
+class _Counts:
+    volumes: defaultdict[VolumeKey, list[float]] = field(
+        default_factory=lambda: defaultdict(lambda: [0, 0.0])
+    )
+    lines: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+
+    def add(self, raw: bytes, source: JsonlSource, tally: BadLineTally, strata: set[str]) -> None:
+        self.lines += 1
+        parsed = parse_line(raw, source._paths, source.spec.max_line_bytes)
+        if isinstance(parsed, BadLineReason):
+            tally.add(parsed, raw)
+            return
+        slot = self.volumes[VolumeKey(parsed.event_type, parsed.timestamp.date())]
+        slot[0] += 1
+        quantity = parsed.properties.get("quantity")
+        if isinstance(quantity, int | float) and not isinstance(quantity, bool):
+            slot[1] += quantity
+        strata.add(stratum_of(parsed, source._scan_fields) or "")
+        if self.first is None or parsed.timestamp < self.first:
+            self.first = parsed.timestamp
+        if self.last is None or parsed.timestamp > self.last:
+            self.last = parsed.timestamp
+
+
+def _skip(handle: "_Readable", count: int) -> None:
+    remaining = count
+    while remaining > 0:
+        block = handle.read(min(READ_BLOCK_BYTES, remaining))
+        if not block:
+            return
+        remaining -= len(block)
+
+
+def _iter_lines(reader: ContentReader, lo: int, hi: int) -> Iterator[tuple[int, bytes]]:
+    position = lo
+    carry = b""
+    carry_start = lo
+    while position < hi:
+        block = reader.pread(position, min(READ_BLOCK_BYTES, hi - position))
+        if not block:
+            return
+        data = carry + block if carry else block
+        base = carry_start
+        cut = data.rfind(b"\n") + 1
+        offset = base
+        for raw in data[:cut].splitlines(keepends=True):
+            yield offset, raw
+            offset += len(raw)
+        carry = data[cut:]
+        carry_start = base + cut
+        position += len(block)
+
+
+def _cumulative(segments: list[_Segment]) -> list[int]:
+    cumulative = [0]
+    for segment in segments:
+        cumulative.append(cumulative[-1] + segment.hi - segment.lo)
+    return cumulative
+
+
+def _pick(segments: list[_Segment], cumulative: list[int], point: int) -> tuple[_Segment, int]:
+    index = bisect.bisect_right(cumulative, point) - 1
+    segment = segments[index]
+    return segment, segment.lo + point - cumulative[index]
+
+
+def _match_checkpoint(
+    checkpoints: tuple[FileCheckpoint, ...], path: Path, head: bytes, claimed: set[str]
+) -> FileCheckpoint | None:
+    matches = [c for c in checkpoints if fingerprint_matches(c.head_fingerprint, head)]
+    if not matches:
+        return None
+    unclaimed = [c for c in matches if c.file_key not in claimed]
+    pool = unclaimed or matches
+    pool.sort(key=lambda c: (c.path != str(path), -c.offset))
+    return pool[0]
+
+
+def _replace_path(checkpoint: FileCheckpoint, path: Path) -> FileCheckpoint:
+    return replace(checkpoint, path=str(path))
+
+
+def _new_file_key(path: Path, head: bytes) -> str:
+    st = path.stat()
+    digest = hashlib.sha256(head + f"{st.st_dev}:{st.st_ino}".encode()).hexdigest()[:32]
+    return f"file:{digest}"
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    values = [v for v in (a, b) if v is not None]
+    return min(values) if values else None
+
+
+def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    values = [v for v in (a, b) if v is not None]
+    return max(values) if values else None
+
+
+def _safe_name(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name) or "source"

@@ -1,0 +1,132 @@
+"""Plain, frozen descriptions of sources; config parsing builds these.
+
+No I/O. Validation happens at construction so a bad config fails before any file is read.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import MappingProxyType
+
+from leakwatch.core.sampling import parse_stratify_by, validate_window_spec
+
+# Metronome's ingest shape: each logical field sits at the top level under its own name.
+DEFAULT_FIELDS: Mapping[str, str] = MappingProxyType(
+    {
+        "transaction_id": "transaction_id",
+        "customer_id": "customer_id",
+        "event_type": "event_type",
+        "timestamp": "timestamp",
+        "properties": "properties",
+    }
+)
+LOGICAL_FIELDS = frozenset(DEFAULT_FIELDS)
+DEFAULT_MAX_LINE_BYTES = 1 << 20
+
+
+def _merged_fields(fields: Mapping[str, str]) -> Mapping[str, str]:
+    unknown = set(fields) - LOGICAL_FIELDS
+    if unknown:
+        raise ValueError(f"unknown field mapping keys: {sorted(unknown)}")
+    merged = dict(DEFAULT_FIELDS)
+    merged.update(fields)
+    return MappingProxyType(merged)
+
+
+def _validate_common(
+    name: str,
+    settle_delay: timedelta,
+    max_age: timedelta,
+    sample_size: int,
+    stratify_by: str | None,
+    floor: int,
+) -> None:
+    if not name:
+        raise ValueError("a source needs a name")
+    validate_window_spec(settle_delay, max_age)
+    if sample_size < 0:
+        raise ValueError("sample_size must not be negative")
+    if floor < 0:
+        raise ValueError("floor must not be negative")
+    parse_stratify_by(stratify_by)
+
+
+@dataclass(frozen=True, slots=True)
+class JsonlSourceSpec:
+    """A JSONL log: one file, a glob, or a directory of (possibly rotated, .gz) files.
+
+    `fields` maps logical names to dotted paths inside each line (e.g.
+    `transaction_id = "payload.txn"`); unnamed fields keep the ingest-shape default.
+    `order_slack` is how far out of time order lines may be and still count as a
+    time-ordered log (writers flush out of order by seconds, not hours).
+    """
+
+    name: str
+    path: str
+    fields: Mapping[str, str] = field(default_factory=dict)
+    settle_delay: timedelta = timedelta(minutes=10)
+    max_age: timedelta = timedelta(days=33)
+    sample_size: int = 500
+    stratify_by: str | None = None
+    floor: int = 5
+    seed: int | None = None
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    order_slack: timedelta = timedelta(minutes=15)
+
+    def __post_init__(self) -> None:
+        _validate_common(
+            self.name,
+            self.settle_delay,
+            self.max_age,
+            self.sample_size,
+            self.stratify_by,
+            self.floor,
+        )
+        if not self.path:
+            raise ValueError(f"source {self.name!r}: a jsonl source needs a path")
+        if self.max_line_bytes < 64:
+            raise ValueError("max_line_bytes must be at least 64")
+        object.__setattr__(self, "fields", _merged_fields(self.fields))
+
+
+@dataclass(frozen=True, slots=True)
+class SqlSourceSpec:
+    """A SQL table (or a query used as a table) reachable by a SQLAlchemy URL.
+
+    `fields` maps logical names to column names. `properties` names a JSON column;
+    alternatively `property_columns` lists plain columns gathered into properties.
+    """
+
+    name: str
+    url: str
+    table: str | None = None
+    query: str | None = None
+    fields: Mapping[str, str] = field(default_factory=dict)
+    property_columns: tuple[str, ...] = ()
+    settle_delay: timedelta = timedelta(minutes=10)
+    max_age: timedelta = timedelta(days=33)
+    sample_size: int = 500
+    stratify_by: str | None = None
+    floor: int = 5
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        _validate_common(
+            self.name,
+            self.settle_delay,
+            self.max_age,
+            self.sample_size,
+            self.stratify_by,
+            self.floor,
+        )
+        if not self.url:
+            raise ValueError(f"source {self.name!r}: a sql source needs a url")
+        if (self.table is None) == (self.query is None):
+            raise ValueError(f"source {self.name!r}: give exactly one of table or query")
+        merged = _merged_fields(self.fields)
+        if self.property_columns and "properties" in self.fields:
+            raise ValueError("give either a properties column or property_columns, not both")
+        object.__setattr__(self, "fields", merged)
+
+
+SourceSpec = JsonlSourceSpec | SqlSourceSpec
