@@ -1,0 +1,1 @@
+"""Notifications: Block Kit rendering, the Slack integrations and the outbox sender."""

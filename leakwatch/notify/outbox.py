@@ -1,0 +1,499 @@
+"""The notification outbox: enqueue with the cause, deliver once. I/O (database, Slack).
+
+Enqueue. `enqueue` writes a `Notification` row in the caller's session, so the alert
+transition and its message commit together or not at all. It is idempotent by
+`dedup_key` (INSERT … ON CONFLICT DO NOTHING on both Postgres and SQLite): writing the
+same transition twice leaves one row.
+
+Deliver. `OutboxSender.send_due()` runs Alertmanager's stage order for each due row:
+
+1. *claim* — in its own committed transaction, bump `attempts` and push
+   `next_attempt_at` out by a lease, guarded by the attempts value it read (optimistic:
+   a second sender claiming the same row updates nothing and moves on). Because the
+   bump commits *before* Slack is called, `attempts > 0` on a pending row means "an
+   earlier attempt may have reached Slack".
+2. *look up* — for such a row, ask Slack whether a message carrying the row's
+   `delivery_marker` (in the message metadata) is already there:
+   `conversations.replies` for a thread reply, `conversations.history` for a root.
+   Found → mark it sent with that ts and post nothing. Unknown (Slack not answering)
+   → retry later, never post blind. The lease (longer than the HTTP timeout) makes
+   sure the earlier attempt's request has finished before anyone looks.
+3. *send* — `chat.postMessage` (replies with the episode root's `thread_ts`) or
+   `chat.update` for an edit of the root. Edits are idempotent by nature (they set
+   content), so they need no look-up.
+4. *mark* — only after Slack said ok: status `sent`, the ts and channel id, and for a
+   root the alert's `slack_ts`/`slack_channel`.
+
+A crash between 3 and 4 leaves a pending row with attempts > 0, so step 2 finds the
+message instead of sending it again. Failures the notifier calls retryable are retried
+with exponential backoff and jitter (or exactly Slack's `Retry-After` on a 429, after
+which the pass stops: the channel is rate limited for every row); permanent failures
+and rows out of attempts become `dead`, kept and shown by `outbox_summary`.
+
+Order. Rows of one alert go out strictly in id order: a reply waits for its root, so
+it can thread under the root's ts, and a resolve never overtakes its fire. A root
+that died (or was skipped while silenced) leaves its replies to be posted unthreaded
+rather than lost.
+
+Webhooks cannot be asked what they delivered and return no ts. For them the sender
+chooses *at least once*: a row whose earlier attempt may have landed (a timeout, a
+crash mid-request) is posted again, so a duplicate is possible in exactly that case
+and no other; a lost alert is worse than a doubled one. Edits are skipped there.
+"""
+
+import hashlib
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import structlog
+from sqlalchemy import func, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, col, select
+
+from leakwatch.clock import Clock
+from leakwatch.notify.blocks import SlackMessage
+from leakwatch.notify.slack import LookupStatus, Notifier, SendResult, SendStatus
+from leakwatch.store.db import SessionFactory, transaction
+from leakwatch.store.models import Alert, Notification
+
+# A look-up for a message posted by an earlier attempt searches from a little before
+# the row was written, for clock skew between this host and Slack.
+LOOKUP_SKEW = timedelta(minutes=10)
+
+
+class NotificationStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    DEAD = "dead"
+    # Never to be sent: no Slack configured, a silence, or nothing to edit.
+    SKIPPED = "skipped"
+
+
+class NotificationKind(StrEnum):
+    FIRE = "fire"
+    UPDATE = "update"
+    REPEAT = "repeat"
+    RESOLVE = "resolve"
+    EDIT = "edit"
+    REPORT = "report"
+
+
+def delivery_marker(dedup_key: str) -> str:
+    """Derive the marker Slack carries in metadata; the same key always gives the same one."""
+    return hashlib.sha256(dedup_key.encode("utf-8")).hexdigest()[:32]
+
+
+def enqueue(
+    session: Session,
+    *,
+    dedup_key: str,
+    kind: NotificationKind,
+    message: SlackMessage,
+    now: datetime,
+    alert_id: int | None = None,
+    root_key: str | None = None,
+    episode: int | None = None,
+    status: NotificationStatus = NotificationStatus.PENDING,
+    note: str | None = None,
+) -> Notification:
+    """Add a notification to the outbox in the caller's transaction; once per `dedup_key`.
+
+    `root_key` names the dedup key of the message to thread under (replies) or to
+    edit (EDIT). Returns the row, the existing one when the key was already there.
+    """
+    values: dict[str, Any] = {
+        "dedup_key": dedup_key,
+        "alert_id": alert_id,
+        "kind": kind.value,
+        "payload": {
+            "message": message.to_payload(),
+            "root_key": root_key,
+            "episode": episode,
+        },
+        "status": status.value,
+        "attempts": 0,
+        "created_at": now,
+        "next_attempt_at": now,
+        "delivery_marker": delivery_marker(dedup_key),
+        "last_error": note,
+    }
+    dialect = session.get_bind().dialect.name
+    insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = (
+        insert_fn(Notification)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["dedup_key"])
+    )
+    session.execute(statement)
+    row = session.exec(select(Notification).where(Notification.dedup_key == dedup_key)).one()
+    return row
+
+
+@dataclass
+class SendReport:
+    """What one `send_due` pass did, by row count."""
+
+    sent: int = 0
+    already_sent: int = 0
+    retried: int = 0
+    dead: int = 0
+    skipped: int = 0
+    waiting: int = 0
+    rate_limited: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    id: int
+    attempts: int
+    kind: NotificationKind
+    alert_id: int | None
+    marker: str
+    created_at: datetime
+    message: SlackMessage
+    root_key: str | None
+    episode: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    channel: str | None
+    thread_ts: str | None
+    # Why the row cannot go out at all (edit with no root), else None.
+    skip_reason: str | None = None
+    wait: bool = False
+
+
+class OutboxSender:
+    """Deliver due outbox rows through a notifier, with retries, once each."""
+
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        notifier: Notifier,
+        clock: Clock,
+        *,
+        max_attempts: int = 10,
+        backoff_base_s: float = 2.0,
+        backoff_max_s: float = 900.0,
+        lease_s: float = 120.0,
+        batch_size: int = 50,
+        rng: random.Random | None = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._sessions = sessions
+        self._notifier = notifier
+        self._clock = clock
+        self._max_attempts = max_attempts
+        self._backoff_base_s = backoff_base_s
+        self._backoff_max_s = backoff_max_s
+        self._lease = timedelta(seconds=lease_s)
+        self._batch_size = batch_size
+        self._rng = rng or random.Random()
+
+    def backoff_s(self, attempts: int) -> float:
+        """Return the delay before attempt `attempts + 1`: exponential, capped, jittered.
+
+        "Equal jitter": half the delay fixed, half random, so retries after a shared
+        outage spread out but never come back sooner than half the backoff.
+        """
+        exponent = max(0, attempts - 1)
+        delay_s = min(self._backoff_max_s, self._backoff_base_s * float(2**exponent))
+        return delay_s / 2 + self._rng.uniform(0, delay_s / 2)
+
+    def send_due(self) -> SendReport:
+        """Deliver every due row (up to the batch size), in order per alert."""
+        log = structlog.get_logger()
+        report = SendReport()
+        for row_id in self._due_ids(report):
+            claimed = self._claim(row_id)
+            if claimed is None:
+                continue
+            try:
+                result = self._deliver(claimed, report)
+            except Exception as exc:
+                # The lease keeps the row from being retried before the request ended.
+                log.exception("notification.send_crashed", notification_id=row_id)
+                report.errors.append(f"{row_id}: {type(exc).__name__}")
+                continue
+            if result is not None and result.rate_limited:
+                report.rate_limited = True
+                log.warning(
+                    "notification.rate_limited",
+                    notification_id=row_id,
+                    retry_after_s=result.retry_after_s,
+                )
+                break
+        return report
+
+    def _due_ids(self, report: SendReport) -> list[int]:
+        now = self._clock.now()
+        with transaction(self._sessions) as session:
+            rows = session.exec(
+                select(Notification.id, Notification.alert_id, Notification.next_attempt_at)
+                .where(Notification.status == NotificationStatus.PENDING.value)
+                .order_by(col(Notification.id))
+            ).all()
+        due: list[int] = []
+        blocked_alerts: set[int] = set()
+        for row_id, alert_id, next_attempt_at in rows:
+            if row_id is None:
+                continue
+            if alert_id is not None and alert_id in blocked_alerts:
+                report.waiting += 1
+                continue
+            if alert_id is not None:
+                # Whatever happens to this row, later rows of its alert wait for it.
+                blocked_alerts.add(alert_id)
+            if next_attempt_at <= now and len(due) < self._batch_size:
+                due.append(row_id)
+        return due
+
+    def _claim(self, row_id: int) -> _Claimed | None:
+        now = self._clock.now()
+        with transaction(self._sessions) as session:
+            row = session.get(Notification, row_id)
+            if row is None or row.status != NotificationStatus.PENDING.value:
+                return None
+            if row.next_attempt_at > now:
+                return None
+            claimed = session.execute(
+                update(Notification)
+                .where(
+                    col(Notification.id) == row_id,
+                    col(Notification.status) == NotificationStatus.PENDING.value,
+                    col(Notification.attempts) == row.attempts,
+                )
+                .values(attempts=row.attempts + 1, next_attempt_at=now + self._lease)
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            payload = dict(row.payload or {})
+            return _Claimed(
+                id=row_id,
+                attempts=row.attempts + 1,
+                kind=NotificationKind(row.kind),
+                alert_id=row.alert_id,
+                marker=row.delivery_marker,
+                created_at=row.created_at,
+                message=SlackMessage.from_payload(payload.get("message") or {}),
+                root_key=payload.get("root_key"),
+                episode=payload.get("episode"),
+            )
+
+    def _target(self, claimed: _Claimed) -> _Target:
+        if claimed.root_key is None:
+            if claimed.kind is NotificationKind.EDIT:
+                return _Target(None, None, skip_reason="nothing to edit")
+            return _Target(None, None)
+        if not self._notifier.can_thread:
+            if claimed.kind is NotificationKind.EDIT:
+                return _Target(None, None, skip_reason="webhooks cannot edit messages")
+            return _Target(None, None)
+        with transaction(self._sessions) as session:
+            root = session.exec(
+                select(Notification).where(Notification.dedup_key == claimed.root_key)
+            ).first()
+        if root is not None and root.status == NotificationStatus.PENDING.value:
+            return _Target(None, None, wait=True)
+        if root is None or root.status != NotificationStatus.SENT.value or not root.slack_ts:
+            if claimed.kind is NotificationKind.EDIT:
+                return _Target(None, None, skip_reason="root message was never posted")
+            # The root died or was silenced: say it unthreaded rather than not at all.
+            return _Target(None, None)
+        return _Target(root.slack_channel, root.slack_ts)
+
+    def _deliver(self, claimed: _Claimed, report: SendReport) -> SendResult | None:
+        log = structlog.get_logger().bind(
+            notification_id=claimed.id, kind=claimed.kind.value, attempt=claimed.attempts
+        )
+        target = self._target(claimed)
+        if target.wait:
+            # Roots are sent before their replies (see _due_ids); only a root of
+            # another alert can be pending here. Give the attempt back.
+            self._release(claimed)
+            report.waiting += 1
+            return None
+        if target.skip_reason is not None:
+            self._finish(claimed, NotificationStatus.SKIPPED, error=target.skip_reason)
+            report.skipped += 1
+            log.info("notification.skipped", reason=target.skip_reason)
+            return None
+
+        if claimed.attempts > 1 and claimed.kind is not NotificationKind.EDIT:
+            if self._notifier.can_look_up:
+                found = self._notifier.look_up(
+                    marker=claimed.marker,
+                    oldest=claimed.created_at - LOOKUP_SKEW,
+                    channel=target.channel,
+                    thread_ts=target.thread_ts,
+                )
+                if found.status is LookupStatus.FOUND:
+                    self._mark_sent(claimed, channel=found.channel, ts=found.ts)
+                    report.already_sent += 1
+                    log.info("notification.found_already_sent", ts=found.ts)
+                    return None
+                if found.status is LookupStatus.UNKNOWN:
+                    result = SendResult(
+                        SendStatus.RETRYABLE,
+                        error=f"look-up failed: {found.error}",
+                        retry_after_s=found.retry_after_s,
+                    )
+                    self._failed(claimed, result, report, log)
+                    return result
+            else:
+                log.info("notification.resend_unverifiable")
+
+        if claimed.kind is NotificationKind.EDIT:
+            assert target.channel is not None and target.thread_ts is not None
+            result = self._notifier.edit(
+                claimed.message, channel=target.channel, ts=target.thread_ts
+            )
+        else:
+            result = self._notifier.post(
+                claimed.message,
+                marker=claimed.marker,
+                channel=target.channel,
+                thread_ts=target.thread_ts,
+            )
+        if result.ok:
+            if claimed.kind is NotificationKind.EDIT:
+                self._mark_sent(claimed, channel=target.channel, ts=target.thread_ts)
+            else:
+                self._mark_sent(claimed, channel=result.channel, ts=result.ts)
+            report.sent += 1
+            log.info("notification.sent", ts=result.ts, threaded=target.thread_ts is not None)
+            return result
+        self._failed(claimed, result, report, log)
+        return result
+
+    def _failed(self, claimed: _Claimed, result: SendResult, report: SendReport, log: Any) -> None:
+        if result.status is SendStatus.PERMANENT or claimed.attempts >= self._max_attempts:
+            self._finish(claimed, NotificationStatus.DEAD, error=result.error)
+            report.dead += 1
+            log.error("notification.dead", error=result.error, retryable=result.status.value)
+            return
+        delay_s = (
+            result.retry_after_s
+            if result.retry_after_s is not None
+            else self.backoff_s(claimed.attempts)
+        )
+        now = self._clock.now()
+        with transaction(self._sessions) as session:
+            session.execute(
+                update(Notification)
+                .where(
+                    col(Notification.id) == claimed.id,
+                    col(Notification.attempts) == claimed.attempts,
+                    col(Notification.status) == NotificationStatus.PENDING.value,
+                )
+                .values(
+                    next_attempt_at=now + timedelta(seconds=delay_s),
+                    last_error=(result.error or "")[:2000],
+                )
+            )
+        report.retried += 1
+        log.warning("notification.retry_scheduled", error=result.error, delay_s=round(delay_s, 3))
+
+    def _release(self, claimed: _Claimed) -> None:
+        with transaction(self._sessions) as session:
+            session.execute(
+                update(Notification)
+                .where(
+                    col(Notification.id) == claimed.id,
+                    col(Notification.attempts) == claimed.attempts,
+                )
+                .values(attempts=claimed.attempts - 1, next_attempt_at=self._clock.now())
+            )
+
+    def _finish(self, claimed: _Claimed, status: NotificationStatus, *, error: str | None) -> None:
+        with transaction(self._sessions) as session:
+            session.execute(
+                update(Notification)
+                .where(col(Notification.id) == claimed.id)
+                .values(status=status.value, last_error=(error or "")[:2000] or None)
+            )
+
+    def _mark_sent(self, claimed: _Claimed, *, channel: str | None, ts: str | None) -> None:
+        now = self._clock.now()
+        with transaction(self._sessions) as session:
+            session.execute(
+                update(Notification)
+                .where(col(Notification.id) == claimed.id)
+                .values(
+                    status=NotificationStatus.SENT.value,
+                    sent_at=now,
+                    slack_channel=channel,
+                    slack_ts=ts,
+                    last_error=None,
+                )
+            )
+            if claimed.alert_id is None:
+                return
+            alert = session.get(Alert, claimed.alert_id)
+            if alert is None:
+                return
+            alert.last_notified_at = now
+            is_root = claimed.kind is NotificationKind.FIRE
+            if is_root and ts is not None and claimed.episode in (None, alert.episode):
+                alert.slack_channel = channel
+                alert.slack_ts = ts
+            session.add(alert)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxSummary:
+    """The outbox at a glance, for `leakwatch status`."""
+
+    counts: Mapping[str, int]
+    oldest_pending_at: datetime | None
+    dead: tuple[tuple[int, str, str | None], ...]
+
+
+def outbox_summary(session: Session, *, dead_limit: int = 10) -> OutboxSummary:
+    """Count rows by status and list the newest dead letters (id, dedup key, error)."""
+    counts = {
+        str(status): int(count)
+        for status, count in session.execute(
+            select(Notification.status, func.count()).group_by(col(Notification.status))
+        ).all()
+    }
+    oldest = session.exec(
+        select(func.min(Notification.created_at)).where(
+            Notification.status == NotificationStatus.PENDING.value
+        )
+    ).one()
+    dead_rows = session.exec(
+        select(Notification)
+        .where(Notification.status == NotificationStatus.DEAD.value)
+        .order_by(col(Notification.id).desc())
+        .limit(dead_limit)
+    ).all()
+    return OutboxSummary(
+        counts=counts,
+        oldest_pending_at=oldest,
+        dead=tuple((r.id or 0, r.dedup_key, r.last_error) for r in dead_rows),
+    )
+
+
+def requeue_dead(session: Session, *, now: datetime, ids: list[int] | None = None) -> int:
+    """Give dead letters another round of attempts (all, or the given ids).
+
+    Attempts are kept above zero so a message that did land is found, not re-sent.
+    """
+    statement = (
+        update(Notification)
+        .where(col(Notification.status) == NotificationStatus.DEAD.value)
+        .values(status=NotificationStatus.PENDING.value, next_attempt_at=now, attempts=1)
+    )
+    if ids:
+        statement = statement.where(col(Notification.id).in_(ids))
+    result = session.execute(statement)
+    return int(result.rowcount)  # type: ignore[attr-defined]
