@@ -59,7 +59,7 @@ class PlainReader:
 class ChunkedGzReader:
     """Content of a `.gz` read back from its chunked sidecar, with a small chunk cache."""
 
-    def __init__(self, data_path: Path, offsets: array[int], size: int) -> None:
+    def __init__(self, data_path: Path, offsets: "array[int]", size: int) -> None:
         self._fd = os.open(data_path, os.O_RDONLY)
         self._offsets = offsets
         self._size = size
