@@ -1,0 +1,383 @@
+"""Decide alert transitions and notifications from observed rates. Pure: no I/O.
+
+`evaluate` is one step of a small state machine per alert (rule × group):
+
+    inactive ──confident breach──► pending ──for_ elapsed, still breaching──► firing
+        ▲                            │ confident clear                          │
+        └────────────────────────────┴──────────── confident clear ◄────────────┘
+
+- *Confident breach*: the Wilson lower bound of the rate exceeds the threshold, with
+  at least `min_samples` decided samples. *Confident clear*: the upper bound is below
+  it. In between (the hysteresis band) every state holds: a pending alert neither
+  fires nor resets, a firing alert does not resolve. Too few samples: the state holds.
+- A firing alert notifies `fire` once per episode, `update` when its rate got
+  materially worse — the whole current interval lies above the interval last
+  notified — `repeat` every `repeat_interval` otherwise (carrying current numbers),
+  and `resolve` when it clears. Improvements do not send an update: a rate swinging
+  between two disjoint levels would otherwise post a message every cycle; the repeat
+  and the resolve tell the way down.
+- Silence (Alertmanager-like): every notification is suppressed until it ends, but
+  transitions still happen. What was suppressed is reconciled afterwards: a firing
+  episode never announced gets its `fire`, an announced one that cleared meanwhile
+  gets its `resolve`. A resolve for an episode never announced is never sent.
+- Acknowledge: someone is on it, so `update` and `repeat` stop for this episode;
+  `resolve` is still sent (the acker wants to know it is over), and the next
+  episode starts unacknowledged.
+
+`decide_notification` is the dedup stage on its own, a pure function returning a
+reason, as in Alertmanager's notify pipeline. Health alerts (`evaluate_health`) run
+the same machine on a boolean condition, with no band.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from leakwatch.core.events import DECIDED_OUTCOMES, Outcome
+from leakwatch.core.stats import Interval, RateEstimate, rate_estimate
+
+
+class RateKind(StrEnum):
+    """Which outcomes a rule counts, over all decided outcomes."""
+
+    LEAK_RATE = "leak_rate"
+    MISSING_RATE = "missing_rate"
+    UNMATCHED_CUSTOMER_RATE = "unmatched_customer_rate"
+    UNMATCHED_METRIC_RATE = "unmatched_metric_rate"
+    DUPLICATE_RATE = "duplicate_rate"
+    MISMATCH_RATE = "mismatch_rate"
+
+    @property
+    def outcomes(self) -> frozenset[Outcome]:
+        return _RATE_OUTCOMES[self]
+
+
+_RATE_OUTCOMES: dict[RateKind, frozenset[Outcome]] = {
+    RateKind.LEAK_RATE: frozenset(o for o in DECIDED_OUTCOMES if o.is_leak),
+    RateKind.MISSING_RATE: frozenset({Outcome.MISSING}),
+    RateKind.UNMATCHED_CUSTOMER_RATE: frozenset({Outcome.UNMATCHED_CUSTOMER}),
+    RateKind.UNMATCHED_METRIC_RATE: frozenset({Outcome.UNMATCHED_METRIC}),
+    RateKind.DUPLICATE_RATE: frozenset({Outcome.DUPLICATE}),
+    RateKind.MISMATCH_RATE: frozenset({Outcome.MISMATCH}),
+}
+
+
+class GroupBy(StrEnum):
+    EVENT_TYPE = "event_type"
+    CUSTOMER_ID = "customer_id"
+    SOURCE = "source"
+
+
+class Severity(StrEnum):
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class AlertStatus(StrEnum):
+    INACTIVE = "inactive"
+    PENDING = "pending"
+    FIRING = "firing"
+
+
+class NotificationKind(StrEnum):
+    FIRE = "fire"
+    UPDATE = "update"
+    REPEAT = "repeat"
+    RESOLVE = "resolve"
+
+
+class HealthKind(StrEnum):
+    """Conditions about leakwatch itself, each a boolean computed by the shell."""
+
+    SOURCE_STALE = "source_stale"
+    TOKEN_REJECTED = "token_rejected"  # noqa: S105 -- a condition name, not a secret
+    API_UNREACHABLE = "api_unreachable"
+    CYCLES_BEHIND = "cycles_behind"
+    BAD_LINE_RATE = "bad_line_rate"
+
+
+DEFAULT_REPEAT_INTERVAL = timedelta(hours=4)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRule:
+    """One configured alert; with `by`, one alert per offending group."""
+
+    name: str
+    rate: RateKind
+    threshold: float
+    window: timedelta
+    min_samples: int
+    confidence: float = 0.95
+    by: GroupBy | None = None
+    severity: Severity = Severity.WARNING
+    for_: timedelta = timedelta(0)
+    repeat_interval: timedelta = DEFAULT_REPEAT_INTERVAL
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"alert {self.name!r}: threshold must be in (0, 1)")
+        if not 0.0 < self.confidence < 1.0:
+            raise ValueError(f"alert {self.name!r}: confidence must be in (0, 1)")
+        if self.min_samples < 0:
+            raise ValueError(f"alert {self.name!r}: min_samples must be ≥ 0")
+        if self.window <= timedelta(0) or self.repeat_interval <= timedelta(0):
+            raise ValueError(f"alert {self.name!r}: window and repeat_interval must be > 0")
+        if self.for_ < timedelta(0):
+            raise ValueError(f"alert {self.name!r}: for must be ≥ 0")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    """What the store keeps per alert so a restart neither re-fires nor forgets it.
+
+    `since` is when the current status began; `episode` counts firing episodes (the
+    current or last one); `announced` says whether the episode's `fire` went out;
+    `notified_interval` is the interval the last fire/update/repeat carried.
+    """
+
+    status: AlertStatus = AlertStatus.INACTIVE
+    since: datetime | None = None
+    episode: int = 0
+    announced: bool = False
+    last_notified_at: datetime | None = None
+    notified_interval: Interval | None = None
+    last_rate: float | None = None
+    last_interval: Interval | None = None
+    silenced_until: datetime | None = None
+    acked: bool = False
+
+    def is_silenced(self, now: datetime) -> bool:
+        return self.silenced_until is not None and now < self.silenced_until
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """Counts over a rule's window: `leaks` of `decided` outcomes.
+
+    `weighted` carries a Horvitz–Thompson estimate for stratified samples; without
+    it the rate is the simple one with a Wilson interval at the rule's confidence.
+    """
+
+    leaks: float
+    decided: float
+    weighted: RateEstimate | None = None
+
+    @classmethod
+    def from_counts(cls, rate: RateKind, counts: Mapping[Outcome, int]) -> "Observation":
+        """Count `rate`'s outcomes over the decided ones (pending, expired, error excluded)."""
+        decided = sum(n for outcome, n in counts.items() if outcome in DECIDED_OUTCOMES)
+        leaks = sum(n for outcome, n in counts.items() if outcome in rate.outcomes)
+        return cls(leaks=leaks, decided=decided)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The state to store, the notification to enqueue (if any), and why."""
+
+    new_state: AlertState
+    notification: NotificationKind | None
+    reason: str
+    estimate: RateEstimate | None = None
+
+
+def alert_key(rule_name: str, group: str | None) -> str:
+    """Name one alert instance: the rule, and the group when the rule is split `by`."""
+    return rule_name if group is None else f"{rule_name}[{group}]"
+
+
+def evaluate(
+    rule: AlertRule, state: AlertState | None, observation: Observation, now: datetime
+) -> Decision:
+    """Step one alert with the rates observed over its window at `now`."""
+    state = state or AlertState()
+    estimate = observation.weighted or rate_estimate(
+        observation.leaks, observation.decided, rule.confidence
+    )
+    observed = replace(state, last_rate=estimate.rate, last_interval=estimate.interval)
+    described = (
+        f"{rule.rate.value} {_pct(estimate.rate)} "
+        f"[{_pct(estimate.interval.lo)}, {_pct(estimate.interval.hi)}] "
+        f"vs threshold {_pct(rule.threshold)} over {observation.decided:g} decided"
+    )
+    if observation.decided < rule.min_samples:
+        reconciled = _reconcile_only(observed, now)
+        if reconciled is not None:
+            return replace(reconciled, estimate=estimate)
+        return Decision(
+            observed,
+            None,
+            f"not enough samples: {observation.decided:g} decided < {rule.min_samples} "
+            f"required; staying {state.status.value}",
+            estimate,
+        )
+    decision = _step(
+        observed,
+        breach=estimate.interval.lo > rule.threshold,
+        clear=estimate.interval.hi < rule.threshold,
+        measured=estimate.interval,
+        for_=rule.for_,
+        repeat_interval=rule.repeat_interval,
+        now=now,
+        described=described,
+    )
+    return replace(decision, estimate=estimate)
+
+
+def evaluate_health(
+    kind: HealthKind,
+    condition: bool,
+    state: AlertState | None,
+    now: datetime,
+    *,
+    for_: timedelta = timedelta(0),
+    repeat_interval: timedelta = DEFAULT_REPEAT_INTERVAL,
+) -> Decision:
+    """Step one health alert: `condition` true is a breach, false a clear (no band)."""
+    return _step(
+        state or AlertState(),
+        breach=condition,
+        clear=not condition,
+        measured=None,
+        for_=for_,
+        repeat_interval=repeat_interval,
+        now=now,
+        described=f"{kind.value} {'true' if condition else 'false'}",
+    )
+
+
+def decide_notification(
+    state: AlertState, candidate: NotificationKind | None, now: datetime
+) -> tuple[NotificationKind | None, str]:
+    """Decide whether `candidate` goes out for `state` at `now`, and say why.
+
+    The dedup stage: silence suppresses everything, acknowledgement suppresses
+    updates and repeats, and a resolve for an episode never announced is dropped.
+    """
+    if candidate is None:
+        return None, "nothing to notify"
+    if state.is_silenced(now):
+        return None, f"{candidate.value} suppressed: silenced until {state.silenced_until}"
+    if candidate is NotificationKind.RESOLVE and not state.announced:
+        return None, "resolve dropped: this episode was never announced"
+    if state.acked and candidate in (NotificationKind.UPDATE, NotificationKind.REPEAT):
+        return None, f"{candidate.value} suppressed: acknowledged"
+    return candidate, f"send {candidate.value}"
+
+
+def silence(state: AlertState, until: datetime) -> AlertState:
+    """Suppress this alert's notifications until `until`; transitions carry on."""
+    return replace(state, silenced_until=until)
+
+
+def unsilence(state: AlertState) -> AlertState:
+    return replace(state, silenced_until=None)
+
+
+def acknowledge(state: AlertState) -> AlertState:
+    """Stop updates and repeats for the current firing episode (a no-op otherwise)."""
+    if state.status is not AlertStatus.FIRING:
+        return state
+    return replace(state, acked=True)
+
+
+def _step(
+    state: AlertState,
+    *,
+    breach: bool,
+    clear: bool,
+    measured: Interval | None,
+    for_: timedelta,
+    repeat_interval: timedelta,
+    now: datetime,
+    described: str,
+) -> Decision:
+    if state.status is AlertStatus.INACTIVE:
+        if breach:
+            if for_ <= timedelta(0):
+                return _fire(state, measured, now, f"{described}: confident breach")
+            pending = replace(state, status=AlertStatus.PENDING, since=now)
+            return Decision(pending, None, f"{described}: confident breach, pending for {for_}")
+        reconciled = _reconcile_only(state, now)
+        if reconciled is not None:
+            return reconciled
+        band = "" if clear else " (in the hysteresis band)"
+        return Decision(state, None, f"{described}: no confident breach{band}")
+
+    if state.status is AlertStatus.PENDING:
+        if clear:
+            inactive = replace(state, status=AlertStatus.INACTIVE, since=now)
+            return Decision(inactive, None, f"{described}: cleared before firing")
+        pending_for = now - (state.since or now)
+        if breach and pending_for >= for_:
+            return _fire(state, measured, now, f"{described}: breach held for {pending_for}")
+        hold = "breaching" if breach else "in the hysteresis band"
+        return Decision(state, None, f"{described}: {hold}, pending for {pending_for} of {for_}")
+
+    if clear:
+        resolved = replace(state, status=AlertStatus.INACTIVE, since=now, acked=False)
+        return _notify(resolved, NotificationKind.RESOLVE, measured, now, f"{described}: cleared")
+    candidate: NotificationKind | None
+    if not state.announced:
+        candidate, why = NotificationKind.FIRE, "firing, not yet announced"
+    elif (
+        measured is not None
+        and state.notified_interval is not None
+        and measured.lo > state.notified_interval.hi
+    ):
+        candidate, why = NotificationKind.UPDATE, "rate rose above the last notified interval"
+    elif state.last_notified_at is None or now - state.last_notified_at >= repeat_interval:
+        candidate, why = NotificationKind.REPEAT, f"still firing after {repeat_interval}"
+    else:
+        candidate, why = None, "still firing"
+    return _notify(state, candidate, measured, now, f"{described}: {why}")
+
+
+def _fire(state: AlertState, measured: Interval | None, now: datetime, why: str) -> Decision:
+    firing = replace(
+        state,
+        status=AlertStatus.FIRING,
+        since=now,
+        episode=state.episode + 1,
+        announced=False,
+        acked=False,
+        notified_interval=None,
+    )
+    return _notify(firing, NotificationKind.FIRE, measured, now, why)
+
+
+def _reconcile_only(state: AlertState, now: datetime) -> Decision | None:
+    """Send what a silence held back, whatever the samples say now."""
+    if state.status is AlertStatus.INACTIVE and state.announced:
+        return _notify(state, NotificationKind.RESOLVE, None, now, "resolved while silenced")
+    if state.status is AlertStatus.FIRING and not state.announced:
+        return _notify(
+            state, NotificationKind.FIRE, state.last_interval, now, "fired while silenced"
+        )
+    return None
+
+
+def _notify(
+    state: AlertState,
+    candidate: NotificationKind | None,
+    measured: Interval | None,
+    now: datetime,
+    why: str,
+) -> Decision:
+    notification, dedup_reason = decide_notification(state, candidate, now)
+    if candidate is None:
+        return Decision(state, None, why)
+    if notification is None:
+        # `announced` and `last_notified_at` stay as they were, so a suppressed fire or
+        # resolve is reconciled once the silence ends, and a repeat is not postponed.
+        return Decision(state, None, f"{why}; {dedup_reason}")
+    if notification is NotificationKind.RESOLVE:
+        sent = replace(state, announced=False, last_notified_at=now, notified_interval=None)
+    else:
+        sent = replace(state, announced=True, last_notified_at=now, notified_interval=measured)
+    return Decision(sent, notification, f"{why}; {dedup_reason}")
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.2f}%"

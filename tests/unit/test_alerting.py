@@ -1,0 +1,369 @@
+"""Alert decisions as tables of steps: what each observation does to state and Slack.
+
+With 1,000 decided samples and a 1% threshold: 30 leaks is a confident breach
+([2.1%, 4.2%]), 2 is a confident clear ([0.05%, 0.72%]), 10 sits in the band.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+
+import pytest
+
+from leakwatch.core.alerting import (
+    AlertRule,
+    AlertState,
+    AlertStatus,
+    Decision,
+    HealthKind,
+    NotificationKind,
+    Observation,
+    RateKind,
+    acknowledge,
+    alert_key,
+    decide_notification,
+    evaluate,
+    evaluate_health,
+    silence,
+    unsilence,
+)
+from leakwatch.core.events import Outcome
+from leakwatch.core.stats import wilson_interval
+
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+RULE = AlertRule(
+    name="leak rate",
+    rate=RateKind.LEAK_RATE,
+    threshold=0.01,
+    window=timedelta(hours=24),
+    min_samples=100,
+)
+BREACH, BAND, CLEAR = 30, 10, 2
+FIRE, UPDATE, REPEAT, RESOLVE = (
+    NotificationKind.FIRE,
+    NotificationKind.UPDATE,
+    NotificationKind.REPEAT,
+    NotificationKind.RESOLVE,
+)
+INACTIVE, PENDING, FIRING = AlertStatus.INACTIVE, AlertStatus.PENDING, AlertStatus.FIRING
+
+Action = Callable[[AlertState], AlertState]
+
+
+@dataclass(frozen=True)
+class Step:
+    minute: int
+    leaks: int
+    status: AlertStatus
+    notification: NotificationKind | None = None
+    decided: int = 1000
+    before: Action | None = None  # an operator action applied to the stored state first
+
+
+def silence_for(minutes: int) -> Action:
+    return lambda state: silence(state, T0 + timedelta(minutes=minutes))
+
+
+def run(rule: AlertRule, steps: list[Step]) -> list[Decision]:
+    state: AlertState | None = None
+    decisions = []
+    for step in steps:
+        if step.before is not None:
+            state = step.before(state or AlertState())
+        now = T0 + timedelta(minutes=step.minute)
+        decision = evaluate(rule, state, Observation(step.leaks, step.decided), now)
+        decisions.append(decision)
+        state = decision.new_state
+    return decisions
+
+
+FOR_30M = replace(RULE, for_=timedelta(minutes=30))
+
+SCENARIOS: dict[str, tuple[AlertRule, list[Step]]] = {
+    "fire on confident breach": (RULE, [Step(0, BREACH, FIRING, FIRE)]),
+    "band does not fire": (RULE, [Step(0, BAND, INACTIVE), Step(15, BAND, INACTIVE)]),
+    "hysteresis band holds firing, clear resolves": (
+        RULE,
+        [
+            Step(0, BREACH, FIRING, FIRE),
+            Step(15, BAND, FIRING),
+            Step(30, BAND, FIRING),
+            Step(45, CLEAR, INACTIVE, RESOLVE),
+            Step(60, BAND, INACTIVE),
+        ],
+    ),
+    "min_samples: no decision on few samples": (
+        RULE,
+        [Step(0, 30, INACTIVE, decided=99), Step(15, 30, FIRING, FIRE, decided=100)],
+    ),
+    "min_samples: firing holds when samples dry up": (
+        RULE,
+        [Step(0, BREACH, FIRING, FIRE), Step(15, 0, FIRING, decided=10)],
+    ),
+    "for_: pending until the breach held long enough": (
+        FOR_30M,
+        [
+            Step(0, BREACH, PENDING),
+            Step(15, BREACH, PENDING),
+            Step(30, BREACH, FIRING, FIRE),
+        ],
+    ),
+    "for_: band holds pending but does not fire": (
+        FOR_30M,
+        [Step(0, BREACH, PENDING), Step(45, BAND, PENDING), Step(60, BREACH, FIRING, FIRE)],
+    ),
+    "for_: clear before firing is silent": (
+        FOR_30M,
+        [Step(0, BREACH, PENDING), Step(15, CLEAR, INACTIVE), Step(30, BREACH, PENDING)],
+    ),
+    "repeat every repeat_interval while firing": (
+        RULE,
+        [
+            Step(0, BREACH, FIRING, FIRE),
+            Step(60, BREACH, FIRING),
+            Step(239, BREACH, FIRING),
+            Step(240, BREACH, FIRING, REPEAT),
+            Step(300, BAND, FIRING),
+            Step(480, BAND, FIRING, REPEAT),
+        ],
+    ),
+    "update when the rate got materially worse": (
+        RULE,
+        [
+            Step(0, BREACH, FIRING, FIRE),
+            Step(15, 35, FIRING),  # overlaps [2.1%, 4.2%]
+            Step(30, 100, FIRING, UPDATE),  # [8.3%, 12.0%]
+            Step(45, 105, FIRING),
+            Step(60, BREACH, FIRING),  # better is no news until the repeat or resolve
+            Step(75, 100, FIRING),  # and back up to what was notified is no news either
+        ],
+    ),
+    "oscillating between two levels updates once": (
+        RULE,
+        [
+            Step(0, BREACH, FIRING, FIRE),
+            Step(15, 100, FIRING, UPDATE),
+            Step(30, BREACH, FIRING),
+            Step(45, 100, FIRING),
+            Step(60, BREACH, FIRING),
+            Step(75, 100, FIRING),
+        ],
+    ),
+    "silence suppresses resolve, sent when silence ends": (
+        RULE,
+        [
+            Step(0, BREACH, FIRING, FIRE),
+            Step(15, BREACH, FIRING, before=silence_for(120)),
+            Step(60, CLEAR, INACTIVE),
+            Step(119, CLEAR, INACTIVE),
+            Step(120, CLEAR, INACTIVE, RESOLVE),
+            Step(135, CLEAR, INACTIVE),
+        ],
+    ),
+    "silence suppresses fire, sent late if still firing": (
+        RULE,
+        [
+            Step(0, BREACH, FIRING, before=silence_for(60)),
+            Step(30, BREACH, FIRING),
+            Step(60, BAND, FIRING, FIRE),  # told with the band's numbers
+            Step(75, BREACH, FIRING, UPDATE),  # so a confident 3% is news
+        ],
+    ),
+    "silence ends before reconcile even with few samples": (
+        RULE,
+        [
+            Step(0, BREACH, FIRING, before=silence_for(60)),
+            Step(60, 0, FIRING, FIRE, decided=5),
+        ],
+    ),
+    "episode fired and cleared inside a silence is never told": (
+        RULE,
+        [
+            Step(0, BREACH, FIRING, before=silence_for(60)),
+            Step(30, CLEAR, INACTIVE),
+            Step(90, CLEAR, INACTIVE),
+        ],
+    ),
+    "unsilence lets the repeat through": (
+        RULE,
+        [
+            Step(0, BREACH, FIRING, FIRE),
+            Step(240, BREACH, FIRING, before=silence_for(600)),
+            Step(300, BREACH, FIRING, REPEAT, before=unsilence),
+        ],
+    ),
+    "ack stops repeats and updates, not the resolve": (
+        RULE,
+        [
+            Step(0, BREACH, FIRING, FIRE),
+            Step(15, BREACH, FIRING, before=acknowledge),
+            Step(240, 100, FIRING),
+            Step(480, 100, FIRING),
+            Step(495, CLEAR, INACTIVE, RESOLVE),
+            Step(510, BREACH, FIRING, FIRE),  # a new episode is not acknowledged
+            Step(750, BREACH, FIRING, REPEAT),
+        ],
+    ),
+    "ack of an inactive alert does nothing": (
+        RULE,
+        [Step(0, CLEAR, INACTIVE, before=acknowledge), Step(15, BREACH, FIRING, FIRE)],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_scenario(name: str) -> None:
+    rule, steps = SCENARIOS[name]
+    decisions = run(rule, steps)
+    observed = [(d.new_state.status, d.notification) for d in decisions]
+    expected = [(s.status, s.notification) for s in steps]
+    assert observed == expected, [d.reason for d in decisions]
+
+
+def test_episodes_are_counted_and_state_survives_a_restart() -> None:
+    decisions = run(
+        RULE,
+        [
+            Step(0, BREACH, FIRING, FIRE),
+            Step(15, CLEAR, INACTIVE, RESOLVE),
+            Step(30, BREACH, FIRING, FIRE),
+        ],
+    )
+    stored = decisions[-1].new_state
+    assert stored.episode == 2
+    assert stored.since == T0 + timedelta(minutes=30)
+    # A restart reloads the stored state: the same observation does not fire again.
+    again = evaluate(RULE, stored, Observation(BREACH, 1000), T0 + timedelta(minutes=31))
+    assert again.notification is None
+    assert again.new_state.status is FIRING
+
+
+def test_not_enough_samples_says_so() -> None:
+    decision = evaluate(RULE, None, Observation(50, 99), T0)
+    assert decision.notification is None
+    assert "not enough samples" in decision.reason
+    assert decision.new_state.last_rate == pytest.approx(50 / 99)
+
+
+def test_fire_reason_and_estimate() -> None:
+    decision = evaluate(RULE, None, Observation(BREACH, 1000), T0)
+    assert decision.estimate is not None
+    assert decision.estimate.interval == wilson_interval(BREACH, 1000)
+    assert decision.new_state.notified_interval == decision.estimate.interval
+    assert "leak_rate 3.00%" in decision.reason
+    assert "threshold 1.00%" in decision.reason
+
+
+def test_flapping_rate_gives_no_flapping_notifications() -> None:
+    """A rate wandering around the threshold: a point-estimate rule would flap, ours not."""
+    leaks_per_cycle = [BREACH, 12, 8, 14, 7, 11, 6, 13, 9, 15, 8, 12, 7, 10, 14, 9, 6, 13]
+    steps = [Step(15 * i, leaks, FIRING) for i, leaks in enumerate(leaks_per_cycle)]
+    decisions = run(replace(RULE, repeat_interval=timedelta(days=1)), steps)
+    notifications = [d.notification for d in decisions if d.notification is not None]
+    assert notifications == [FIRE]
+    naive_flips = sum(
+        (a / 1000 > RULE.threshold) != (b / 1000 > RULE.threshold)
+        for a, b in pairwise(leaks_per_cycle)
+    )
+    assert naive_flips >= 10
+
+
+def test_band_only_series_never_notifies() -> None:
+    steps = [Step(15 * i, leaks, INACTIVE) for i, leaks in enumerate([12, 8, 14, 6, 13, 9])]
+    assert all(d.notification is None for d in run(RULE, steps))
+
+
+@pytest.mark.parametrize(
+    ("state", "candidate", "expected", "reason"),
+    [
+        (AlertState(), None, None, "nothing"),
+        (AlertState(silenced_until=T0 + timedelta(hours=1)), FIRE, None, "silenced"),
+        (AlertState(silenced_until=T0), FIRE, FIRE, "send"),
+        (AlertState(announced=False), RESOLVE, None, "never announced"),
+        (AlertState(announced=True, acked=True), RESOLVE, RESOLVE, "send"),
+        (AlertState(announced=True, acked=True), REPEAT, None, "acknowledged"),
+        (AlertState(announced=True, acked=True), UPDATE, None, "acknowledged"),
+        (AlertState(announced=True), UPDATE, UPDATE, "send"),
+    ],
+)
+def test_decide_notification(
+    state: AlertState,
+    candidate: NotificationKind | None,
+    expected: NotificationKind | None,
+    reason: str,
+) -> None:
+    notification, why = decide_notification(state, candidate, T0)
+    assert notification == expected
+    assert reason in why
+
+
+@pytest.mark.parametrize(
+    ("conditions", "for_min", "expected"),
+    [
+        ([True, True, False], 0, [FIRE, None, RESOLVE]),
+        ([False, False], 0, [None, None]),
+        ([True, True, True], 30, [None, None, FIRE]),  # minutes 0, 15, 30
+        ([True, False, True], 30, [None, None, None]),
+    ],
+)
+def test_health(conditions: list[bool], for_min: int, expected: list[NotificationKind]) -> None:
+    state = None
+    notifications = []
+    for i, condition in enumerate(conditions):
+        decision = evaluate_health(
+            HealthKind.TOKEN_REJECTED,
+            condition,
+            state,
+            T0 + timedelta(minutes=15 * i),
+            for_=timedelta(minutes=for_min),
+        )
+        notifications.append(decision.notification)
+        state = decision.new_state
+    assert notifications == expected
+
+
+def test_health_repeats() -> None:
+    first = evaluate_health(HealthKind.SOURCE_STALE, True, None, T0)
+    later = evaluate_health(
+        HealthKind.SOURCE_STALE,
+        True,
+        first.new_state,
+        T0 + timedelta(hours=1),
+        repeat_interval=timedelta(hours=1),
+    )
+    assert (first.notification, later.notification) == (FIRE, REPEAT)
+    assert "source_stale" in later.reason
+
+
+@pytest.mark.parametrize(
+    ("rate", "leaks"),
+    [
+        (RateKind.LEAK_RATE, 1 + 2 + 3 + 4 + 5),
+        (RateKind.MISSING_RATE, 1),
+        (RateKind.UNMATCHED_CUSTOMER_RATE, 2),
+        (RateKind.UNMATCHED_METRIC_RATE, 3),
+        (RateKind.DUPLICATE_RATE, 4),
+        (RateKind.MISMATCH_RATE, 5),
+    ],
+)
+def test_observation_from_counts(rate: RateKind, leaks: int) -> None:
+    counts = {
+        Outcome.MATCHED: 100,
+        Outcome.MISSING: 1,
+        Outcome.UNMATCHED_CUSTOMER: 2,
+        Outcome.UNMATCHED_METRIC: 3,
+        Outcome.DUPLICATE: 4,
+        Outcome.MISMATCH: 5,
+        Outcome.PENDING: 50,
+        Outcome.EXPIRED: 60,
+        Outcome.ERROR: 70,
+    }
+    assert Observation.from_counts(rate, counts) == Observation(leaks=leaks, decided=115)
+
+
+def test_rule_validation_and_keys() -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        replace(RULE, threshold=1.5)
+    assert alert_key("leak rate", None) == "leak rate"
+    assert alert_key("leak rate", "api_request") == "leak rate[api_request]"
