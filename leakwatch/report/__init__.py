@@ -1,0 +1,105 @@
+"""The weekly leakage report: build it from the store, write it, send it.
+
+`build_report` runs the aggregation queries (I/O), computes the content (pure,
+`content.py`) and saves it in the WeeklyReport row; `write_report` writes the
+Markdown, HTML, JSON and PNG files; `send_report` posts to Slack once per week.
+"""
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import structlog
+
+from leakwatch.report.chart import render_trend_png
+from leakwatch.report.content import Price, ReportContent, build_content, parse_prices
+from leakwatch.report.queries import fetch_report_inputs
+from leakwatch.report.record import save_content
+from leakwatch.report.render import render_html, render_json, render_markdown
+from leakwatch.report.send import SendDecision, SendResult, send_report
+from leakwatch.report.weeks import IsoWeek
+from leakwatch.store.db import SessionFactory, transaction
+
+__all__ = [
+    "IsoWeek",
+    "Price",
+    "ReportContent",
+    "SendDecision",
+    "SendResult",
+    "build_report",
+    "parse_prices",
+    "send_report",
+    "write_report",
+]
+
+
+def build_report(
+    sessions: SessionFactory,
+    *,
+    week: str | None,
+    now: datetime,
+    timezone: str | ZoneInfo,
+    prices: Mapping[str, Any],
+    checks_every: timedelta | None,
+    currency: str = "$",
+) -> ReportContent:
+    """Compute the report for `week` (default: the last complete week at `now`) and save it.
+
+    Raises ValueError for a malformed week, an unknown time zone or bad prices.
+    """
+    zone = _zone(timezone)
+    iso_week = IsoWeek.parse(week) if week else IsoWeek.last_complete(now, zone)
+    parsed_prices = parse_prices(prices)
+    with transaction(sessions) as session:
+        inputs = fetch_report_inputs(session, iso_week, zone)
+    content = build_content(
+        inputs,
+        timezone=zone,
+        prices=parsed_prices,
+        generated_at=now,
+        checks_every=checks_every,
+        currency=currency,
+    )
+    save_content(sessions, content.week, content.to_dict(), now)
+    structlog.get_logger().info(
+        "report.built",
+        week=content.week,
+        timezone=zone.key,
+        sampled=content.totals.sampled,
+        decided=content.totals.decided,
+        leaking=content.totals.leaking,
+    )
+    return content
+
+
+def _zone(timezone: str | ZoneInfo) -> ZoneInfo:
+    if isinstance(timezone, ZoneInfo):
+        return timezone
+    try:
+        return ZoneInfo(timezone)
+    except (ValueError, KeyError) as exc:
+        raise ValueError(f"report.timezone {timezone!r} is not a known IANA time zone") from exc
+
+
+def write_report(content: ReportContent, out_dir: Path) -> list[Path]:
+    """Write `leakage-<week>.{md,html,json,png}` into `out_dir`; return the paths.
+
+    Order: PNG, HTML, Markdown, JSON. Each file is written to a temporary name and
+    renamed, so a reader never sees half a report.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"leakage-{content.week}"
+    png = render_trend_png(content)
+    outputs: list[tuple[Path, bytes]] = [
+        (out_dir / f"{stem}.png", png),
+        (out_dir / f"{stem}.html", render_html(content, png).encode("utf-8")),
+        (out_dir / f"{stem}.md", render_markdown(content, chart_filename=f"{stem}.png").encode()),
+        (out_dir / f"{stem}.json", render_json(content).encode("utf-8")),
+    ]
+    for path, data in outputs:
+        partial = path.with_name(path.name + ".partial")
+        partial.write_bytes(data)
+        partial.replace(path)
+    return [path for path, _ in outputs]

@@ -1,0 +1,1036 @@
+"""The weekly report's content: numbers, estimates and the summary sentence. Pure.
+
+`build_content` takes what the store's aggregation queries returned (the `*Row`
+dataclasses below), the prices and the week, and returns a `ReportContent` that every
+renderer (Markdown, HTML, JSON, Slack) reads. No I/O, no clock: `generated_at` and
+`now` are values.
+
+Estimation, per (source, event type) segment and week:
+- rate of a set of outcomes = Σ weight over those outcomes / Σ weight over decided
+  outcomes (Horvitz–Thompson ratio; equal weights give the plain proportion);
+- its 95% interval is Wilson's, on the effective sample size (Σw)² / Σw² (Kish), which
+  is the plain count when weights are equal;
+- estimated leaked events = leak rate × the segment's volume for the week (and the
+  interval scales the same way); revenue at risk = that × price per event, or, for a
+  per-unit price, the weighted share of the quantity that leaked × the week's summed
+  quantity × price per unit.
+Totals across segments add the estimates; the total's bounds add the segment bounds,
+which is conservative (wider than a joint interval).
+"""
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from leakwatch.core.events import DECIDED_OUTCOMES, LEAKING_OUTCOMES, Outcome
+from leakwatch.core.stats import (
+    Estimate,
+    Interval,
+    RateEstimate,
+    estimate_leaked,
+    revenue_at_risk,
+    wilson_interval,
+)
+from leakwatch.report.weeks import IsoWeek, utc_day_fraction_in
+
+CONFIDENCE = 0.95
+# Below this many decided samples an interval is too wide to act on; the report says so.
+FEW_SAMPLES = 100
+TREND_WEEKS = 8
+# Leaking outcomes in a fixed order, so tables and charts read the same every week.
+LEAK_ORDER: tuple[Outcome, ...] = (
+    Outcome.MISSING,
+    Outcome.UNMATCHED_CUSTOMER,
+    Outcome.UNMATCHED_METRIC,
+    Outcome.DUPLICATE,
+    Outcome.MISMATCH,
+)
+OUTCOME_ORDER: tuple[Outcome, ...] = (
+    Outcome.MATCHED,
+    *LEAK_ORDER,
+    Outcome.PENDING,
+    Outcome.EXPIRED,
+    Outcome.ERROR,
+)
+OPENED_TRANSITIONS = frozenset({"fire", "fired", "firing", "open", "opened"})
+RESOLVED_TRANSITIONS = frozenset({"resolve", "resolved"})
+
+
+# --------------------------------------------------------------------------- prices
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """List price of one event type: per event, or per unit of a quantity property."""
+
+    amount: float
+    unit_property: str | None = None
+
+    @property
+    def per_unit(self) -> bool:
+        return self.unit_property is not None
+
+    def describe(self, currency: str) -> str:
+        if self.unit_property is None:
+            return f"{currency}{self.amount:g} per event"
+        return f"{currency}{self.amount:g} per unit of `{self.unit_property}`"
+
+
+def parse_prices(raw: Mapping[str, Any]) -> dict[str, Price]:
+    """Read `[report] prices` into Price objects; raise ValueError naming the bad entry.
+
+    Accepted shapes per event type: a number (price per event);
+    `{ per_unit = 0.0004, property = "seconds" }`; or
+    `{ price = 0.0004, per_unit_property = "seconds" }`.
+    """
+    prices: dict[str, Price] = {}
+    for event_type, value in raw.items():
+        if isinstance(value, Price):
+            prices[event_type] = value
+            continue
+        if isinstance(value, bool):
+            raise ValueError(f"report.prices.{event_type}: expected a number, got {value!r}")
+        if isinstance(value, int | float):
+            prices[event_type] = Price(_non_negative(event_type, value))
+            continue
+        if isinstance(value, Mapping):
+            amount = value.get("per_unit", value.get("price"))
+            prop = value.get("property", value.get("per_unit_property"))
+            unknown = set(value) - {"per_unit", "price", "property", "per_unit_property"}
+            if unknown:
+                raise ValueError(
+                    f"report.prices.{event_type}: unknown keys {sorted(unknown)}; use "
+                    '{ per_unit = 0.0004, property = "seconds" }'
+                )
+            if isinstance(amount, bool) or not isinstance(amount, int | float):
+                raise ValueError(f"report.prices.{event_type}: needs a numeric per_unit (or price)")
+            if prop is not None and (not isinstance(prop, str) or not prop):
+                raise ValueError(f"report.prices.{event_type}: property must be a name")
+            prices[event_type] = Price(_non_negative(event_type, amount), prop)
+            continue
+        raise ValueError(
+            f"report.prices.{event_type}: expected a number or "
+            f'{{ per_unit = …, property = "…" }}, got {value!r}'
+        )
+    return prices
+
+
+def _non_negative(event_type: str, amount: float) -> float:
+    if not math.isfinite(amount) or amount < 0:
+        raise ValueError(f"report.prices.{event_type}: price must be ≥ 0, got {amount!r}")
+    return float(amount)
+
+
+# --------------------------------------------------------------- query result rows
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeRow:
+    """Sampled events of one week bucket, source, event type and outcome, aggregated."""
+
+    week_index: int
+    source: str
+    event_type: str
+    outcome: str
+    count: int
+    weight_sum: float
+    weight_sq_sum: float
+    # Σ weight·quantity over rows that carry a quantity, for per-unit prices.
+    weighted_quantity_sum: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeRow:
+    source: str
+    event_type: str
+    day: date
+    events: int
+    quantity_sum: float
+
+
+@dataclass(frozen=True, slots=True)
+class BadLineRow:
+    source: str
+    reason: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class CycleRow:
+    status: str
+    runs: int
+    search_requests: int
+    search_rate_limited: int
+    search_errors: int
+
+
+@dataclass(frozen=True, slots=True)
+class AlertTransitionRow:
+    rule_name: str
+    scope: str
+    kind: str
+    transition: str
+    episode: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRow:
+    customer_id: str
+    event_type: str
+    decided: int
+    leaking: int
+    decided_weight: float
+    leaking_weight: float
+    decided_weight_sq: float
+
+
+@dataclass(frozen=True, slots=True)
+class LeakKeyRow:
+    """Leaking samples of the report week per outcome, segment and customer id."""
+
+    outcome: str
+    source: str
+    event_type: str
+    customer_id: str
+    count: int
+    weight_sum: float
+
+
+@dataclass(frozen=True, slots=True)
+class ExampleRow:
+    outcome: str
+    transaction_id: str
+    source: str
+    event_type: str
+    customer_id: str
+    event_timestamp: datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReportInputs:
+    """Everything the queries return for one report: the week and the 8 before it."""
+
+    weeks: tuple[IsoWeek, ...]
+    outcome_rows: Sequence[OutcomeRow]
+    volume_rows: Sequence[VolumeRow]
+    bad_lines: Sequence[BadLineRow]
+    cycles: Sequence[CycleRow]
+    alert_transitions: Sequence[AlertTransitionRow]
+    top_customers: Sequence[CustomerRow]
+    leak_keys: Sequence[LeakKeyRow]
+    examples: Sequence[ExampleRow]
+
+
+# ------------------------------------------------------------------ report content
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeStat:
+    outcome: str
+    count: int
+    # Share of decided samples (weighted); None for outcomes kept apart from rates.
+    rate: RateEstimate | None
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """Why a segment leaked, as far as the samples tell."""
+
+    outcome: str
+    share_of_leaks: float
+    description: str
+    customer_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentReport:
+    source: str
+    event_type: str
+    sampled: int
+    decided: int
+    leaking: int
+    outcomes: list[OutcomeStat]
+    leak_rate: RateEstimate | None
+    volume_events: float | None
+    estimated_leaked_events: Estimate | None
+    price: str | None
+    leaked_quantity: Estimate | None
+    revenue_at_risk: Estimate | None
+    previous_leak_rate: RateEstimate | None
+    leak_rate_change_pp: float | None
+    previous_estimated_leaked_events: float | None
+    previous_revenue_at_risk: float | None
+    trend_leak_rate: list[float | None]
+    main_cause: Cause | None
+    few_samples: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TrendPoint:
+    week: str
+    sampled: int
+    decided: int
+    leak_rate: RateEstimate | None
+    # Share of decided samples per leaking outcome (volume-weighted across segments).
+    by_outcome: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    sampled: int
+    decided: int
+    leaking: int
+    leak_rate: RateEstimate | None
+    volume_events: float | None
+    estimated_leaked_events: Estimate | None
+    revenue_at_risk: Estimate | None
+    previous_leak_rate: RateEstimate | None
+    previous_estimated_leaked_events: float | None
+    previous_revenue_at_risk: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerStat:
+    customer_id: str
+    event_type: str
+    decided: int
+    leaking: int
+    leak_rate: RateEstimate | None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    rule_name: str
+    scope: str
+    kind: str
+    transition: str
+    episode: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BadLineStat:
+    source: str
+    reason: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    bad_lines: list[BadLineStat]
+    bad_lines_total: int
+    cycles_run: int
+    cycles_failed: int
+    cycles_expected: int | None
+    cycles_missed: int | None
+    search_requests: int
+    search_rate_limited: int
+    search_errors: int
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    outcome: str
+    transaction_id: str
+    source: str
+    event_type: str
+    customer_id: str
+    event_timestamp: datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReportContent:
+    """One week's report, ready for any renderer."""
+
+    week: str
+    timezone: str
+    start_utc: datetime
+    end_utc: datetime
+    # Local wall-clock dates of Monday and Sunday, for titles.
+    first_day: date
+    last_day: date
+    generated_at: datetime
+    currency: str
+    has_data: bool
+    summary: str
+    totals: Totals
+    segments: list[SegmentReport]
+    trend: list[TrendPoint]
+    top_customers: list[CustomerStat]
+    alerts: list[AlertEvent]
+    alerts_opened: int
+    alerts_resolved: int
+    health: Health
+    examples: dict[str, list[Example]]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict: datetimes and dates as ISO 8601 strings."""
+        result: dict[str, Any] = _jsonable(asdict(self))
+        return result
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# ------------------------------------------------------------------------ building
+
+
+@dataclass
+class _Sums:
+    """Per-outcome sums of one segment (or pool) in one week."""
+
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    weights: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    weights_sq: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    weighted_quantity: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def add(self, row: OutcomeRow) -> None:
+        self.counts[row.outcome] += row.count
+        self.weights[row.outcome] += row.weight_sum
+        self.weights_sq[row.outcome] += row.weight_sq_sum
+        self.weighted_quantity[row.outcome] += row.weighted_quantity_sum
+
+    @property
+    def sampled(self) -> int:
+        return sum(self.counts.values())
+
+    def count(self, outcomes: Iterable[str]) -> int:
+        return sum(self.counts.get(o, 0) for o in outcomes)
+
+    def weight(self, outcomes: Iterable[str]) -> float:
+        return sum(self.weights.get(o, 0.0) for o in outcomes)
+
+    @property
+    def decided(self) -> int:
+        return self.count(_DECIDED)
+
+    @property
+    def leaking(self) -> int:
+        return self.count(_LEAKING)
+
+    def rate(self, outcomes: Iterable[str]) -> RateEstimate | None:
+        """Weighted share of decided samples with one of `outcomes`, with its interval."""
+        chosen = list(outcomes)
+        decided_w = self.weight(_DECIDED)
+        if self.decided == 0 or decided_w <= 0:
+            return None
+        decided_w_sq = sum(self.weights_sq.get(o, 0.0) for o in _DECIDED)
+        return weighted_rate(
+            self.count(chosen), self.decided, self.weight(chosen), decided_w, decided_w_sq
+        )
+
+    def quantity_leak_share(self) -> float | None:
+        decided_q = sum(self.weighted_quantity.get(o, 0.0) for o in _DECIDED)
+        if decided_q <= 0:
+            return None
+        return sum(self.weighted_quantity.get(o, 0.0) for o in _LEAKING) / decided_q
+
+
+_DECIDED = frozenset(o.value for o in DECIDED_OUTCOMES)
+_LEAKING = frozenset(o.value for o in LEAKING_OUTCOMES)
+
+
+def weighted_rate(
+    count: int, decided: int, weight: float, decided_weight: float, decided_weight_sq: float
+) -> RateEstimate:
+    """A Horvitz–Thompson rate from weight sums, with Wilson on the Kish effective n.
+
+    The same estimator as `stats.weighted_rate_estimate`, fed with the sums SQL returns
+    (Σw, Σw²) instead of per-stratum tallies. Equal weights give the plain proportion
+    and the textbook Wilson interval.
+    """
+    share = min(1.0, weight / decided_weight) if decided_weight > 0 else 0.0
+    effective_n = decided_weight * decided_weight / decided_weight_sq if decided_weight_sq else 0.0
+    return RateEstimate(
+        count=count,
+        decided=decided,
+        rate=share,
+        interval=wilson_interval(share * effective_n, effective_n, CONFIDENCE),
+        effective_n=effective_n,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Volume:
+    events: float
+    quantity: float
+
+
+def _volumes(
+    rows: Sequence[VolumeRow], start_utc: datetime, end_utc: datetime
+) -> dict[tuple[str, str], _Volume]:
+    acc: dict[tuple[str, str], list[float]] = {}
+    for row in rows:
+        fraction = utc_day_fraction_in(row.day, start_utc, end_utc)
+        if fraction <= 0:
+            continue
+        entry = acc.setdefault((row.source, row.event_type), [0.0, 0.0])
+        entry[0] += row.events * fraction
+        entry[1] += row.quantity_sum * fraction
+    return {key: _Volume(events, quantity) for key, (events, quantity) in acc.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class _SegmentWeek:
+    leak_rate: RateEstimate | None
+    leaked_events: Estimate | None
+    leaked_quantity: Estimate | None
+    revenue: Estimate | None
+    volume: _Volume | None
+
+
+def _segment_week(sums: _Sums, volume: _Volume | None, price: Price | None) -> _SegmentWeek:
+    leak_rate = sums.rate(_LEAKING)
+    leaked_events = None
+    leaked_quantity = None
+    revenue = None
+    if leak_rate is not None and volume is not None:
+        leaked_events = estimate_leaked(leak_rate, round(volume.events))
+        if price is not None and price.per_unit:
+            units = _units_per_leaked_event(sums, leak_rate, volume)
+            leaked_quantity = revenue_at_risk(leaked_events, 1.0, units)
+            revenue = revenue_at_risk(leaked_events, price.amount, units)
+        elif price is not None:
+            revenue = revenue_at_risk(leaked_events, price.amount)
+    return _SegmentWeek(leak_rate, leaked_events, leaked_quantity, revenue, volume)
+
+
+def _units_per_leaked_event(sums: _Sums, leak_rate: RateEstimate, volume: _Volume) -> float:
+    """The mean quantity a leaked event carries, so leaked units = leaked events × this.
+
+    Chosen so the point estimate is the weighted share of *quantity* that leaked times
+    the week's summed quantity (big events leaking weigh more than small ones); the
+    interval is the event-rate interval scaled the same way, an approximation that keeps
+    its relative width. Without sampled quantities (or at zero leaks) it falls back to
+    the average quantity per event.
+    """
+    if volume.events <= 0:
+        return 0.0
+    average = volume.quantity / volume.events
+    share = sums.quantity_leak_share()
+    if share is None or leak_rate.rate <= 0:
+        return average
+    return share * volume.quantity / (leak_rate.rate * volume.events)
+
+
+def build_content(
+    inputs: ReportInputs,
+    *,
+    timezone: ZoneInfo,
+    prices: Mapping[str, Price],
+    generated_at: datetime,
+    checks_every: timedelta | None,
+    currency: str = "$",
+) -> ReportContent:
+    """Turn aggregated query results into the report for the last week in `inputs.weeks`."""
+    weeks = inputs.weeks
+    report_index = len(weeks) - 1
+    week = weeks[report_index]
+    start_utc, end_utc = week.bounds_utc(timezone)
+
+    sums_by_week: list[dict[tuple[str, str], _Sums]] = [{} for _ in weeks]
+    for row in inputs.outcome_rows:
+        if 0 <= row.week_index < len(weeks):
+            key = (row.source, row.event_type)
+            sums_by_week[row.week_index].setdefault(key, _Sums()).add(row)
+    volumes_by_week = [_volumes(inputs.volume_rows, *w.bounds_utc(timezone)) for w in weeks]
+
+    current = sums_by_week[report_index]
+    previous = sums_by_week[report_index - 1] if report_index >= 1 else {}
+    leak_keys = list(inputs.leak_keys)
+
+    segments: list[SegmentReport] = []
+    for key in sorted(current):
+        source, event_type = key
+        sums = current[key]
+        price = prices.get(event_type)
+        now_week = _segment_week(sums, volumes_by_week[report_index].get(key), price)
+        prev_sums = previous.get(key)
+        prev_week = (
+            _segment_week(prev_sums, volumes_by_week[report_index - 1].get(key), price)
+            if prev_sums is not None
+            else None
+        )
+        prev_rate = prev_week.leak_rate if prev_week is not None else None
+        change_pp = (
+            (now_week.leak_rate.rate - prev_rate.rate) * 100
+            if now_week.leak_rate is not None and prev_rate is not None
+            else None
+        )
+        trend: list[float | None] = []
+        for week_sums in sums_by_week[-TREND_WEEKS:]:
+            seg = week_sums.get(key)
+            rate = seg.rate(_LEAKING) if seg is not None else None
+            trend.append(rate.rate if rate is not None else None)
+        segments.append(
+            SegmentReport(
+                source=source,
+                event_type=event_type,
+                sampled=sums.sampled,
+                decided=sums.decided,
+                leaking=sums.leaking,
+                outcomes=[
+                    OutcomeStat(
+                        o.value,
+                        sums.counts.get(o.value, 0),
+                        sums.rate([o.value]) if o in DECIDED_OUTCOMES else None,
+                    )
+                    for o in OUTCOME_ORDER
+                ],
+                leak_rate=now_week.leak_rate,
+                volume_events=now_week.volume.events if now_week.volume else None,
+                estimated_leaked_events=now_week.leaked_events,
+                price=price.describe(currency) if price is not None else None,
+                leaked_quantity=now_week.leaked_quantity,
+                revenue_at_risk=now_week.revenue,
+                previous_leak_rate=prev_rate,
+                leak_rate_change_pp=change_pp,
+                previous_estimated_leaked_events=(
+                    prev_week.leaked_events.point
+                    if prev_week is not None and prev_week.leaked_events is not None
+                    else None
+                ),
+                previous_revenue_at_risk=(
+                    prev_week.revenue.point
+                    if prev_week is not None and prev_week.revenue is not None
+                    else None
+                ),
+                trend_leak_rate=trend,
+                main_cause=_main_cause(sums, source, event_type, leak_keys),
+                few_samples=sums.decided < FEW_SAMPLES,
+            )
+        )
+
+    totals = _totals(
+        current,
+        previous,
+        volumes_by_week[report_index],
+        volumes_by_week[report_index - 1] if report_index >= 1 else {},
+        prices,
+    )
+    trend_points = [
+        _trend_point(str(w), s, v)
+        for w, s, v in list(zip(weeks, sums_by_week, volumes_by_week, strict=True))[-TREND_WEEKS:]
+    ]
+    health = _health(inputs, start_utc, end_utc, checks_every)
+    alerts = [
+        AlertEvent(a.rule_name, a.scope, a.kind, a.transition, a.episode, a.at)
+        for a in sorted(inputs.alert_transitions, key=lambda a: (a.at, a.rule_name))
+    ]
+    examples: dict[str, list[Example]] = {}
+    for ex in inputs.examples:
+        examples.setdefault(ex.outcome, []).append(
+            Example(
+                ex.outcome,
+                ex.transaction_id,
+                ex.source,
+                ex.event_type,
+                ex.customer_id,
+                ex.event_timestamp,
+                ex.reason,
+            )
+        )
+    examples = {o.value: examples[o.value] for o in LEAK_ORDER if o.value in examples}
+    customers = [
+        CustomerStat(
+            c.customer_id,
+            c.event_type,
+            c.decided,
+            c.leaking,
+            weighted_rate(
+                c.leaking, c.decided, c.leaking_weight, c.decided_weight, c.decided_weight_sq
+            )
+            if c.decided > 0 and c.decided_weight > 0
+            else None,
+        )
+        for c in inputs.top_customers
+    ]
+    notes = _notes(segments, prices)
+    first_day = week.monday
+    has_data = totals.sampled > 0
+    content = ReportContent(
+        week=str(week),
+        timezone=timezone.key,
+        start_utc=start_utc,
+        end_utc=end_utc,
+        first_day=first_day,
+        last_day=first_day + timedelta(days=6),
+        generated_at=generated_at,
+        currency=currency,
+        has_data=has_data,
+        summary="",
+        totals=totals,
+        segments=segments,
+        trend=trend_points,
+        top_customers=customers,
+        alerts=alerts,
+        alerts_opened=sum(1 for a in alerts if a.transition in OPENED_TRANSITIONS),
+        alerts_resolved=sum(1 for a in alerts if a.transition in RESOLVED_TRANSITIONS),
+        health=health,
+        examples=examples,
+        notes=notes,
+    )
+    summary = summarize(content, is_last_week=week == IsoWeek.last_complete(generated_at, timezone))
+    return _replace_summary(content, summary)
+
+
+def _replace_summary(content: ReportContent, summary: str) -> ReportContent:
+    return replace(content, summary=summary)
+
+
+def _pool_keys(
+    sums: Mapping[tuple[str, str], _Sums], volumes: Mapping[tuple[str, str], _Volume]
+) -> bool:
+    """Whether every segment with decided samples has a volume to weight it by."""
+    return all(key in volumes for key, s in sums.items() if s.decided > 0)
+
+
+def _pooled_rates(
+    sums: Mapping[tuple[str, str], _Sums], volumes: Mapping[tuple[str, str], _Volume]
+) -> tuple[RateEstimate | None, dict[str, float]]:
+    """The leak rate (and per-outcome shares) over all segments of one week.
+
+    Segments are sampled at different fractions, so their sample weights do not
+    compare across sources: with volumes known, each segment counts by its volume
+    (stratified estimate; bounds combined the same way, conservatively). Without,
+    the samples are pooled as drawn.
+    """
+    decided_keys = [key for key, s in sums.items() if s.decided > 0]
+    if not decided_keys:
+        return None, {}
+    if _pool_keys(sums, volumes) and sum(volumes[k].events for k in decided_keys) > 0:
+        total_volume = sum(volumes[k].events for k in decided_keys)
+        value = lo = hi = effective_n = 0.0
+        by_outcome: dict[str, float] = defaultdict(float)
+        for key in decided_keys:
+            share_of_volume = volumes[key].events / total_volume
+            rate = sums[key].rate(_LEAKING)
+            assert rate is not None
+            value += rate.rate * share_of_volume
+            lo += rate.interval.lo * share_of_volume
+            hi += rate.interval.hi * share_of_volume
+            effective_n += rate.effective_n
+            for outcome in LEAK_ORDER:
+                outcome_rate = sums[key].rate([outcome.value])
+                if outcome_rate is not None:
+                    by_outcome[outcome.value] += outcome_rate.rate * share_of_volume
+        pooled_rate = RateEstimate(
+            count=sum(sums[k].leaking for k in decided_keys),
+            decided=sum(sums[k].decided for k in decided_keys),
+            rate=value,
+            interval=Interval(lo, hi),
+            effective_n=effective_n,
+        )
+        return pooled_rate, {o.value: by_outcome[o.value] for o in LEAK_ORDER}
+    pooled = _Sums()
+    for s in sums.values():
+        for name in s.counts:
+            pooled.counts[name] += s.counts[name]
+            pooled.weights[name] += s.weights[name]
+            pooled.weights_sq[name] += s.weights_sq[name]
+    shares: dict[str, float] = {}
+    for leak_outcome in LEAK_ORDER:
+        rate = pooled.rate([leak_outcome.value])
+        shares[leak_outcome.value] = rate.rate if rate is not None else 0.0
+    return pooled.rate(_LEAKING), shares
+
+
+def _trend_point(
+    week: str, sums: Mapping[tuple[str, str], _Sums], volumes: Mapping[tuple[str, str], _Volume]
+) -> TrendPoint:
+    leak_rate, by_outcome = _pooled_rates(sums, volumes)
+    return TrendPoint(
+        week=week,
+        sampled=sum(s.sampled for s in sums.values()),
+        decided=sum(s.decided for s in sums.values()),
+        leak_rate=leak_rate,
+        by_outcome=by_outcome,
+    )
+
+
+def _sum_estimates(estimates: Iterable[Estimate | None]) -> Estimate | None:
+    present = [e for e in estimates if e is not None]
+    if not present:
+        return None
+    return Estimate(
+        sum(e.point for e in present), sum(e.lo for e in present), sum(e.hi for e in present)
+    )
+
+
+def _totals(
+    current: Mapping[tuple[str, str], _Sums],
+    previous: Mapping[tuple[str, str], _Sums],
+    volumes: Mapping[tuple[str, str], _Volume],
+    previous_volumes: Mapping[tuple[str, str], _Volume],
+    prices: Mapping[str, Price],
+) -> Totals:
+    now_weeks = [_segment_week(s, volumes.get(k), prices.get(k[1])) for k, s in current.items()]
+    prev_weeks = [
+        _segment_week(s, previous_volumes.get(k), prices.get(k[1])) for k, s in previous.items()
+    ]
+    leak_rate, _ = _pooled_rates(current, volumes)
+    prev_rate, _ = _pooled_rates(previous, previous_volumes)
+    known_volumes = [volumes[k].events for k in current if k in volumes]
+    prev_leaked = _sum_estimates(w.leaked_events for w in prev_weeks)
+    prev_revenue = _sum_estimates(w.revenue for w in prev_weeks)
+    return Totals(
+        sampled=sum(s.sampled for s in current.values()),
+        decided=sum(s.decided for s in current.values()),
+        leaking=sum(s.leaking for s in current.values()),
+        leak_rate=leak_rate,
+        volume_events=sum(known_volumes) if known_volumes else None,
+        estimated_leaked_events=_sum_estimates(w.leaked_events for w in now_weeks),
+        revenue_at_risk=_sum_estimates(w.revenue for w in now_weeks),
+        previous_leak_rate=prev_rate,
+        previous_estimated_leaked_events=prev_leaked.point if prev_leaked else None,
+        previous_revenue_at_risk=prev_revenue.point if prev_revenue else None,
+    )
+
+
+_CAUSE_TEXT = {
+    Outcome.MISSING.value: "events never reached Metronome",
+    Outcome.UNMATCHED_CUSTOMER.value: "events for a customer id Metronome does not know",
+    Outcome.UNMATCHED_METRIC.value: "events that match no billable metric",
+    Outcome.DUPLICATE.value: "events discarded as duplicates of different events",
+    Outcome.MISMATCH.value: "Metronome's copy differs from what was sent",
+}
+
+
+def _main_cause(
+    sums: _Sums, source: str, event_type: str, leak_keys: Sequence[LeakKeyRow]
+) -> Cause | None:
+    """The dominant leaking outcome of a segment, with its most frequent customer id."""
+    leak_weight = sums.weight(_LEAKING)
+    if sums.leaking == 0 or leak_weight <= 0:
+        return None
+    outcome = max(
+        (o.value for o in LEAK_ORDER if sums.counts.get(o.value, 0) > 0),
+        key=lambda o: (sums.weights.get(o, 0.0), sums.counts.get(o, 0)),
+    )
+    share = sums.weights.get(outcome, 0.0) / leak_weight
+    by_customer: dict[str, float] = defaultdict(float)
+    for row in leak_keys:
+        if row.outcome == outcome and row.source == source and row.event_type == event_type:
+            by_customer[row.customer_id] += row.weight_sum
+    customer = max(by_customer, key=lambda c: (by_customer[c], c)) if by_customer else None
+    customer_share = by_customer[customer] / sum(by_customer.values()) if customer else 0.0
+    if outcome == Outcome.UNMATCHED_CUSTOMER.value and customer is not None:
+        description = f"unknown customer alias `{customer}`"
+        if customer_share < 0.999:
+            description += f" ({_percent(customer_share)} of these; others too)"
+    elif customer is not None and customer_share >= 0.5:
+        description = f"{_CAUSE_TEXT[outcome]} (mostly customer `{customer}`)"
+    else:
+        description = _CAUSE_TEXT[outcome]
+    return Cause(outcome, share, description, customer)
+
+
+def _health(
+    inputs: ReportInputs, start_utc: datetime, end_utc: datetime, checks_every: timedelta | None
+) -> Health:
+    bad = sorted(
+        (BadLineStat(b.source, b.reason, b.count) for b in inputs.bad_lines if b.count > 0),
+        key=lambda b: (-b.count, b.source, b.reason),
+    )
+    runs = sum(c.runs for c in inputs.cycles)
+    expected = (
+        int((end_utc - start_utc) / checks_every)
+        if checks_every is not None and checks_every > timedelta(0)
+        else None
+    )
+    return Health(
+        bad_lines=bad,
+        bad_lines_total=sum(b.count for b in bad),
+        cycles_run=runs,
+        cycles_failed=sum(c.runs for c in inputs.cycles if c.status == "failed"),
+        cycles_expected=expected,
+        cycles_missed=max(0, expected - runs) if expected is not None else None,
+        search_requests=sum(c.search_requests for c in inputs.cycles),
+        search_rate_limited=sum(c.search_rate_limited for c in inputs.cycles),
+        search_errors=sum(c.search_errors for c in inputs.cycles),
+    )
+
+
+def _notes(segments: Sequence[SegmentReport], prices: Mapping[str, Price]) -> list[str]:
+    notes = [
+        "Samples count in the week of their event timestamp. Rates are leaking / decided "
+        "samples (pending, expired and errored lookups excluded), weighted by inverse "
+        "inclusion probability, with 95% Wilson intervals.",
+        "Volume is counted per UTC day; days straddling the week's start or end are "
+        "split by the hours inside the week (assumes even traffic within those days).",
+    ]
+    few = [f"{s.source}/{s.event_type}" for s in segments if s.few_samples and s.decided > 0]
+    if few:
+        notes.append(
+            f"Fewer than {FEW_SAMPLES} decided samples for {', '.join(few)}: "
+            "intervals are wide, read the point estimates with care."
+        )
+    no_volume = [f"{s.source}/{s.event_type}" for s in segments if s.volume_events is None]
+    if no_volume:
+        notes.append(
+            f"No volume counts for {', '.join(no_volume)}: leaked events cannot be estimated."
+        )
+    unpriced = sorted({s.event_type for s in segments if s.event_type not in prices})
+    if unpriced:
+        notes.append(f"No price configured for {', '.join(unpriced)}: no revenue estimate.")
+    return notes
+
+
+# ------------------------------------------------------------------------ wording
+
+
+def _percent(rate: float, decimals: int | None = None) -> str:
+    if decimals is None:
+        decimals = _percent_decimals(rate)
+    return f"{rate * 100:.{decimals}f}%"
+
+
+def _percent_decimals(*rates: float) -> int:
+    """Enough decimals that the smallest non-zero rate shows a significant digit."""
+    decimals = 0
+    for rate in rates:
+        pct = abs(rate) * 100
+        if pct == 0:
+            continue
+        decimals = max(decimals, 1 if pct >= 1 else min(3, -math.floor(math.log10(pct))))
+    return max(1, decimals) if any(r > 0 for r in rates) else 0
+
+
+def format_percent(rate: float) -> str:
+    """0.0083 → '0.8%', 0.00061 → '0.06%', 0 → '0%'."""
+    return _percent(rate)
+
+
+def format_rate_interval(estimate: RateEstimate) -> str:
+    """'0.8% (0.6–1.1%)', with one precision for all three numbers."""
+    value, lo, hi = estimate.rate, estimate.interval.lo, estimate.interval.hi
+    decimals = _percent_decimals(value) if value > 0 else _percent_decimals(hi)
+    return f"{_percent(value, decimals)} ({lo * 100:.{decimals}f}–{hi * 100:.{decimals}f}%)"
+
+
+def round_significant(value: float, digits: int = 2) -> float:
+    if value == 0:
+        return 0.0
+    magnitude = math.floor(math.log10(abs(value)))
+    return round(value, digits - 1 - magnitude)
+
+
+def format_count(value: float) -> str:
+    """41_234.5 → '41,000'; 7.4 → '7'."""
+    if abs(value) >= 100:
+        return f"{round_significant(value):,.0f}"
+    return f"{value:,.0f}"
+
+
+def format_money(value: float, currency: str = "$") -> str:
+    """82.3 → '$82'; 8.23 → '$8.23'; 41_234 → '$41,000'."""
+    if abs(value) >= 10:
+        return f"{currency}{round_significant(value):,.0f}"
+    return f"{currency}{value:,.2f}"
+
+
+def week_label(content: ReportContent) -> str:
+    return (
+        f"{content.week} ({content.first_day:%a %d %b} – {content.last_day:%a %d %b %Y}, "
+        f"{content.timezone})"
+    )
+
+
+def headline_segment(segments: Sequence[SegmentReport]) -> SegmentReport | None:
+    """The segment that matters most: most revenue at risk, else most leaked events."""
+    leaking = [s for s in segments if s.leaking > 0 and s.leak_rate is not None]
+    if not leaking:
+        return None
+
+    def key(s: SegmentReport) -> tuple[float, float, float, int]:
+        return (
+            s.revenue_at_risk.point if s.revenue_at_risk is not None else -1.0,
+            s.estimated_leaked_events.point if s.estimated_leaked_events is not None else -1.0,
+            s.leak_rate.rate if s.leak_rate is not None else -1.0,
+            s.leaking,
+        )
+
+    return max(leaking, key=key)
+
+
+def summarize(content: ReportContent, *, is_last_week: bool) -> str:
+    """The plain-language paragraph at the top of every format."""
+    when = "last week" if is_last_week else f"in week {content.week}"
+    health = content.health
+    totals = content.totals
+    cycles = (
+        f"{health.cycles_run} of {health.cycles_expected} expected check cycles ran"
+        if health.cycles_expected is not None
+        else f"{health.cycles_run} check cycles ran"
+    )
+    if not content.has_data:
+        return (
+            f"No data for {week_label(content)}: no sampled event has its timestamp in "
+            f"this week, so this report cannot say whether usage went unbilled. "
+            f"{cycles[0].upper()}{cycles[1:]}."
+        )
+    if totals.decided == 0:
+        return (
+            f"No verdict yet for {week_label(content)}: {totals.sampled:,} events were "
+            "sampled but none is decided (still pending, expired or failed lookups)."
+        )
+    headline = headline_segment(content.segments)
+    if headline is None:
+        upper = totals.leak_rate.interval.hi if totals.leak_rate is not None else 1.0
+        return (
+            f"No unbilled usage found {when}: none of {totals.decided:,} checked events "
+            f"leaked; the leak rate is below {format_percent(upper)} (95% upper bound)."
+        )
+    assert headline.leak_rate is not None
+    segment_name = f"{headline.event_type} events"
+    if len({s.source for s in content.segments}) > 1:
+        segment_name += f" from `{headline.source}`"
+    parts = [f"About {format_rate_interval(headline.leak_rate)} of {segment_name}"]
+    parts.append(f" were not billed {when}")
+    amounts = []
+    if headline.estimated_leaked_events is not None:
+        amounts.append(f"≈ {format_count(headline.estimated_leaked_events.point)} events")
+    if headline.revenue_at_risk is not None:
+        amounts.append(
+            f"≈ {format_money(headline.revenue_at_risk.point, content.currency)} at list price"
+        )
+    sentence = "".join(parts) + (": " + ", ".join(amounts) if amounts else "") + "."
+    if headline.main_cause is not None:
+        sentence += f" Main cause: {headline.main_cause.description}."
+    others = [s for s in content.segments if s.leaking > 0 and s is not headline]
+    if others and totals.estimated_leaked_events is not None:
+        total = f"≈ {format_count(totals.estimated_leaked_events.point)} events"
+        if totals.revenue_at_risk is not None:
+            total += f", ≈ {format_money(totals.revenue_at_risk.point, content.currency)}"
+        sentence += f" All event types together: {total}."
+    if headline.previous_leak_rate is not None and headline.leak_rate_change_pp is not None:
+        direction = (
+            "up"
+            if headline.leak_rate_change_pp > 0
+            else "down"
+            if headline.leak_rate_change_pp < 0
+            else "unchanged"
+        )
+        sentence += (
+            f" The week before: {format_percent(headline.previous_leak_rate.rate)} ({direction})."
+        )
+    if headline.few_samples:
+        sentence += f" Based on only {headline.decided:,} decided samples."
+    return sentence

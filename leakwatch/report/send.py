@@ -1,0 +1,103 @@
+"""Post the weekly report to Slack, once per week. I/O.
+
+Stage order (as Alertmanager's notify pipeline): decide from the WeeklyReport row
+whether to send (a pure decision with a reason), post the summary as Block Kit,
+record the root message's ts at once, upload the PNG and HTML into its thread with
+`files_upload_v2`, and only then record `sent_at`. A crash after the post but before
+the uploads leaves `slack_ts` set and `sent_at` empty: the next run uploads into the
+existing thread instead of posting a second root message.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+
+import structlog
+from slack_sdk import WebClient
+
+from leakwatch.report.content import ReportContent
+from leakwatch.report.record import (
+    ReportRecord,
+    mark_posted,
+    mark_sent,
+    save_content,
+)
+from leakwatch.report.render import render_slack_blocks
+from leakwatch.store.db import SessionFactory
+
+
+class SendDecision(StrEnum):
+    POST = "post"
+    UPLOAD_ONLY = "upload_only"
+    SKIP_ALREADY_SENT = "skip_already_sent"
+
+
+def decide_send(record: ReportRecord | None, *, force: bool) -> SendDecision:
+    """Choose what a send must do for this week, given what was sent before."""
+    if force or record is None:
+        return SendDecision.POST
+    if record.sent_at is not None:
+        return SendDecision.SKIP_ALREADY_SENT
+    if record.slack_ts is not None and record.slack_channel is not None:
+        return SendDecision.UPLOAD_ONLY
+    return SendDecision.POST
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    decision: SendDecision
+    channel: str | None
+    ts: str | None
+    files: tuple[str, ...]
+
+
+def send_report(
+    sessions: SessionFactory,
+    content: ReportContent,
+    *,
+    client: WebClient,
+    channel: str,
+    files: Sequence[Path],
+    now: datetime,
+    force: bool = False,
+) -> SendResult:
+    """Post `content` to `channel` with `files` in the thread, unless already sent.
+
+    Raises slack_sdk's errors (SlackApiError, URLError…) to the caller; whatever was
+    recorded before the failure makes the next attempt resume rather than repeat.
+    """
+    log = structlog.get_logger()
+    record = save_content(sessions, content.week, content.to_dict(), now)
+    decision = decide_send(record, force=force)
+    if decision is SendDecision.SKIP_ALREADY_SENT:
+        log.info(
+            "report.send_skipped",
+            week=content.week,
+            reason="already sent",
+            slack_ts=record.slack_ts,
+        )
+        return SendResult(decision, record.slack_channel, record.slack_ts, ())
+    if decision is SendDecision.POST:
+        response = client.chat_postMessage(
+            channel=channel,
+            text=content.summary,
+            blocks=render_slack_blocks(content),
+            unfurl_links=False,
+        )
+        channel_id = str(response["channel"])
+        ts = str(response["ts"])
+        mark_posted(sessions, content.week, channel_id, ts)
+        log.info("report.posted", week=content.week, channel=channel_id, slack_ts=ts)
+    else:
+        assert record.slack_channel is not None and record.slack_ts is not None
+        channel_id, ts = record.slack_channel, record.slack_ts
+    uploads = [{"file": str(path), "filename": path.name, "title": path.name} for path in files]
+    if uploads:
+        # The upload API wants the channel id the post returned, not a #name.
+        client.files_upload_v2(file_uploads=uploads, channel=channel_id, thread_ts=ts)
+    mark_sent(sessions, content.week, now)
+    names = tuple(path.name for path in files)
+    log.info("report.sent", week=content.week, channel=channel_id, slack_ts=ts, files=names)
+    return SendResult(decision, channel_id, ts, names)
