@@ -143,6 +143,7 @@ class SendReport:
     retried: int = 0
     dead: int = 0
     skipped: int = 0
+    # Rows still pending after the pass, waiting for their next attempt.
     waiting: int = 0
     rate_limited: bool = False
     errors: list[str] = field(default_factory=list)
@@ -209,10 +210,19 @@ class OutboxSender:
         return delay_s / 2 + self._rng.uniform(0, delay_s / 2)
 
     def send_due(self) -> SendReport:
-        """Deliver every due row (up to the batch size), in order per alert."""
+        """Deliver every due row (up to the batch size), in order per alert.
+
+        The due set is recomputed after each row, so a root and its replies go out in
+        one pass; a row is tried at most once per pass.
+        """
         log = structlog.get_logger()
         report = SendReport()
-        for row_id in self._due_ids(report):
+        tried: set[int] = set()
+        while len(tried) < self._batch_size:
+            row_id = self._next_due(tried)
+            if row_id is None:
+                break
+            tried.add(row_id)
             claimed = self._claim(row_id)
             if claimed is None:
                 continue
@@ -231,30 +241,35 @@ class OutboxSender:
                     retry_after_s=result.retry_after_s,
                 )
                 break
+        report.waiting = self._count_waiting()
         return report
 
-    def _due_ids(self, report: SendReport) -> list[int]:
-        now = self._clock.now()
+    def _pending(self) -> list[tuple[int, int | None, datetime]]:
         with transaction(self._sessions) as session:
             rows = session.exec(
                 select(Notification.id, Notification.alert_id, Notification.next_attempt_at)
                 .where(Notification.status == NotificationStatus.PENDING.value)
                 .order_by(col(Notification.id))
             ).all()
-        due: list[int] = []
+        return [(row_id, alert_id, at) for row_id, alert_id, at in rows if row_id is not None]
+
+    def _next_due(self, tried: set[int]) -> int | None:
+        """The first due row not tried yet whose alert has no earlier pending row."""
+        now = self._clock.now()
         blocked_alerts: set[int] = set()
-        for row_id, alert_id, next_attempt_at in rows:
-            if row_id is None:
-                continue
-            if alert_id is not None and alert_id in blocked_alerts:
-                report.waiting += 1
-                continue
+        for row_id, alert_id, next_attempt_at in self._pending():
             if alert_id is not None:
+                if alert_id in blocked_alerts:
+                    continue
                 # Whatever happens to this row, later rows of its alert wait for it.
                 blocked_alerts.add(alert_id)
-            if next_attempt_at <= now and len(due) < self._batch_size:
-                due.append(row_id)
-        return due
+            if row_id not in tried and next_attempt_at <= now:
+                return row_id
+        return None
+
+    def _count_waiting(self) -> int:
+        now = self._clock.now()
+        return sum(1 for _, _, at in self._pending() if at > now)
 
     def _claim(self, row_id: int) -> _Claimed | None:
         now = self._clock.now()
@@ -264,21 +279,23 @@ class OutboxSender:
                 return None
             if row.next_attempt_at > now:
                 return None
+            seen_attempts = row.attempts
             claimed = session.execute(
                 update(Notification)
                 .where(
                     col(Notification.id) == row_id,
                     col(Notification.status) == NotificationStatus.PENDING.value,
-                    col(Notification.attempts) == row.attempts,
+                    col(Notification.attempts) == seen_attempts,
                 )
-                .values(attempts=row.attempts + 1, next_attempt_at=now + self._lease)
+                .values(attempts=seen_attempts + 1, next_attempt_at=now + self._lease)
+                .execution_options(synchronize_session=False)
             )
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
                 return None
             payload = dict(row.payload or {})
             return _Claimed(
                 id=row_id,
-                attempts=row.attempts + 1,
+                attempts=seen_attempts + 1,
                 kind=NotificationKind(row.kind),
                 alert_id=row.alert_id,
                 marker=row.delivery_marker,
@@ -319,7 +336,6 @@ class OutboxSender:
             # Roots are sent before their replies (see _due_ids); only a root of
             # another alert can be pending here. Give the attempt back.
             self._release(claimed)
-            report.waiting += 1
             return None
         if target.skip_reason is not None:
             self._finish(claimed, NotificationStatus.SKIPPED, error=target.skip_reason)

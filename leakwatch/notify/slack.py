@@ -179,9 +179,10 @@ def classify_http(
 ) -> tuple[SendStatus, str, float | None]:
     """Classify one failed answer from Slack: (status, error text, retry after seconds)."""
     if status_code == 429:
-        return SendStatus.RETRYABLE, error or "ratelimited", _retry_after_s(headers) or 1.0
+        return SendStatus.RETRYABLE, "ratelimited", _retry_after_s(headers) or 1.0
     if status_code >= 500 or status_code == 408:
-        return SendStatus.RETRYABLE, error or f"http_{status_code}", None
+        # The body of a 5xx is often a proxy's HTML or text page: the code says enough.
+        return SendStatus.RETRYABLE, f"http_{status_code}", None
     if error in RETRYABLE_SLACK_ERRORS:
         retry_after = _retry_after_s(headers)
         if error in ("ratelimited", "rate_limited") and retry_after is None:
