@@ -103,11 +103,15 @@ class SqlSource:
     def _window_params(self, window: Window) -> dict[str, Any]:
         return {"w_start": self._bind_time(window.start), "w_end": self._bind_time(window.end)}
 
-    def _bind_time(self, value: datetime) -> datetime:
-        # SQLite stores SQLAlchemy's naive text form; compare like with like.
+    def _bind_time(self, value: datetime) -> datetime | str:
         if self._is_postgres:
             return value
-        return value.astimezone(UTC).replace(tzinfo=None)
+        naive = value.astimezone(UTC).replace(tzinfo=None)
+        if self._engine.dialect.name == "sqlite":
+            # SQLite compares text: bind SQLAlchemy's own storage form, microseconds
+            # included, or an edge row would compare unequal to its own time.
+            return naive.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return naive
 
     @property
     def _is_postgres(self) -> bool:

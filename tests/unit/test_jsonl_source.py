@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from scipy.stats import chisquare  # type: ignore[import-untyped]
+from scipy.stats import chisquare  # type: ignore[import-untyped,unused-ignore]
 
 from leakwatch.sources import BadLineReason, JsonlSourceSpec, make_source
 from leakwatch.sources.jsonl import UNORDERED_WARNING, JsonlSource

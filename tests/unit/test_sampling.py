@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from scipy.stats import chisquare  # type: ignore[import-untyped]
+from scipy.stats import chisquare  # type: ignore[import-untyped,unused-ignore]
 
 from leakwatch.core.sampling import (
     Reservoir,

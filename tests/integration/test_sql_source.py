@@ -1,0 +1,207 @@
+"""The SQL source on real Postgres (its own database, dropped after) and on SQLite."""
+
+import os
+import random
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from leakwatch.sources import SqlSourceSpec
+from leakwatch.sources.checkpoints import InMemoryCheckpointStore
+from leakwatch.sources.sql import SqlSource
+
+NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+ROWS = 20_000
+SPAN = timedelta(days=40)  # older than max_age at the start: some rows must be excluded
+PG_ADMIN = os.environ.get("LEAKWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def row_time(index: int) -> datetime:
+    return NOW - SPAN + SPAN * index / ROWS
+
+
+def event_type_of(index: int) -> str:
+    return "rare" if index % 1000 == 0 else ("gpu" if index % 3 == 0 else "api")
+
+
+def make_table(engine: sa.Engine) -> None:
+    metadata = sa.MetaData()
+    table = sa.Table(
+        "usage_events",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("txn", sa.String),
+        sa.Column("customer", sa.String),
+        sa.Column("kind", sa.String),
+        sa.Column("happened_at", sa.DateTime(timezone=True)),
+        sa.Column("props", sa.JSON),
+    )
+    metadata.create_all(engine)
+    rows = [
+        {
+            "txn": f"t{i}" if i % 5000 != 1 else None,
+            "customer": f"c{i % 11}",
+            "kind": event_type_of(i),
+            "happened_at": row_time(i),
+            "props": {"quantity": i % 7},
+        }
+        for i in range(ROWS)
+    ]
+    with engine.begin() as conn:
+        conn.execute(table.insert(), rows)
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("ANALYZE usage_events"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
+    if request.param == "sqlite":
+        built = sa.create_engine(f"sqlite:///{tmp_path / 'events.db'}")
+        make_table(built)
+        yield built
+        built.dispose()
+        return
+    name = f"leakwatch_sqlsrc_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    built = sa.create_engine(f"{base}/{name}")
+    try:
+        make_table(built)
+        yield built
+    finally:
+        built.dispose()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def sql_source(engine: sa.Engine, **kwargs: object) -> SqlSource:
+    spec = SqlSourceSpec(
+        name="warehouse",
+        url=engine.url.render_as_string(hide_password=False),
+        table="usage_events",
+        fields={
+            "transaction_id": "txn",
+            "customer_id": "customer",
+            "event_type": "kind",
+            "timestamp": "happened_at",
+            "properties": "props",
+        },
+        max_age=timedelta(days=30),
+        **kwargs,  # type: ignore[arg-type]
+    )
+    return SqlSource(spec, engine=engine)
+
+
+def in_window_count() -> int:
+    start, end = NOW - timedelta(days=30), NOW - timedelta(minutes=10)
+    return sum(1 for i in range(ROWS) if start < row_time(i) < end and i % 5000 != 1)
+
+
+def test_uniform_sample_respects_the_window(engine: sa.Engine) -> None:
+    result = sql_source(engine).sample(200, now=NOW, rng=random.Random(3))
+    assert len(result.events) == 200
+    assert len({e.event.transaction_id for e in result.events}) == 200
+    for sampled in result.events:
+        assert result.window.contains(sampled.event.timestamp)
+        assert sampled.event.properties["quantity"] == int(sampled.event.transaction_id[1:]) % 7
+    truth = in_window_count()
+    assert result.population == pytest.approx(truth, rel=0.35)
+    assert sum(e.weight for e in result.events) == pytest.approx(result.population)
+
+
+def test_postgres_uses_tablesample_and_sqlite_an_exact_count(engine: sa.Engine) -> None:
+    result = sql_source(engine).sample(50, now=NOW, rng=random.Random(1))
+    if engine.dialect.name == "postgresql":
+        assert not result.population_exact
+    else:
+        assert result.population_exact
+        assert result.population == in_window_count()
+
+
+def test_uniform_sample_matches_stratum_shares(engine: sa.Engine) -> None:
+    src = sql_source(engine)
+    seen: Counter[str] = Counter()
+    for seed in range(10):
+        drawn = src.sample(300, now=NOW, rng=random.Random(seed)).events
+        seen.update(e.event.event_type for e in drawn)
+    total = sum(seen.values())
+    assert seen["gpu"] / total == pytest.approx(1 / 3, abs=0.06)
+
+
+def test_stratified_sample_floors_and_weights(engine: sa.Engine) -> None:
+    result = sql_source(engine).sample(
+        60, now=NOW, rng=random.Random(2), stratify_by="event_type", floor=8
+    )
+    by_stratum = Counter(e.stratum for e in result.events)
+    assert by_stratum["rare"] == 8  # only ~15 rare rows exist in the window
+    assert sum(by_stratum.values()) == 60
+    assert result.population_exact
+    assert result.population == in_window_count()
+    rare_weight = sum(e.weight for e in result.events if e.stratum == "rare")
+    assert rare_weight == pytest.approx(result.strata_populations["rare"])
+
+
+def test_scan_new_counts_per_day_and_resumes(engine: sa.Engine) -> None:
+    src = sql_source(engine)
+    store = InMemoryCheckpointStore()
+    first = src.scan_new(store.load("warehouse"), now=NOW - timedelta(days=1))
+    store.apply(first, day=NOW.date())
+    second = src.scan_new(store.load("warehouse"), now=NOW)
+    store.apply(second, day=NOW.date())
+    assert second.lines_read < first.lines_read
+    counted = sum(store.volumes.values())
+    start_first = NOW - timedelta(days=1) - timedelta(days=30)
+    expected = sum(
+        1
+        for i in range(ROWS)
+        if start_first < row_time(i) <= NOW - timedelta(minutes=10) and i % 5000 != 1
+    )
+    assert counted == expected
+    day = (NOW - timedelta(days=3)).date()
+    expected_day = sum(
+        1
+        for i in range(ROWS)
+        if row_time(i).date() == day and i % 5000 != 1 and event_type_of(i) == "api"
+    )
+    assert store.volume("warehouse", "api", day) == expected_day
+
+
+@pytest.mark.parametrize("kind", ["sqlite"])
+def test_checkpoint_repo_round_trip_on_the_store(kind: str, tmp_path: Path) -> None:
+    """The store-backed CheckpointStore resumes a JSONL tail exactly like the in-memory one."""
+    del kind
+    from leakwatch.sources import JsonlSourceSpec, make_source
+    from leakwatch.store.checkpoint_repo import SqlCheckpointStore
+    from leakwatch.store.db import make_engine, session_factory, transaction, upgrade
+    from leakwatch.store.models import BadLineCount, VolumeCount
+    from tests.unit.test_jsonl_source import event_line
+
+    store_engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    upgrade(store_engine)
+    sessions = session_factory(store_engine)
+    log = tmp_path / "app.jsonl"
+    at = NOW - timedelta(days=1)
+    log.write_bytes(b"".join(event_line(i, at) for i in range(10)) + b"garbage\n")
+    source = make_source(JsonlSourceSpec(name="gw", path=str(log)), state_dir=tmp_path)
+    for extra in (0, 5):
+        if extra:
+            with log.open("ab") as handle:
+                handle.write(b"".join(event_line(100 + i, at) for i in range(extra)))
+        with transaction(sessions) as session:
+            repo = SqlCheckpointStore(session, updated_at=NOW)
+            repo.apply(source.scan_new(repo.load("gw"), now=NOW), day=NOW.date())
+    with transaction(sessions) as session:
+        volumes = session.exec(sa.select(VolumeCount)).scalars().all()  # type: ignore[call-overload]
+        assert [(v.event_type, v.events, v.quantity_sum) for v in volumes] == [("api", 15, 30.0)]
+        bad = session.exec(sa.select(BadLineCount)).scalars().all()  # type: ignore[call-overload]
+        assert [(b.reason, b.count, b.examples) for b in bad] == [("not_json", 1, ["garbage"])]
+        checkpoints = SqlCheckpointStore(session, updated_at=NOW).load("gw")
+        assert [c.offset for c in checkpoints] == [log.stat().st_size]
+    store_engine.dispose()
