@@ -1,0 +1,688 @@
+"""Evaluate alert rules against the store and record what they decide. I/O (database).
+
+The decisions are `leakwatch.core.alerting`'s; this module feeds it observations built
+with the store queries and persists its answer. For each alert (a rule, or a rule and
+one group when it is split `by`) one transaction writes the new `Alert` state, an
+`AlertTransition` row when something happened, and the outbox rows that tell Slack —
+so a restart neither re-fires (the state says "announced") nor forgets (the outbox
+still holds what was not delivered).
+
+Without Slack (`deliver=False`) alerts are evaluated, stored and logged exactly the
+same, and their notifications are written with status `skipped`: `leakwatch status`
+and the weekly report see them, and configuring Slack later does not flood the channel
+with stale history.
+
+Silence and acknowledgement live on the `Alert` row and are interpreted by the core:
+a silence suppresses every notification until it ends (then what was held back is
+reconciled), an ack stops updates and repeats for the current episode.
+"""
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Protocol
+
+import structlog
+from sqlmodel import Session, col, select
+
+from leakwatch.core.alerting import (
+    AlertRule,
+    AlertState,
+    AlertStatus,
+    Decision,
+    HealthKind,
+    NotificationKind,
+    Observation,
+    acknowledge,
+    evaluate,
+    evaluate_health,
+)
+from leakwatch.core.durations import format_duration
+from leakwatch.core.stats import Interval, RateEstimate, wilson_interval
+from leakwatch.notify.blocks import AlertView, MessageKind, render
+from leakwatch.notify.outbox import NotificationKind as OutboxKind
+from leakwatch.notify.outbox import NotificationStatus, enqueue
+from leakwatch.store.db import SessionFactory, transaction
+from leakwatch.store.models import Alert, AlertTransition, VolumeCount
+from leakwatch.store.queries import OutcomeCounts, example_transactions, outcome_counts
+
+
+class UnitPriceLike(Protocol):
+    """A price per unit of a quantity property (config's `UnitPrice`)."""
+
+    @property
+    def per_unit(self) -> float: ...
+
+
+Price = float | UnitPriceLike
+
+
+@dataclass(frozen=True, slots=True)
+class AlertResult:
+    """What one evaluation decided for one alert, for logs, the CLI and tests."""
+
+    alert_id: int
+    rule_name: str
+    scope: str
+    status: AlertStatus
+    notification: NotificationKind | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSignals:
+    """Health conditions measured by the check cycle / daemon; None means not measured.
+
+    A condition that was not measured leaves its alert as it is. `details` holds the
+    human explanation per condition, keyed by `HealthKind` value, or
+    `"<kind>:<source>"` for the per-source ones (e.g. "no new events for 2h 10m").
+    """
+
+    # Per source: no new events for longer than `health.source_stale_after`.
+    source_stale: Mapping[str, bool] = field(default_factory=dict)
+    # Per source: bad-line rate over the last cycle above `health.bad_line_rate`.
+    bad_line_rate_high: Mapping[str, bool] = field(default_factory=dict)
+    # Metronome answered 401/403 to our bearer token.
+    token_rejected: bool | None = None
+    # Metronome unreachable, or its error rate above `health.api_error_rate`.
+    api_unreachable: bool | None = None
+    # At least `health.cycles_behind` scheduled cycles missed or overrunning.
+    cycles_behind: bool | None = None
+    details: Mapping[str, str] = field(default_factory=dict)
+
+    def conditions(self) -> list[tuple[HealthKind, str, bool, str]]:
+        """List (kind, scope, failing, detail) for every measured condition."""
+        found: list[tuple[HealthKind, str, bool, str]] = []
+        for kind, value in (
+            (HealthKind.TOKEN_REJECTED, self.token_rejected),
+            (HealthKind.API_UNREACHABLE, self.api_unreachable),
+            (HealthKind.CYCLES_BEHIND, self.cycles_behind),
+        ):
+            if value is not None:
+                found.append((kind, "", value, self.details.get(kind.value, "")))
+        for kind, per_source in (
+            (HealthKind.SOURCE_STALE, self.source_stale),
+            (HealthKind.BAD_LINE_RATE, self.bad_line_rate_high),
+        ):
+            for source, value in sorted(per_source.items()):
+                detail = self.details.get(f"{kind.value}:{source}", "")
+                found.append((kind, f"source={source}", value, detail))
+        return found
+
+
+_HEALTH_SEVERITY = {
+    HealthKind.TOKEN_REJECTED: "critical",
+    HealthKind.API_UNREACHABLE: "critical",
+    HealthKind.SOURCE_STALE: "warning",
+    HealthKind.CYCLES_BEHIND: "warning",
+    HealthKind.BAD_LINE_RATE: "warning",
+}
+_HEALTH_TITLE = {
+    HealthKind.TOKEN_REJECTED: "Metronome rejects the API token",
+    HealthKind.API_UNREACHABLE: "Metronome unreachable or erroring",
+    HealthKind.SOURCE_STALE: "Source log is stale",
+    HealthKind.CYCLES_BEHIND: "Check cycles are falling behind",
+    HealthKind.BAD_LINE_RATE: "Too many unusable lines in the source log",
+}
+
+
+def scope_of(by: str | None, group: str | None) -> str:
+    """Name an alert's scope: "" for everything, else `by=group`."""
+    return "" if by is None or group is None else f"{by}={group}"
+
+
+def evaluate_alerts(
+    sessions: SessionFactory,
+    rules: Sequence[AlertRule],
+    now: datetime,
+    *,
+    prices: Mapping[str, Price] | None = None,
+    currency: str = "$",
+    deliver: bool = True,
+) -> list[AlertResult]:
+    """Evaluate every rule (and every group of a split rule) at `now` and record it."""
+    results: list[AlertResult] = []
+    for rule in rules:
+        since = now - rule.window
+        by = rule.by.value if rule.by is not None else None
+        with transaction(sessions) as session:
+            groups = {c.group: c for c in outcome_counts(session, since=since, until=now, by=by)}
+            if by is not None:
+                # Open alerts of groups with no samples now must still be stepped.
+                for alert in _alerts_of(session, rule.name):
+                    group = alert.scope.partition("=")[2] if alert.scope else None
+                    if group is not None and group not in groups and alert.status != "inactive":
+                        groups[group] = OutcomeCounts(group=group)
+        for group, counts in sorted(groups.items(), key=lambda kv: kv[0] or ""):
+            results.append(
+                _evaluate_one(
+                    sessions, rule, group if by else None, counts, now, prices, currency, deliver
+                )
+            )
+    return results
+
+
+def evaluate_health_alerts(
+    sessions: SessionFactory,
+    signals: HealthSignals,
+    now: datetime,
+    *,
+    for_: timedelta = timedelta(0),
+    repeat_interval: timedelta = timedelta(hours=4),
+    deliver: bool = True,
+) -> list[AlertResult]:
+    """Step every measured health condition at `now` and record it like a rate alert."""
+    results: list[AlertResult] = []
+    for kind, scope, failing, detail in signals.conditions():
+        with transaction(sessions) as session:
+            alert = _get_or_create(
+                session, kind.value, scope, kind="health", severity=_HEALTH_SEVERITY[kind]
+            )
+            state = _state_of(alert)
+            decision = evaluate_health(
+                kind, failing, state, now, for_=for_, repeat_interval=repeat_interval
+            )
+            view = AlertView(
+                rule_name=_HEALTH_TITLE[kind],
+                severity=alert.severity,
+                scope=scope,
+                status=decision.new_state.status.value,
+                episode=decision.new_state.episode,
+                now=now,
+                is_health=True,
+                detail=detail or kind.value.replace("_", " "),
+                since=decision.new_state.since,
+                reason=decision.reason,
+            )
+            results.append(
+                _record(session, alert, state, decision, view, now, {"failing": failing}, deliver)
+            )
+    return results
+
+
+def _evaluate_one(
+    sessions: SessionFactory,
+    rule: AlertRule,
+    group: str | None,
+    counts: OutcomeCounts,
+    now: datetime,
+    prices: Mapping[str, Price] | None,
+    currency: str,
+    deliver: bool,
+) -> AlertResult:
+    by = rule.by.value if rule.by is not None else None
+    scope = scope_of(by, group)
+    since = now - rule.window
+    with transaction(sessions) as session:
+        alert = _get_or_create(session, rule.name, scope, kind="rate", severity=rule.severity.value)
+        state = _state_of(alert)
+        observation = _observation(rule, counts)
+        decision = evaluate(rule, state, observation, now)
+        estimate = decision.estimate
+        leaked = revenue = None
+        if estimate is not None:
+            leaked, revenue = _estimates(session, estimate.rate, by, group, since, now, prices)
+        examples: list[str] = []
+        if decision.notification in (
+            NotificationKind.FIRE,
+            NotificationKind.UPDATE,
+            NotificationKind.REPEAT,
+        ):
+            examples = example_transactions(
+                session, outcomes=rule.rate.outcomes, since=since, until=now, by=by, group=group
+            )
+        interval = estimate.interval if estimate is not None else None
+        view = AlertView(
+            rule_name=rule.name,
+            severity=rule.severity.value,
+            scope=scope,
+            status=decision.new_state.status.value,
+            episode=decision.new_state.episode,
+            now=now,
+            rate_name=rule.rate.value,
+            outcomes=tuple(sorted(o.value for o in rule.rate.outcomes)),
+            rate=estimate.rate if estimate is not None else None,
+            lower=interval.lo if interval is not None else None,
+            upper=interval.hi if interval is not None else None,
+            threshold=rule.threshold,
+            confidence=rule.confidence,
+            leaks=round(observation.leaks),
+            samples=round(observation.decided),
+            window_label=format_duration(rule.window),
+            since=decision.new_state.since,
+            estimated_leaked_events=leaked,
+            revenue_at_risk=revenue,
+            currency=currency,
+            examples=tuple(examples),
+            reason=decision.reason,
+        )
+        facts = {
+            "rate": view.rate,
+            "lower": view.lower,
+            "upper": view.upper,
+            "threshold": rule.threshold,
+            "leaks": view.leaks,
+            "samples": view.samples,
+            "window_s": rule.window.total_seconds(),
+            "estimated_leaked_events": leaked,
+            "revenue_at_risk": revenue,
+            "examples": examples,
+        }
+        return _record(session, alert, state, decision, view, now, facts, deliver)
+
+
+def _observation(rule: AlertRule, counts: OutcomeCounts) -> Observation:
+    """Counts as the core wants them; the weighted estimate when the sample is stratified."""
+    plain = Observation.from_counts(rule.rate, counts.counts)
+    decided_outcomes = [o for o in counts.counts if o.is_decided]
+    weight_decided = counts.weight(decided_outcomes)
+    if plain.decided <= 0 or abs(weight_decided - plain.decided) < 1e-9:
+        return plain
+    weight_leaks = counts.weight(rule.rate.outcomes)
+    squares = sum(counts.weights_squared.get(o, 0.0) for o in decided_outcomes)
+    if weight_decided <= 0 or squares <= 0:
+        return plain
+    rate = weight_leaks / weight_decided
+    effective_n = weight_decided * weight_decided / squares
+    weighted = RateEstimate(
+        count=plain.leaks,
+        decided=plain.decided,
+        rate=rate,
+        interval=wilson_interval(rate * effective_n, effective_n, rule.confidence),
+        effective_n=effective_n,
+    )
+    return Observation(leaks=plain.leaks, decided=plain.decided, weighted=weighted)
+
+
+def _estimates(
+    session: Session,
+    rate: float,
+    by: str | None,
+    group: str | None,
+    since: datetime,
+    until: datetime,
+    prices: Mapping[str, Price] | None,
+) -> tuple[float | None, float | None]:
+    """Leaked events and revenue at risk over the window, when volumes are known.
+
+    Volume is counted per UTC day by the tailer; a day partly inside the window
+    counts in proportion. No per-customer volume exists, so a customer scope has none.
+    """
+    if by == "customer_id":
+        return None, None
+    query = select(VolumeCount).where(
+        col(VolumeCount.day) >= since.date(), col(VolumeCount.day) <= until.date()
+    )
+    if by == "event_type" and group is not None:
+        query = query.where(VolumeCount.event_type == group)
+    if by == "source" and group is not None:
+        query = query.where(VolumeCount.source == group)
+    events_by_type: dict[str, float] = {}
+    quantity_by_type: dict[str, float] = {}
+    for row in session.exec(query).all():
+        share = _day_share(row.day, since, until)
+        events_by_type[row.event_type] = (
+            events_by_type.get(row.event_type, 0.0) + row.events * share
+        )
+        quantity_by_type[row.event_type] = (
+            quantity_by_type.get(row.event_type, 0.0) + row.quantity_sum * share
+        )
+    if not events_by_type:
+        return None, None
+    leaked = rate * sum(events_by_type.values())
+    if not prices:
+        return leaked, None
+    revenue = 0.0
+    for event_type, events in events_by_type.items():
+        price = prices.get(event_type)
+        if price is None:
+            continue
+        if isinstance(price, float | int):
+            revenue += rate * events * float(price)
+        else:
+            revenue += rate * quantity_by_type.get(event_type, 0.0) * price.per_unit
+    return leaked, revenue
+
+
+def _day_share(day: date, since: datetime, until: datetime) -> float:
+    """The share of a day's count that falls inside [since, until)."""
+    start = datetime.combine(day, time(0), tzinfo=UTC)
+    counted_until = min(start + timedelta(days=1), until)
+    span = (counted_until - start).total_seconds()
+    if span <= 0:
+        return 0.0
+    overlap = (counted_until - max(start, since)).total_seconds()
+    return max(0.0, min(1.0, overlap / span))
+
+
+def _alerts_of(session: Session, rule_name: str) -> list[Alert]:
+    return list(session.exec(select(Alert).where(Alert.rule_name == rule_name)).all())
+
+
+def _get_or_create(
+    session: Session, rule_name: str, scope: str, *, kind: str, severity: str
+) -> Alert:
+    alert = session.exec(
+        select(Alert).where(Alert.rule_name == rule_name, Alert.scope == scope)
+    ).first()
+    if alert is not None:
+        return alert
+    # A silence set on the rule (any scope) covers groups that appear later.
+    silences = [a.silenced_until for a in _alerts_of(session, rule_name) if a.silenced_until]
+    alert = Alert(
+        rule_name=rule_name,
+        scope=scope,
+        kind=kind,
+        severity=severity,
+        silenced_until=max(silences) if silences else None,
+    )
+    session.add(alert)
+    session.flush()
+    return alert
+
+
+def _interval_json(interval: Interval | None) -> list[float] | None:
+    return None if interval is None else [interval.lo, interval.hi]
+
+
+def _interval_of(value: Any) -> Interval | None:
+    if isinstance(value, list) and len(value) == 2:
+        return Interval(float(value[0]), float(value[1]))
+    return None
+
+
+def _state_of(alert: Alert) -> AlertState:
+    """Read the core's state from an `Alert` row.
+
+    `announced` and the intervals have no columns of their own; they ride in the
+    row's `observation` document under "state".
+    """
+    kept: Mapping[str, Any] = (alert.observation or {}).get("state") or {}
+    return AlertState(
+        status=AlertStatus(alert.status),
+        since=alert.since,
+        episode=alert.episode,
+        announced=bool(kept.get("announced", False)),
+        last_notified_at=alert.last_notified_at,
+        notified_interval=_interval_of(kept.get("notified_interval")),
+        last_rate=kept.get("last_rate"),
+        last_interval=_interval_of(kept.get("last_interval")),
+        silenced_until=alert.silenced_until,
+        acked=alert.acked_at is not None,
+    )
+
+
+def _apply_state(alert: Alert, state: AlertState, now: datetime, facts: Mapping[str, Any]) -> None:
+    alert.status = state.status.value
+    alert.since = state.since
+    alert.episode = state.episode
+    alert.last_notified_at = state.last_notified_at
+    alert.silenced_until = state.silenced_until
+    if not state.acked:
+        alert.acked_at = None
+    elif alert.acked_at is None:
+        alert.acked_at = now
+    alert.last_evaluated_at = now
+    alert.observation = {
+        **facts,
+        "state": {
+            "announced": state.announced,
+            "notified_interval": _interval_json(state.notified_interval),
+            "last_rate": state.last_rate,
+            "last_interval": _interval_json(state.last_interval),
+        },
+    }
+
+
+def _record(
+    session: Session,
+    alert: Alert,
+    before: AlertState,
+    decision: Decision,
+    view: AlertView,
+    now: datetime,
+    facts: Mapping[str, Any],
+    deliver: bool,
+) -> AlertResult:
+    """Write state, transition and outbox rows for one decision, in the caller's transaction."""
+    log = structlog.get_logger()
+    after = decision.new_state
+    assert alert.id is not None
+    if after.status is AlertStatus.FIRING and before.status is not AlertStatus.FIRING:
+        alert.opened_at = now
+        alert.resolved_at = None
+    if before.status is AlertStatus.FIRING and after.status is AlertStatus.INACTIVE:
+        alert.resolved_at = now
+    _apply_state(alert, after, now, facts)
+    session.add(alert)
+
+    changed = after.status is not before.status
+    transition = decision.notification.value if decision.notification else None
+    if transition is None and changed:
+        transition = after.status.value
+    if transition is not None:
+        session.add(
+            AlertTransition(
+                alert_id=alert.id,
+                episode=after.episode,
+                transition=transition,
+                at=now,
+                observation={**dict(facts), "reason": decision.reason},
+            )
+        )
+    if decision.notification is not None:
+        _enqueue_notifications(session, alert.id, decision.notification, view, now, deliver)
+        log.info(
+            "alert.notified",
+            rule=alert.rule_name,
+            scope=alert.scope,
+            kind=decision.notification.value,
+            episode=after.episode,
+            reason=decision.reason,
+            delivered_to_slack=deliver,
+        )
+    elif changed or before.silenced_until != after.silenced_until:
+        log.info(
+            "alert.transitioned",
+            rule=alert.rule_name,
+            scope=alert.scope,
+            status=after.status.value,
+            reason=decision.reason,
+        )
+    return AlertResult(
+        alert_id=alert.id,
+        rule_name=alert.rule_name,
+        scope=alert.scope,
+        status=after.status,
+        notification=decision.notification,
+        reason=decision.reason,
+    )
+
+
+def _enqueue_notifications(
+    session: Session,
+    alert_id: int,
+    kind: NotificationKind,
+    view: AlertView,
+    now: datetime,
+    deliver: bool,
+) -> None:
+    """Enqueue the message, and for replies the edit that shows the root's new status."""
+    status = NotificationStatus.PENDING if deliver else NotificationStatus.SKIPPED
+    note = None if deliver else "no Slack configured"
+    root_key = f"alert:{alert_id}:ep{view.episode}:fire"
+    stamp = now.astimezone(UTC).isoformat()
+    if kind is NotificationKind.FIRE:
+        enqueue(
+            session,
+            dedup_key=root_key,
+            kind=OutboxKind.FIRE,
+            message=render(view, MessageKind.FIRE),
+            now=now,
+            alert_id=alert_id,
+            episode=view.episode,
+            status=status,
+            note=note,
+        )
+        return
+    enqueue(
+        session,
+        dedup_key=f"alert:{alert_id}:ep{view.episode}:{kind.value}:{stamp}",
+        kind=OutboxKind(kind.value),
+        message=render(view, MessageKind(kind.value)),
+        now=now,
+        alert_id=alert_id,
+        root_key=root_key,
+        episode=view.episode,
+        status=status,
+        note=note,
+    )
+    enqueue(
+        session,
+        dedup_key=f"alert:{alert_id}:ep{view.episode}:edit:{stamp}",
+        kind=OutboxKind.EDIT,
+        message=render(view, MessageKind.EDIT),
+        now=now,
+        alert_id=alert_id,
+        root_key=root_key,
+        episode=view.episode,
+        status=status,
+        note=note,
+    )
+
+
+# --- for the CLI: `leakwatch alerts`, `alerts silence NAME --for 4h`, `alerts ack NAME`
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAlert:
+    """One alert as `leakwatch alerts` and `leakwatch status` show it."""
+
+    id: int
+    rule_name: str
+    scope: str
+    kind: str
+    severity: str
+    status: str
+    episode: int
+    since: datetime | None
+    opened_at: datetime | None
+    silenced_until: datetime | None
+    acked_at: datetime | None
+    last_evaluated_at: datetime | None
+    rate: float | None
+    lower: float | None
+    upper: float | None
+    samples: int | None
+    slack_ts: str | None
+
+
+def list_open(
+    sessions: SessionFactory, now: datetime, *, include_silenced: bool = True
+) -> list[OpenAlert]:
+    """List alerts that are pending or firing, and (optionally) any currently silenced."""
+    with transaction(sessions) as session:
+        rows = session.exec(select(Alert).order_by(col(Alert.rule_name), col(Alert.scope))).all()
+        found: list[OpenAlert] = []
+        for alert in rows:
+            silenced = alert.silenced_until is not None and alert.silenced_until > now
+            if alert.status == "inactive" and not (include_silenced and silenced):
+                continue
+            seen: Mapping[str, Any] = alert.observation or {}
+            found.append(
+                OpenAlert(
+                    id=alert.id or 0,
+                    rule_name=alert.rule_name,
+                    scope=alert.scope,
+                    kind=alert.kind,
+                    severity=alert.severity,
+                    status=alert.status,
+                    episode=alert.episode,
+                    since=alert.since,
+                    opened_at=alert.opened_at,
+                    silenced_until=alert.silenced_until if silenced else None,
+                    acked_at=alert.acked_at,
+                    last_evaluated_at=alert.last_evaluated_at,
+                    rate=seen.get("rate"),
+                    lower=seen.get("lower"),
+                    upper=seen.get("upper"),
+                    samples=seen.get("samples"),
+                    slack_ts=alert.slack_ts,
+                )
+            )
+        return found
+
+
+class UnknownAlertError(LookupError):
+    """No alert by that name (and scope) exists yet."""
+
+
+def _matching(session: Session, rule_name: str, scope: str | None) -> list[Alert]:
+    query = select(Alert).where(Alert.rule_name == rule_name)
+    if scope is not None:
+        query = query.where(Alert.scope == scope)
+    return list(session.exec(query).all())
+
+
+def silence(
+    sessions: SessionFactory, rule_name: str, until: datetime, *, scope: str | None = None
+) -> int:
+    """Suppress notifications of a rule (every scope, or one) until `until`.
+
+    State keeps moving while silenced. A rule never evaluated yet gets a row now, so a
+    silence can be set ahead of trouble; groups that appear later inherit it.
+    Returns how many alerts were silenced.
+    """
+    with transaction(sessions) as session:
+        alerts = _matching(session, rule_name, scope)
+        if not alerts:
+            alerts = [
+                _get_or_create(session, rule_name, scope or "", kind="rate", severity="warning")
+            ]
+        for alert in alerts:
+            alert.silenced_until = until
+            session.add(alert)
+    structlog.get_logger().info(
+        "alert.silenced", rule=rule_name, scope=scope, until=until.isoformat()
+    )
+    return len(alerts)
+
+
+def unsilence(sessions: SessionFactory, rule_name: str, *, scope: str | None = None) -> int:
+    """Lift a silence early; returns how many alerts it covered."""
+    with transaction(sessions) as session:
+        alerts = _matching(session, rule_name, scope)
+        for alert in alerts:
+            alert.silenced_until = None
+            session.add(alert)
+    structlog.get_logger().info("alert.unsilenced", rule=rule_name, scope=scope)
+    return len(alerts)
+
+
+def ack(
+    sessions: SessionFactory, rule_name: str, now: datetime, *, scope: str | None = None
+) -> int:
+    """Acknowledge firing alerts of a rule: no more updates or repeats this episode.
+
+    Raises UnknownAlertError when nothing by that name exists. Returns how many
+    firing alerts were acknowledged (others are left alone).
+    """
+    with transaction(sessions) as session:
+        alerts = _matching(session, rule_name, scope)
+        if not alerts:
+            raise UnknownAlertError(
+                f"no alert named {rule_name!r}" + (f" with scope {scope!r}" if scope else "")
+            )
+        acked = 0
+        for alert in alerts:
+            state = acknowledge(_state_of(alert))
+            if state.acked and alert.acked_at is None:
+                alert.acked_at = now
+                session.add(alert)
+                acked += 1
+    structlog.get_logger().info("alert.acked", rule=rule_name, scope=scope, alerts=acked)
+    return acked
+
+
+def rules_by_name(rules: Iterable[AlertRule]) -> dict[str, AlertRule]:
+    return {rule.name: rule for rule in rules}
