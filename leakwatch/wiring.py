@@ -3,7 +3,10 @@
 Commands call these; nothing else reads configuration or the environment.
 """
 
+import random
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -11,6 +14,14 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from leakwatch.config import ConfigError, Settings, load_settings
 from leakwatch.errors import LeakwatchError, UsageProblem
 from leakwatch.store.db import StoreError, is_up_to_date, make_engine, upgrade
+
+if TYPE_CHECKING:
+    from leakwatch.clock import Clock
+    from leakwatch.config import SourceSettings
+    from leakwatch.core.classify import ClassifyPolicy
+    from leakwatch.cycle import CheckCycle
+    from leakwatch.metronome.client import SearchClient, SearchObserver
+    from leakwatch.sources.specs import SourceSpec
 
 
 def settings_for(config: Path | None, *, require_file: bool = False) -> Settings:
@@ -56,3 +67,128 @@ def _first_line(exc: BaseException) -> str:
 
 
 __all__ = ["ConfigError", "open_engine", "require_token", "settings_for"]
+
+
+# -- the check cycle ---------------------------------------------------------------
+
+
+def source_spec(source: "SourceSettings") -> "SourceSpec":
+    """Translate a configured source into the sources package's plain spec."""
+    from leakwatch.sources.specs import JsonlSourceSpec, SqlSourceSpec
+
+    fields = source.fields.model_dump()
+    try:
+        if source.type == "jsonl":
+            assert source.path is not None
+            return JsonlSourceSpec(
+                name=source.name,
+                path=source.path,
+                fields=fields,
+                settle_delay=source.settle_delay,
+                max_age=source.max_age,
+                sample_size=source.sample_size,
+                stratify_by=source.stratify_by,
+                floor=source.stratum_floor,
+                seed=source.seed,
+                max_line_bytes=source.max_line_bytes,
+            )
+        assert source.url is not None
+        return SqlSourceSpec(
+            name=source.name,
+            url=source.url,
+            table=source.table,
+            query=source.query,
+            fields=fields,
+            settle_delay=source.settle_delay,
+            max_age=source.max_age,
+            sample_size=source.sample_size,
+            stratify_by=source.stratify_by,
+            floor=source.stratum_floor,
+            seed=source.seed,
+        )
+    except ValueError as exc:
+        raise UsageProblem(f"sources[{source.name}]: {exc}") from None
+
+
+def classify_policy(settings: Settings, source: "SourceSettings | None") -> "ClassifyPolicy":
+    from leakwatch.core.classify import ClassifyPolicy
+
+    expected = {} if source is None else source.expected_metrics
+    return ClassifyPolicy(
+        missing_grace=settings.checks.missing_grace,
+        min_checks_before_missing=settings.checks.min_checks_before_missing,
+        expected_metrics={k: frozenset(v) for k, v in expected.items()},
+    )
+
+
+def build_search_client(
+    settings: Settings, clock: "Clock", *, observer: "SearchObserver | None" = None
+) -> "SearchClient":
+    from leakwatch.metronome.client import SearchClient
+
+    return SearchClient(
+        base_url=settings.metronome.base_url,
+        token=require_token(settings),
+        clock=clock,
+        requests_per_second=settings.metronome.requests_per_second,
+        max_ids_per_request=settings.metronome.max_ids_per_request,
+        timeout_s=settings.metronome.timeout_seconds,
+        max_retries=settings.metronome.max_retries,
+        observer=observer,
+    )
+
+
+def build_check_cycle(
+    settings: Settings,
+    *,
+    engine: Engine,
+    clock: "Clock",
+    search: "SearchClient",
+    should_stop: "Callable[[], bool] | None" = None,
+    rng: "random.Random | None" = None,
+) -> "CheckCycle":
+    """Assemble one CheckCycle from settings; sources are built, not yet read."""
+    from leakwatch.cycle import CheckCycle, ConfiguredSource, CycleSettings
+    from leakwatch.sources.factory import make_source
+    from leakwatch.store.checkpoint_repo import SqlCheckpointStore
+    from leakwatch.store.db import session_factory
+    from leakwatch.store.outcomes import RecheckPolicy
+
+    if not settings.sources:
+        raise UsageProblem(
+            "no [[sources]] configured; add one (see `leakwatch init`) so there is something "
+            "to check"
+        )
+    sessions = session_factory(engine)
+    configured = [
+        ConfiguredSource(
+            source=make_source(source_spec(s), state_dir=settings.state_dir),
+            sample_size=s.sample_size,
+            policy=classify_policy(settings, s),
+            stratify_by=s.stratify_by,
+            floor=s.stratum_floor,
+            quantity_property=s.quantity_property,
+        )
+        for s in settings.sources
+    ]
+    return CheckCycle(
+        sessions=sessions,
+        sources=configured,
+        search=search,
+        checkpoints=lambda session, now: SqlCheckpointStore(session, updated_at=now),
+        clock=clock,
+        settings=CycleSettings(
+            requests_per_second=settings.metronome.requests_per_second,
+            max_ids_per_request=settings.metronome.max_ids_per_request,
+            every=settings.checks.every,
+            budget_share=settings.metronome.cycle_budget_share,
+            recheck_share=settings.checks.recheck_share,
+            recheck=RecheckPolicy(
+                pending_every=settings.checks.recheck_pending_every,
+                unmatched_customer_every=settings.checks.recheck_unmatched_customer_every,
+            ),
+            default_policy=classify_policy(settings, None),
+        ),
+        rng=rng,
+        should_stop=should_stop or (lambda: False),
+    )

@@ -1,0 +1,437 @@
+"""One check cycle: tail → budget → draw → search → classify → record. The shell.
+
+Each step's decisions are pure functions (`core.budget`, `core.classify`); this module
+only moves data between the sources, the search client and the store, and says what
+happened in a `CycleSummary`. A cycle killed at any point can simply run again: draws
+are recorded before any lookup, verdicts by primary key after it (see store.outcomes).
+"""
+
+import random
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlmodel import Session
+
+from leakwatch.clock import Clock
+from leakwatch.core.budget import cycle_budget, split_budget
+from leakwatch.core.classify import (
+    ClassifyPolicy,
+    Verdict,
+    classify,
+    error_verdict,
+    expire_if_needed,
+)
+from leakwatch.core.events import Outcome
+from leakwatch.metronome.client import SearchClient
+from leakwatch.metronome.errors import TokenRejected
+from leakwatch.sources.base import Source
+from leakwatch.sources.checkpoints import CheckpointStore
+from leakwatch.store.db import SessionFactory, transaction
+from leakwatch.store.models import SampledEvent as SampledEventRow
+from leakwatch.store.models import SamplingRun, SourceState
+from leakwatch.store.outcomes import (
+    RecheckPolicy,
+    count_due,
+    due_rows,
+    record_samples,
+    record_verdicts,
+    rows_of_run,
+    source_event_of,
+    verdict_update,
+)
+
+_VERDICT_CHUNK = 1_000
+
+
+@dataclass(frozen=True)
+class ConfiguredSource:
+    """A source with what the cycle needs to know about drawing from and judging it."""
+
+    source: Source
+    sample_size: int
+    policy: ClassifyPolicy
+    stratify_by: str | None = None
+    floor: int = 0
+    quantity_property: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+
+@dataclass(frozen=True)
+class CycleSettings:
+    requests_per_second: float
+    max_ids_per_request: int
+    every: timedelta
+    budget_share: float
+    recheck_share: float
+    recheck: RecheckPolicy
+    default_policy: ClassifyPolicy
+
+
+@dataclass
+class SourceReport:
+    name: str
+    lines_read: int = 0
+    new_events: int = 0
+    bad_lines: int = 0
+    drawn: int = 0
+    newly_recorded: int = 0
+    population: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class CycleSummary:
+    """What one cycle did; printed by `leakwatch check`, logged by the daemon."""
+
+    run_id: int
+    started_at: datetime
+    finished_at: datetime | None = None
+    status: str = "running"
+    sources: dict[str, SourceReport] = field(default_factory=dict)
+    budget_ids: int = 0
+    rechecked: int = 0
+    checked: int = 0
+    verdicts: Counter[str] = field(default_factory=Counter)
+    healed: int = 0
+    search_requests: int = 0
+    search_rate_limited: int = 0
+    search_errors: int = 0
+    not_looked_up: int = 0
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "budget_ids": self.budget_ids,
+            "checked": self.checked,
+            "rechecked": self.rechecked,
+            "verdicts": dict(self.verdicts),
+            "healed": self.healed,
+            "search": {
+                "requests": self.search_requests,
+                "rate_limited": self.search_rate_limited,
+                "errors": self.search_errors,
+                "not_looked_up": self.not_looked_up,
+            },
+            "sources": {
+                name: {
+                    "lines_read": r.lines_read,
+                    "new_events": r.new_events,
+                    "bad_lines": r.bad_lines,
+                    "drawn": r.drawn,
+                    "newly_recorded": r.newly_recorded,
+                    "population": round(r.population),
+                    "warnings": r.warnings,
+                    "error": r.error,
+                }
+                for name, r in self.sources.items()
+            },
+            "error": self.error,
+        }
+
+
+class CheckCycle:
+    """Runs cycles for a fixed set of sources against one search client and one store."""
+
+    def __init__(
+        self,
+        *,
+        sessions: SessionFactory,
+        sources: Sequence[ConfiguredSource],
+        search: SearchClient,
+        checkpoints: Callable[[Session, datetime], CheckpointStore],
+        clock: Clock,
+        settings: CycleSettings,
+        rng: random.Random | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self._sessions = sessions
+        self._sources = list(sources)
+        self._search = search
+        self._checkpoints = checkpoints
+        self._clock = clock
+        self._settings = settings
+        self._rng = rng or random.Random()
+        self._should_stop = should_stop
+        self._policies: Mapping[str, ConfiguredSource] = {s.name: s for s in self._sources}
+
+    def run(self, *, draw: bool = True) -> CycleSummary:
+        """Run one cycle; TokenRejected propagates after the run is recorded as failed.
+
+        `draw=False` only works off what is due (pending, failed lookups, unmatched
+        customers), spending the whole budget on it.
+        """
+        log = structlog.get_logger()
+        now = self._clock.now()
+        started_monotonic = self._clock.monotonic()
+        with transaction(self._sessions) as session:
+            run = SamplingRun(started_at=now, status="running")
+            session.add(run)
+            session.flush()
+            assert run.id is not None
+            run_id = run.id
+        summary = CycleSummary(run_id=run_id, started_at=now)
+        log.info("cycle.started", run_id=run_id, sources=len(self._sources))
+        try:
+            self._tail_sources(summary, now)
+            self._check(summary, now, started_monotonic, draw=draw)
+            summary.status = "finished"
+        except TokenRejected as exc:
+            summary.status = "failed"
+            summary.error = str(exc)
+            raise
+        except Exception as exc:
+            summary.status = "failed"
+            summary.error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            summary.finished_at = self._clock.now()
+            self._finish_run(summary)
+            log.info(
+                "cycle.finished",
+                run_id=run_id,
+                status=summary.status,
+                checked=summary.checked,
+                verdicts=dict(summary.verdicts),
+                search_requests=summary.search_requests,
+                error=summary.error,
+            )
+        return summary
+
+    # -- steps -----------------------------------------------------------------------
+
+    def _tail_sources(self, summary: CycleSummary, now: datetime) -> None:
+        """Read what was appended since last time: exact volumes and bad lines."""
+        log = structlog.get_logger()
+        for configured in self._sources:
+            report = summary.sources.setdefault(configured.name, SourceReport(configured.name))
+            try:
+                # Load, read the files outside any transaction, then apply the
+                # increments and the new checkpoints together, atomically.
+                with transaction(self._sessions) as session:
+                    known = self._checkpoints(session, now).load(configured.name)
+                scan = configured.source.scan_new(known, now=now)
+                with transaction(self._sessions) as session:
+                    self._checkpoints(session, now).apply(scan, day=now.date())
+            except (OSError, ValueError) as exc:
+                report.error = f"cannot read source: {exc}"
+                log.warning("source.unreadable", source=configured.name, error=str(exc))
+                continue
+            report.lines_read = scan.lines_read
+            report.new_events = sum(delta.events for delta in scan.volumes.values())
+            report.bad_lines = sum(scan.bad_lines.values())
+            report.warnings.extend(scan.notes)
+            with transaction(self._sessions) as session:
+                state = session.get(SourceState, configured.name) or SourceState(
+                    name=configured.name, kind=type(configured.source).__name__
+                )
+                state.last_scan_at = now
+                if report.new_events:
+                    state.last_new_events_at = now
+                newest = max(
+                    (c.last_event_at for c in scan.checkpoints if c.last_event_at), default=None
+                )
+                if newest is not None:
+                    state.newest_event_at = newest
+                session.add(state)
+
+    def _check(
+        self, summary: CycleSummary, now: datetime, started_monotonic: float, *, draw: bool
+    ) -> None:
+        settings = self._settings
+        budget = cycle_budget(
+            requests_per_second=settings.requests_per_second,
+            max_ids_per_request=settings.max_ids_per_request,
+            every=settings.every,
+            share=settings.budget_share,
+        )
+        summary.budget_ids = budget.ids
+        with transaction(self._sessions) as session:
+            due = count_due(session, now=now)
+        recheck_ids, shares = split_budget(
+            budget.ids,
+            recheck_demand=due,
+            sample_demands={
+                s.name: s.sample_size
+                for s in self._sources
+                if draw and summary.sources[s.name].error is None
+            },
+            recheck_share=settings.recheck_share,
+        )
+        self._draw(summary, now, shares)
+        with transaction(self._sessions) as session:
+            rows = due_rows(session, now=now, limit=recheck_ids, exclude_run=summary.run_id)
+            summary.rechecked = len(rows)
+            rows.extend(rows_of_run(session, summary.run_id))
+        self._search_and_record(summary, rows, now, started_monotonic + budget.seconds)
+
+    def _draw(self, summary: CycleSummary, now: datetime, shares: Mapping[str, int]) -> None:
+        log = structlog.get_logger()
+        quantity = {s.name: s.quantity_property for s in self._sources}
+        for configured in self._sources:
+            report = summary.sources.setdefault(configured.name, SourceReport(configured.name))
+            wanted = shares.get(configured.name, 0)
+            if wanted <= 0 or report.error:
+                continue
+            try:
+                result = configured.source.sample(
+                    wanted,
+                    now=now,
+                    rng=self._rng,
+                    stratify_by=configured.stratify_by,
+                    floor=configured.floor,
+                )
+            except (OSError, ValueError) as exc:
+                report.error = f"cannot sample source: {exc}"
+                log.warning("source.sample_failed", source=configured.name, error=str(exc))
+                continue
+            report.drawn = len(result.events)
+            report.population = result.population
+            report.warnings.extend(result.warnings)
+            with transaction(self._sessions) as session:
+                report.newly_recorded = record_samples(
+                    session,
+                    result.events,
+                    now=now,
+                    run_id=summary.run_id,
+                    quantity_properties=quantity,
+                )
+            log.info(
+                "sample.drawn",
+                source=configured.name,
+                drawn=report.drawn,
+                new=report.newly_recorded,
+                population=round(result.population),
+                warnings=list(result.warnings),
+            )
+
+    def _search_and_record(
+        self,
+        summary: CycleSummary,
+        rows: list[SampledEventRow],
+        now: datetime,
+        deadline_monotonic: float,
+    ) -> None:
+        recheck = self._settings.recheck
+        updates: list[dict[str, Any]] = []
+        to_search: list[SampledEventRow] = []
+        for row in rows:
+            policy = self._policy_for(row.source)
+            expired = expire_if_needed(
+                source_event_of(row), Outcome(row.outcome), now=now, policy=policy
+            )
+            if expired is not None:
+                updates.append(
+                    verdict_update(row, expired, now=now, recheck=recheck, counted_attempt=False)
+                )
+                summary.verdicts[expired.outcome.value] += 1
+            else:
+                to_search.append(row)
+        self._record(updates)
+        if not to_search or self._should_stop():
+            summary.not_looked_up += len(to_search)
+            return
+        before = _snapshot(self._search)
+        try:
+            result = self._search.search(
+                [row.transaction_id for row in to_search],
+                deadline_monotonic=deadline_monotonic,
+            )
+        finally:
+            after = _snapshot(self._search)
+            summary.search_requests += after[0] - before[0]
+            summary.search_rate_limited += after[1] - before[1]
+            summary.search_errors += after[2] - before[2]
+        summary.not_looked_up += len(result.not_looked_up)
+        updates = []
+        for row in to_search:
+            verdict, counted = self._verdict_for(row, result.answered, result.errors, now)
+            if verdict is None:
+                continue
+            updates.append(
+                verdict_update(row, verdict, now=now, recheck=recheck, counted_attempt=counted)
+            )
+            summary.checked += 1
+            summary.verdicts[verdict.outcome.value] += 1
+            summary.healed += int(verdict.healed)
+            if len(updates) >= _VERDICT_CHUNK:
+                self._record(updates)
+                updates = []
+        self._record(updates)
+
+    def _verdict_for(
+        self,
+        row: SampledEventRow,
+        answered: Mapping[str, Sequence[Any]],
+        errors: Mapping[str, str],
+        now: datetime,
+    ) -> tuple[Verdict | None, bool]:
+        previous = Outcome(row.outcome)
+        if row.transaction_id in answered:
+            verdict = classify(
+                source_event_of(row),
+                answered[row.transaction_id],
+                now=now,
+                policy=self._policy_for(row.source),
+                attempts=row.attempts + 1,
+                previous=previous if row.attempts > 0 else None,
+            )
+            return verdict, True
+        if row.transaction_id in errors:
+            if previous.is_decided:
+                # A failed re-check says nothing new about a decided event: keep it,
+                # just look again later.
+                kept = Verdict(
+                    outcome=previous,
+                    reason=row.reason,
+                    evidence={**row.evidence, "last_recheck_error": errors[row.transaction_id]},
+                    duplicate_count=row.duplicate_count,
+                    differing_fields=tuple(row.differing_fields),
+                    healed=row.healed,
+                )
+                return kept, False
+            return error_verdict(errors[row.transaction_id]), False
+        return None, False
+
+    def _record(self, updates: list[dict[str, Any]]) -> None:
+        if not updates:
+            return
+        with transaction(self._sessions) as session:
+            record_verdicts(session, updates)
+
+    def _policy_for(self, source: str) -> ClassifyPolicy:
+        configured = self._policies.get(source)
+        return configured.policy if configured else self._settings.default_policy
+
+    def _finish_run(self, summary: CycleSummary) -> None:
+        with transaction(self._sessions) as session:
+            run = session.get(SamplingRun, summary.run_id)
+            if run is None:
+                return
+            run.finished_at = summary.finished_at
+            run.status = summary.status
+            run.sampled = sum(r.drawn for r in summary.sources.values())
+            run.new_events = sum(r.new_events for r in summary.sources.values())
+            run.rechecked = summary.rechecked
+            run.search_requests = summary.search_requests
+            run.search_rate_limited = summary.search_rate_limited
+            run.search_errors = summary.search_errors
+            run.error = summary.error[:2000] if summary.error else None
+            run.summary = summary.to_dict()
+            session.add(run)
+
+
+def _snapshot(client: SearchClient) -> tuple[int, int, int]:
+    stats = client.stats
+    return stats.calls, stats.rate_limited, stats.failed_requests
