@@ -2,11 +2,11 @@
 
 Does I/O (HTTP through an injected or owned `httpx.Client`; time and sleep through
 the injected `Clock`). The search endpoint is heavily rate-limited, so every call
-carries up to `max_ids_per_request` IDs, is paced by an adaptive token bucket
-(`AdaptiveRate`: multiplicative decrease on 429, additive recovery up to the
-configured budget), and is retried a bounded number of times on 5xx, timeouts,
-dropped connections and malformed bodies. A lookup that failed is reported as an
-error for its IDs — never as "absent".
+carries up to `max_ids_per_request` IDs and is paced by `AdaptiveRate` (multiplicative
+decrease on 429, gradual recovery per successful call up to the configured budget).
+Calls are retried a bounded number of times on 5xx, timeouts, dropped connections
+and malformed bodies. A lookup that failed is reported as an error for its IDs —
+never as "absent".
 """
 
 import json
@@ -119,12 +119,14 @@ class SearchResult:
 
 
 class AdaptiveRate:
-    """Pace calls at a rate that halves-ish on 429 and creeps back up to the budget.
+    """Pace calls at the budget; slow down on 429 and creep back up with each success.
 
-    AIMD: a 429 multiplies the rate by `decrease_factor` and blocks until the server's
-    `Retry-After`; each success adds `recovery_rps_per_s` per second elapsed since the
-    last change, never above `max_rps`. Slots are scheduled (GCRA), not measured from
-    the last send, so per-call overhead does not erode the rate; burst is one call.
+    A 429 multiplies the rate by `decrease_factor` and blocks until the server's
+    `Retry-After`; each successful call multiplies it by `1 + increase_per_success`,
+    never above `max_rps`. Growth is counted in calls, not seconds, so the share of
+    429s is the same at 1 rps as at 50 (time-based recovery would probe a slow
+    budget far too often). Slots are scheduled (GCRA), not measured from the last
+    send, so per-call overhead does not erode the rate; the burst is one call.
     """
 
     def __init__(
@@ -132,24 +134,23 @@ class AdaptiveRate:
         max_rps: float,
         clock: Clock,
         *,
-        decrease_factor: float = 0.7,
-        recovery_rps_per_s: float | None = None,
+        decrease_factor: float = 0.8,
+        increase_per_success: float = 0.003,
         min_rps: float | None = None,
     ) -> None:
         if max_rps <= 0:
             raise ValueError("requests_per_second must be positive")
         if not 0 < decrease_factor < 1:
             raise ValueError("decrease_factor must be between 0 and 1")
+        if increase_per_success <= 0:
+            raise ValueError("increase_per_success must be positive")
         self.max_rps = max_rps
         self.min_rps = min_rps if min_rps is not None else max_rps / 20
         self.decrease_factor = decrease_factor
-        self.recovery_rps_per_s = (
-            recovery_rps_per_s if recovery_rps_per_s is not None else max_rps * 0.05
-        )
+        self.increase_per_success = increase_per_success
         self._clock = clock
         self.rate_rps = max_rps
         self._next_slot = clock.monotonic()
-        self._changed_at = clock.monotonic()
 
     def next_slot_monotonic(self) -> float:
         return max(self._next_slot, self._clock.monotonic())
@@ -164,17 +165,11 @@ class AdaptiveRate:
         return True
 
     def on_success(self) -> None:
-        now = self._clock.monotonic()
-        if self.rate_rps < self.max_rps:
-            grown = self.rate_rps + self.recovery_rps_per_s * (now - self._changed_at)
-            self.rate_rps = min(self.max_rps, grown)
-        self._changed_at = now
+        self.rate_rps = min(self.max_rps, self.rate_rps * (1 + self.increase_per_success))
 
     def on_rate_limited(self, wait_s: float) -> None:
-        now = self._clock.monotonic()
         self.rate_rps = max(self.min_rps, self.rate_rps * self.decrease_factor)
-        self._changed_at = now
-        self._next_slot = max(self._next_slot, now + wait_s)
+        self._next_slot = max(self._next_slot, self._clock.monotonic() + wait_s)
 
 
 class _CallKind(StrEnum):
