@@ -50,7 +50,7 @@ def write_log(
                 "properties": {
                     "quantity": rng.randint(1, 5000),
                     "region": rng.choice(("us-east-1", "eu-west-1", "ap-south-1")),
-                    "request_id": "%032x" % rng.getrandbits(128),
+                    "request_id": f"{rng.getrandbits(128):032x}",
                     "note": "x" * rng.randint(0, pad_bytes),
                 },
             }

@@ -1,0 +1,314 @@
+"""Benchmark the sampler against same-run baselines and print each target as a ratio.
+
+Targets (issue 4): 1,000 draws from a ~2 GB plain JSONL ≤ 0.5 × `wc -l` (chi-square
+passing); `.gz` first draw ≤ 1.0 × `gzip -dc > /dev/null`, later draws ≤ 0.1 × it; peak
+RSS ≤ 200 MB; an incremental scan after appending 1% ≤ 5% of a full scan; a SQL draw on
+a 5 M-row Postgres table ≤ 2 × a bare TABLESAMPLE query.
+
+Each measured step runs in a child process (`--child STEP`) so its peak RSS is its own;
+times are taken inside the child around the call (interpreter start-up excluded — the
+daemon pays it once). Data goes to bench/out/ (git-ignored) or --out.
+
+    .venv/bin/python bench/bench_sampler.py            # full size (~2 GB, 5 M rows)
+    .venv/bin/python bench/bench_sampler.py --quick    # ~100 MB smoke run
+"""
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from gen_log import write_log
+
+END = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+NOW = END + timedelta(minutes=30)
+BYTES_PER_EVENT = 333
+DRAWS = 1000
+PG_ADMIN = os.environ.get("LEAKWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed_shell(command: str, repeat: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(command, shell=True, check=True, stdout=subprocess.DEVNULL)  # noqa: S602
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def child(step: str, args: argparse.Namespace) -> None:
+    """Run one measured step and print {"seconds": …, "rss_mb": …, …} as JSON."""
+    from leakwatch.sources import JsonlSourceSpec, make_source
+    from leakwatch.sources.base import FileCheckpoint
+    from leakwatch.sources.jsonl import JsonlSource
+
+    spec = JsonlSourceSpec(
+        name="bench", path=args.path, settle_delay=timedelta(minutes=10), max_age=timedelta(days=33)
+    )
+    source = make_source(spec, state_dir=Path(args.state_dir))
+    assert isinstance(source, JsonlSource)
+    extra: dict[str, object] = {}
+    start = time.perf_counter()
+    if step == "draw":
+        result = source.sample(DRAWS, now=NOW, rng=random.Random(args.seed))
+        seconds = time.perf_counter() - start
+        extra["timestamps"] = [e.event.timestamp.timestamp() for e in result.events]
+        extra["window"] = [result.window.start.timestamp(), result.window.end.timestamp()]
+        extra["warnings"] = list(result.warnings)
+        extra["population"] = result.population
+    elif step == "scan":
+        checkpoint_file = Path(args.checkpoints)
+        previous: tuple[FileCheckpoint, ...] = ()
+        if checkpoint_file.exists():
+            previous = tuple(
+                FileCheckpoint(**item) for item in json.loads(checkpoint_file.read_text())
+            )
+        scan = source.scan_new(previous, now=NOW)
+        seconds = time.perf_counter() - start
+        checkpoint_file.write_text(
+            json.dumps(
+                [
+                    {
+                        "file_key": c.file_key,
+                        "path": c.path,
+                        "offset": c.offset,
+                        "size": c.size,
+                        "mtime": c.mtime,
+                        "lines": c.lines,
+                        "head_fingerprint": c.head_fingerprint,
+                    }
+                    for c in scan.checkpoints
+                ]
+            )
+        )
+        extra["lines"] = scan.lines_read
+    else:
+        raise SystemExit(f"unknown step {step}")
+    print(json.dumps({"seconds": seconds, "rss_mb": peak_rss_mb(), **extra}))
+
+
+def run_child(step: str, path: Path, state_dir: Path, **options: object) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        step,
+        "--path",
+        str(path),
+        "--state-dir",
+        str(state_dir),
+    ]
+    for key, value in options.items():
+        command += [f"--{key.replace('_', '-')}", str(value)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    return result
+
+
+def chi_square_pvalue(timestamps: list[float], window: list[float], first_event: float) -> float:
+    """Test draws for uniformity in time (events are evenly spaced in the generated log)."""
+    from scipy.stats import chisquare  # type: ignore[import-untyped,unused-ignore]
+
+    low = max(window[0], first_event)
+    bins = 20
+    counts = [0] * bins
+    for ts in timestamps:
+        counts[min(bins - 1, int((ts - low) / (window[1] - low) * bins))] += 1
+    return float(chisquare(counts).pvalue)
+
+
+def report(name: str, value: float, baseline: float, target: float, unit: str = "s") -> bool:
+    ratio = value / baseline if baseline else float("inf")
+    ok = ratio <= target
+    print(
+        f"{name:<44} {value:9.3f} {unit} / baseline {baseline:9.3f} {unit} = "
+        f"{ratio:6.3f}  (target ≤ {target})  {'PASS' if ok else 'FAIL'}"
+    )
+    return ok
+
+
+def ensure_logs(out: Path, events: int) -> tuple[Path, Path]:
+    plain = out / f"bench_{events}.jsonl"
+    packed = out / f"bench_{events}.jsonl.gz"
+    if not plain.exists():
+        print(f"generating {events:,} events into {plain} …", flush=True)
+        write_log(plain, events=events, days=30, end=END, seed=7)
+    if not packed.exists():
+        print(f"compressing to {packed} …", flush=True)
+        from isal import igzip
+
+        with plain.open("rb") as src, igzip.open(packed, "wb", compresslevel=2) as dst:  # type: ignore[no-untyped-call]
+            shutil.copyfileobj(src, dst, 4 << 20)
+    return plain, packed
+
+
+def bench_files(out: Path, events: int) -> list[bool]:
+    plain, packed = ensure_logs(out, events)
+    size_gb = plain.stat().st_size / 1e9
+    print(f"plain log {size_gb:.2f} GB, gz {packed.stat().st_size / 1e9:.2f} GB")
+    results: list[bool] = []
+    rss: list[float] = []
+    state = out / "state"
+    shutil.rmtree(state, ignore_errors=True)
+    # Warm the page cache for both sides alike.
+    wc_s = timed_shell(f"wc -l {plain}")
+    draw = run_child("draw", plain, state, seed=1)
+    rss.append(float(draw["rss_mb"]))
+    first_line = json.loads(plain.open("rb").readline())
+    first_ts = datetime.fromisoformat(first_line["timestamp"].replace("Z", "+00:00")).timestamp()
+    pvalue = chi_square_pvalue(draw["timestamps"], draw["window"], first_ts)
+    results.append(report("plain: 1,000 draws vs wc -l", float(draw["seconds"]), wc_s, 0.5))
+    verdict = "PASS" if pvalue > 0.001 else "FAIL"
+    print(f"    chi-square over 20 time bins: p = {pvalue:.3f} ({verdict})")
+    results.append(pvalue > 0.001)
+
+    gz_dir = out / "gzonly"
+    gz_dir.mkdir(exist_ok=True)
+    gz_link = gz_dir / packed.name
+    if not gz_link.exists():
+        gz_link.symlink_to(packed.resolve())
+    gunzip_s = timed_shell(f"gzip -dc {packed} > /dev/null", repeat=1)
+    first = run_child("draw", gz_link, state, seed=2)
+    later = run_child("draw", gz_link, state, seed=3)
+    rss += [float(first["rss_mb"]), float(later["rss_mb"])]
+    results.append(
+        report(".gz: first draw (builds index) vs gzip -dc", float(first["seconds"]), gunzip_s, 1.0)
+    )
+    results.append(report(".gz: later draw vs gzip -dc", float(later["seconds"]), gunzip_s, 0.1))
+
+    checkpoints = out / "checkpoints.json"
+    checkpoints.unlink(missing_ok=True)
+    full = run_child("scan", plain, state, checkpoints=checkpoints)
+    rss.append(float(full["rss_mb"]))
+    original_size = plain.stat().st_size
+    extra = out / "extra.jsonl"
+    write_log(
+        extra, events=max(1, events // 100), days=0.01, end=NOW - timedelta(minutes=20), seed=8
+    )
+    try:
+        with plain.open("ab") as dst, extra.open("rb") as src:
+            shutil.copyfileobj(src, dst, 4 << 20)
+        incremental = run_child("scan", plain, state, checkpoints=checkpoints)
+    finally:
+        os.truncate(plain, original_size)
+        extra.unlink(missing_ok=True)
+    rss.append(float(incremental["rss_mb"]))
+    print(f"    full scan read {full['lines']:,} lines; incremental {incremental['lines']:,}")
+    results.append(
+        report(
+            "incremental scan (+1%) vs full scan",
+            float(incremental["seconds"]),
+            float(full["seconds"]),
+            0.05,
+        )
+    )
+    results.append(report("peak RSS of any step vs 200 MB", max(rss), 200.0, 1.0, unit="MB"))
+    return results
+
+
+def bench_sql(rows: int) -> list[bool]:
+    import psycopg
+    import sqlalchemy as sa
+
+    from leakwatch.sources import SqlSourceSpec
+    from leakwatch.sources.sql import SqlSource, tablesample_percent
+
+    name = f"leakwatch_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    try:
+        with psycopg.connect(f"{base}/{name}", autocommit=True) as conn:
+            print(f"loading {rows:,} rows into Postgres …", flush=True)
+            conn.execute(
+                "CREATE TABLE events (transaction_id text, customer_id text, event_type text,"
+                " ts timestamptz, properties jsonb)"
+            )
+            conn.execute(
+                "INSERT INTO events SELECT 'txn_' || g, 'cust_' || (g %% 2000),"
+                " (ARRAY['api_request','gpu_seconds','tokens'])[1 + g %% 3],"
+                " %s::timestamptz - (g * (interval '30 days' / %s)),"
+                " jsonb_build_object('quantity', g %% 5000, 'region', 'us-east-1')"
+                " FROM generate_series(1, %s) AS g",
+                (END, rows, rows),
+            )
+            conn.execute("CREATE INDEX ON events (ts)")
+            conn.execute("ANALYZE events")
+        url = f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+        engine = sa.create_engine(url)
+        spec = SqlSourceSpec(
+            name="bench",
+            url=url,
+            table="events",
+            fields={"timestamp": "ts"},
+            max_age=timedelta(days=33),
+            sample_size=DRAWS,
+        )
+        source = SqlSource(spec, engine=engine)
+        window_start, window_end = NOW - timedelta(days=33), NOW - timedelta(minutes=10)
+        percent = tablesample_percent(DRAWS, rows)
+        bare = (
+            "SELECT transaction_id, customer_id, event_type, ts, properties FROM events "
+            f"TABLESAMPLE SYSTEM ({percent}) WHERE ts > %s AND ts < %s"
+        )
+        bare_best = ours_best = float("inf")
+        with psycopg.connect(f"{base}/{name}") as conn:
+            for _ in range(5):
+                start = time.perf_counter()
+                conn.execute(bare, (window_start, window_end)).fetchall()
+                bare_best = min(bare_best, time.perf_counter() - start)
+        for seed in range(5):
+            start = time.perf_counter()
+            result = source.sample(DRAWS, now=NOW, rng=random.Random(seed))
+            ours_best = min(ours_best, time.perf_counter() - start)
+        print(f"    SQL draw: {len(result.events)} events, population ≈ {result.population:,.0f}")
+        engine.dispose()
+        return [report("SQL: 1,000 draws vs bare TABLESAMPLE", ours_best, bare_best, 2.0)]
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size-gb", type=float, default=2.0)
+    parser.add_argument("--quick", action="store_true", help="~100 MB and 200 k rows")
+    parser.add_argument("--pg-rows", type=int, default=5_000_000)
+    parser.add_argument("--skip-sql", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
+    parser.add_argument("--child")
+    parser.add_argument("--path")
+    parser.add_argument("--state-dir")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--checkpoints")
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args)
+        return
+    size_gb = 0.1 if args.quick else args.size_gb
+    rows = 200_000 if args.quick else args.pg_rows
+    args.out.mkdir(parents=True, exist_ok=True)
+    events = int(size_gb * 1e9 / BYTES_PER_EVENT)
+    results = bench_files(args.out, events)
+    if not args.skip_sql:
+        results += bench_sql(rows)
+    print(f"{sum(results)}/{len(results)} targets met")
+
+
+if __name__ == "__main__":
+    main()
