@@ -51,7 +51,9 @@ from leakwatch.sources.readers import (
     fingerprint_matches,
     inflate_stream,
     open_gz,
+    prune_sidecars,
     read_head,
+    sidecar_paths,
 )
 from leakwatch.sources.specs import JsonlSourceSpec
 
@@ -244,6 +246,10 @@ class JsonlSource:
                 reader.close()
                 continue
             segments.append(segment)
+        live = [p for p in self.files() if p.suffix == ".gz"]
+        prune_sidecars(
+            self._index_dir, {s for p in live for s in sidecar_paths(self._index_dir, p)}
+        )
         return segments
 
     def _timestamp_at_or_after(
