@@ -534,12 +534,16 @@ def build_content(
     inputs: ReportInputs,
     *,
     timezone: ZoneInfo,
-    prices: Mapping[str, Price],
+    prices: Mapping[str, Any],
     generated_at: datetime,
     checks_every: timedelta | None,
     currency: str = "$",
 ) -> ReportContent:
-    """Turn aggregated query results into the report for the last week in `inputs.weeks`."""
+    """Turn aggregated query results into the report for the last week in `inputs.weeks`.
+
+    `prices` may be parsed `Price`s or the raw config shapes `parse_prices` accepts.
+    """
+    prices = parse_prices(prices)
     weeks = inputs.weeks
     report_index = len(weeks) - 1
     week = weeks[report_index]

@@ -45,6 +45,10 @@ class FakeSlackWithFiles(FakeSlack):
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
+    def __enter__(self) -> "FakeSlackWithFiles":
+        super().__enter__()
+        return self
+
     def next_file_id(self) -> str:
         self._file_counter += 1
         return f"F{self._file_counter:08d}"
@@ -61,7 +65,7 @@ class FakeSlackWithFiles(FakeSlack):
 def _files_handler(fake: FakeSlackWithFiles) -> type:
     base: Any = _make_handler(fake)
 
-    class Handler(base):  # type: ignore[misc, valid-type]
+    class Handler(base):  # type: ignore[misc]
         def do_POST(self) -> None:
             parsed = urlparse(self.path)
             if parsed.path.startswith(UPLOAD_PREFIX):

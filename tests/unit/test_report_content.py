@@ -1,0 +1,197 @@
+"""Pure parts of the weekly report: weeks, prices, wording, and content from query rows."""
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from leakwatch.core.stats import Interval, RateEstimate
+from leakwatch.report.content import (
+    OutcomeRow,
+    Price,
+    ReportInputs,
+    VolumeRow,
+    build_content,
+    format_count,
+    format_money,
+    format_rate_interval,
+    parse_prices,
+)
+from leakwatch.report.weeks import IsoWeek, utc_day_fraction_in
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+@pytest.mark.parametrize(
+    ("week", "zone", "start", "hours"),
+    [
+        ("2026-W47", "UTC", datetime(2026, 11, 16, tzinfo=UTC), 168),
+        ("2026-W47", "Europe/Berlin", datetime(2026, 11, 15, 23, tzinfo=UTC), 168),
+        ("2026-W44", "America/New_York", datetime(2026, 10, 26, 4, tzinfo=UTC), 169),
+        ("2026-W11", "America/New_York", datetime(2026, 3, 9, 4, tzinfo=UTC), 168),
+        ("2026-W10", "America/New_York", datetime(2026, 3, 2, 5, tzinfo=UTC), 167),
+        ("2026-W13", "Europe/Berlin", datetime(2026, 3, 22, 23, tzinfo=UTC), 167),
+        ("2020-W53", "Asia/Tokyo", datetime(2020, 12, 27, 15, tzinfo=UTC), 168),
+    ],
+)
+def test_week_bounds_in_utc(week: str, zone: str, start: datetime, hours: int) -> None:
+    lo, hi = IsoWeek.parse(week).bounds_utc(ZoneInfo(zone))
+    assert lo == start
+    assert hi - lo == timedelta(hours=hours)
+
+
+@pytest.mark.parametrize("text", ["2026-47", "2026-W7", "2025-W53", "W47", ""])
+def test_bad_weeks_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="week"):
+        IsoWeek.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("now", "zone", "expected"),
+    [
+        (datetime(2026, 11, 23, 8, 0, tzinfo=UTC), "Europe/Berlin", "2026-W47"),
+        # Sunday 23:30 UTC is already Monday in Berlin: the week just ended is W47.
+        (datetime(2026, 11, 22, 23, 30, tzinfo=UTC), "Europe/Berlin", "2026-W47"),
+        (datetime(2026, 11, 22, 23, 30, tzinfo=UTC), "UTC", "2026-W46"),
+        (datetime(2027, 1, 4, 12, 0, tzinfo=UTC), "UTC", "2026-W53"),
+    ],
+)
+def test_default_week_is_the_last_complete_one(now: datetime, zone: str, expected: str) -> None:
+    assert str(IsoWeek.last_complete(now, ZoneInfo(zone))) == expected
+
+
+def test_utc_day_fractions_split_every_day_between_adjacent_weeks() -> None:
+    weeks = [IsoWeek(2026, w).bounds_utc(BERLIN) for w in range(40, 48)]
+    day = date(2026, 10, 5)
+    while day < date(2026, 11, 15):
+        total = sum(utc_day_fraction_in(day, lo, hi) for lo, hi in weeks)
+        assert total == pytest.approx(1.0)
+        day += timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"api_request": 0.002}, {"api_request": Price(0.002)}),
+        ({"api_request": 1}, {"api_request": Price(1.0)}),
+        (
+            {"gpu_seconds": {"per_unit": 0.0004, "property": "seconds"}},
+            {"gpu_seconds": Price(0.0004, "seconds")},
+        ),
+        (
+            {"gpu_seconds": {"price": 0.0004, "per_unit_property": "seconds"}},
+            {"gpu_seconds": Price(0.0004, "seconds")},
+        ),
+    ],
+)
+def test_prices_parse(raw: dict[str, object], expected: dict[str, Price]) -> None:
+    assert parse_prices(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"x": -1},
+        {"x": "cheap"},
+        {"x": True},
+        {"x": {"per_unit": 0.1, "unit": "s"}},
+        {"x": {"property": "s"}},
+        {"x": float("nan")},
+    ],
+)
+def test_bad_prices_name_the_entry(raw: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match=r"report\.prices\.x"):
+        parse_prices(raw)
+
+
+@pytest.mark.parametrize(
+    ("rate", "lo", "hi", "text"),
+    [
+        (0.0083, 0.0061, 0.011, "0.8% (0.6–1.1%)"),
+        (0.00061, 0.0002, 0.0015, "0.06% (0.02–0.15%)"),
+        (0.0, 0.0, 0.0038, "0.0% (0.0–0.4%)"),
+        (0.25, 0.2, 0.31, "25.0% (20.0–31.0%)"),
+    ],
+)
+def test_rate_wording(rate: float, lo: float, hi: float, text: str) -> None:
+    estimate = RateEstimate(0, 0, rate, Interval(lo, hi), 0)
+    assert format_rate_interval(estimate) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "count", "money"),
+    [
+        (41_234.5, "41,000", "$41,000"),
+        (82.3, "82", "$82"),
+        (8.234, "8", "$8.23"),
+        (0, "0", "$0.00"),
+    ],
+)
+def test_amount_wording(value: float, count: str, money: str) -> None:
+    assert format_count(value) == count
+    assert format_money(value) == money
+
+
+def _inputs(rows: list[OutcomeRow], volume: list[VolumeRow]) -> ReportInputs:
+    week = IsoWeek(2026, 47)
+    return ReportInputs(
+        weeks=tuple(week.shifted(-i) for i in reversed(range(8))),
+        outcome_rows=rows,
+        volume_rows=volume,
+        bad_lines=[],
+        cycles=[],
+        alert_transitions=[],
+        top_customers=[],
+        leak_keys=[],
+        examples=[],
+    )
+
+
+def test_zero_leaks_is_reported_with_an_upper_bound_not_as_zero() -> None:
+    rows = [OutcomeRow(7, "gw", "api_request", "matched", 1000, 1000.0, 1000.0)]
+    content = build_content(
+        _inputs(rows, []),
+        timezone=ZoneInfo("UTC"),
+        prices={},
+        generated_at=datetime(2026, 11, 23, tzinfo=UTC),
+        checks_every=None,
+    )
+    assert content.summary == (
+        "No unbilled usage found last week: none of 1,000 checked events leaked; "
+        "the leak rate is below 0.4% (95% upper bound)."
+    )
+
+
+def test_only_pending_samples_give_no_verdict() -> None:
+    rows = [OutcomeRow(7, "gw", "api_request", "pending", 12, 12.0, 12.0)]
+    content = build_content(
+        _inputs(rows, []),
+        timezone=ZoneInfo("UTC"),
+        prices={},
+        generated_at=datetime(2026, 11, 23, tzinfo=UTC),
+        checks_every=None,
+    )
+    assert content.has_data
+    assert content.summary.startswith("No verdict yet for 2026-W47")
+    assert content.segments[0].leak_rate is None
+
+
+def test_a_week_other_than_last_is_named() -> None:
+    rows = [
+        OutcomeRow(7, "gw", "api_request", "matched", 99, 99.0, 99.0),
+        OutcomeRow(7, "gw", "api_request", "missing", 1, 1.0, 1.0),
+    ]
+    volume = [VolumeRow("gw", "api_request", date(2026, 11, 16), 10_000, 0.0)]
+    content = build_content(
+        _inputs(rows, volume),
+        timezone=ZoneInfo("UTC"),
+        prices={"api_request": 0.01},
+        generated_at=datetime(2026, 12, 14, tzinfo=UTC),
+        checks_every=None,
+    )
+    assert content.summary.startswith(
+        "About 1.0% (0.2–5.4%) of api_request events were not billed in week 2026-W47: "
+        "≈ 100 events, ≈ $1.00 at list price. Main cause: events never reached Metronome."
+    )
+    # 100 decided samples is the threshold at which the summary stops warning.
+    assert "Based on only" not in content.summary
