@@ -279,3 +279,50 @@ def test_appended_partial_line_is_not_sampled_or_counted(tmp_path: Path) -> None
             e.event.transaction_id for e in src.sample(100, now=NOW, rng=random.Random(seed)).events
         )
     assert "t999999" not in ids
+
+
+def test_sample_source_draws_as_the_spec_says(tmp_path: Path) -> None:
+    from leakwatch.sources import sample_source
+
+    log = tmp_path / "events.jsonl"
+    write_log(log, 300, start=NOW - timedelta(days=5), step=timedelta(minutes=5))
+    spec = JsonlSourceSpec(
+        name="gateway", path=str(log), sample_size=12, stratify_by="event_type", floor=3, seed=9
+    )
+    first = sample_source(spec, now=NOW, state_dir=tmp_path)
+    again = sample_source(spec, now=NOW, state_dir=tmp_path)
+    assert len(first.events) == 12
+    assert first.events == again.events
+    assert {e.stratum for e in first.events} == {"api", "gpu"}
+    assert len(sample_source(spec, 5, now=NOW, state_dir=tmp_path, seed=1).events) == 5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_age": timedelta(days=34)}, "33 days"),
+        ({"stratify_by": "region"}, "stratify"),
+        ({"fields": {"txn": "a.b"}}, "unknown field"),
+        ({"path": ""}, "path"),
+        ({"sample_size": -1}, "sample_size"),
+    ],
+)
+def test_jsonl_spec_validation(kwargs: dict[str, object], message: str) -> None:
+    arguments: dict[str, object] = {"name": "g", "path": "/var/log/x.jsonl", **kwargs}
+    with pytest.raises(ValueError, match=message):
+        JsonlSourceSpec(**arguments)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "exactly one"),
+        ({"table": "t", "query": "select 1"}, "exactly one"),
+        ({"table": "t", "max_age": timedelta(days=40)}, "33 days"),
+    ],
+)
+def test_sql_spec_validation(kwargs: dict[str, object], message: str) -> None:
+    from leakwatch.sources import SqlSourceSpec
+
+    with pytest.raises(ValueError, match=message):
+        SqlSourceSpec(name="w", url="sqlite://", **kwargs)  # type: ignore[arg-type]
