@@ -6,8 +6,10 @@ The baseline is the ideal throughput of the same run: the server's limit R times
 1. client configured at R (the right budget): ≥ 95% of ideal, ≤ 1% of calls answered 429;
 2. client configured at 2 × R (a wrong budget): it must adapt — ≥ 80% of ideal, ≤ 5% 429s.
 
-Run: `.venv/bin/python bench/bench_search.py [--quick] [--rate 20] [--ids 20000]`.
-Exits 1 if a target is missed.
+Run: `.venv/bin/python bench/bench_search.py [--quick] [--rate 20] [--ids 20000] [--burst 2]`.
+Exits 1 if a target is missed. The server's bucket holds `--burst` calls (default 2:
+it tolerates two calls landing in one 1/R interval). With `--burst 1` a client at
+exactly R collides with the limit on network jitter alone.
 """
 
 import argparse
@@ -66,6 +68,7 @@ def run_scenario(
     max_ids: int,
     burst: float,
     clock: SystemClock,
+    strict: bool,
 ) -> bool:
     # A fresh bucket per scenario; a small burst, so it cannot flatter the ratio.
     sim.set_rate_limit("search", rate_rps, burst)
@@ -105,12 +108,17 @@ def run_scenario(
         f"  429 share = {share_429:.4f}"
         f"  (target ≤ {scenario.max_rate_limited_share:.2f})  {'PASS' if ok_429 else 'FAIL'}"
     )
-    return ok_ratio and ok_429 and not result.errors and found == len(ids)
+    complete = not result.errors and found == len(ids)
+    return complete and ((ok_ratio and ok_429) or not strict)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: 2,000 ids")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 2,000 ids; targets printed but not enforced (too few calls)",
+    )
     parser.add_argument("--rate", type=float, default=20.0, help="server rate limit R (rps)")
     parser.add_argument("--ids", type=int, default=20_000)
     parser.add_argument("--burst", type=float, default=2.0, help="server bucket size (calls)")
@@ -125,9 +133,13 @@ def main() -> int:
         ingest_all(sim, ids, clock)
         print(f"ingested {n_ids} events; searching them with max {args.max_ids} ids/request")
         passed = [
-            run_scenario(sim, scenario, ids, args.rate, args.max_ids, args.burst, clock)
+            run_scenario(
+                sim, scenario, ids, args.rate, args.max_ids, args.burst, clock, not args.quick
+            )
             for scenario in SCENARIOS
         ]
+    if args.quick:
+        print("\n(--quick: 20 calls are too few for the ratios; only completeness is enforced)")
     print("\nOVERALL", "PASS" if all(passed) else "FAIL")
     return 0 if all(passed) else 1
 
