@@ -14,7 +14,7 @@ import math
 import socket
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -70,6 +70,12 @@ class ServerStats:
     unauthorized: int = 0
     bad_request: int = 0
     faults: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def bump(self, counter: str) -> None:
+        """Add one to `counter`; handler threads run concurrently."""
+        with self._lock:
+            setattr(self, counter, getattr(self, counter) + 1)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -97,14 +103,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"message": f"no such route: POST {path}"})
             return
         stats = sim.stats[endpoint]
-        stats.requests += 1
+        stats.bump("requests")
         if not sim.token_matches(self.headers.get("Authorization", "")):
-            stats.unauthorized += 1
+            stats.bump("unauthorized")
             self._send_json(401, {"message": "Unauthorized: missing or invalid bearer token"})
             return
         wait_s = sim.rate_limit_wait_s(endpoint)
         if wait_s > 0:
-            stats.rate_limited += 1
+            stats.bump("rate_limited")
             self._send_json(
                 429,
                 {"message": "Too many requests"},
@@ -118,17 +124,17 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is FaultKind.SLOW:
             sim.clock.sleep(sim.state.faults.slow_delay_s)
         elif fault is FaultKind.SERVER_ERROR:
-            stats.faults += 1
+            stats.bump("faults")
             self._send_raw(500, b"Internal Server Error", "text/plain")
             return
         elif fault is FaultKind.DROP_CONNECTION:
-            stats.faults += 1
+            stats.bump("faults")
             self._drop_connection()
             return
         try:
             body = json.loads(raw_body) if raw_body else None
         except (ValueError, UnicodeDecodeError):
-            stats.bad_request += 1
+            stats.bump("bad_request")
             self._send_json(400, {"message": "body is not valid JSON"})
             return
         if endpoint == "ingest":
@@ -140,37 +146,37 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self.server.simulator.state.ingest(body)
         except IngestRejected as err:
-            stats.bad_request += 1
+            stats.bump("bad_request")
             self._send_json(400, {"message": str(err)})
             return
         if fault in MALFORMED_KINDS:
-            stats.faults += 1
+            stats.bump("faults")
             self._send_raw(200, b"{not json", "application/json")
             return
-        stats.ok += 1
+        stats.bump("ok")
         self._send_raw(200, b"", None)
 
     def _search(self, body: Any, stats: ServerStats, fault: FaultKind | None) -> None:
         ids = body.get("transactionIds") if isinstance(body, dict) else None
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            stats.bad_request += 1
+            stats.bump("bad_request")
             self._send_json(400, {"message": "transactionIds: required array of strings"})
             return
         items = self.server.simulator.state.search(ids)
         if fault is FaultKind.MALFORMED_JSON:
-            stats.faults += 1
+            stats.bump("faults")
             self._send_raw(200, b'[{"id": "truncated', "application/json")
             return
         if fault is FaultKind.WRONG_SHAPE:
-            stats.faults += 1
+            stats.bump("faults")
             self._send_json(200, {"data": items})
             return
         if fault is FaultKind.MISSING_FIELD:
-            stats.faults += 1
+            stats.bump("faults")
             broken = [{k: v for k, v in item.items() if k != "transaction_id"} for item in items]
             self._send_json(200, broken or [{"id": "x"}])
             return
-        stats.ok += 1
+        stats.bump("ok")
         self._send_json(200, items)
 
     def _send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
