@@ -165,8 +165,6 @@ class SqlSource:
         window = sampling_window(now, self.spec.settle_delay, self.spec.max_age)
         fields = parse_stratify_by(stratify_by)
         with self._engine.connect() as conn:
-            if self._is_postgres:
-                conn.execute(sa.text("SELECT setseed(:s)"), {"s": rng.random() * 2 - 1})
             if fields:
                 return self._sample_stratified(conn, n, window, fields, floor, rng)
             return self._sample_uniform(conn, n, window, rng)
@@ -221,14 +219,18 @@ class SqlSource:
                 rows = conn.execute(
                     sa.text(sql), {**params, "pct": percent, "seed": rng.randrange(1 << 31)}
                 ).mappings()
-                events = self._events(rows, bad)
-                if len(events) >= n:
-                    population = len(events) * 100.0 / percent
-                    chosen = rng.sample(events, n)
-                    weight = population / n
-                    sampled = [SampledEvent(self.name, e, weight) for e in chosen]
+                candidates = rows.all()
+                if len(candidates) >= n:
+                    # Thin in Python, converting only the rows kept: each row was
+                    # included with probability p, so count / p estimates the window.
+                    population = len(candidates) * 100.0 / percent
+                    order = rng.sample(range(len(candidates)), len(candidates))
+                    events = self._events((candidates[i] for i in order), bad, limit=n)
+                    weight = population / len(events) if events else 0.0
+                    sampled = [SampledEvent(self.name, e, weight) for e in events]
                     return self._result(window, sampled, population, False, {}, bad)
                 percent *= 4
+        self._seed(conn, rng)
         count_sql = f"SELECT count(*) FROM {self._relation()} WHERE {self._window_predicate()}"
         population = float(conn.execute(sa.text(count_sql), params).scalar_one())
         sql = (
@@ -240,9 +242,18 @@ class SqlSource:
         sampled = [SampledEvent(self.name, e, weight) for e in events]
         return self._result(window, sampled, population, True, {}, bad)
 
-    def _events(self, rows: Any, bad: dict[BadLineReason, int]) -> list[SourceEvent]:
+    def _seed(self, conn: Connection, rng: random.Random) -> None:
+        """Seed the database's random() from ours, so a seed reproduces the draw."""
+        if self._is_postgres:
+            conn.execute(sa.text("SELECT setseed(:s)"), {"s": rng.random() * 2 - 1})
+
+    def _events(
+        self, rows: Any, bad: dict[BadLineReason, int], limit: int | None = None
+    ) -> list[SourceEvent]:
         events: list[SourceEvent] = []
         for row in rows:
+            if limit is not None and len(events) >= limit:
+                break
             parsed = self._to_event(row)
             if isinstance(parsed, BadLineReason):
                 bad[parsed] = bad.get(parsed, 0) + 1
@@ -260,6 +271,7 @@ class SqlSource:
         rng: random.Random,
     ) -> SampleResult:
         params = self._window_params(window)
+        self._seed(conn, rng)
         group_cols = ", ".join(self._col(f) for f in fields)
         count_sql = (
             f"SELECT {group_cols}, count(*) AS lw_n FROM {self._relation()} "
