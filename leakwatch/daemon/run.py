@@ -40,6 +40,7 @@ from sqlmodel import col
 
 from leakwatch.clock import Clock
 from leakwatch.config import Settings
+from leakwatch.core.durations import format_duration
 from leakwatch.daemon.health import STALE_AFTER_CYCLES, DaemonStatus, HealthServer, Role
 from leakwatch.daemon.leader import (
     Leadership,
@@ -215,7 +216,7 @@ class Daemon:
             "daemon.starting",
             database=make_url(settings.database_url).render_as_string(hide_password=True),
             health_address=settings.daemon.health_address,
-            every=str(settings.checks.every),
+            every=format_duration(settings.checks.every),
         )
         require_token(settings)
         check_sources(settings)

@@ -337,7 +337,7 @@ def test_two_daemons_elect_one_leader_and_the_follower_takes_over_after_sigkill(
         wait_for(lambda: finished_runs(pg_url) >= 2, timeout_s=20, what="cycles by the leader")
         # Over several election beats there is exactly one leader.
         for _ in range(5):
-            assert sorted([first.role(), second.role()]) == ["follower", "leader"]
+            assert sorted([str(first.role()), str(second.role())]) == ["follower", "leader"]
             CLOCK.sleep(0.3)
         follower_health = second.health()
         assert follower_health is not None
