@@ -1,9 +1,11 @@
 """The command line: parse, build (through wiring), call, print. No logic lives here."""
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -36,8 +38,17 @@ ConfigOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+def _console(*, stderr: bool) -> Console:
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:
+        # Piped or captured output has no width; tables read better wide than wrapped.
+        console = Console(stderr=stderr, highlight=False, width=140)
+    return console
+
+
+out = _console(stderr=False)
+err = _console(stderr=True)
 
 
 @contextmanager
@@ -51,6 +62,19 @@ def _user_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         err.print("interrupted; what was recorded is kept")
         raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:
+        # A bug, not a user error: say so plainly; the traceback only on request.
+        if os.environ.get("LEAKWATCH_DEBUG"):
+            err.print_exception()
+        err.print(
+            f"error: unexpected {type(exc).__name__}: {exc}\n"
+            "this is a bug in leakwatch; set LEAKWATCH_DEBUG=1 to see the traceback",
+            markup=False,
+            style="red",
+        )
+        raise typer.Exit(1) from None
 
 
 def _not_yet(what: str, issue: int) -> NoReturn:
@@ -96,15 +120,54 @@ def demo(
     ] = None,
 ) -> None:
     """A self-contained tour: simulated Metronome, injected leaks, cycles, an alert, a report."""
+    from leakwatch.demo import run_demo
+
     with _user_errors():
-        _not_yet("demo", 5)
+        _quiet_logs(True)
+        code = run_demo(out, keep=keep)
+    raise typer.Exit(code)
 
 
 @app.command()
-def check(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+def check(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    recheck_only: Annotated[
+        bool, typer.Option("--recheck-only", help="Only re-check what is due; draw nothing.")
+    ] = False,
+) -> None:
     """Run one cycle: sample, search, record, re-check, evaluate alerts, notify."""
+    from leakwatch.clock import SystemClock
+    from leakwatch.runtime import Runtime
+    from leakwatch.wiring import settings_for
+
     with _user_errors():
-        _not_yet("check", 5)
+        settings = settings_for(config)
+        _quiet_logs(as_json)
+        runtime = Runtime(settings, clock=SystemClock())
+        try:
+            summary = runtime.run_cycle(draw=not recheck_only)
+            alerts = runtime.evaluate_alerts()
+            sent = runtime.send_notifications()
+        finally:
+            runtime.close()
+        if as_json:
+            body = summary.to_dict()
+            body["alerts"] = [
+                {
+                    "rule": a.rule_name,
+                    "scope": a.scope,
+                    "status": a.status.value,
+                    "notification": a.notification.value if a.notification else None,
+                }
+                for a in alerts
+            ]
+            body["notifications_sent"] = sent.sent if sent is not None else None
+            _print_json(body)
+            return
+        from leakwatch.render import print_cycle_summary
+
+        print_cycle_summary(out, summary, alerts, sent)
 
 
 @app.command()
@@ -121,8 +184,25 @@ def status(
     window: Annotated[str, typer.Option(help="How far back to count samples.")] = "24h",
 ) -> None:
     """Per source and outcome: counts, rates with confidence intervals; open alerts."""
+    from leakwatch.clock import SystemClock
+    from leakwatch.status import build_status
+    from leakwatch.store.db import session_factory
+    from leakwatch.wiring import open_engine, settings_for
+
     with _user_errors():
-        _not_yet("status", 5)
+        span = _duration_option("--window", window)
+        settings = settings_for(config)
+        engine = open_engine(settings)
+        try:
+            view = build_status(session_factory(engine), now=SystemClock().now(), window=span)
+        finally:
+            engine.dispose()
+        if as_json:
+            _print_json(view.to_dict())
+            return
+        from leakwatch.render import print_status
+
+        print_status(out, view)
 
 
 @app.command()
@@ -136,8 +216,39 @@ def outcomes(
     fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
 ) -> None:
     """Export sampled events with their outcome, one per line."""
+    from leakwatch.clock import SystemClock
+    from leakwatch.core.events import Outcome
+    from leakwatch.errors import UsageProblem
+    from leakwatch.export import iter_outcomes, write_csv, write_jsonl
+    from leakwatch.store.db import session_factory
+    from leakwatch.wiring import open_engine, settings_for
+
     with _user_errors():
-        _not_yet("outcomes", 5)
+        span = _duration_option("--since", since)
+        if fmt not in ("jsonl", "csv"):
+            raise UsageProblem(f"--format {fmt!r}: use jsonl or csv")
+        known = {o.value for o in Outcome}
+        for name in outcome or []:
+            if name not in known:
+                raise UsageProblem(f"--outcome {name!r}: use one of {', '.join(sorted(known))}")
+        settings = settings_for(config)
+        engine = open_engine(settings)
+        try:
+            records = iter_outcomes(
+                session_factory(engine),
+                since=SystemClock().now() - span,
+                outcomes=outcome or [],
+                source=source,
+            )
+            writer = write_jsonl if fmt == "jsonl" else write_csv
+            written = writer(records, sys.stdout)
+        except BrokenPipeError:
+            # `| head` closed the pipe: that is success for an export.
+            sys.stderr.close()
+            return
+        finally:
+            engine.dispose()
+        err.print(f"{written} sampled events", markup=False)
 
 
 @app.command()
@@ -147,8 +258,40 @@ def lookup(
     as_json: JsonOption = False,
 ) -> None:
     """Show what Metronome holds for these transaction ids, and leakwatch's verdict."""
+    from leakwatch.clock import SystemClock
+    from leakwatch.lookup import look_up
+    from leakwatch.metronome.errors import TokenRejected
+    from leakwatch.store.db import session_factory
+    from leakwatch.wiring import build_search_client, classify_policy, open_engine, settings_for
+
     with _user_errors():
-        _not_yet("lookup", 3)
+        settings = settings_for(config)
+        _quiet_logs(True)
+        clock = SystemClock()
+        engine = open_engine(settings)
+        search = build_search_client(settings, clock)
+        sources = {s.name: s for s in settings.sources}
+        try:
+            results = look_up(
+                transaction_ids,
+                search=search,
+                sessions=session_factory(engine),
+                policy_for=lambda name: classify_policy(settings, sources.get(name or "")),
+                now=clock.now(),
+            )
+        except TokenRejected:
+            raise LeakwatchError(
+                "Metronome rejected the API token (HTTP 401/403): check METRONOME_BEARER_TOKEN"
+            ) from None
+        finally:
+            search.close()
+            engine.dispose()
+        if as_json:
+            _print_json([r.to_dict() for r in results])
+            return
+        from leakwatch.render import print_lookup
+
+        print_lookup(out, results)
 
 
 @app.command()
@@ -175,7 +318,7 @@ def simulator(
         typer.Option(help="Bearer token to accept (default: $METRONOME_BEARER_TOKEN)."),
     ] = None,
     rate_limit: Annotated[
-        float, typer.Option("--rate-limit", help="Search requests per second allowed.")
+        float, typer.Option("--rate-limit", help="Search requests per second allowed (0: none).")
     ] = 5.0,
     fault_rate: Annotated[
         float, typer.Option("--fault-rate", help="Share of requests answered 500.")
@@ -185,8 +328,32 @@ def simulator(
     ] = None,
 ) -> None:
     """Serve the Metronome API simulator (ingest and event search)."""
+    import os
+
+    from leakwatch.errors import UsageProblem
+    from leakwatch.logs import configure_logging
+    from leakwatch.simulator import serve
+
     with _user_errors():
-        _not_yet("simulator", 3)
+        accepted = token or os.environ.get("METRONOME_BEARER_TOKEN")
+        if not accepted:
+            raise UsageProblem("give --token or set METRONOME_BEARER_TOKEN: the token to accept")
+        if not 0 <= fault_rate <= 1:
+            raise UsageProblem(f"--fault-rate {fault_rate}: use a share between 0 and 1")
+        if seed is not None and not seed.exists():
+            raise UsageProblem(f"--seed {seed}: no such file")
+        configure_logging().add(accepted)
+        try:
+            serve(
+                host=host,
+                port=port,
+                token=accepted,
+                rate_limit_rps=rate_limit or None,
+                fault_rate=fault_rate,
+                seed_path=seed,
+            )
+        except OSError as exc:
+            raise LeakwatchError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
 
 
 @app.command()
@@ -197,8 +364,37 @@ def sample(
     seed: Annotated[int | None, typer.Option(help="Random seed, for a repeatable draw.")] = None,
 ) -> None:
     """Print a sample drawn from a source (JSON lines), without checking it."""
+    from leakwatch.clock import SystemClock
+    from leakwatch.config import ConfigError
+    from leakwatch.errors import UsageProblem
+    from leakwatch.render import print_sample_counts, progress_bar
+    from leakwatch.sources import sample_source
+    from leakwatch.wiring import settings_for, source_spec
+
     with _user_errors():
-        _not_yet("sample", 4)
+        if n < 1:
+            raise UsageProblem("-n must be at least 1")
+        settings = settings_for(config)
+        try:
+            configured = settings.source(source)
+        except ConfigError as exc:
+            raise UsageProblem(str(exc)) from None
+        with progress_bar(err, f"sampling {source}") as progress:
+            result = sample_source(
+                source_spec(configured),
+                n,
+                now=SystemClock().now(),
+                state_dir=settings.state_dir,
+                seed=seed,
+                progress=progress,
+            )
+        for drawn in result.events:
+            record = drawn.event.to_ingest_json()
+            record["_weight"] = drawn.weight
+            if drawn.stratum is not None:
+                record["_stratum"] = drawn.stratum
+            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+        print_sample_counts(err, result)
 
 
 @alerts_app.callback(invoke_without_command=True)
@@ -208,8 +404,26 @@ def alerts_list(
     """List open alerts."""
     if ctx.invoked_subcommand is not None:
         return
+    from dataclasses import asdict
+
+    from leakwatch.alerts import list_open
+    from leakwatch.clock import SystemClock
+    from leakwatch.store.db import session_factory
+    from leakwatch.wiring import open_engine, settings_for
+
     with _user_errors():
-        _not_yet("alerts", 6)
+        settings = settings_for(config)
+        engine = open_engine(settings)
+        try:
+            found = list_open(session_factory(engine), SystemClock().now())
+        finally:
+            engine.dispose()
+        if as_json:
+            _print_json([asdict(a) for a in found])
+            return
+        from leakwatch.render import print_alerts
+
+        print_alerts(out, found)
 
 
 @alerts_app.command("silence")
@@ -220,8 +434,25 @@ def alerts_silence(
     config: ConfigOption = None,
 ) -> None:
     """Stop an alert's notifications for a while; its state is kept."""
+    from leakwatch.alerts import UnknownAlertError, silence
+    from leakwatch.clock import SystemClock
+    from leakwatch.store.db import session_factory
+    from leakwatch.wiring import open_engine, settings_for
+
     with _user_errors():
-        _not_yet("alerts silence", 6)
+        span = _duration_option("--for", duration)
+        settings = settings_for(config)
+        engine = open_engine(settings)
+        until = SystemClock().now() + span
+        try:
+            count = silence(session_factory(engine), name, scope=scope, until=until)
+        except UnknownAlertError as exc:
+            raise LeakwatchError(str(exc)) from None
+        finally:
+            engine.dispose()
+        out.print(
+            f"silenced {count} alert(s) of {name!r} until {until:%Y-%m-%d %H:%M} UTC", markup=False
+        )
 
 
 @alerts_app.command("ack")
@@ -231,8 +462,38 @@ def alerts_ack(
     config: ConfigOption = None,
 ) -> None:
     """Acknowledge a firing alert: no more reminders this episode."""
+    from leakwatch.alerts import UnknownAlertError, ack
+    from leakwatch.clock import SystemClock
+    from leakwatch.store.db import session_factory
+    from leakwatch.wiring import open_engine, settings_for
+
     with _user_errors():
-        _not_yet("alerts ack", 6)
+        settings = settings_for(config)
+        engine = open_engine(settings)
+        try:
+            count = ack(session_factory(engine), name, scope=scope, now=SystemClock().now())
+        except UnknownAlertError as exc:
+            raise LeakwatchError(str(exc)) from None
+        finally:
+            engine.dispose()
+        out.print(f"acknowledged {count} alert(s) of {name!r}", markup=False)
+
+
+def _duration_option(flag: str, text: str) -> "timedelta":
+    from leakwatch.core.durations import parse_duration
+    from leakwatch.errors import UsageProblem
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise UsageProblem(f"{flag}: {exc}") from None
+
+
+def _quiet_logs(quiet: bool) -> None:
+    """Logs go to stderr; a command printing a summary keeps them to warnings."""
+    from leakwatch.logs import configure_logging
+
+    configure_logging(level="warning" if quiet or sys.stderr.isatty() else "info")
 
 
 def _print_json(value: object) -> None:

@@ -112,8 +112,6 @@ class SourceSettings(_Section):
     stratify_by: StratifyBy | None = None
     stratum_floor: int = Field(default=5, ge=0, le=10_000)
     expected_metrics: dict[str, list[str]] = Field(default_factory=dict)
-    # A numeric property holding the billable quantity (e.g. "tokens"), for unit prices.
-    quantity_property: str | None = None
     max_line_bytes: int = Field(default=1 << 20, ge=256)
     seed: int | None = None
 
@@ -164,7 +162,7 @@ class AlertRuleSettings(_Section):
     min_samples: int = Field(default=100, ge=1)
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
     by: Literal["event_type", "customer_id", "source"] | None = None
-    severity: Literal["info", "warning", "critical"] = "warning"
+    severity: Literal["warning", "critical"] = "warning"
     for_: Duration = Field(default=timedelta(0), validation_alias=AliasChoices("for", "for_"))
     repeat_interval: Duration = timedelta(hours=4)
 
@@ -207,6 +205,21 @@ class ReportSettings(_Section):
     out_dir: Path = Path("reports")
     prices: dict[str, float | UnitPrice] = Field(default_factory=dict)
     currency: str = "$"
+
+    def quantity_properties(self) -> dict[str, str]:
+        """Event type → the property whose value is priced per unit (from `prices`)."""
+        return {
+            name: price.property
+            for name, price in self.prices.items()
+            if isinstance(price, UnitPrice)
+        }
+
+    def price_table(self) -> dict[str, Any]:
+        """Prices as plain values: a number per event, or {per_unit, property}."""
+        return {
+            name: price.model_dump() if isinstance(price, UnitPrice) else price
+            for name, price in self.prices.items()
+        }
 
     @field_validator("weekly")
     @classmethod

@@ -56,7 +56,8 @@ class ConfiguredSource:
     policy: ClassifyPolicy
     stratify_by: str | None = None
     floor: int = 0
-    quantity_property: str | None = None
+    # Event type → property priced per unit, recorded with each sample as its quantity.
+    quantity_properties: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -278,7 +279,7 @@ class CheckCycle:
 
     def _draw(self, summary: CycleSummary, now: datetime, shares: Mapping[str, int]) -> None:
         log = structlog.get_logger()
-        quantity = {s.name: s.quantity_property for s in self._sources}
+        quantity = {s.name: s.quantity_properties for s in self._sources}
         for configured in self._sources:
             report = summary.sources.setdefault(configured.name, SourceReport(configured.name))
             wanted = shares.get(configured.name, 0)

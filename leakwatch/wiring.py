@@ -72,9 +72,11 @@ __all__ = ["ConfigError", "open_engine", "require_token", "settings_for"]
 # -- the check cycle ---------------------------------------------------------------
 
 
-def source_spec(source: "SourceSettings") -> "SourceSpec":
+def source_spec(source: "SourceSettings", quantities: dict[str, str] | None = None) -> "SourceSpec":
     """Translate a configured source into the sources package's plain spec."""
     from leakwatch.sources.specs import JsonlSourceSpec, SqlSourceSpec
+
+    quantities = quantities or {}
 
     fields = source.fields.model_dump()
     try:
@@ -91,6 +93,7 @@ def source_spec(source: "SourceSettings") -> "SourceSpec":
                 floor=source.stratum_floor,
                 seed=source.seed,
                 max_line_bytes=source.max_line_bytes,
+                quantity_properties=quantities,
             )
         assert source.url is not None
         return SqlSourceSpec(
@@ -105,6 +108,7 @@ def source_spec(source: "SourceSettings") -> "SourceSpec":
             stratify_by=source.stratify_by,
             floor=source.stratum_floor,
             seed=source.seed,
+            quantity_properties=quantities,
         )
     except ValueError as exc:
         raise UsageProblem(f"sources[{source.name}]: {exc}") from None
@@ -162,12 +166,15 @@ def build_check_cycle(
     sessions = session_factory(engine)
     configured = [
         ConfiguredSource(
-            source=make_source(source_spec(s), state_dir=settings.state_dir),
+            source=make_source(
+                source_spec(s, settings.report.quantity_properties()),
+                state_dir=settings.state_dir,
+            ),
             sample_size=s.sample_size,
             policy=classify_policy(settings, s),
             stratify_by=s.stratify_by,
             floor=s.stratum_floor,
-            quantity_property=s.quantity_property,
+            quantity_properties=settings.report.quantity_properties(),
         )
         for s in settings.sources
     ]

@@ -6,6 +6,7 @@ Metronome's `/v1/events/search` says it holds; an `Outcome` is leakwatch's verdi
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -116,6 +117,25 @@ def payload_hash(
         [transaction_id, customer_id, event_type, format_timestamp(timestamp), properties]
     )
     return hashlib.sha256(body.encode("utf-8")).hexdigest()[:32]
+
+
+def quantity_value(properties: Mapping[str, Any], name: str | None) -> float | None:
+    """The numeric value of property `name` (numbers, or numeric strings), else None."""
+    if name is None:
+        return None
+    value = properties.get(name)
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -173,3 +173,30 @@ def samples_to_detect(p: float, confidence: float = 0.95) -> int:
     if p == 1.0:
         return 1
     return math.ceil(math.log1p(-confidence) / math.log1p(-p))
+
+
+def rate_from_weight_sums(
+    count: float,
+    decided: float,
+    weighted_count: float,
+    weighted_decided: float,
+    weighted_decided_squares: float,
+    confidence: float = 0.95,
+) -> RateEstimate:
+    """The Horvitz–Thompson rate from sums the database computed (Σw, Σw² per outcome).
+
+    The same estimate as `weighted_rate_estimate`, for when the store has already
+    aggregated: rate = Σw·leak / Σw, Wilson on the Kish effective size (Σw)² / Σw².
+    Uniform weights give the plain Wilson interval on the raw counts.
+    """
+    if weighted_decided <= 0 or weighted_decided_squares <= 0:
+        return RateEstimate(count, decided, 0.0, Interval(0.0, 1.0), 0.0)
+    rate = weighted_count / weighted_decided
+    effective_n = weighted_decided * weighted_decided / weighted_decided_squares
+    return RateEstimate(
+        count=count,
+        decided=decided,
+        rate=rate,
+        interval=wilson_interval(rate * effective_n, effective_n, confidence),
+        effective_n=effective_n,
+    )

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from leakwatch.core.events import SampledEvent, SourceEvent
+from leakwatch.core.events import SampledEvent, SourceEvent, quantity_value
 from leakwatch.core.sampling import (
     StratifiedReservoir,
     Window,
@@ -638,8 +638,10 @@ class _Counts:
             return
         slot = self.volumes[VolumeKey(parsed.event_type, parsed.timestamp.date())]
         slot[0] += 1
-        quantity = parsed.properties.get("quantity")
-        if isinstance(quantity, int | float) and not isinstance(quantity, bool):
+        quantity = quantity_value(
+            parsed.properties, source.spec.quantity_properties.get(parsed.event_type)
+        )
+        if quantity is not None:
             slot[1] += quantity
         strata.add(stratum_of(parsed, source._scan_fields) or "")
         if self.first is None or parsed.timestamp < self.first:

@@ -72,6 +72,8 @@ class JsonlSourceSpec:
     seed: int | None = None
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     order_slack: timedelta = timedelta(minutes=15)
+    # Event type → the numeric property summed into volume counts (per-unit prices).
+    quantity_properties: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _validate_common(
@@ -109,6 +111,8 @@ class SqlSourceSpec:
     stratify_by: str | None = None
     floor: int = 5
     seed: int | None = None
+    # Event type → the numeric property summed into volume counts (per-unit prices).
+    quantity_properties: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _validate_common(

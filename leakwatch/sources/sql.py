@@ -351,9 +351,17 @@ class SqlSource:
         )
         ts = self._col("timestamp")
         event_type = self._col("event_type")
-        quantity = (
-            f"sum({self._quote('quantity')})" if "quantity" in self._property_columns else "0"
-        )
+        # Per-unit prices name a property per event type; only plain property columns
+        # can be summed in the database (a JSON column's values are not portable SQL).
+        quantity_params: dict[str, str] = {}
+        cases = []
+        for index, (priced_type, column) in enumerate(
+            sorted(self.spec.quantity_properties.items())
+        ):
+            if column in self._property_columns:
+                quantity_params[f"qt{index}"] = priced_type
+                cases.append(f"WHEN {event_type} = :qt{index} THEN {self._quote(column)}")
+        quantity = f"sum(CASE {' '.join(cases)} ELSE 0 END)" if cases else "0"
         day = f"CAST({ts} AS DATE)" if self._is_postgres else f"date({ts})"
         sql = (
             f"SELECT {event_type} AS lw_event_type, {day} AS lw_day, count(*) AS lw_n, "
@@ -365,13 +373,14 @@ class SqlSource:
             f"SELECT count(*) FROM {self._relation()} "
             f"WHERE {ts} > :lo AND {ts} <= :hi AND {self._col('transaction_id')} IS NULL"
         )
-        params = {"lo": self._bind_time(lower), "hi": self._bind_time(upper)}
+        params: dict[str, object] = {"lo": self._bind_time(lower), "hi": self._bind_time(upper)}
+        volume_params = {**params, **quantity_params}
         volumes: dict[VolumeKey, VolumeDelta] = {}
         lines = 0
         with self._engine.begin() as conn:
             if self._is_postgres:
                 conn.execute(sa.text("SET LOCAL TIME ZONE 'UTC'"))
-            for row in conn.execute(sa.text(sql), params).mappings():
+            for row in conn.execute(sa.text(sql), volume_params).mappings():
                 day_value = row["lw_day"]
                 if isinstance(day_value, str):
                     day_value = date.fromisoformat(day_value)

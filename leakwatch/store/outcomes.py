@@ -7,7 +7,7 @@ killed between the two leaves pending rows that the next cycle finds due and che
 a cycle killed after leaves nothing to redo. Nothing is recorded twice.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +18,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
 
 from leakwatch.core.classify import Verdict
-from leakwatch.core.events import MatchedMetric, Outcome, SampledEvent, SourceEvent
+from leakwatch.core.events import (
+    MatchedMetric,
+    Outcome,
+    SampledEvent,
+    SourceEvent,
+    quantity_value,
+)
 from leakwatch.store.models import SampledEvent as SampledEventRow
 
 # Outcomes that are looked at again: undecided ones, and unmatched customers (an
@@ -32,21 +38,9 @@ def _insert_for(session: Session) -> Any:
     return pg_insert if dialect == "postgresql" else sqlite_insert
 
 
-def quantity_of(event: SourceEvent, quantity_property: str | None) -> float | None:
-    """The numeric value of the configured quantity property, if present and numeric."""
-    if quantity_property is None:
-        return None
-    value = event.properties.get(quantity_property)
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
+def quantity_of(event: SourceEvent, quantity_properties: Mapping[str, str]) -> float | None:
+    """The event's priced quantity, when its event type is priced per unit."""
+    return quantity_value(event.properties, quantity_properties.get(event.event_type))
 
 
 def record_samples(
@@ -55,7 +49,7 @@ def record_samples(
     *,
     now: datetime,
     run_id: int | None,
-    quantity_properties: dict[str, str | None] | None = None,
+    quantity_properties: Mapping[str, Mapping[str, str]] | None = None,
 ) -> int:
     """Insert newly drawn events as pending, due now; return how many were new."""
     quantity_properties = quantity_properties or {}
@@ -70,7 +64,7 @@ def record_samples(
             "properties": dict(sample.event.properties),
             "weight": sample.weight,
             "stratum": sample.stratum,
-            "quantity": quantity_of(sample.event, quantity_properties.get(sample.source)),
+            "quantity": quantity_of(sample.event, quantity_properties.get(sample.source, {})),
             "outcome": Outcome.PENDING.value,
             "reason": "not looked up yet",
             "evidence": {},

@@ -1,0 +1,111 @@
+"""`leakwatch outcomes`: stream sampled events with their outcome. Reads the store.
+
+Rows are streamed from the database in chunks, so exporting a month of outcomes does
+not hold them in memory. One JSON object (or CSV row) per sampled event.
+"""
+
+import csv
+import json
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any, TextIO
+
+from sqlalchemy import select
+from sqlmodel import col
+
+from leakwatch.core.events import format_timestamp
+from leakwatch.store.db import SessionFactory
+from leakwatch.store.models import SampledEvent
+
+FIELDS = (
+    "source",
+    "transaction_id",
+    "customer_id",
+    "event_type",
+    "timestamp",
+    "properties",
+    "outcome",
+    "reason",
+    "first_checked_at",
+    "last_checked_at",
+    "attempts",
+    "duplicate_count",
+    "differing_fields",
+    "healed",
+    "weight",
+    "sampled_at",
+    "evidence",
+)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return format_timestamp(value) if value is not None else None
+
+
+def record_of(row: SampledEvent) -> dict[str, Any]:
+    return {
+        "source": row.source,
+        "transaction_id": row.transaction_id,
+        "customer_id": row.customer_id,
+        "event_type": row.event_type,
+        "timestamp": _iso(row.event_timestamp),
+        "properties": row.properties,
+        "outcome": row.outcome,
+        "reason": row.reason,
+        "first_checked_at": _iso(row.first_checked_at),
+        "last_checked_at": _iso(row.last_checked_at),
+        "attempts": row.attempts,
+        "duplicate_count": row.duplicate_count,
+        "differing_fields": row.differing_fields,
+        "healed": row.healed,
+        "weight": row.weight,
+        "sampled_at": _iso(row.sampled_at),
+        "evidence": row.evidence,
+    }
+
+
+def iter_outcomes(
+    sessions: SessionFactory,
+    *,
+    since: datetime,
+    outcomes: Sequence[str] = (),
+    source: str | None = None,
+    chunk: int = 1000,
+) -> Iterator[dict[str, Any]]:
+    query = select(SampledEvent).where(col(SampledEvent.sampled_at) >= since)
+    if outcomes:
+        query = query.where(col(SampledEvent.outcome).in_(list(outcomes)))
+    if source:
+        query = query.where(col(SampledEvent.source) == source)
+    query = query.order_by(col(SampledEvent.sampled_at), col(SampledEvent.id))
+    session = sessions()
+    try:
+        result = session.execute(query.execution_options(yield_per=chunk))
+        for row in result.scalars():
+            yield record_of(row)
+    finally:
+        session.close()
+
+
+def write_jsonl(records: Iterator[dict[str, Any]], out: TextIO) -> int:
+    written = 0
+    for record in records:
+        out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        written += 1
+    return written
+
+
+def write_csv(records: Iterator[dict[str, Any]], out: TextIO) -> int:
+    writer = csv.DictWriter(out, fieldnames=FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    written = 0
+    for record in records:
+        flat = {
+            key: json.dumps(value, ensure_ascii=False, default=str)
+            if isinstance(value, dict | list)
+            else value
+            for key, value in record.items()
+        }
+        writer.writerow(flat)
+        written += 1
+    return written

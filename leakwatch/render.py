@@ -1,0 +1,236 @@
+"""Terminal rendering for the CLI: rich tables and progress. Writes to a Console only."""
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from leakwatch.alerts import AlertResult, OpenAlert
+from leakwatch.cycle import CycleSummary
+from leakwatch.lookup import LookupResult
+from leakwatch.notify.outbox import SendReport
+from leakwatch.sources.base import SampleResult
+from leakwatch.status import RateRow, StatusView
+
+LEAK_ORDER = ("missing", "unmatched_customer", "unmatched_metric", "duplicate", "mismatch")
+
+
+def pct(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if value == 0:
+        return "0%"
+    if value < 0.001:
+        return f"{value:.3%}"
+    return f"{value:.2%}" if value < 0.1 else f"{value:.1%}"
+
+
+def print_cycle_summary(
+    out: Console, summary: CycleSummary, alerts: Sequence[AlertResult], sent: SendReport | None
+) -> None:
+    duration = (
+        (summary.finished_at - summary.started_at).total_seconds() if summary.finished_at else 0
+    )
+    out.print(
+        f"cycle {summary.run_id} {summary.status} in {duration:.1f}s: "
+        f"checked {summary.checked} ({summary.rechecked} re-checks), "
+        f"{summary.search_requests} search calls, {summary.search_rate_limited} rate-limited",
+        markup=False,
+    )
+    table = Table(title="sources", title_justify="left")
+    for column in ("source", "new lines", "new events", "bad lines", "drawn", "new samples"):
+        table.add_column(column, justify="right" if column != "source" else "left")
+    for report in summary.sources.values():
+        table.add_row(
+            report.name,
+            str(report.lines_read),
+            str(report.new_events),
+            str(report.bad_lines),
+            str(report.drawn),
+            str(report.newly_recorded),
+        )
+    out.print(table)
+    for report in summary.sources.values():
+        for warning in report.warnings:
+            out.print(f"  warning ({report.name}): {warning}", markup=False, style="yellow")
+        if report.error:
+            out.print(f"  error ({report.name}): {report.error}", markup=False, style="red")
+    if summary.verdicts:
+        verdicts = Table(title="verdicts this cycle", title_justify="left")
+        verdicts.add_column("outcome")
+        verdicts.add_column("events", justify="right")
+        for outcome, count in sorted(summary.verdicts.items(), key=lambda kv: -kv[1]):
+            verdicts.add_row(outcome, str(count))
+        out.print(verdicts)
+    if summary.healed:
+        out.print(f"{summary.healed} unmatched-customer event(s) healed", markup=False)
+    if summary.not_looked_up:
+        out.print(
+            f"{summary.not_looked_up} event(s) not looked up in time; they stay due",
+            markup=False,
+            style="yellow",
+        )
+    changed = [a for a in alerts if a.notification is not None]
+    for alert in changed:
+        scope = f" [{alert.scope}]" if alert.scope else ""
+        out.print(
+            f"alert {alert.rule_name}{scope}: {alert.status.value} — {alert.reason}",
+            markup=False,
+            style="bold red" if alert.status.value == "firing" else None,
+        )
+    if sent is None:
+        if changed:
+            out.print("(Slack not configured: alerts are stored and shown by `leakwatch status`)")
+    elif sent.sent or sent.retried or sent.dead:
+        out.print(
+            f"notifications: {sent.sent} sent, {sent.retried} to retry, {sent.dead} given up",
+            markup=False,
+        )
+
+
+def _rate_table(title: str, rows: Sequence[RateRow], *, volume: bool) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("group")
+    table.add_column("sampled", justify="right")
+    table.add_column("decided", justify="right")
+    for name in LEAK_ORDER:
+        table.add_column(name.replace("_", " "), justify="right")
+    table.add_column("leak rate (95% CI)", justify="right")
+    if volume:
+        table.add_column("≈ leaked / day", justify="right")
+    for row in rows:
+        cells = [row.group, str(row.sampled), str(row.decided)]
+        cells += [str(row.counts.get(name, 0) or "") for name in LEAK_ORDER]
+        if row.decided:
+            cells.append(f"{pct(row.leak_rate)} ({pct(row.lower)}–{pct(row.upper)})")
+        else:
+            cells.append("no decided samples")
+        if volume:
+            cells.append("–" if row.leaked_per_day is None else f"{row.leaked_per_day:,.0f}")
+        table.add_row(*cells)
+    return table
+
+
+def print_status(out: Console, view: StatusView) -> None:
+    hours = view.window.total_seconds() / 3600
+    out.print(f"samples drawn in the last {hours:g}h, as of {view.now:%Y-%m-%d %H:%M} UTC")
+    if view.overall.sampled == 0:
+        out.print("no samples in this window yet: run `leakwatch check` or `leakwatch run`")
+    else:
+        out.print(_rate_table("by source", [view.overall, *view.by_source], volume=True))
+        out.print(_rate_table("by event type", view.by_event_type, volume=True))
+        if view.top_customers:
+            out.print(_rate_table("customers with leaks", view.top_customers, volume=False))
+        undecided = {k: view.overall.counts.get(k, 0) for k in ("pending", "error", "expired")}
+        if any(undecided.values()):
+            out.print(
+                "not in rates: " + ", ".join(f"{v} {k}" for k, v in undecided.items() if v),
+                markup=False,
+            )
+    print_alerts(out, view.open_alerts)
+    if view.outbox:
+        out.print(
+            "outbox: " + ", ".join(f"{v} {k}" for k, v in sorted(view.outbox.items())),
+            markup=False,
+        )
+    if view.last_cycle:
+        last = view.last_cycle
+        line = f"last cycle: #{last['run_id']} {last['status']} at {last['started_at']}"
+        if last.get("error"):
+            line += f" — {last['error']}"
+        out.print(line, markup=False)
+
+
+def print_alerts(out: Console, alerts: Sequence[OpenAlert]) -> None:
+    if not alerts:
+        out.print("no open alerts")
+        return
+    table = Table(title="open alerts", title_justify="left")
+    for column in ("alert", "scope", "severity", "status", "since", "rate (CI)", "note"):
+        table.add_column(column)
+    for alert in alerts:
+        rate = (
+            f"{pct(alert.rate)} ({pct(alert.lower)}–{pct(alert.upper)})"
+            if alert.rate is not None
+            else ""
+        )
+        note = []
+        if alert.silenced_until:
+            note.append(f"silenced until {alert.silenced_until:%m-%d %H:%M}")
+        if alert.acked_at:
+            note.append("acknowledged")
+        table.add_row(
+            alert.rule_name,
+            alert.scope or "all",
+            alert.severity,
+            alert.status,
+            f"{alert.since:%Y-%m-%d %H:%M}" if alert.since else "",
+            rate,
+            ", ".join(note),
+        )
+    out.print(table)
+
+
+def print_lookup(out: Console, results: Sequence[LookupResult]) -> None:
+    for result in results:
+        out.print(f"[bold]{result.transaction_id}[/]", highlight=False)
+        if result.error:
+            out.print(f"  lookup failed: {result.error}", markup=False, style="red")
+            continue
+        if not result.items:
+            out.print("  Metronome holds nothing under this id")
+        for item in result.items:
+            customer = item.get("matched_customer") or {}
+            metrics = item.get("matched_billable_metrics") or item.get("billable_metrics") or []
+            names = ", ".join(str(m.get("name")) for m in metrics if isinstance(m, dict))
+            out.print(
+                f"  item {item.get('id')}: customer_id={item.get('customer_id')} "
+                f"type={item.get('event_type')} at {item.get('timestamp')}"
+                f"{' DUPLICATE' if item.get('is_duplicate') else ''}; "
+                f"customer={customer.get('name') or customer.get('id') or 'none'}; "
+                f"metrics={names or 'none'}",
+                markup=False,
+            )
+        for verdict in result.verdicts:
+            where = f" ({verdict.source})" if verdict.source else ""
+            recorded = f"; recorded {verdict.recorded_outcome}" if verdict.recorded_outcome else ""
+            out.print(f"  → {verdict.outcome}{where}: {verdict.reason}{recorded}", markup=False)
+
+
+def print_sample_counts(err: Console, result: SampleResult) -> None:
+    err.print(
+        f"drew {len(result.events)} of ≈{result.population:,.0f} events in the window "
+        f"{result.window.start:%Y-%m-%d %H:%M} – {result.window.end:%Y-%m-%d %H:%M} UTC",
+        markup=False,
+    )
+    for stratum, population in sorted(result.strata_populations.items()):
+        drawn = sum(1 for e in result.events if e.stratum == stratum)
+        err.print(f"  stratum {stratum}: {drawn} of ≈{population:,.0f}", markup=False)
+    for reason, count in sorted(result.bad_lines.items()):
+        err.print(f"  bad lines ({reason}): {count}", markup=False)
+    for warning in result.warnings:
+        err.print(f"warning: {warning}", markup=False, style="yellow")
+
+
+@contextmanager
+def progress_bar(console: Console, label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A byte progress bar on a terminal; nothing when output is piped."""
+    if not console.is_terminal:
+        yield None
+        return
+    columns: list[Any] = [
+        TextColumn(label),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total or None)
+
+        yield update

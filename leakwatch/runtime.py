@@ -1,0 +1,235 @@
+"""What a running leakwatch holds, and the plain operations its jobs perform. I/O.
+
+`Runtime` is built once from Settings (through wiring) by `leakwatch check` and by the
+daemon; each method is one job: run a cycle, evaluate alerts, send notifications,
+write the weekly report, apply retention. The scheduler only calls these.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import structlog
+from sqlalchemy import func, select
+from sqlmodel import col
+
+from leakwatch.alerts import AlertResult, HealthSignals, evaluate_alerts, evaluate_health_alerts
+from leakwatch.clock import Clock
+from leakwatch.config import AlertRuleSettings, Settings
+from leakwatch.core.alerting import AlertRule, GroupBy, RateKind, Severity
+from leakwatch.core.durations import format_duration
+from leakwatch.cycle import CycleSummary
+from leakwatch.errors import LeakwatchError
+from leakwatch.metronome.client import SearchObserver
+from leakwatch.metronome.errors import TokenRejected
+from leakwatch.notify.outbox import OutboxSender, SendReport
+from leakwatch.notify.slack import Notifier, SlackNotifier, WebhookNotifier
+from leakwatch.store.db import session_factory, transaction
+from leakwatch.store.models import SamplingRun, SourceState
+from leakwatch.wiring import build_check_cycle, build_search_client, open_engine
+
+if TYPE_CHECKING:
+    from leakwatch.cycle import CheckCycle
+
+
+def alert_rule(rule: AlertRuleSettings) -> AlertRule:
+    return AlertRule(
+        name=rule.name,
+        rate=RateKind(rule.rate),
+        threshold=rule.threshold,
+        window=rule.window,
+        min_samples=rule.min_samples,
+        confidence=rule.confidence,
+        by=GroupBy(rule.by) if rule.by else None,
+        severity=Severity(rule.severity),
+        for_=rule.for_,
+        repeat_interval=rule.repeat_interval,
+    )
+
+
+def build_notifier(settings: Settings) -> Notifier | None:
+    """Slack by bot token (threads, edits) or webhook; None when Slack is not configured."""
+    if settings.slack_bot_token is not None:
+        if not settings.slack.channel:
+            raise LeakwatchError(
+                'SLACK_BOT_TOKEN is set but [slack] channel is not; set channel = "#alerts"'
+            )
+        return SlackNotifier(
+            token=settings.slack_bot_token.get_secret_value(),
+            channel=settings.slack.channel,
+            base_url=settings.slack_base_url,
+        )
+    if settings.slack_webhook_url is not None:
+        return WebhookNotifier(url=settings.slack_webhook_url.get_secret_value())
+    return None
+
+
+@dataclass
+class HealthTracker:
+    """What the last cycles said about Metronome, for the health alerts."""
+
+    token_rejected: bool | None = None
+    api_unreachable: bool | None = None
+    bad_line_rate: dict[str, float] = field(default_factory=dict)
+    details: dict[str, str] = field(default_factory=dict)
+
+    def observe(self, summary: CycleSummary, *, error_rate_limit: float) -> None:
+        calls = summary.search_requests
+        failing = summary.search_errors
+        self.token_rejected = False
+        if calls:
+            share = failing / calls
+            self.api_unreachable = share > error_rate_limit
+            self.details["api_unreachable"] = (
+                f"{failing} of {calls} search calls failed in the last cycle"
+            )
+        for name, report in summary.sources.items():
+            read = report.lines_read
+            if read:
+                self.bad_line_rate[name] = report.bad_lines / read
+
+    def observe_failure(self, exc: BaseException) -> None:
+        if isinstance(exc, TokenRejected):
+            self.token_rejected = True
+            self.details["token_rejected"] = str(exc)
+        else:
+            self.api_unreachable = True
+            self.details["api_unreachable"] = f"last cycle failed: {exc}"
+
+
+class Runtime:
+    """Engine, clients and cycle built once; one method per job."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock,
+        observer: SearchObserver | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        migrate: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.engine = open_engine(settings, migrate=migrate)
+        self.sessions = session_factory(self.engine)
+        self.search = build_search_client(settings, clock, observer=observer)
+        self.cycle: CheckCycle = build_check_cycle(
+            settings,
+            engine=self.engine,
+            clock=clock,
+            search=self.search,
+            should_stop=should_stop,
+        )
+        self.notifier = build_notifier(settings)
+        self.sender = (
+            OutboxSender(self.sessions, self.notifier, clock) if self.notifier is not None else None
+        )
+        self.rules = [alert_rule(r) for r in settings.alerts]
+        self.health = HealthTracker()
+        self.last_summary: CycleSummary | None = None
+
+    def close(self) -> None:
+        self.search.close()
+        self.engine.dispose()
+
+    # -- jobs ------------------------------------------------------------------------
+
+    def run_cycle(self, *, draw: bool = True) -> CycleSummary:
+        """One check cycle; Metronome failures are remembered for the health alerts."""
+        try:
+            summary = self.cycle.run(draw=draw)
+        except TokenRejected as exc:
+            self.health.observe_failure(exc)
+            raise LeakwatchError(
+                "Metronome rejected the API token (HTTP 401/403): check METRONOME_BEARER_TOKEN"
+            ) from None
+        self.health.observe(summary, error_rate_limit=self.settings.health.api_error_rate)
+        self.last_summary = summary
+        return summary
+
+    def evaluate_alerts(self) -> list[AlertResult]:
+        """Step every rate rule and every health condition; queue what must be said."""
+        now = self.clock.now()
+        results = evaluate_alerts(
+            self.sessions,
+            self.rules,
+            now,
+            prices=dict(self.settings.report.prices),
+            currency=self.settings.report.currency,
+            deliver=self.sender is not None,
+        )
+        results += evaluate_health_alerts(
+            self.sessions,
+            self.health_signals(now),
+            now,
+            deliver=self.sender is not None,
+        )
+        log = structlog.get_logger()
+        for result in results:
+            if result.notification is not None:
+                log.info(
+                    "alert.transition",
+                    rule=result.rule_name,
+                    scope=result.scope,
+                    status=result.status.value,
+                    notification=result.notification.value,
+                    reason=result.reason,
+                )
+        return results
+
+    def send_notifications(self) -> SendReport | None:
+        """Deliver what the outbox holds; None when Slack is not configured."""
+        if self.sender is None:
+            return None
+        return self.sender.send_due()
+
+    # -- health ----------------------------------------------------------------------
+
+    def health_signals(self, now: datetime) -> HealthSignals:
+        health = self.settings.health
+        stale: dict[str, bool] = {}
+        details = dict(self.health.details)
+        with transaction(self.sessions) as session:
+            states = {s.name: s for s in session.execute(select(SourceState)).scalars()}
+            last_finished = session.execute(
+                select(func.max(SamplingRun.finished_at)).where(
+                    col(SamplingRun.status) == "finished"
+                )
+            ).scalar_one_or_none()
+        for source in self.settings.sources:
+            state = states.get(source.name)
+            if state is None or state.last_scan_at is None:
+                continue
+            seen = state.last_new_events_at
+            quiet_for = now - seen if seen else None
+            is_stale = quiet_for is None or quiet_for > health.source_stale_after
+            stale[source.name] = is_stale
+            if is_stale:
+                details[f"source_stale:{source.name}"] = (
+                    f"no new events for {format_duration(quiet_for)}"
+                    if quiet_for
+                    else "no events seen yet"
+                )
+        bad = {
+            name: rate > health.bad_line_rate for name, rate in self.health.bad_line_rate.items()
+        }
+        for name, rate in self.health.bad_line_rate.items():
+            details[f"bad_line_rate:{name}"] = f"{rate:.1%} of new lines unusable"
+        behind: bool | None = None
+        if last_finished is not None:
+            missed = (now - last_finished) / self.settings.checks.every
+            behind = missed >= health.cycles_behind
+            if behind:
+                details["cycles_behind"] = (
+                    f"last finished cycle {format_duration(now - last_finished)} ago"
+                )
+        return HealthSignals(
+            source_stale=stale,
+            bad_line_rate_high=bad,
+            token_rejected=self.health.token_rejected,
+            api_unreachable=self.health.api_unreachable,
+            cycles_behind=behind,
+            details=details,
+        )

@@ -1,0 +1,163 @@
+"""`leakwatch status`: how much are we leaking? Reads the store; computes nothing by hand.
+
+Counts come from SQL aggregation (`store.queries.outcome_counts`); rates and intervals
+from `core.stats`; estimated leaked events per day multiply a rate by the source's
+mean daily volume over the last 7 full days (from the tailer's exact counts).
+"""
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlmodel import col
+
+from leakwatch.alerts import OpenAlert, list_open
+from leakwatch.core.events import LEAKING_OUTCOMES, Outcome
+from leakwatch.core.stats import RateEstimate, rate_from_weight_sums
+from leakwatch.notify.outbox import outbox_summary
+from leakwatch.store.db import SessionFactory, transaction
+from leakwatch.store.models import SamplingRun, VolumeCount
+from leakwatch.store.queries import OutcomeCounts, outcome_counts
+
+VOLUME_DAYS = 7
+TOP_CUSTOMERS = 10
+
+
+@dataclass
+class RateRow:
+    """One group's outcomes with its leak rate and estimates."""
+
+    group: str
+    counts: dict[str, int]
+    sampled: int
+    decided: int
+    leaks: int
+    leak_rate: float
+    lower: float
+    upper: float
+    leaked_per_day: float | None = None
+    rates: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class StatusView:
+    now: datetime
+    window: timedelta
+    overall: RateRow
+    by_source: list[RateRow]
+    by_event_type: list[RateRow]
+    top_customers: list[RateRow]
+    open_alerts: list[OpenAlert]
+    outbox: dict[str, int]
+    last_cycle: dict[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "now": self.now.isoformat(),
+            "window_s": self.window.total_seconds(),
+            "overall": asdict(self.overall),
+            "by_source": [asdict(r) for r in self.by_source],
+            "by_event_type": [asdict(r) for r in self.by_event_type],
+            "top_customers": [asdict(r) for r in self.top_customers],
+            "open_alerts": [
+                {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(a).items()}
+                for a in self.open_alerts
+            ],
+            "outbox": self.outbox,
+            "last_cycle": self.last_cycle,
+        }
+
+
+def estimate_of(counts: OutcomeCounts, confidence: float = 0.95) -> RateEstimate:
+    decided = [o for o in Outcome if o.is_decided]
+    return rate_from_weight_sums(
+        counts.leaks,
+        counts.decided,
+        counts.weight(LEAKING_OUTCOMES),
+        counts.weight(decided),
+        sum(counts.weights_squared.get(o, 0.0) for o in decided),
+        confidence,
+    )
+
+
+def rate_row(counts: OutcomeCounts, *, label: str, daily_volume: float | None) -> RateRow:
+    estimate = estimate_of(counts)
+    decided = counts.decided
+    return RateRow(
+        group=label,
+        counts={o.value: counts.counts.get(o, 0) for o in Outcome if counts.counts.get(o)},
+        sampled=counts.total,
+        decided=decided,
+        leaks=counts.leaks,
+        leak_rate=estimate.rate,
+        lower=estimate.interval.lo,
+        upper=estimate.interval.hi,
+        leaked_per_day=None if daily_volume is None else estimate.rate * daily_volume,
+        rates={
+            f"{o.value}_rate": counts.counts.get(o, 0) / decided
+            for o in LEAKING_OUTCOMES
+            if decided and counts.counts.get(o)
+        },
+    )
+
+
+def _daily_volumes(sessions: SessionFactory, now: datetime, by: str) -> dict[str, float]:
+    today = now.date()
+    first = today - timedelta(days=VOLUME_DAYS)
+    column = col(VolumeCount.source) if by == "source" else col(VolumeCount.event_type)
+    with transaction(sessions) as session:
+        rows = session.execute(
+            select(column, func.sum(VolumeCount.events))
+            .where(col(VolumeCount.day) >= first, col(VolumeCount.day) < today)
+            .group_by(column)
+        ).all()
+    return {str(group): float(total) / VOLUME_DAYS for group, total in rows}
+
+
+def build_status(sessions: SessionFactory, *, now: datetime, window: timedelta) -> StatusView:
+    since = now - window
+    with transaction(sessions) as session:
+        overall = outcome_counts(session, since=since, until=now)[0]
+        sources = outcome_counts(session, since=since, until=now, by="source")
+        types = outcome_counts(session, since=since, until=now, by="event_type")
+        customers = outcome_counts(session, since=since, until=now, by="customer_id")
+        outbox = outbox_summary(session)
+        last = session.execute(
+            select(SamplingRun).order_by(col(SamplingRun.started_at).desc()).limit(1)
+        ).scalar_one_or_none()
+    source_volume = _daily_volumes(sessions, now, "source")
+    type_volume = _daily_volumes(sessions, now, "event_type")
+    customers.sort(key=lambda c: (-c.leaks, -c.total, c.group or ""))
+    return StatusView(
+        now=now,
+        window=window,
+        overall=rate_row(overall, label="all", daily_volume=sum(source_volume.values()) or None),
+        by_source=[
+            rate_row(c, label=c.group or "", daily_volume=source_volume.get(c.group or ""))
+            for c in sources
+        ],
+        by_event_type=[
+            rate_row(c, label=c.group or "", daily_volume=type_volume.get(c.group or ""))
+            for c in types
+        ],
+        top_customers=[
+            rate_row(c, label=c.group or "", daily_volume=None)
+            for c in customers[:TOP_CUSTOMERS]
+            if c.leaks
+        ],
+        open_alerts=list_open(sessions, now),
+        outbox=dict(outbox.counts),
+        last_cycle=None
+        if last is None
+        else {
+            "run_id": last.id,
+            "status": last.status,
+            "started_at": last.started_at.isoformat(),
+            "finished_at": last.finished_at.isoformat() if last.finished_at else None,
+            "sampled": last.sampled,
+            "search_requests": last.search_requests,
+            "search_rate_limited": last.search_rate_limited,
+            "error": last.error,
+        },
+    )
