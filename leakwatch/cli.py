@@ -298,15 +298,41 @@ def lookup(
 def report(
     config: ConfigOption = None,
     week: Annotated[
-        str | None, typer.Option(help="ISO week, e.g. 2026-W47 (default: last week).")
+        str | None, typer.Option(help="ISO week, e.g. 2026-W47 (default: last complete week).")
     ] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Folder to write to.")] = None,
     send: Annotated[bool, typer.Option("--send", help="Post the summary to Slack.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Post again if already sent.")] = False,
 ) -> None:
     """Write the weekly leakage report (Markdown, HTML, JSON, PNG chart)."""
+    from leakwatch.clock import SystemClock
+    from leakwatch.errors import UsageProblem
+    from leakwatch.reporting import produce_weekly_report
+    from leakwatch.wiring import open_engine, settings_for
+
     with _user_errors():
-        _not_yet("report", 8)
+        settings = settings_for(config)
+        _quiet_logs(True)
+        engine = open_engine(settings)
+        try:
+            outcome = produce_weekly_report(
+                settings,
+                engine=engine,
+                now=SystemClock().now(),
+                week=week,
+                out_dir=out_dir,
+                send=send,
+                force=force,
+            )
+        except ValueError as exc:
+            raise UsageProblem(str(exc)) from None
+        finally:
+            engine.dispose()
+        out.print(outcome.content.summary, markup=False)
+        for path in outcome.paths:
+            out.print(f"wrote {path}", markup=False)
+        if outcome.sent is not None:
+            out.print(outcome.sent, markup=False)
 
 
 @app.command()

@@ -1,0 +1,124 @@
+"""Produce the weekly report as configured: build, write, and send at most once. I/O.
+
+`leakwatch report` and the daemon's weekly job both call `produce_weekly_report`.
+With a bot token the summary is posted with the PNG and HTML in its thread; with only
+a webhook the summary is posted alone (a webhook cannot upload files). Either way the
+WeeklyReport row makes sending idempotent per week unless forced.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import structlog
+from slack_sdk import WebClient, WebhookClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+from sqlalchemy import Engine
+
+from leakwatch.config import Settings
+from leakwatch.errors import LeakwatchError, UsageProblem
+from leakwatch.notify.slack import quiet_sdk_logger
+from leakwatch.report import ReportContent, build_report, send_report, write_report
+from leakwatch.report.record import load_record, mark_sent
+from leakwatch.report.render import render_slack_blocks
+from leakwatch.store.db import SessionFactory, session_factory
+
+
+@dataclass
+class ReportOutcome:
+    content: ReportContent
+    paths: list[Path] = field(default_factory=list)
+    sent: str | None = None
+
+
+def produce_weekly_report(
+    settings: Settings,
+    *,
+    engine: Engine,
+    now: datetime,
+    week: str | None = None,
+    out_dir: Path | None = None,
+    send: bool = False,
+    force: bool = False,
+) -> ReportOutcome:
+    """Build the week's report from the store, write its files, and send it if asked.
+
+    Raises ValueError for a malformed week; LeakwatchError when Slack refuses.
+    """
+    sessions = session_factory(engine)
+    content = build_report(
+        sessions,
+        week=week,
+        now=now,
+        timezone=settings.report.timezone,
+        prices=settings.report.price_table(),
+        checks_every=settings.checks.every,
+        currency=settings.report.currency,
+    )
+    paths = write_report(content, out_dir or settings.report.out_dir)
+    outcome = ReportOutcome(content=content, paths=paths)
+    if send:
+        outcome.sent = _send(settings, sessions, content, paths, now=now, force=force)
+    return outcome
+
+
+def _send(
+    settings: Settings,
+    sessions: SessionFactory,
+    content: ReportContent,
+    paths: list[Path],
+    *,
+    now: datetime,
+    force: bool,
+) -> str:
+    log = structlog.get_logger()
+    try:
+        if settings.slack_bot_token is not None:
+            if not settings.slack.channel:
+                raise UsageProblem("--send needs [slack] channel with SLACK_BOT_TOKEN")
+            client = WebClient(
+                token=settings.slack_bot_token.get_secret_value(),
+                base_url=settings.slack_base_url or WebClient.BASE_URL,
+                logger=quiet_sdk_logger(),
+            )
+            attachments = [p for p in paths if p.suffix in (".png", ".html")]
+            result = send_report(
+                sessions,
+                content,
+                client=client,
+                channel=settings.slack.channel,
+                files=attachments,
+                now=now,
+                force=force,
+            )
+            if result.decision.value == "skip_already_sent":
+                return f"already sent to Slack for {content.week} (use --force to post again)"
+            return f"sent to Slack ({result.channel}, {len(result.files)} file(s) in the thread)"
+        if settings.slack_webhook_url is not None:
+            record = load_record(sessions, content.week)
+            if record is not None and record.sent_at is not None and not force:
+                return f"already sent to Slack for {content.week} (use --force to post again)"
+            webhook = WebhookClient(
+                url=settings.slack_webhook_url.get_secret_value(), logger=quiet_sdk_logger()
+            )
+            response = webhook.send(text=content.summary, blocks=render_slack_blocks(content))
+            if response.status_code != 200:
+                raise LeakwatchError(
+                    f"Slack webhook answered HTTP {response.status_code}: {response.body[:200]}"
+                )
+            mark_sent(sessions, content.week, now)
+            log.info("report.sent", week=content.week, via="webhook")
+            return "sent to Slack by webhook (summary only: webhooks cannot upload files)"
+    except SlackApiError as exc:
+        error = exc.response.get("error") if exc.response is not None else None
+        raise LeakwatchError(
+            f"Slack refused the report: {error or exc}; the files are written, "
+            "and --send again resumes without posting twice"
+        ) from None
+    except (SlackClientError, OSError) as exc:
+        raise LeakwatchError(
+            f"cannot reach Slack: {exc}; the files are written, and --send again resumes"
+        ) from None
+    raise UsageProblem(
+        "--send needs Slack: set SLACK_BOT_TOKEN (with [slack] channel) or SLACK_WEBHOOK_URL"
+    )
