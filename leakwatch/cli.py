@@ -8,12 +8,12 @@ from contextlib import contextmanager
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from leakwatch.errors import LeakwatchError, NotAvailableYet
+from leakwatch.errors import LeakwatchError
 
 app = typer.Typer(
     name="leakwatch",
@@ -75,10 +75,6 @@ def _user_errors() -> Iterator[None]:
             style="red",
         )
         raise typer.Exit(1) from None
-
-
-def _not_yet(what: str, issue: int) -> NoReturn:
-    raise NotAvailableYet(f"`leakwatch {what}` is not available yet (it lands with issue #{issue})")
 
 
 @app.command()
@@ -173,8 +169,23 @@ def check(
 @app.command()
 def run(config: ConfigOption = None) -> None:
     """Run the daemon: scheduled cycles, alerts, weekly report, /healthz and /metrics."""
+    from leakwatch.clock import SystemClock
+    from leakwatch.daemon.run import run_daemon
+    from leakwatch.logs import configure_logging
+    from leakwatch.wiring import settings_for
+
     with _user_errors():
-        _not_yet("run", 7)
+        settings = settings_for(config)
+        redactor = configure_logging()
+        for secret in (
+            settings.metronome_token,
+            settings.slack_bot_token,
+            settings.slack_webhook_url,
+        ):
+            if secret is not None:
+                redactor.add(secret.get_secret_value())
+        code = run_daemon(settings, clock=SystemClock())
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -347,7 +358,12 @@ def simulator(
         float, typer.Option("--rate-limit", help="Search requests per second allowed (0: none).")
     ] = 5.0,
     fault_rate: Annotated[
-        float, typer.Option("--fault-rate", help="Share of requests answered 500.")
+        float,
+        typer.Option(
+            "--fault-rate",
+            help="Share of search requests that fail (500s, dropped connections, bad bodies, "
+            "slow answers).",
+        ),
     ] = 0.0,
     seed: Annotated[
         Path | None, typer.Option("--seed", help="JSON file with customers, metrics, events.")

@@ -25,7 +25,7 @@ from leakwatch.core.classify import (
     error_verdict,
     expire_if_needed,
 )
-from leakwatch.core.events import Outcome
+from leakwatch.core.events import Outcome, SampledEvent, SearchItem
 from leakwatch.metronome.client import SearchClient
 from leakwatch.metronome.errors import TokenRejected
 from leakwatch.sources.base import Source
@@ -34,17 +34,19 @@ from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import SampledEvent as SampledEventRow
 from leakwatch.store.models import SamplingRun, SourceState
 from leakwatch.store.outcomes import (
+    NEW_ROW,
     RecheckPolicy,
     count_due,
     due_rows,
     record_samples,
     record_verdicts,
-    rows_of_run,
+    recorded_identities,
+    sample_row,
     source_event_of,
     verdict_update,
 )
 
-_VERDICT_CHUNK = 1_000
+_WRITE_CHUNK = 1_000
 
 
 @dataclass(frozen=True)
@@ -259,10 +261,10 @@ class CheckCycle:
         )
         summary.budget_ids = budget.ids
         with transaction(self._sessions) as session:
-            due = count_due(session, now=now)
+            due_count = count_due(session, now=now)
         recheck_ids, shares = split_budget(
             budget.ids,
-            recheck_demand=due,
+            recheck_demand=due_count,
             sample_demands={
                 s.name: s.sample_size
                 for s in self._sources
@@ -270,16 +272,18 @@ class CheckCycle:
             },
             recheck_share=settings.recheck_share,
         )
-        self._draw(summary, now, shares)
+        drawn = self._draw(summary, now, shares)
         with transaction(self._sessions) as session:
-            rows = due_rows(session, now=now, limit=recheck_ids, exclude_run=summary.run_id)
-            summary.rechecked = len(rows)
-            rows.extend(rows_of_run(session, summary.run_id))
-        self._search_and_record(summary, rows, now, started_monotonic + budget.seconds)
+            due = due_rows(session, now=now, limit=recheck_ids)
+        summary.rechecked = len(due)
+        self._search_and_record(summary, drawn, due, now, started_monotonic + budget.seconds)
 
-    def _draw(self, summary: CycleSummary, now: datetime, shares: Mapping[str, int]) -> None:
+    def _draw(
+        self, summary: CycleSummary, now: datetime, shares: Mapping[str, int]
+    ) -> list[SampledEvent]:
+        """Draw each source's share; return the samples the store does not hold yet."""
         log = structlog.get_logger()
-        quantity = {s.name: s.quantity_properties for s in self._sources}
+        drawn: list[SampledEvent] = []
         for configured in self._sources:
             report = summary.sources.setdefault(configured.name, SourceReport(configured.name))
             wanted = shares.get(configured.name, 0)
@@ -297,37 +301,39 @@ class CheckCycle:
                 report.error = f"cannot sample source: {exc}"
                 log.warning("source.sample_failed", source=configured.name, error=str(exc))
                 continue
+            with transaction(self._sessions) as session:
+                known = recorded_identities(session, result.events)
+            fresh: dict[tuple[str, str, str], SampledEvent] = {}
+            for sample in result.events:
+                identity = (sample.source, sample.event.transaction_id, sample.event.payload_hash)
+                if identity not in known:
+                    fresh.setdefault(identity, sample)
             report.drawn = len(result.events)
             report.population = result.population
             report.warnings.extend(result.warnings)
-            with transaction(self._sessions) as session:
-                report.newly_recorded = record_samples(
-                    session,
-                    result.events,
-                    now=now,
-                    run_id=summary.run_id,
-                    quantity_properties=quantity,
-                )
+            drawn.extend(fresh.values())
             log.info(
                 "sample.drawn",
                 source=configured.name,
                 drawn=report.drawn,
-                new=report.newly_recorded,
+                new=len(fresh),
                 population=round(result.population),
                 warnings=list(result.warnings),
             )
+        return drawn
 
     def _search_and_record(
         self,
         summary: CycleSummary,
-        rows: list[SampledEventRow],
+        drawn: list[SampledEvent],
+        due: list[SampledEventRow],
         now: datetime,
         deadline_monotonic: float,
     ) -> None:
         recheck = self._settings.recheck
         updates: list[dict[str, Any]] = []
         to_search: list[SampledEventRow] = []
-        for row in rows:
+        for row in due:
             policy = self._policy_for(row.source)
             expired = expire_if_needed(
                 source_event_of(row), Outcome(row.outcome), now=now, policy=policy
@@ -339,26 +345,26 @@ class CheckCycle:
                 summary.verdicts[expired.outcome.value] += 1
             else:
                 to_search.append(row)
-        self._record(updates)
-        if not to_search or self._should_stop():
-            summary.not_looked_up += len(to_search)
-            return
-        before = _snapshot(self._search)
-        try:
-            result = self._search.search(
-                [row.transaction_id for row in to_search],
-                deadline_monotonic=deadline_monotonic,
-            )
-        finally:
-            after = _snapshot(self._search)
-            summary.search_requests += after[0] - before[0]
-            summary.search_rate_limited += after[1] - before[1]
-            summary.search_errors += after[2] - before[2]
-        summary.not_looked_up += len(result.not_looked_up)
+        self._update(updates)
+        ids = [s.event.transaction_id for s in drawn] + [r.transaction_id for r in to_search]
+        answered: Mapping[str, Sequence[SearchItem]] = {}
+        errors: Mapping[str, str] = {}
+        if ids and not self._should_stop():
+            before = _snapshot(self._search)
+            try:
+                result = self._search.search(ids, deadline_monotonic=deadline_monotonic)
+            finally:
+                after = _snapshot(self._search)
+                summary.search_requests += after[0] - before[0]
+                summary.search_rate_limited += after[1] - before[1]
+                summary.search_errors += after[2] - before[2]
+            answered, errors = result.answered, result.errors
+        self._record_new(summary, drawn, answered, errors, now)
         updates = []
         for row in to_search:
-            verdict, counted = self._verdict_for(row, result.answered, result.errors, now)
+            verdict, counted = self._verdict_for(row, answered, errors, now)
             if verdict is None:
+                summary.not_looked_up += 1
                 continue
             updates.append(
                 verdict_update(row, verdict, now=now, recheck=recheck, counted_attempt=counted)
@@ -366,10 +372,62 @@ class CheckCycle:
             summary.checked += 1
             summary.verdicts[verdict.outcome.value] += 1
             summary.healed += int(verdict.healed)
-            if len(updates) >= _VERDICT_CHUNK:
-                self._record(updates)
+            if len(updates) >= _WRITE_CHUNK:
+                self._update(updates)
                 updates = []
-        self._record(updates)
+        self._update(updates)
+
+    def _record_new(
+        self,
+        summary: CycleSummary,
+        drawn: list[SampledEvent],
+        answered: Mapping[str, Sequence[SearchItem]],
+        errors: Mapping[str, str],
+        now: datetime,
+    ) -> None:
+        """Write each new sample once, with its verdict (pending if it was not looked up)."""
+        recheck = self._settings.recheck
+        rows: list[dict[str, Any]] = []
+        for sample in drawn:
+            configured = self._policies.get(sample.source)
+            row = sample_row(
+                sample,
+                now=now,
+                run_id=summary.run_id,
+                quantity_properties=configured.quantity_properties if configured else {},
+            )
+            txn = sample.event.transaction_id
+            if txn in answered:
+                verdict = classify(
+                    sample.event,
+                    answered[txn],
+                    now=now,
+                    policy=self._policy_for(sample.source),
+                    attempts=1,
+                )
+                row.update(
+                    verdict_update(NEW_ROW, verdict, now=now, recheck=recheck, counted_attempt=True)
+                )
+            elif txn in errors:
+                verdict = error_verdict(errors[txn])
+                row.update(
+                    verdict_update(
+                        NEW_ROW, verdict, now=now, recheck=recheck, counted_attempt=False
+                    )
+                )
+            else:
+                summary.not_looked_up += 1
+                rows.append(row)
+                continue
+            del row["id"]
+            rows.append(row)
+            summary.checked += 1
+            summary.verdicts[verdict.outcome.value] += 1
+        for start in range(0, len(rows), _WRITE_CHUNK):
+            with transaction(self._sessions) as session:
+                record_samples(session, rows[start : start + _WRITE_CHUNK])
+        for row in rows:
+            summary.sources[row["source"]].newly_recorded += 1
 
     def _verdict_for(
         self,
@@ -405,7 +463,7 @@ class CheckCycle:
             return error_verdict(errors[row.transaction_id]), False
         return None, False
 
-    def _record(self, updates: list[dict[str, Any]]) -> None:
+    def _update(self, updates: list[dict[str, Any]]) -> None:
         if not updates:
             return
         with transaction(self._sessions) as session:

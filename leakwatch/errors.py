@@ -11,7 +11,3 @@ class UsageProblem(LeakwatchError):
     """Bad usage: wrong arguments or an unusable configuration (exit 2)."""
 
     exit_code = 2
-
-
-class NotAvailableYet(LeakwatchError):
-    """A command whose capability has not landed yet."""

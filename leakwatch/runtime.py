@@ -27,10 +27,12 @@ from leakwatch.notify.outbox import OutboxSender, SendReport
 from leakwatch.notify.slack import Notifier, SlackNotifier, WebhookNotifier
 from leakwatch.store.db import session_factory, transaction
 from leakwatch.store.models import SamplingRun, SourceState
+from leakwatch.store.retention import drop_old_detail
 from leakwatch.wiring import build_check_cycle, build_search_client, open_engine
 
 if TYPE_CHECKING:
     from leakwatch.cycle import CheckCycle
+    from leakwatch.reporting import ReportOutcome
 
 
 def alert_rule(rule: AlertRuleSettings) -> AlertRule:
@@ -184,6 +186,32 @@ class Runtime:
         if self.sender is None:
             return None
         return self.sender.send_due()
+
+    def weekly_report(self) -> "ReportOutcome":
+        """Write last week's report and send it once when Slack is configured."""
+        from leakwatch.reporting import produce_weekly_report
+
+        slack = self.settings.slack_bot_token is not None or (
+            self.settings.slack_webhook_url is not None
+        )
+        outcome = produce_weekly_report(
+            self.settings, engine=self.engine, now=self.clock.now(), send=slack
+        )
+        structlog.get_logger().info(
+            "report.written",
+            week=outcome.content.week,
+            files=[p.name for p in outcome.paths],
+            sent=outcome.sent,
+        )
+        return outcome
+
+    def apply_retention(self) -> int:
+        """Drop sampled-event detail older than daemon.retention; aggregates stay."""
+        before = self.clock.now() - self.settings.daemon.retention
+        with transaction(self.sessions) as session:
+            dropped = drop_old_detail(session, before=before)
+        structlog.get_logger().info("retention.applied", dropped=dropped, before=before.isoformat())
+        return dropped
 
     # -- health ----------------------------------------------------------------------
 

@@ -87,12 +87,21 @@ class SourceEvent:
     event_type: str
     timestamp: datetime
     properties: Mapping[str, Any] = field(default_factory=dict)
+    # Identifies the payload: a resend hashes equally, a collision does not. Computed
+    # once here, because every stage asks for it.
+    payload_hash: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def payload_hash(self) -> str:
-        """Identify the payload: a resend hashes equally, a collision does not."""
-        return payload_hash(
-            self.transaction_id, self.customer_id, self.event_type, self.timestamp, self.properties
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "payload_hash",
+            payload_hash(
+                self.transaction_id,
+                self.customer_id,
+                self.event_type,
+                self.timestamp,
+                self.properties,
+            ),
         )
 
     def to_ingest_json(self) -> dict[str, Any]:

@@ -1,16 +1,17 @@
 """Recording sampled events and their verdicts: idempotent, bulk, crash-safe. I/O.
 
-A cycle writes in two steps. First the draw: each sampled event is inserted as
-`pending` (an event drawn again is left as it is: the identity constraint makes the
-insert a no-op). Then the verdicts: an UPDATE by primary key per checked row. A cycle
-killed between the two leaves pending rows that the next cycle finds due and checks;
-a cycle killed after leaves nothing to redo. Nothing is recorded twice.
+A new sample is written once, after its lookup, with its verdict (or as `pending`
+when its lookup did not happen in time, or `error` when it failed): one insert keyed
+by identity, so an event drawn again is left as it is. Re-checks of recorded events
+are updates by primary key. A cycle killed before its write records nothing of its
+draw (the next cycle draws afresh); killed during it, what was committed stays and a
+rerun skips it. Nothing is recorded twice.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -25,17 +26,21 @@ from leakwatch.core.events import (
     SourceEvent,
     quantity_value,
 )
+from leakwatch.store import pg_bulk
 from leakwatch.store.models import SampledEvent as SampledEventRow
 
 # Outcomes that are looked at again: undecided ones, and unmatched customers (an
 # ingest alias added later re-attributes the usage, so they can heal).
 RECHECKED_OUTCOMES = (Outcome.PENDING, Outcome.ERROR, Outcome.UNMATCHED_CUSTOMER)
-_INSERT_CHUNK = 2_000
+_DECIDED_VALUES = frozenset(o.value for o in Outcome if o.is_decided)
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
 
 
 def _insert_for(session: Session) -> Any:
-    dialect = session.get_bind().dialect.name
-    return pg_insert if dialect == "postgresql" else sqlite_insert
+    return pg_insert if _dialect(session) == "postgresql" else sqlite_insert
 
 
 def quantity_of(event: SourceEvent, quantity_properties: Mapping[str, str]) -> float | None:
@@ -43,57 +48,77 @@ def quantity_of(event: SourceEvent, quantity_properties: Mapping[str, str]) -> f
     return quantity_value(event.properties, quantity_properties.get(event.event_type))
 
 
-def record_samples(
-    session: Session,
-    samples: Sequence[SampledEvent],
+def sample_row(
+    sample: SampledEvent,
     *,
     now: datetime,
     run_id: int | None,
-    quantity_properties: Mapping[str, Mapping[str, str]] | None = None,
-) -> int:
-    """Insert newly drawn events as pending, due now; return how many were new."""
-    quantity_properties = quantity_properties or {}
-    rows: list[dict[str, Any]] = [
-        {
-            "source": sample.source,
-            "transaction_id": sample.event.transaction_id,
-            "payload_hash": sample.event.payload_hash,
-            "customer_id": sample.event.customer_id,
-            "event_type": sample.event.event_type,
-            "event_timestamp": sample.event.timestamp,
-            "properties": dict(sample.event.properties),
-            "weight": sample.weight,
-            "stratum": sample.stratum,
-            "quantity": quantity_of(sample.event, quantity_properties.get(sample.source, {})),
-            "outcome": Outcome.PENDING.value,
-            "reason": "not looked up yet",
-            "evidence": {},
-            "matched_metrics": [],
-            "differing_fields": [],
-            "duplicate_count": 0,
-            "healed": False,
-            "attempts": 0,
-            "sampled_at": now,
-            "next_check_at": now,
-            "run_id": run_id,
-        }
-        for sample in samples
-    ]
+    quantity_properties: Mapping[str, str],
+) -> dict[str, Any]:
+    """The row of a newly drawn event, not yet looked up: pending and due now."""
+    event = sample.event
+    return {
+        "source": sample.source,
+        "transaction_id": event.transaction_id,
+        "payload_hash": event.payload_hash,
+        "customer_id": event.customer_id,
+        "event_type": event.event_type,
+        "event_timestamp": event.timestamp,
+        "properties": dict(event.properties),
+        "weight": sample.weight,
+        "stratum": sample.stratum,
+        "quantity": quantity_of(event, quantity_properties),
+        "outcome": Outcome.PENDING.value,
+        "reason": "not looked up yet",
+        "evidence": {},
+        "matched_customer_id": None,
+        "matched_customer_name": None,
+        "matched_metrics": [],
+        "differing_fields": [],
+        "duplicate_count": 0,
+        "healed": False,
+        "attempts": 0,
+        "sampled_at": now,
+        "first_checked_at": None,
+        "last_checked_at": None,
+        "decided_at": None,
+        "next_check_at": now,
+        "run_id": run_id,
+    }
+
+
+def record_samples(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert sample rows, ignoring identities already recorded; return how many were new."""
     # The same event drawn twice in one batch would collide with itself.
     unique = {(r["source"], r["transaction_id"], r["payload_hash"]): r for r in rows}
-    inserted = 0
-    insert = _insert_for(session)
-    values = list(unique.values())
-    for start in range(0, len(values), _INSERT_CHUNK):
-        chunk = values[start : start + _INSERT_CHUNK]
-        statement = (
-            insert(SampledEventRow)
-            .values(chunk)
-            .on_conflict_do_nothing(index_elements=["source", "transaction_id", "payload_hash"])
-            .returning(col(SampledEventRow.id))
-        )
-        inserted += len(session.execute(statement).all())
-    return inserted
+    if not unique:
+        return 0
+    if _dialect(session) == "postgresql":
+        return pg_bulk.insert_samples(session, list(unique.values()))
+    # One cached statement, executed as "insertmanyvalues" batches: compiling a giant
+    # VALUES list per call costs far more than the database's work.
+    statement = (
+        _insert_for(session)(SampledEventRow)
+        .on_conflict_do_nothing(index_elements=["source", "transaction_id", "payload_hash"])
+        .returning(col(SampledEventRow.id))
+    )
+    return len(session.execute(statement, list(unique.values())).all())
+
+
+def recorded_identities(
+    session: Session, samples: Sequence[SampledEvent]
+) -> set[tuple[str, str, str]]:
+    """Which of these samples' identities the store already holds (to skip their lookup)."""
+    found: set[tuple[str, str, str]] = set()
+    ids = sorted({s.event.transaction_id for s in samples})
+    for start in range(0, len(ids), 1000):
+        query = select(
+            col(SampledEventRow.source),
+            col(SampledEventRow.transaction_id),
+            col(SampledEventRow.payload_hash),
+        ).where(col(SampledEventRow.transaction_id).in_(ids[start : start + 1000]))
+        found.update((str(a), str(b), str(c)) for a, b, c in session.execute(query))
+    return found
 
 
 def count_due(session: Session, *, now: datetime) -> int:
@@ -104,9 +129,7 @@ def count_due(session: Session, *, now: datetime) -> int:
     return int(session.execute(query).scalar_one())
 
 
-def due_rows(
-    session: Session, *, now: datetime, limit: int, exclude_run: int | None = None
-) -> list[SampledEventRow]:
+def due_rows(session: Session, *, now: datetime, limit: int) -> list[SampledEventRow]:
     """Rows due for a (re-)check, the longest-waiting first."""
     if limit <= 0:
         return []
@@ -118,19 +141,6 @@ def due_rows(
         )
         .order_by(col(SampledEventRow.next_check_at), col(SampledEventRow.id))
         .limit(limit)
-    )
-    if exclude_run is not None:
-        query = query.where(
-            (col(SampledEventRow.run_id) != exclude_run) | col(SampledEventRow.run_id).is_(None)
-        )
-    return list(session.execute(query).scalars())
-
-
-def rows_of_run(session: Session, run_id: int) -> list[SampledEventRow]:
-    query = select(SampledEventRow).where(
-        col(SampledEventRow.run_id) == run_id,
-        col(SampledEventRow.attempts) == 0,
-        col(SampledEventRow.outcome) == Outcome.PENDING.value,
     )
     return list(session.execute(query).scalars())
 
@@ -153,15 +163,47 @@ class RecheckPolicy:
     unmatched_customer_every: timedelta
 
 
+class Recorded(Protocol):
+    """What a verdict's columns depend on of the row they replace."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def healed(self) -> bool: ...
+    @property
+    def first_checked_at(self) -> datetime | None: ...
+    @property
+    def decided_at(self) -> datetime | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NewRow:
+    """A sample not recorded yet: pending, never looked up."""
+
+    id: int | None = None
+    outcome: str = Outcome.PENDING.value
+    attempts: int = 0
+    healed: bool = False
+    first_checked_at: datetime | None = None
+    decided_at: datetime | None = None
+
+
+NEW_ROW = NewRow()
+
+
 def verdict_update(
-    row: SampledEventRow,
+    row: Recorded,
     verdict: Verdict,
     *,
     now: datetime,
     recheck: RecheckPolicy,
     counted_attempt: bool,
 ) -> dict[str, Any]:
-    """The column values that record `verdict` on `row` (a pure mapping of the verdict)."""
+    """The column values that record `verdict` over `row` (a pure mapping of the verdict)."""
     outcome = verdict.outcome
     evidence = verdict.evidence
     customer = evidence.get("matched_customer") if isinstance(evidence, dict) else None
@@ -172,7 +214,7 @@ def verdict_update(
         next_check = now + recheck.unmatched_customer_every
     else:
         next_check = None
-    was_decided = row.outcome in {o.value for o in Outcome if o.is_decided}
+    was_decided = row.outcome in _DECIDED_VALUES
     changed = row.outcome != outcome.value
     decided_at = row.decided_at
     if outcome.is_decided and (changed or not was_decided or decided_at is None):
@@ -199,8 +241,11 @@ def verdict_update(
 def record_verdicts(session: Session, updates: Iterable[dict[str, Any]]) -> int:
     """Write verdicts by primary key in bulk; idempotent (the same values twice is a no-op)."""
     batch = list(updates)
-    if batch:
-        session.execute(update(SampledEventRow), batch)
+    if not batch:
+        return 0
+    if _dialect(session) == "postgresql":
+        return pg_bulk.update_verdicts(session, batch)
+    session.execute(update(SampledEventRow), batch)
     return len(batch)
 
 

@@ -65,7 +65,7 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
         assert command in result.stdout
 
 
-@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c))
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
 def test_every_command_has_help(command: list[str], tmp_path: Path) -> None:
     result = leakwatch(*command, "--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

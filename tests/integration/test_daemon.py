@@ -42,22 +42,6 @@ PG_ADMIN_URL = os.environ.get("LEAKWATCH_TEST_PG", "postgresql://postgres@127.0.
 CLOCK = SystemClock()
 
 # Until `leakwatch run` is wired in cli.py, start the daemon through its Python entry.
-DAEMON_ENTRY = textwrap.dedent(
-    """
-    from leakwatch.clock import SystemClock
-    from leakwatch.config import load_settings
-    from leakwatch.daemon.run import run_daemon
-    from leakwatch.errors import LeakwatchError
-    from leakwatch.logs import configure_logging
-    import sys
-    configure_logging(json=True)
-    try:
-        sys.exit(run_daemon(load_settings(), clock=SystemClock()))
-    except LeakwatchError as exc:
-        print(exc, file=sys.stderr)
-        sys.exit(exc.exit_code)
-    """
-)
 
 
 def free_port() -> int:
@@ -177,7 +161,7 @@ class DaemonWorld:
         log_path = self.tmp_path / f"daemon-{name}.log"
         with log_path.open("w", encoding="utf-8") as log:
             process = subprocess.Popen(
-                [sys.executable, "-c", DAEMON_ENTRY],
+                [sys.executable, "-m", "leakwatch", "run"],
                 env=env,
                 cwd=self.tmp_path,
                 stdout=log,

@@ -30,7 +30,7 @@ def test_durations_parse(text: str, expected: timedelta) -> None:
 
 @pytest.mark.parametrize("text", ["", "15", "15x", "h", "1h 30", "-5m", "1.5.2h"])
 def test_bad_durations_say_what_is_allowed(text: str) -> None:
-    with pytest.raises(ValueError, match="write e.g. 90s, 15m"):
+    with pytest.raises(ValueError, match=r"write e\.g\. 90s, 15m"):
         parse_duration(text)
 
 
