@@ -118,16 +118,8 @@ def weighted_rate_estimate(
         weighted_leaks += stratum.weight * stratum.leaks
         weighted_decided += stratum.weight * stratum.decided
         weight_squares += stratum.weight * stratum.weight * stratum.decided
-    if weighted_decided <= 0:
-        return RateEstimate(count, decided, 0.0, Interval(0.0, 1.0), 0.0)
-    rate = weighted_leaks / weighted_decided
-    effective_n = weighted_decided * weighted_decided / weight_squares
-    return RateEstimate(
-        count=count,
-        decided=decided,
-        rate=rate,
-        interval=wilson_interval(rate * effective_n, effective_n, confidence),
-        effective_n=effective_n,
+    return rate_from_weight_sums(
+        count, decided, weighted_leaks, weighted_decided, weight_squares, confidence
     )
 
 
@@ -191,7 +183,7 @@ def rate_from_weight_sums(
     """
     if weighted_decided <= 0 or weighted_decided_squares <= 0:
         return RateEstimate(count, decided, 0.0, Interval(0.0, 1.0), 0.0)
-    rate = weighted_count / weighted_decided
+    rate = min(1.0, weighted_count / weighted_decided)
     effective_n = weighted_decided * weighted_decided / weighted_decided_squares
     return RateEstimate(
         count=count,

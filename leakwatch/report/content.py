@@ -32,8 +32,8 @@ from leakwatch.core.stats import (
     Interval,
     RateEstimate,
     estimate_leaked,
+    rate_from_weight_sums,
     revenue_at_risk,
-    wilson_interval,
 )
 from leakwatch.report.weeks import IsoWeek, utc_day_fraction_in
 
@@ -456,14 +456,8 @@ def weighted_rate(
     (Σw, Σw²) instead of per-stratum tallies. Equal weights give the plain proportion
     and the textbook Wilson interval.
     """
-    share = min(1.0, weight / decided_weight) if decided_weight > 0 else 0.0
-    effective_n = decided_weight * decided_weight / decided_weight_sq if decided_weight_sq else 0.0
-    return RateEstimate(
-        count=count,
-        decided=decided,
-        rate=share,
-        interval=wilson_interval(share * effective_n, effective_n, CONFIDENCE),
-        effective_n=effective_n,
+    return rate_from_weight_sums(
+        count, decided, weight, decided_weight, decided_weight_sq, CONFIDENCE
     )
 
 
