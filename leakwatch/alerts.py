@@ -38,7 +38,7 @@ from leakwatch.core.alerting import (
     evaluate_health,
 )
 from leakwatch.core.durations import format_duration
-from leakwatch.core.stats import Interval, RateEstimate, wilson_interval
+from leakwatch.core.stats import Interval, rate_from_weight_sums
 from leakwatch.notify.blocks import AlertView, MessageKind, render
 from leakwatch.notify.outbox import NotificationKind as OutboxKind
 from leakwatch.notify.outbox import NotificationStatus, enqueue
@@ -278,18 +278,16 @@ def _observation(rule: AlertRule, counts: OutcomeCounts) -> Observation:
     weight_decided = counts.weight(decided_outcomes)
     if plain.decided <= 0 or abs(weight_decided - plain.decided) < 1e-9:
         return plain
-    weight_leaks = counts.weight(rule.rate.outcomes)
     squares = sum(counts.weights_squared.get(o, 0.0) for o in decided_outcomes)
     if weight_decided <= 0 or squares <= 0:
         return plain
-    rate = weight_leaks / weight_decided
-    effective_n = weight_decided * weight_decided / squares
-    weighted = RateEstimate(
-        count=plain.leaks,
-        decided=plain.decided,
-        rate=rate,
-        interval=wilson_interval(rate * effective_n, effective_n, rule.confidence),
-        effective_n=effective_n,
+    weighted = rate_from_weight_sums(
+        plain.leaks,
+        plain.decided,
+        counts.weight(rule.rate.outcomes),
+        weight_decided,
+        squares,
+        rule.confidence,
     )
     return Observation(leaks=plain.leaks, decided=plain.decided, weighted=weighted)
 
