@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from leakwatch.config import Settings
 from leakwatch.errors import LeakwatchError
 
 app = typer.Typer(
@@ -224,6 +225,12 @@ def outcomes(
     ] = None,
     since: Annotated[str, typer.Option(help="Sampled within this long ago.")] = "7d",
     source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    event_type: Annotated[
+        str | None, typer.Option("--event-type", help="Only this event type.")
+    ] = None,
+    customer: Annotated[
+        str | None, typer.Option("--customer", help="Only this customer_id (as sent).")
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
 ) -> None:
     """Export sampled events with their outcome, one per line."""
@@ -250,6 +257,8 @@ def outcomes(
                 since=SystemClock().now() - span,
                 outcomes=outcome or [],
                 source=source,
+                event_type=event_type,
+                customer_id=customer,
             )
             writer = write_jsonl if fmt == "jsonl" else write_csv
             written = writer(records, sys.stdout)
@@ -484,6 +493,7 @@ def alerts_silence(
     with _user_errors():
         span = _duration_option("--for", duration)
         settings = settings_for(config)
+        _known_alert(settings, name)
         engine = open_engine(settings)
         until = SystemClock().now() + span
         try:
@@ -519,6 +529,16 @@ def alerts_ack(
         finally:
             engine.dispose()
         out.print(f"acknowledged {count} alert(s) of {name!r}", markup=False)
+
+
+def _known_alert(settings: "Settings", name: str) -> None:
+    """Refuse a silence for a rule that does not exist (a typo would silence nothing)."""
+    from leakwatch.core.alerting import HealthKind
+    from leakwatch.errors import UsageProblem
+
+    known = [rule.name for rule in settings.alerts] + [kind.value for kind in HealthKind]
+    if name not in known:
+        raise UsageProblem(f"no alert rule named {name!r}; known: {', '.join(known)}")
 
 
 def _duration_option(flag: str, text: str) -> "timedelta":

@@ -70,6 +70,8 @@ def iter_outcomes(
     since: datetime,
     outcomes: Sequence[str] = (),
     source: str | None = None,
+    event_type: str | None = None,
+    customer_id: str | None = None,
     chunk: int = 1000,
 ) -> Iterator[dict[str, Any]]:
     query = select(SampledEvent).where(col(SampledEvent.sampled_at) >= since)
@@ -77,6 +79,10 @@ def iter_outcomes(
         query = query.where(col(SampledEvent.outcome).in_(list(outcomes)))
     if source:
         query = query.where(col(SampledEvent.source) == source)
+    if event_type:
+        query = query.where(col(SampledEvent.event_type) == event_type)
+    if customer_id:
+        query = query.where(col(SampledEvent.customer_id) == customer_id)
     query = query.order_by(col(SampledEvent.sampled_at), col(SampledEvent.id))
     session = sessions()
     try:

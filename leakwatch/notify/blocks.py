@@ -7,6 +7,7 @@ came from events (scope values, transaction ids, rule names) is escaped for mrkd
 every text is clipped to Block Kit's limits so Slack never rejects a message for size.
 """
 
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -135,7 +136,15 @@ def outcomes_command(view: AlertView) -> str:
         parts += ["--outcome", outcome]
     if view.window_label:
         parts += ["--since", view.window_label]
+    key, _, value = (view.scope or "").partition("=")
+    flag = SCOPE_FLAGS.get(key)
+    if flag and value:
+        parts += [flag, shlex.quote(value)]
     return " ".join(parts)
+
+
+# How `leakwatch outcomes` narrows to an alert's scope ("event_type=api_request").
+SCOPE_FLAGS = {"event_type": "--event-type", "customer_id": "--customer", "source": "--source"}
 
 
 _STATUS_EMOJI = {

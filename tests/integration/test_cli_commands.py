@@ -1,0 +1,209 @@
+"""The CLI against a real simulator and store, as a user runs it: subprocesses, exit codes.
+
+Each command is run as `python -m leakwatch …` with the config and token a user would
+set; the simulator runs in this process on a loopback port.
+"""
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from leakwatch.clock import SystemClock
+from leakwatch.metronome.client import SearchClient
+from leakwatch.scenario import Scenario, build_scenario, ingest_scenario
+from leakwatch.simulator import SimulatorServer, build_demo_state
+
+TOKEN = "cli-test-token-123456"
+
+
+@dataclass
+class Setup:
+    cwd: Path
+    env: dict[str, str]
+    scenario: Scenario
+    server: SimulatorServer
+
+    def run(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "leakwatch", *args],
+            cwd=self.cwd,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+
+@pytest.fixture
+def setup(tmp_path: Path, db_url: str) -> Iterator[Setup]:
+    clock = SystemClock()
+    now = clock.now()
+    scenario = build_scenario(now=now, events=600, oldest=timedelta(days=2), seed=3)
+    state = build_demo_state(clock=clock)
+    state.faults.silent_drop_ids.update(scenario.dropped_ids)
+    log = tmp_path / "usage.jsonl"
+    scenario.write_log(log)
+    with SimulatorServer(state, token=TOKEN) as server:
+        with SearchClient(
+            base_url=server.base_url, token=TOKEN, clock=clock, requests_per_second=100
+        ) as client:
+            ingest_scenario(scenario, client.ingest)
+        (tmp_path / "leakwatch.toml").write_text(
+            f"""
+state_dir = "{tmp_path / "state"}"
+[metronome]
+requests_per_second = 50
+[[sources]]
+name = "gateway"
+type = "jsonl"
+path = "{log}"
+sample_size = 300
+[checks]
+min_checks_before_missing = 1
+[[alerts]]
+name = "leak rate"
+threshold = 0.01
+min_samples = 50
+[report]
+out_dir = "{tmp_path / "reports"}"
+prices = {{ api_request = 0.002 }}
+"""
+        )
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("LEAKWATCH_", "METRONOME_", "SLACK_"))
+        }
+        env.update(
+            {
+                "METRONOME_BEARER_TOKEN": TOKEN,
+                "METRONOME_BASE_URL": server.base_url,
+                "LEAKWATCH_DATABASE_URL": db_url,
+            }
+        )
+        yield Setup(tmp_path, env, scenario, server)
+
+
+def test_check_then_status_outcomes_lookup_alerts_report(setup: Setup) -> None:
+    checked = setup.run("check", "--json")
+    assert checked.returncode == 0, checked.stderr
+    summary = json.loads(checked.stdout)
+    assert summary["status"] == "finished"
+    assert summary["checked"] == 300 or summary["checked"] > 250
+    assert summary["verdicts"]["matched"] > 200
+    assert any(a["status"] == "firing" for a in summary["alerts"])
+
+    status = setup.run("status", "--json", "--window", "1h")
+    assert status.returncode == 0, status.stderr
+    view = json.loads(status.stdout)
+    assert view["overall"]["sampled"] == summary["checked"]
+    assert 0 < view["overall"]["leak_rate"] < 0.2
+    assert view["open_alerts"][0]["rule_name"] == "leak rate"
+    human = setup.run("status")
+    assert human.returncode == 0 and "leak rate (95% CI)" in human.stdout
+
+    exported = setup.run("outcomes", "--format", "csv", "--since", "1h")
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert len(rows) == summary["checked"]
+    assert {"transaction_id", "outcome", "evidence", "attempts"} <= set(rows[0])
+    leaking = setup.run("outcomes", "--outcome", "unmatched_customer", "--customer", "hooli")
+    lines = [json.loads(line) for line in leaking.stdout.splitlines()]
+    assert lines and all(r["outcome"] == "unmatched_customer" for r in lines)
+    assert all(r["customer_id"] == "hooli" for r in lines)
+
+    txn = lines[0]["transaction_id"]
+    looked = setup.run("lookup", txn, "no-such-txn", "--json")
+    assert looked.returncode == 0, looked.stderr
+    found = {r["transaction_id"]: r for r in json.loads(looked.stdout)}
+    assert found[txn]["verdicts"][0]["outcome"] == "unmatched_customer"
+    assert found["no-such-txn"]["items"] == []
+
+    alerts = setup.run("alerts")
+    assert alerts.returncode == 0 and "leak rate" in alerts.stdout
+    silenced = setup.run("alerts", "silence", "leak rate", "--for", "1h")
+    assert silenced.returncode == 0, silenced.stderr
+    typo = setup.run("alerts", "silence", "leak rat", "--for", "1h")
+    assert typo.returncode == 2 and "no alert rule named" in typo.stderr
+
+    week = datetime.now(UTC).strftime("%G-W%V")
+    report = setup.run("report", "--week", week)
+    assert report.returncode == 0, report.stderr
+    written = sorted(p.suffix for p in (setup.cwd / "reports").iterdir())
+    assert written == [".html", ".json", ".md", ".png"]
+    unsent = setup.run("report", "--week", week, "--send")
+    assert unsent.returncode == 2 and "SLACK_BOT_TOKEN" in unsent.stderr
+
+
+def test_sample_prints_json_lines_and_counts(setup: Setup) -> None:
+    result = setup.run("sample", "gateway", "-n", "5", "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(events) == 5
+    assert all("transaction_id" in e and "_weight" in e for e in events)
+    assert "drew 5 of" in result.stderr
+    again = setup.run("sample", "gateway", "-n", "5", "--seed", "1")
+    assert again.stdout == result.stdout
+    unknown = setup.run("sample", "nope")
+    assert unknown.returncode == 2 and "no source named 'nope'" in unknown.stderr
+
+
+def test_missing_or_rejected_token_is_a_clear_error(setup: Setup) -> None:
+    env = {k: v for k, v in setup.env.items() if k != "METRONOME_BEARER_TOKEN"}
+    missing = subprocess.run(
+        [sys.executable, "-m", "leakwatch", "check"],
+        cwd=setup.cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert missing.returncode == 2
+    assert "METRONOME_BEARER_TOKEN is not set" in missing.stderr
+    wrong = setup.run("check", env={"METRONOME_BEARER_TOKEN": "wrong-token-000"})
+    assert wrong.returncode == 1
+    assert "rejected the API token" in wrong.stderr
+    assert "wrong-token-000" not in wrong.stderr + wrong.stdout
+    assert "Traceback" not in wrong.stderr
+
+
+def test_bad_flags_exit_2(setup: Setup) -> None:
+    for args in (
+        ["status", "--window", "soon"],
+        ["outcomes", "--format", "xml"],
+        ["outcomes", "--outcome", "lost"],
+        ["report", "--week", "2026-W99"],
+    ):
+        result = setup.run(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_demo_finds_every_injected_leak(tmp_path: Path, db_url: str) -> None:
+    del db_url
+    result = subprocess.run(
+        [sys.executable, "-m", "leakwatch", "demo", "--keep", str(tmp_path / "demo")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "found vs injected" in result.stdout
+    assert "FIRING leak rate" in result.stdout
+    assert (tmp_path / "demo" / "leakwatch.db").exists()
+    assert list((tmp_path / "demo" / "reports").glob("*.html"))
