@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 
@@ -78,7 +79,7 @@ def parse_timestamp(text: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class SourceEvent:
     """One usage event as the company's own log records it (Metronome's ingest shape)."""
 
@@ -87,21 +88,16 @@ class SourceEvent:
     event_type: str
     timestamp: datetime
     properties: Mapping[str, Any] = field(default_factory=dict)
-    # Identifies the payload: a resend hashes equally, a collision does not. Computed
-    # once here, because every stage asks for it.
-    payload_hash: str = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(
-            self,
-            "payload_hash",
-            payload_hash(
-                self.transaction_id,
-                self.customer_id,
-                self.event_type,
-                self.timestamp,
-                self.properties,
-            ),
+    @cached_property
+    def payload_hash(self) -> str:
+        """Identify the payload: a resend hashes equally, a collision does not.
+
+        Cached (no slots, so the instance can keep it): identity checks, recording and
+        lookups all ask, and the sampler draws far more lines than it keeps.
+        """
+        return payload_hash(
+            self.transaction_id, self.customer_id, self.event_type, self.timestamp, self.properties
         )
 
     def to_ingest_json(self) -> dict[str, Any]:
