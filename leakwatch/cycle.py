@@ -47,6 +47,8 @@ from leakwatch.store.outcomes import (
 )
 
 _WRITE_CHUNK = 1_000
+# Search calls between two looks at the stop flag (a few seconds at typical budgets).
+_REQUESTS_PER_SLICE = 5
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,11 @@ class CheckCycle:
             summary.status = "failed"
             summary.error = f"{type(exc).__name__}: {exc}"
             raise
+        except BaseException:
+            # Ctrl-C or interpreter exit: what was written stays; say how it ended.
+            summary.status = "interrupted"
+            summary.error = "interrupted"
+            raise
         finally:
             summary.finished_at = self._clock.now()
             self._finish_run(summary)
@@ -346,19 +353,12 @@ class CheckCycle:
             else:
                 to_search.append(row)
         self._update(updates)
-        ids = [s.event.transaction_id for s in drawn] + [r.transaction_id for r in to_search]
-        answered: Mapping[str, Sequence[SearchItem]] = {}
-        errors: Mapping[str, str] = {}
-        if ids and not self._should_stop():
-            before = _snapshot(self._search)
-            try:
-                result = self._search.search(ids, deadline_monotonic=deadline_monotonic)
-            finally:
-                after = _snapshot(self._search)
-                summary.search_requests += after[0] - before[0]
-                summary.search_rate_limited += after[1] - before[1]
-                summary.search_errors += after[2] - before[2]
-            answered, errors = result.answered, result.errors
+        ids = list(
+            dict.fromkeys(
+                [s.event.transaction_id for s in drawn] + [r.transaction_id for r in to_search]
+            )
+        )
+        answered, errors = self._look_up(summary, ids, deadline_monotonic)
         self._record_new(summary, drawn, answered, errors, now)
         updates = []
         for row in to_search:
@@ -376,6 +376,34 @@ class CheckCycle:
                 self._update(updates)
                 updates = []
         self._update(updates)
+
+    def _look_up(
+        self, summary: CycleSummary, ids: list[str], deadline_monotonic: float
+    ) -> tuple[dict[str, tuple[SearchItem, ...]], dict[str, str]]:
+        """Search in slices, so a shutdown request stops between calls, not after all.
+
+        Ids left when asked to stop (or past the deadline) are simply not answered:
+        new samples are recorded pending, due rows stay due.
+        """
+        answered: dict[str, tuple[SearchItem, ...]] = {}
+        errors: dict[str, str] = {}
+        step = self._search.max_ids_per_request * _REQUESTS_PER_SLICE
+        before = _snapshot(self._search)
+        try:
+            for start in range(0, len(ids), step):
+                if self._should_stop() or self._clock.monotonic() >= deadline_monotonic:
+                    break
+                result = self._search.search(
+                    ids[start : start + step], deadline_monotonic=deadline_monotonic
+                )
+                answered.update(result.answered)
+                errors.update(result.errors)
+        finally:
+            after = _snapshot(self._search)
+            summary.search_requests += after[0] - before[0]
+            summary.search_rate_limited += after[1] - before[1]
+            summary.search_errors += after[2] - before[2]
+        return answered, errors
 
     def _record_new(
         self,

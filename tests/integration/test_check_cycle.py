@@ -177,6 +177,7 @@ class _KillAfter:
     def __init__(self, inner: SearchClient) -> None:
         self.inner = inner
         self.stats = inner.stats
+        self.max_ids_per_request = inner.max_ids_per_request
 
     def search(self, ids: list[str], **kwargs: object) -> object:
         self.inner.search(ids, **kwargs)  # type: ignore[arg-type]
@@ -252,3 +253,23 @@ def test_a_cycle_stays_within_its_search_budget(world: World, tmp_path: Path) ->
     # Budget: 50 rps × 15 min × 0.8 × 100 ids — far more than needed, so all checked.
     assert summary.checked == sum(s.newly_recorded for s in summary.sources.values())
     assert summary.search_requests == -(-summary.checked // 100)
+
+
+def test_a_stop_request_abandons_lookups_and_records_the_draw_as_pending(world: World) -> None:
+    calls = iter([False, True])
+    with SearchClient(
+        base_url=world.server.base_url,
+        token=TOKEN,
+        clock=world.clock,
+        requests_per_second=50,
+        max_ids_per_request=10,
+    ) as search:
+        # Stop after the first slice of search calls: the rest stay for the next cycle.
+        cycle = world.cycle(search, should_stop=lambda: next(calls, True))
+        summary = cycle.run()
+    rows = _recorded(world.db_url)
+    assert summary.status == "finished"
+    assert 0 < summary.search_requests <= 5
+    pending = [r for r in rows if r.outcome == "pending" and r.attempts == 0]
+    assert summary.not_looked_up == len(pending) > 0
+    assert len(rows) == sum(s.newly_recorded for s in summary.sources.values())
