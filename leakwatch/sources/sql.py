@@ -15,7 +15,7 @@ import json
 import random
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,6 +45,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 OVERSAMPLE = 1.5
 # Beyond this share of the pages, TABLESAMPLE saves nothing over a filtered scan.
 MAX_TABLESAMPLE_PERCENT = 20.0
+ESTIMATE_TTL = timedelta(hours=1)
 SQL_CHECKPOINT_KEY = "sql:watermark"
 
 
@@ -65,6 +66,9 @@ class SqlSource:
         self._property_columns = tuple(_check_identifier(c) for c in spec.property_columns)
         if spec.table is not None:
             _check_identifier(spec.table)
+        # The planner's row estimate for the window, and when it was taken: it moves
+        # slowly, and asking costs a round trip per draw.
+        self._estimate: tuple[datetime, float] | None = None
 
     @property
     def name(self) -> str:
@@ -100,9 +104,11 @@ class SqlSource:
             parts.append(f"{cast.format(self._col('properties'))} AS lw_properties")
         return ", ".join(parts)
 
-    def _window_predicate(self) -> str:
+    def _window_predicate(self, *, driver_style: bool = False) -> str:
+        """The window as SQL: `:name` binds for SQLAlchemy, `%(name)s` for the driver."""
         ts = self._col("timestamp")
-        return f"{ts} > :w_start AND {ts} < :w_end AND {self._col('transaction_id')} IS NOT NULL"
+        start, end = ("%(w_start)s", "%(w_end)s") if driver_style else (":w_start", ":w_end")
+        return f"{ts} > {start} AND {ts} < {end} AND {self._col('transaction_id')} IS NOT NULL"
 
     def _window_params(self, window: Window) -> dict[str, Any]:
         return {"w_start": self._bind_time(window.start), "w_end": self._bind_time(window.end)}
@@ -123,20 +129,21 @@ class SqlSource:
 
     # -- rows to events -----------------------------------------------------------------
 
-    def _to_event(self, row: Mapping[str, Any]) -> SourceEvent | BadLineReason:
-        transaction_id = row["lw_transaction_id"]
+    def _to_event(self, row: Sequence[Any]) -> SourceEvent | BadLineReason:
+        """Convert one row of `_select_list` (by position: the hot path of a draw)."""
+        transaction_id, customer_id, event_type, raw_timestamp = row[:4]
         if transaction_id is None or transaction_id == "":
             return BadLineReason.NO_TRANSACTION_ID
-        timestamp = _as_utc(row["lw_timestamp"])
+        timestamp = _as_utc(raw_timestamp)
         if timestamp is None:
             return BadLineReason.BAD_TIMESTAMP
-        if row["lw_customer_id"] is None or row["lw_event_type"] is None:
+        if customer_id is None or event_type is None:
             return BadLineReason.MISSING_FIELD
         properties: Any
         if self._property_columns:
-            properties = {c: row[f"lwp_{c}"] for c in self._property_columns}
+            properties = dict(zip(self._property_columns, row[4:], strict=False))
         else:
-            properties = row.get("lw_properties") or {}
+            properties = (row[4] if len(row) > 4 else None) or {}
             if isinstance(properties, str | bytes):
                 try:
                     properties = json.loads(properties)
@@ -146,8 +153,8 @@ class SqlSource:
                 return BadLineReason.NOT_JSON
         return SourceEvent(
             transaction_id=str(transaction_id),
-            customer_id=str(row["lw_customer_id"]),
-            event_type=str(row["lw_event_type"]),
+            customer_id=str(customer_id),
+            event_type=str(event_type),
             timestamp=timestamp,
             properties=properties,
         )
@@ -210,30 +217,49 @@ class SqlSource:
         params = self._window_params(window)
         bad: dict[BadLineReason, int] = {}
         if self._is_postgres and self.spec.table is not None and n > 0:
-            estimate = self._estimate_window_rows(conn, window)
+            if self._estimate is None or window.end - self._estimate[0] > ESTIMATE_TTL:
+                self._estimate = (window.end, self._estimate_window_rows(conn, window))
+            estimate = self._estimate[1]
             percent = 100.0 * OVERSAMPLE * n / max(estimate, 1.0)
             for _ in range(4):
                 if percent >= MAX_TABLESAMPLE_PERCENT:
                     break
+                tablesample = "TABLESAMPLE SYSTEM (%(pct)s) REPEATABLE (%(seed)s)"
                 sql = (
-                    f"SELECT {self._select_list()} FROM "
-                    f"{self._relation(tablesample='TABLESAMPLE SYSTEM (:pct) REPEATABLE (:seed)')}"
-                    f" WHERE {self._window_predicate()}"
+                    f"SELECT {self._select_list()} FROM {self._relation(tablesample=tablesample)}"
+                    f" WHERE {self._window_predicate(driver_style=True)}"
                 )
-                rows = conn.execute(
-                    sa.text(sql), {**params, "pct": percent, "seed": rng.randrange(1 << 31)}
-                ).mappings()
-                candidates = rows.all()
+                # The driver's cursor directly: rows as plain tuples, no result layer,
+                # which is most of what a draw costs beyond the database's own work.
+                cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    cursor.execute(sql, {**params, "pct": percent, "seed": rng.randrange(1 << 31)})
+                    candidates = cursor.fetchall()
+                finally:
+                    cursor.close()
                 if len(candidates) >= n:
                     # Thin in Python, converting only the rows kept: each row was
-                    # included with probability p, so count / p estimates the window.
+                    # included with probability p, so count / p estimates the window,
+                    # and beats the planner's guess for sizing the next draw.
                     population = len(candidates) * 100.0 / percent
-                    order = rng.sample(range(len(candidates)), len(candidates))
+                    self._estimate = (window.end, population)
+                    # A few spare picks cover rows that turn out unusable.
+                    picks = min(len(candidates), n + n // 20 + 8)
+                    order = rng.sample(range(len(candidates)), picks)
                     events = self._events((candidates[i] for i in order), bad, limit=n)
+                    if len(events) < n:
+                        chosen = set(order)
+                        rest = [i for i in range(len(candidates)) if i not in chosen]
+                        rng.shuffle(rest)
+                        events += self._events(
+                            (candidates[i] for i in rest), bad, limit=n - len(events)
+                        )
                     weight = population / len(events) if events else 0.0
                     sampled = [SampledEvent(self.name, e, weight) for e in events]
                     return self._result(window, sampled, population, False, {}, bad)
                 percent *= 4
+                # The estimate was too high: take a fresh one next time.
+                self._estimate = None
         self._seed(conn, rng)
         count_sql = f"SELECT count(*) FROM {self._relation()} WHERE {self._window_predicate()}"
         population = float(conn.execute(sa.text(count_sql), params).scalar_one())
@@ -241,7 +267,7 @@ class SqlSource:
             f"SELECT {self._select_list()} FROM {self._relation()} "
             f"WHERE {self._window_predicate()} ORDER BY random() LIMIT :n"
         )
-        events = self._events(conn.execute(sa.text(sql), {**params, "n": n}).mappings(), bad)
+        events = self._events(conn.execute(sa.text(sql), {**params, "n": n}), bad)
         weight = population / len(events) if events else 0.0
         sampled = [SampledEvent(self.name, e, weight) for e in events]
         return self._result(window, sampled, population, True, {}, bad)
@@ -311,9 +337,7 @@ class SqlSource:
                 f"SELECT ranked.* FROM ranked JOIN alloc ON {join_on} "
                 f"WHERE ranked.lw_rn <= alloc.k"
             )
-            events = self._events(
-                conn.execute(sa.text(sql), {**params, **alloc_params}).mappings(), bad
-            )
+            events = self._events(conn.execute(sa.text(sql), {**params, **alloc_params}), bad)
             taken: dict[str, int] = {}
             for event in events:
                 stratum = stratum_of(event, fields) or ""
