@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlmodel import Session
+from sqlalchemy import update
+from sqlmodel import Session, col
 
 from leakwatch.clock import Clock
 from leakwatch.core.budget import cycle_budget, split_budget
@@ -181,6 +182,13 @@ class CheckCycle:
         now = self._clock.now()
         started_monotonic = self._clock.monotonic()
         with transaction(self._sessions) as session:
+            # One leader runs one cycle at a time: a run still "running" now belongs
+            # to a process that died mid-cycle. Say so, so no report counts it as live.
+            session.execute(
+                update(SamplingRun)
+                .where(col(SamplingRun.status) == "running")
+                .values(status="abandoned", finished_at=now, error="the process ended mid-cycle")
+            )
             run = SamplingRun(started_at=now, status="running")
             session.add(run)
             session.flush()

@@ -26,6 +26,8 @@ from leakwatch.store.db import SessionFactory, transaction
 
 ALERTS_EVERY = timedelta(minutes=1)
 RETENTION_AT = (3, 30)  # hour, minute in UTC: daily, off the top of the hour
+# A new leader's first minutes go to its first cycle; the catch-up report follows.
+CATCH_UP_DELAY = timedelta(seconds=30)
 
 
 class DaemonRuntime(Protocol):
@@ -40,6 +42,8 @@ class DaemonRuntime(Protocol):
     def send_notifications(self) -> object: ...
 
     def weekly_report(self) -> object: ...
+
+    def weekly_report_missed(self, now: datetime) -> bool: ...
 
     def apply_retention(self) -> int: ...
 
@@ -81,6 +85,14 @@ class Jobs:
 
     def retention(self) -> None:
         self._run("retention", self._runtime.apply_retention)
+
+    def weekly_report_missed(self, now: datetime) -> bool:
+        """Whether to catch up on a weekly report no leader wrote (False if unsure)."""
+        try:
+            return self._runtime.weekly_report_missed(now)
+        except Exception as exc:
+            structlog.get_logger().warning("report.catch_up_check_failed", error=str(exc))
+            return False
 
     # -- what they do besides delegating -----------------------------------------------
 
@@ -200,6 +212,16 @@ def schedule_jobs(
         misfire_grace_time=int(timedelta(hours=12).total_seconds()),
         replace_existing=True,
     )
+    if jobs.weekly_report_missed(now):
+        # No leader was up when the last report fell due: write it now, once.
+        scheduler.add_job(
+            jobs.weekly_report,
+            id="weekly_report_catch_up",
+            name="weekly report (catch-up)",
+            next_run_time=now + CATCH_UP_DELAY,
+            misfire_grace_time=int(timedelta(hours=12).total_seconds()),
+            replace_existing=True,
+        )
     scheduler.add_job(
         jobs.retention,
         CronTrigger(hour=RETENTION_AT[0], minute=RETENTION_AT[1], timezone=UTC),

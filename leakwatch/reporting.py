@@ -9,6 +9,7 @@ WeeklyReport row makes sending idempotent per week unless forced.
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import structlog
 from slack_sdk import WebClient, WebhookClient
@@ -16,11 +17,13 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from sqlalchemy import Engine
 
 from leakwatch.config import Settings
+from leakwatch.core.schedule import last_weekly_instant
 from leakwatch.errors import LeakwatchError, UsageProblem
 from leakwatch.notify.slack import quiet_sdk_logger
 from leakwatch.report import ReportContent, build_report, send_report, write_report
 from leakwatch.report.record import load_record, mark_sent
 from leakwatch.report.render import render_slack_blocks
+from leakwatch.report.weeks import IsoWeek
 from leakwatch.store.db import SessionFactory, session_factory
 
 
@@ -60,6 +63,22 @@ def produce_weekly_report(
     if send:
         outcome.sent = _send(settings, sessions, content, paths, now=now, force=force)
     return outcome
+
+
+def weekly_report_missed(settings: Settings, sessions: SessionFactory, *, now: datetime) -> bool:
+    """Whether the last scheduled weekly report never happened (no leader was up then).
+
+    Due means: `report.weekly` has passed since the week it reports ended, and the store
+    holds no report for that week — or holds one never sent while Slack is configured.
+    """
+    zone = ZoneInfo(settings.report.timezone)
+    due_at = last_weekly_instant(now, settings.report.weekly, zone)
+    week = str(IsoWeek.last_complete(due_at, zone))
+    record = load_record(sessions, week)
+    if record is None:
+        return True
+    slack = settings.slack_bot_token is not None or settings.slack_webhook_url is not None
+    return slack and record.sent_at is None
 
 
 def _send(

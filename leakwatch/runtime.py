@@ -205,6 +205,11 @@ class Runtime:
         )
         return outcome
 
+    def weekly_report_missed(self, now: datetime) -> bool:
+        from leakwatch.reporting import weekly_report_missed
+
+        return weekly_report_missed(self.settings, self.sessions, now=now)
+
     def apply_retention(self) -> int:
         """Drop sampled-event detail older than daemon.retention; aggregates stay."""
         before = self.clock.now() - self.settings.daemon.retention

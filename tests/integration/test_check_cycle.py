@@ -273,3 +273,17 @@ def test_a_stop_request_abandons_lookups_and_records_the_draw_as_pending(world: 
     pending = [r for r in rows if r.outcome == "pending" and r.attempts == 0]
     assert summary.not_looked_up == len(pending) > 0
     assert len(rows) == sum(s.newly_recorded for s in summary.sources.values())
+
+
+def test_a_run_left_running_by_a_dead_process_is_marked_abandoned(world: World) -> None:
+    with transaction(session_factory(world.engine)) as session:
+        session.add(SamplingRun(started_at=world.clock.now(), status="running"))
+    world.clock.advance(600)
+    with world.search_client() as search:
+        world.cycle(search).run()
+    with transaction(session_factory(world.engine)) as session:
+        runs = session.execute(select(SamplingRun).order_by(col(SamplingRun.id))).scalars().all()
+        assert [(r.status, r.error) for r in runs] == [
+            ("abandoned", "the process ended mid-cycle"),
+            ("finished", None),
+        ]
