@@ -27,8 +27,10 @@ Deliver. `OutboxSender.send_due()` runs Alertmanager's stage order for each due 
 A crash between 3 and 4 leaves a pending row with attempts > 0, so step 2 finds the
 message instead of sending it again. Failures the notifier calls retryable are retried
 with exponential backoff and jitter (or exactly Slack's `Retry-After` on a 429, after
-which the pass stops: the channel is rate limited for every row); permanent failures
-and rows out of attempts become `dead`, kept and shown by `outbox_summary`.
+which the pass stops: the channel is rate limited for every row) for as long as a row
+is younger than `retry_for_s` (a day by default, so a Slack outage of hours delays
+alerts but loses none); permanent failures and rows past that age (or past an explicit
+`max_attempts`) become `dead`, kept and shown by `outbox_summary`.
 
 Order. Rows of one alert go out strictly in id order: a reply waits for its root, so
 it can thread under the root's ts, and a resolve never overtakes its fire. A root
@@ -180,19 +182,21 @@ class OutboxSender:
         notifier: Notifier,
         clock: Clock,
         *,
-        max_attempts: int = 10,
+        max_attempts: int | None = None,
+        retry_for_s: float = 24 * 3600.0,
         backoff_base_s: float = 2.0,
         backoff_max_s: float = 900.0,
         lease_s: float = 120.0,
         batch_size: int = 50,
         rng: random.Random | None = None,
     ) -> None:
-        if max_attempts < 1:
+        if max_attempts is not None and max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self._sessions = sessions
         self._notifier = notifier
         self._clock = clock
         self._max_attempts = max_attempts
+        self._retry_for = timedelta(seconds=retry_for_s)
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = backoff_max_s
         self._lease = timedelta(seconds=lease_s)
@@ -390,8 +394,22 @@ class OutboxSender:
         self._failed(claimed, result, report, log)
         return result
 
+    def _gives_up(self, claimed: _Claimed, result: SendResult) -> bool:
+        """Whether a failed attempt is the row's last: permanent, too old, or out of tries.
+
+        Retryable failures are bounded by age, not by count: an attempt count that runs
+        out in half an hour of exponential backoff would turn every alert of a longer
+        Slack outage into a dead letter, and a 429 or a look-up Slack could not answer
+        is no verdict on the message.
+        """
+        if result.status is SendStatus.PERMANENT:
+            return True
+        if self._max_attempts is not None and claimed.attempts >= self._max_attempts:
+            return True
+        return self._clock.now() - claimed.created_at >= self._retry_for
+
     def _failed(self, claimed: _Claimed, result: SendResult, report: SendReport, log: Any) -> None:
-        if result.status is SendStatus.PERMANENT or claimed.attempts >= self._max_attempts:
+        if self._gives_up(claimed, result):
             self._finish(claimed, NotificationStatus.DEAD, error=result.error)
             report.dead += 1
             log.error("notification.dead", error=result.error, retryable=result.status.value)
