@@ -209,7 +209,7 @@ def retry_after_s(headers: httpx.Headers) -> float | None:
 def _error_message(response: httpx.Response) -> str:
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     message = body.get("message") if isinstance(body, dict) else None
     return str(message)[:300] if message else ""
@@ -425,7 +425,9 @@ class SearchClient:
             status = str(response.status_code)
         except httpx.TimeoutException:
             response, status = None, "timeout"
-        except httpx.TransportError as err:
+        except httpx.RequestError as err:
+            # Transport failures, and bodies that cannot be decoded (a broken
+            # Content-Encoding from a proxy): retried, never raised to the cycle.
             response, status = None, f"connection_error:{type(err).__name__}"
         return response, status, self._clock.monotonic() - started
 

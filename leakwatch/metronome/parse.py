@@ -24,6 +24,8 @@ def parse_search_body(body: bytes) -> list[SearchItem]:
         decoded = json.loads(body)
     except (ValueError, UnicodeDecodeError) as err:
         raise MalformedResponse(f"search answer is not JSON: {err}") from None
+    except RecursionError:
+        raise MalformedResponse("search answer is nested too deeply to be search items") from None
     if not isinstance(decoded, list):
         raise MalformedResponse(
             f"search answer is a JSON {type(decoded).__name__}, not an array of items"

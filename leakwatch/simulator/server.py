@@ -94,7 +94,15 @@ class _Handler(BaseHTTPRequestHandler):
         sim = self.server.simulator
         path = self.path.split("?", 1)[0]
         endpoint = ROUTES.get(path)
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            # Without a usable length the body's end is unknown: answer and hang up.
+            self.close_connection = True
+            self._send_json(400, {"message": "Content-Length is not a non-negative integer"})
+            return
         if length > MAX_BODY_BYTES:
             self._send_json(413, {"message": "request body too large"})
             return
@@ -175,6 +183,16 @@ class _Handler(BaseHTTPRequestHandler):
             stats.bump("faults")
             broken = [{k: v for k, v in item.items() if k != "transaction_id"} for item in items]
             self._send_json(200, broken or [{"id": "x"}])
+            return
+        if fault is FaultKind.BAD_ENCODING:
+            stats.bump("faults")
+            self._send_raw(
+                200, b"\x00not gzip", "application/json", headers={"Content-Encoding": "gzip"}
+            )
+            return
+        if fault is FaultKind.DEEP_NESTING:
+            stats.bump("faults")
+            self._send_raw(200, b"[" * 100_000 + b"]" * 100_000, "application/json")
             return
         stats.bump("ok")
         self._send_json(200, items)

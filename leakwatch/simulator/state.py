@@ -52,6 +52,11 @@ class FaultKind(StrEnum):
     MALFORMED_JSON = "malformed_json"
     WRONG_SHAPE = "wrong_shape"
     MISSING_FIELD = "missing_field"
+    # Scripted only (not drawn by `malformed_rate`, so seeded fault sequences stay put):
+    # a body gzip-labelled but not gzip, as a broken proxy sends; and JSON nested
+    # deeper than any parser's stack.
+    BAD_ENCODING = "bad_encoding"
+    DEEP_NESTING = "deep_nesting"
 
 
 MALFORMED_KINDS = (FaultKind.MALFORMED_JSON, FaultKind.WRONG_SHAPE, FaultKind.MISSING_FIELD)
@@ -147,6 +152,8 @@ class BillableMetric:
     group_keys: tuple[tuple[str, ...], ...] | None = None
     created_at: datetime = LONG_AGO
     archived_at: datetime | None = None
+    custom_fields: Mapping[str, str] = field(default_factory=dict)
+    sql: str | None = None
 
     def matches(self, event_type: str, properties: Mapping[str, Any]) -> bool:
         if self.event_type_in is not None and event_type not in self.event_type_in:
@@ -175,6 +182,17 @@ class BillableMetric:
             out["group_keys"] = [list(keys) for keys in self.group_keys]
         if self.archived_at is not None:
             out["archived_at"] = format_timestamp(self.archived_at)
+        out["custom_fields"] = dict(self.custom_fields)
+        if self.sql is not None:
+            out["sql"] = self.sql
+        # The deprecated spellings older integrations still read, mirrored from the
+        # current fields (`filter` is left out: its shape is not documented).
+        if self.aggregation_type != "custom_sql":
+            out["aggregate"] = self.aggregation_type.lower()
+        if self.aggregation_key is not None:
+            out["aggregate_keys"] = [self.aggregation_key]
+        if self.group_keys is not None:
+            out["group_by"] = sorted({key for keys in self.group_keys for key in keys})
         return out
 
 
@@ -272,10 +290,18 @@ class SimulatorState:
         group_keys: Iterable[Iterable[str]] | None = None,
         metric_id: str | None = None,
         created_at: datetime | None = None,
+        custom_fields: Mapping[str, str] | None = None,
+        sql: str | None = None,
     ) -> BillableMetric:
-        """Create a billable metric; it matches usage ingested from `created_at` (default now)."""
+        """Create a billable metric; it matches usage ingested from `created_at` (default now).
+
+        A `custom_sql` metric carries its `sql`; the simulator still matches it by the
+        event-type and property filters given (it does not run the SQL).
+        """
         if aggregation_type not in AGGREGATION_TYPES:
             raise ValueError(f"unknown aggregation_type {aggregation_type!r}")
+        if (aggregation_type == "custom_sql") != (sql is not None):
+            raise ValueError("sql is given exactly when aggregation_type is custom_sql")
         with self._lock:
             metric = BillableMetric(
                 id=metric_id or self.new_uuid(),
@@ -291,6 +317,8 @@ class SimulatorState:
                     tuple(tuple(keys) for keys in group_keys) if group_keys is not None else None
                 ),
                 created_at=created_at if created_at is not None else self.clock.now(),
+                custom_fields={str(k): str(v) for k, v in (custom_fields or {}).items()},
+                sql=sql,
             )
             self._metrics[metric.id] = metric
             return metric
@@ -487,9 +515,15 @@ def _filters_from_json(raw: Iterable[Mapping[str, Any]]) -> list[PropertyFilter]
             PropertyFilter(
                 name=str(f["name"]),
                 exists=f.get("exists"),
-                in_values=tuple(str(v) for v in in_values) if in_values is not None else None,
+                # Compared with property values by their string form, so `true` in a
+                # seed matches a JSON `true` property ("true", not Python's "True").
+                in_values=(
+                    tuple(property_string(v) for v in in_values) if in_values is not None else None
+                ),
                 not_in_values=(
-                    tuple(str(v) for v in not_in_values) if not_in_values is not None else None
+                    tuple(property_string(v) for v in not_in_values)
+                    if not_in_values is not None
+                    else None
                 ),
             )
         )
@@ -508,8 +542,9 @@ def state_from_seed(
 
     Customers: `{id?, name, ingest_aliases?}`. Metrics: `{id?, name, aggregation_type?,
     aggregation_key?, event_type_filter?{in_values?, not_in_values?},
-    property_filters?[...], group_keys?, archived?}` — seeded metrics count as created
-    long ago. Events: the ingest shape, plus an optional `ingested_at` (RFC 3339).
+    property_filters?[...], group_keys?, custom_fields?, sql?, archived?}` — seeded
+    metrics count as created long ago. Events: the ingest shape, plus an optional
+    `ingested_at` (RFC 3339).
     """
     state = SimulatorState(clock=clock, options=options, faults=faults, seed=rng_seed)
     for raw in seed.get("customers", []):
@@ -528,6 +563,8 @@ def state_from_seed(
             group_keys=raw.get("group_keys"),
             metric_id=raw.get("id"),
             created_at=LONG_AGO,
+            custom_fields=raw.get("custom_fields"),
+            sql=raw.get("sql"),
         )
         if raw.get("archived"):
             state.archive_metric(metric.id)

@@ -72,7 +72,8 @@ def _decode(raw: bytes) -> Any | BadLineReason:
         return BadLineReason.NOT_UTF8
     try:
         document = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: nesting deeper than the parser's stack (`[[[[…`), still not an event.
         return BadLineReason.NOT_JSON
     if not isinstance(document, dict):
         return BadLineReason.NOT_JSON

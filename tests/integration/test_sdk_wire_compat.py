@@ -5,6 +5,7 @@ field or an unknown enum value; `model_extra` catches keys the contract lacks.
 """
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -162,3 +163,41 @@ def test_sandbox_quirks_still_parse() -> None:
     validated = pydantic.TypeAdapter(UsageSearchResponse).validate_python([item])
     assert validated[0].model_extra is not None
     assert "billable_metrics" in validated[0].model_extra  # the SDK would not see them
+
+
+def test_sdk_parses_custom_sql_metrics_custom_fields_and_deprecated_fields(
+    sim: SimulatorServer, sdk: Metronome, clock: SystemClock
+) -> None:
+    customer = sim.state.customers()[0]
+    sim.state.add_metric(
+        "Weighted tokens",
+        event_type_in=["tokens"],
+        aggregation_type="custom_sql",
+        sql="SELECT sum(count) FROM events",
+        custom_fields={"owner": "finance"},
+        group_keys=[["model"]],
+        created_at=clock.now() - timedelta(days=1),
+    )
+    sdk.v1.usage.ingest(
+        usage=[  # type: ignore[list-item]
+            make_event(
+                "w-sql",
+                clock,
+                customer_id=customer.id,
+                event_type="tokens",
+                properties={"count": 3, "model": "big"},
+            )
+        ]
+    )
+    [item] = sdk.v1.usage.search(transaction_ids=["w-sql"])
+    assert_no_unknown_keys(item)
+    metrics = {m.name: m for m in item.matched_billable_metrics or []}
+    weighted = metrics["Weighted tokens"]
+    assert weighted.aggregation_type == "custom_sql"
+    assert weighted.sql == "SELECT sum(count) FROM events"
+    assert weighted.custom_fields == {"owner": "finance"}
+    assert weighted.group_by == ["model"]
+    tokens = metrics["Tokens"]
+    assert tokens.aggregate == "sum"
+    assert tokens.aggregate_keys == ["count"]
+    assert tokens.custom_fields == {}

@@ -283,3 +283,20 @@ def test_uses_an_injected_http_client(sim: SimulatorServer, clock: FakeClock) ->
         )
         client.close()  # not ours to close
         assert client.search(["nothing"]).answered == {"nothing": ()}
+
+
+@pytest.mark.parametrize("kind", [FaultKind.BAD_ENCODING, FaultKind.DEEP_NESTING])
+def test_undecodable_answers_are_retried_then_errors_never_a_crash(
+    sim: SimulatorServer, clock: FakeClock, kind: FaultKind
+) -> None:
+    ingest_ids(sim, clock, ["enc-1"])
+    sim.faults.script(kind)
+    with make_client(sim, clock) as client:
+        healed = client.search(["enc-1"])
+    assert len(healed.items_for("enc-1")) == 1
+    assert healed.errors == {}
+    with make_client(sim, clock, max_retries=1) as client:
+        sim.faults.script(kind, count=2)
+        failed = client.search(["enc-1", "unknown"])
+    assert failed.answered == {}
+    assert set(failed.errors) == {"enc-1", "unknown"}

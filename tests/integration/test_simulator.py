@@ -1,6 +1,7 @@
 """The Metronome simulator over real loopback HTTP: ingest, search, matching, limits, faults."""
 
 import json
+import socket
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -396,3 +397,86 @@ def test_unknown_route_and_bad_search_body(http: httpx.Client) -> None:
     assert bad.status_code == 400
     assert "transactionIds" in bad.json()["message"]
     assert http.post("/v1/events/search", content=b"{nope").status_code == 400
+
+
+def test_unusable_content_length_is_a_400_not_a_crashed_handler() -> None:
+    with running_simulator(FakeClock()) as server:
+        host, port = server.base_url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as conn:
+            conn.sendall(
+                b"POST /v1/events/search HTTP/1.1\r\nHost: x\r\n"
+                b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
+                b"Content-Length: abc\r\n\r\n{}"
+            )
+            answer = conn.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 400"), answer
+    assert b"Content-Length" in answer
+
+
+def test_seed_filters_on_booleans_and_numbers_match_json_values(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    seed = {
+        "customers": [{"id": "c-1", "name": "Seeded"}],
+        "billable_metrics": [
+            {
+                "name": "Billable calls",
+                "event_type_filter": {"in_values": ["call"]},
+                "property_filters": [
+                    {"name": "billable", "in_values": [True]},
+                    {"name": "tier", "not_in_values": [0]},
+                ],
+            }
+        ],
+        "events": [
+            make_event(txn, clock, customer_id="c-1", event_type="call", properties=props)
+            for txn, props in (
+                ("b-yes", {"billable": True, "tier": 2}),
+                ("b-no", {"billable": False, "tier": 2}),
+                ("b-free", {"billable": True, "tier": 0}),
+            )
+        ],
+    }
+    path = tmp_path / "seed.json"
+    path.write_text(json.dumps(seed))
+    state = load_seed_file(path, clock=clock)
+    matched = {
+        item["transaction_id"]: item["matched_billable_metrics"]
+        for item in state.search(["b-yes", "b-no", "b-free"])
+    }
+    assert [m["name"] for m in matched["b-yes"]] == ["Billable calls"]
+    assert matched["b-no"] == []
+    assert matched["b-free"] == []
+
+
+def test_metric_renders_custom_fields_sql_and_deprecated_mirrors(clock: FakeClock) -> None:
+    state = SimulatorState(clock=clock)
+    customer = state.add_customer("Acme", ["acme"])
+    state.add_metric(
+        "Tokens",
+        event_type_in=["tokens"],
+        aggregation_type="SUM",
+        aggregation_key="count",
+        group_keys=[["model", "region"], ["model"]],
+        custom_fields={"team": "ml"},
+        created_at=clock.now() - timedelta(days=1),
+    )
+    state.add_metric(
+        "Weighted",
+        event_type_in=["tokens"],
+        aggregation_type="custom_sql",
+        sql="SELECT sum(count) FROM events",
+        created_at=clock.now() - timedelta(days=1),
+    )
+    state.ingest([make_event("cf-1", clock, customer_id=customer.id, event_type="tokens")])
+    [item] = state.search(["cf-1"])
+    metrics = {m["name"]: m for m in item["matched_billable_metrics"]}
+    assert metrics["Tokens"]["custom_fields"] == {"team": "ml"}
+    assert metrics["Tokens"]["aggregate"] == "sum"
+    assert metrics["Tokens"]["aggregate_keys"] == ["count"]
+    assert metrics["Tokens"]["group_by"] == ["model", "region"]
+    assert "sql" not in metrics["Tokens"]
+    assert metrics["Weighted"]["sql"] == "SELECT sum(count) FROM events"
+    assert metrics["Weighted"]["custom_fields"] == {}
+    with pytest.raises(ValueError, match="sql"):
+        state.add_metric("No SQL", aggregation_type="custom_sql")

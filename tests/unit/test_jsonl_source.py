@@ -326,3 +326,14 @@ def test_sql_spec_validation(kwargs: dict[str, object], message: str) -> None:
 
     with pytest.raises(ValueError, match=message):
         SqlSourceSpec(name="w", url="sqlite://", **kwargs)  # type: ignore[arg-type]
+
+
+def test_json_nested_beyond_the_parsers_stack_is_not_json_not_a_crash(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    good = event_line(1, NOW - timedelta(hours=1))
+    log.write_bytes(good + b"[" * 50_000 + b"\n" + good.replace(b"t000001", b"t000002"))
+    src = source(log, tmp_path, max_line_bytes=1 << 20)
+    scan = src.scan_new((), now=NOW)
+    assert scan.bad_lines == {BadLineReason.NOT_JSON: 1}
+    sample = src.sample(10, now=NOW, rng=random.Random(0))
+    assert sorted(e.event.transaction_id for e in sample.events) == ["t000001", "t000002"]
