@@ -627,7 +627,8 @@ def build_content(
         _trend_point(str(w), s, v)
         for w, s, v in list(zip(weeks, sums_by_week, volumes_by_week, strict=True))[-TREND_WEEKS:]
     ]
-    health = _health(inputs, start_utc, end_utc, checks_every)
+    # A week still in progress expects only the cycles due so far.
+    health = _health(inputs, start_utc, min(end_utc, generated_at), checks_every)
     alerts = [
         AlertEvent(a.rule_name, a.scope, a.kind, a.transition, a.episode, a.at)
         for a in sorted(inputs.alert_transitions, key=lambda a: (a.at, a.rule_name))
@@ -849,7 +850,7 @@ def _health(
     )
     runs = sum(c.runs for c in inputs.cycles)
     expected = (
-        int((end_utc - start_utc) / checks_every)
+        max(0, int((end_utc - start_utc) / checks_every))
         if checks_every is not None and checks_every > timedelta(0)
         else None
     )
@@ -968,6 +969,40 @@ def headline_segment(segments: Sequence[SegmentReport]) -> SegmentReport | None:
     return max(leaking, key=key)
 
 
+def _change_words(segment: SegmentReport) -> str:
+    """Call a week-over-week change up or down only when the two intervals do not overlap.
+
+    Point estimates from a few hundred samples move by chance; a reader told "up" will
+    act on it, so an overlap is reported as what it is.
+    """
+    current, previous = segment.leak_rate, segment.previous_leak_rate
+    assert current is not None and previous is not None
+    if current.interval.lo > previous.interval.hi:
+        return "clearly up"
+    if current.interval.hi < previous.interval.lo:
+        return "clearly down"
+    return "no clear change"
+
+
+def _clearly_worse_segment(
+    headline: SegmentReport, others: Sequence[SegmentReport]
+) -> SegmentReport | None:
+    """A segment leaking at a rate clearly above the headline's (no price, few events).
+
+    The headline follows the money; a segment without a price, or with little volume,
+    can still be the worst-hit part of billing, and the summary must not hide it.
+    """
+    assert headline.leak_rate is not None
+    candidates = [
+        s
+        for s in others
+        if s.leak_rate is not None and s.leak_rate.interval.lo > headline.leak_rate.interval.hi
+    ]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda s: s.leak_rate.interval.lo if s.leak_rate else 0.0)
+
+
 def summarize(content: ReportContent, *, is_last_week: bool) -> str:
     """The plain-language paragraph at the top of every format."""
     when = "last week" if is_last_week else f"in week {content.week}"
@@ -1018,16 +1053,20 @@ def summarize(content: ReportContent, *, is_last_week: bool) -> str:
         if totals.revenue_at_risk is not None:
             total += f", ≈ {format_money(totals.revenue_at_risk.point, content.currency)}"
         sentence += f" All event types together: {total}."
-    if headline.previous_leak_rate is not None and headline.leak_rate_change_pp is not None:
-        direction = (
-            "up"
-            if headline.leak_rate_change_pp > 0
-            else "down"
-            if headline.leak_rate_change_pp < 0
-            else "unchanged"
-        )
+    worse = _clearly_worse_segment(headline, others)
+    if worse is not None and worse.leak_rate is not None:
         sentence += (
-            f" The week before: {format_percent(headline.previous_leak_rate.rate)} ({direction})."
+            f" Worst rate: {format_rate_interval(worse.leak_rate)} of {worse.event_type} events"
+        )
+        if len({s.source for s in content.segments}) > 1:
+            sentence += f" from `{worse.source}`"
+        if worse.main_cause is not None:
+            sentence += f" ({worse.main_cause.description})"
+        sentence += "."
+    previous = headline.previous_leak_rate
+    if previous is not None and headline.leak_rate_change_pp is not None:
+        sentence += (
+            f" The week before: {format_rate_interval(previous)}, {_change_words(headline)}."
         )
     if headline.few_samples:
         sentence += f" Based on only {headline.decided:,} decided samples."

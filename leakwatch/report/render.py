@@ -61,31 +61,35 @@ def _volume(value: float | None) -> str:
 
 
 def _table_rows(content: ReportContent) -> tuple[list[str], list[list[str]]]:
-    """The per-segment table shared by Markdown and HTML."""
+    """The per-segment table shared by Markdown and HTML.
+
+    What finance reads comes first (what leaked, how much money, which way it moves),
+    so a phone shows it before the table scrolls; the sampling counts behind it follow.
+    """
     header = [
-        "source",
         "event type",
+        "leak rate (95% CI)",
+        "revenue at risk",
+        "leaked events",
+        "vs previous week",
+        "volume",
         "sampled",
         "decided",
         "leaking",
-        "leak rate (95% CI)",
-        "volume",
-        "leaked events",
-        "revenue at risk",
-        "vs previous week",
+        "source",
     ]
     rows = [
         [
-            s.source,
             s.event_type,
+            _rate(s.leak_rate),
+            _money_range(s.revenue_at_risk, content.currency),
+            _count_range(s.estimated_leaked_events),
+            _change(s),
+            _volume(s.volume_events),
             f"{s.sampled:,}",
             f"{s.decided:,}",
             f"{s.leaking:,}",
-            _rate(s.leak_rate),
-            _volume(s.volume_events),
-            _count_range(s.estimated_leaked_events),
-            _money_range(s.revenue_at_risk, content.currency),
-            _change(s),
+            s.source,
         ]
         for s in content.segments
     ]
@@ -155,8 +159,12 @@ def _health_lines(content: ReportContent) -> list[str]:
 
 
 def _example_lines(content: ReportContent) -> list[tuple[str, list[str]]]:
+    """Each example as `id` (source/event type, customer): only the id is code to copy."""
     return [
-        (outcome, [f"{e.transaction_id} ({e.source}/{e.event_type}, {e.customer_id})" for e in ex])
+        (
+            outcome,
+            [f"`{e.transaction_id}` ({e.source}/{e.event_type}, {e.customer_id})" for e in ex],
+        )
         for outcome, ex in content.examples.items()
     ]
 
@@ -224,7 +232,7 @@ def render_markdown(content: ReportContent, *, chart_filename: str | None = None
     if not examples:
         out += ["_none_", ""]
     for outcome, ids in examples:
-        out.append(f"- **{outcome}**: " + ", ".join(f"`{i}`" for i in ids))
+        out.append(f"- **{outcome}**: " + ", ".join(ids))
     out += ["", "## Notes", "", *[f"- {n}" for n in content.notes], ""]
     out.append(f"_Generated {content.generated_at:%Y-%m-%d %H:%M} UTC by leakwatch._")
     return "\n".join(out) + "\n"
@@ -330,7 +338,7 @@ def render_html(content: ReportContent, chart_png: bytes | None) -> str:
     if examples:
         items = "".join(
             f"<li><strong>{html.escape(outcome)}</strong>: "
-            + ", ".join(f"<code>{html.escape(i)}</code>" for i in ids)
+            + ", ".join(_inline_code(i) for i in ids)
             + "</li>"
             for outcome, ids in examples
         )

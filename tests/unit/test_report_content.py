@@ -1,5 +1,7 @@
 """Pure parts of the weekly report: weeks, prices, wording, and content from query rows."""
 
+import re
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -7,6 +9,7 @@ import pytest
 
 from leakwatch.core.stats import Interval, RateEstimate
 from leakwatch.report.content import (
+    ExampleRow,
     OutcomeRow,
     Price,
     ReportInputs,
@@ -17,6 +20,7 @@ from leakwatch.report.content import (
     format_rate_interval,
     parse_prices,
 )
+from leakwatch.report.render import render_html, render_markdown
 from leakwatch.report.weeks import IsoWeek, utc_day_fraction_in
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -195,3 +199,113 @@ def test_a_week_other_than_last_is_named() -> None:
     )
     # 100 decided samples is the threshold at which the summary stops warning.
     assert "Based on only" not in content.summary
+
+
+def _two_weeks(previous_missing: int, current_missing: int) -> list[OutcomeRow]:
+    """400 unit-weight samples a week (weight_sq_sum = count for weights of 1)."""
+    counts = {
+        (6, "matched"): 400 - previous_missing,
+        (6, "missing"): previous_missing,
+        (7, "matched"): 400 - current_missing,
+        (7, "missing"): current_missing,
+    }
+    return [
+        OutcomeRow(week, "gw", "api_request", outcome, n, float(n), float(n))
+        for (week, outcome), n in counts.items()
+        if n > 0
+    ]
+
+
+@pytest.mark.parametrize(
+    ("previous_missing", "current_missing", "words"),
+    [
+        (0, 40, "The week before: 0.0% (0.0–1.0%), clearly up."),
+        (40, 2, "The week before: 10.0% (7.4–13.3%), clearly down."),
+        (8, 12, "The week before: 2.0% (1.0–3.9%), no clear change."),
+    ],
+)
+def test_week_over_week_is_called_up_or_down_only_when_intervals_part(
+    previous_missing: int, current_missing: int, words: str
+) -> None:
+    rows = _two_weeks(previous_missing, current_missing)
+    content = build_content(
+        _inputs(rows, []),
+        timezone=ZoneInfo("UTC"),
+        prices={},
+        generated_at=datetime(2026, 11, 23, tzinfo=UTC),
+        checks_every=None,
+    )
+    assert content.summary.endswith(words), content.summary
+
+
+def test_an_unpriced_segment_leaking_far_worse_is_named_in_the_summary() -> None:
+    rows = [
+        OutcomeRow(7, "gw", "api_request", "matched", 970, 970.0, 970.0),
+        OutcomeRow(7, "gw", "api_request", "missing", 30, 30.0, 30.0),
+        OutcomeRow(7, "gw", "storage_gb", "unmatched_metric", 14, 14.0, 14.0),
+    ]
+    volume = [VolumeRow("gw", "api_request", date(2026, 11, 16), 100_000, 0.0)]
+    content = build_content(
+        _inputs(rows, volume),
+        timezone=ZoneInfo("UTC"),
+        prices={"api_request": 0.01},
+        generated_at=datetime(2026, 11, 23, tzinfo=UTC),
+        checks_every=None,
+    )
+    assert content.summary.startswith("About 3.0% (2.1–4.3%) of api_request events")
+    assert (
+        "Worst rate: 100.0% (78.5–100.0%) of storage_gb events "
+        "(events that match no billable metric)." in content.summary
+    ), content.summary
+
+
+def test_a_week_in_progress_expects_only_the_cycles_due_so_far() -> None:
+    rows = [OutcomeRow(7, "gw", "api_request", "matched", 10, 10.0, 10.0)]
+    content = build_content(
+        _inputs(rows, []),
+        timezone=ZoneInfo("UTC"),
+        prices={},
+        # W47 starts Monday 16 Nov 00:00 UTC; two and a half days later:
+        generated_at=datetime(2026, 11, 18, 12, tzinfo=UTC),
+        checks_every=timedelta(hours=1),
+    )
+    assert content.health.cycles_expected == 60
+
+
+def test_the_money_comes_first_in_the_segment_table_and_only_ids_are_code() -> None:
+
+    rows = [
+        OutcomeRow(7, "gw", "api_request", "matched", 970, 970.0, 970.0),
+        OutcomeRow(7, "gw", "api_request", "missing", 30, 30.0, 30.0),
+    ]
+    volume = [VolumeRow("gw", "api_request", date(2026, 11, 16), 100_000, 0.0)]
+    inputs = _inputs(rows, volume)
+    inputs = replace(
+        inputs,
+        examples=[
+            ExampleRow(
+                "missing",
+                "t-42",
+                "gw",
+                "api_request",
+                "acme",
+                datetime(2026, 11, 17, tzinfo=UTC),
+                "",
+            )
+        ],
+    )
+    content = build_content(
+        inputs,
+        timezone=ZoneInfo("UTC"),
+        prices={"api_request": 0.01},
+        generated_at=datetime(2026, 11, 23, tzinfo=UTC),
+        checks_every=None,
+    )
+    page = render_html(content, None)
+    table = page[page.index("By source and event type") :]
+    headers = re.findall(r"<th>([^<]*)</th>", table)[:3]
+    # A phone shows about three columns before the table scrolls.
+    assert headers == ["event type", "leak rate (95% CI)", "revenue at risk"]
+    markdown = render_markdown(content)
+    assert "- **missing**: `t-42` (gw/api_request, acme)" in markdown
+    assert "<code>t-42</code> (gw/api_request, acme)" in page
