@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     BeforeValidator,
@@ -38,7 +39,15 @@ SECRET_KEYS = {
     "api_key": "METRONOME_BEARER_TOKEN",
     "bot_token": "SLACK_BOT_TOKEN",
     "webhook_url": "SLACK_WEBHOOK_URL",
+    # The names the settings hold them under, and the variables' own names, in case
+    # someone copies them into the file: refused, never silently dropped.
+    "metronome_token": "METRONOME_BEARER_TOKEN",
+    "metronome_bearer_token": "METRONOME_BEARER_TOKEN",
+    "slack_bot_token": "SLACK_BOT_TOKEN",
+    "slack_webhook_url": "SLACK_WEBHOOK_URL",
 }
+# Settings that only the environment sets; in the file they would be silently replaced.
+ENVIRONMENT_ONLY_KEYS = {"slack_base_url": "LEAKWATCH_SLACK_BASE_URL"}
 
 
 def _to_timedelta(value: Any) -> Any:
@@ -54,6 +63,16 @@ Duration = Annotated[
     BeforeValidator(_to_timedelta),
     PlainSerializer(format_duration, return_type=str),
 ]
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError(f"{format_duration(value)} is too short; it must be longer than 0s")
+    return value
+
+
+# An interval or a window: zero would mean "always" (a busy loop) or "nothing".
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 
 
 class ConfigError(Exception):
@@ -135,11 +154,11 @@ class SourceSettings(_Section):
 
 
 class ChecksSettings(_Section):
-    every: Duration = timedelta(minutes=15)
+    every: PositiveDuration = timedelta(minutes=15)
     missing_grace: Duration = timedelta(hours=2)
     min_checks_before_missing: int = Field(default=2, ge=1, le=100)
-    recheck_pending_every: Duration = timedelta(minutes=15)
-    recheck_unmatched_customer_every: Duration = timedelta(hours=6)
+    recheck_pending_every: PositiveDuration = timedelta(minutes=15)
+    recheck_unmatched_customer_every: PositiveDuration = timedelta(hours=6)
     # Share of each cycle's search budget reserved for re-checks when both compete.
     recheck_share: float = Field(default=0.3, ge=0, le=1)
 
@@ -158,17 +177,17 @@ class AlertRuleSettings(_Section):
     name: str = Field(min_length=1, max_length=200)
     rate: RateName = "leak_rate"
     threshold: float = Field(gt=0, lt=1)
-    window: Duration = timedelta(hours=24)
+    window: PositiveDuration = timedelta(hours=24)
     min_samples: int = Field(default=100, ge=1)
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
     by: Literal["event_type", "customer_id", "source"] | None = None
     severity: Literal["warning", "critical"] = "warning"
     for_: Duration = Field(default=timedelta(0), validation_alias=AliasChoices("for", "for_"))
-    repeat_interval: Duration = timedelta(hours=4)
+    repeat_interval: PositiveDuration = timedelta(hours=4)
 
 
 class HealthSettings(_Section):
-    source_stale_after: Duration = timedelta(hours=1)
+    source_stale_after: PositiveDuration = timedelta(hours=1)
     api_error_rate: float = Field(default=0.2, gt=0, le=1)
     bad_line_rate: float = Field(default=0.01, gt=0, le=1)
     cycles_behind: int = Field(default=3, ge=1)
@@ -181,7 +200,7 @@ class SlackSettings(_Section):
 
 class DaemonSettings(_Section):
     health_address: str = "127.0.0.1:9108"
-    retention: Duration = timedelta(days=400)
+    retention: PositiveDuration = timedelta(days=400)
     shutdown_timeout: Duration = timedelta(seconds=30)
     leader_lock_key: int = 0x6C65616B  # "leak"
 
@@ -373,6 +392,11 @@ def _secret_problems(data: Mapping[str, Any], prefix: str = "") -> list[str]:
             problems.append(
                 f"{where}: secrets are never read from the config file; "
                 f"remove it and set the environment variable {SECRET_KEYS[key]}"
+            )
+        elif not prefix and key in ENVIRONMENT_ONLY_KEYS:
+            problems.append(
+                f"{where}: set only from the environment; remove it and set "
+                f"{ENVIRONMENT_ONLY_KEYS[key]}"
             )
         elif isinstance(value, Mapping):
             problems.extend(_secret_problems(value, f"{where}."))
