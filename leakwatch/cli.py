@@ -546,9 +546,12 @@ def _duration_option(flag: str, text: str) -> "timedelta":
     from leakwatch.errors import UsageProblem
 
     try:
-        return parse_duration(text)
+        span = parse_duration(text)
     except ValueError as exc:
         raise UsageProblem(f"{flag}: {exc}") from None
+    if span <= timedelta(0):
+        raise UsageProblem(f"{flag}: {text!r} is an empty span; give a positive one, e.g. 24h")
+    return span
 
 
 def _quiet_logs(quiet: bool) -> None:

@@ -31,6 +31,7 @@ from leakwatch.metronome.client import SearchClient
 from leakwatch.metronome.errors import TokenRejected
 from leakwatch.sources.base import Source
 from leakwatch.sources.checkpoints import CheckpointStore
+from leakwatch.sources.jsonl import JsonlSource
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import SampledEvent as SampledEventRow
 from leakwatch.store.models import SamplingRun, SourceState
@@ -246,6 +247,15 @@ class CheckCycle:
                 report.error = f"cannot read source: {exc}"
                 log.warning("source.unreadable", source=configured.name, error=str(exc))
                 continue
+            if isinstance(configured.source, JsonlSource) and not configured.source.files():
+                # Nothing to read is almost always a wrong path, not a quiet pipeline.
+                report.warnings.append(
+                    f"no file matches {configured.source.spec.path!r}; "
+                    "check the path (a file, a glob or a directory)"
+                )
+                log.warning(
+                    "source.no_files", source=configured.name, path=configured.source.spec.path
+                )
             report.lines_read = scan.lines_read
             report.new_events = sum(delta.events for delta in scan.volumes.values())
             report.bad_lines = sum(scan.bad_lines.values())
@@ -288,8 +298,11 @@ class CheckCycle:
             recheck_share=settings.recheck_share,
         )
         drawn = self._draw(summary, now, shares)
+        # Draws already recorded are not looked up again: their share of the budget
+        # goes to re-checks rather than going unspent.
+        unspent = max(0, sum(shares.values()) - len(drawn))
         with transaction(self._sessions) as session:
-            due = due_rows(session, now=now, limit=recheck_ids)
+            due = due_rows(session, now=now, limit=recheck_ids + unspent)
         summary.rechecked = len(due)
         self._search_and_record(summary, drawn, due, now, started_monotonic + budget.seconds)
 

@@ -138,7 +138,12 @@ def print_status(out: Console, view: StatusView) -> None:
         )
     if view.last_cycle:
         last = view.last_cycle
-        line = f"last cycle: #{last['run_id']} {last['status']} at {last['started_at']}"
+        when = (
+            f"at {last['finished_at']}"
+            if last.get("finished_at")
+            else f"(started at {last['started_at']})"
+        )
+        line = f"last cycle: #{last['run_id']} {last['status']} {when}"
         if last.get("error"):
             line += f" — {last['error']}"
         out.print(line, markup=False)

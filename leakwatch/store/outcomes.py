@@ -130,7 +130,11 @@ def count_due(session: Session, *, now: datetime) -> int:
 
 
 def due_rows(session: Session, *, now: datetime, limit: int) -> list[SampledEventRow]:
-    """Rows due for a (re-)check, the longest-waiting first."""
+    """Rows due for a (re-)check, the oldest events first.
+
+    The oldest are the most urgent: past the missing grace a look decides them, and
+    near the end of the 34-day search window one missed look leaves them expired.
+    """
     if limit <= 0:
         return []
     query = (
@@ -139,7 +143,7 @@ def due_rows(session: Session, *, now: datetime, limit: int) -> list[SampledEven
             col(SampledEventRow.outcome).in_([o.value for o in RECHECKED_OUTCOMES]),
             col(SampledEventRow.next_check_at) <= now,
         )
-        .order_by(col(SampledEventRow.next_check_at), col(SampledEventRow.id))
+        .order_by(col(SampledEventRow.event_timestamp), col(SampledEventRow.id))
         .limit(limit)
     )
     return list(session.execute(query).scalars())
