@@ -23,6 +23,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
 
 import structlog
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from leakwatch.core.alerting import (
@@ -357,25 +359,52 @@ def _alerts_of(session: Session, rule_name: str) -> list[Alert]:
     return list(session.exec(select(Alert).where(Alert.rule_name == rule_name)).all())
 
 
+def _locked(session: Session, rule_name: str, scope: str) -> Alert | None:
+    """Read one alert row and lock it until the caller's transaction ends.
+
+    Two evaluations can overlap: a leader that lost its lock is still finishing its
+    pass while the new leader starts one. Without the lock both read the same state,
+    both decide "fire" (or "resolve") and both record it; with it the second waits and
+    then decides on what the first wrote. (SQLite ignores FOR UPDATE; it has one
+    writer and, with the lock file, one daemon.)
+    """
+    return session.exec(
+        select(Alert)
+        .where(Alert.rule_name == rule_name, Alert.scope == scope)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+
+
 def _get_or_create(
     session: Session, rule_name: str, scope: str, *, kind: str, severity: str
 ) -> Alert:
-    alert = session.exec(
-        select(Alert).where(Alert.rule_name == rule_name, Alert.scope == scope)
-    ).first()
+    """The alert row for (rule, scope), locked for this transaction; created if new."""
+    alert = _locked(session, rule_name, scope)
     if alert is not None:
         return alert
     # A silence set on the rule (any scope) covers groups that appear later.
     silences = [a.silenced_until for a in _alerts_of(session, rule_name) if a.silenced_until]
-    alert = Alert(
-        rule_name=rule_name,
-        scope=scope,
-        kind=kind,
-        severity=severity,
-        silenced_until=max(silences) if silences else None,
+    values = {
+        "rule_name": rule_name,
+        "scope": scope,
+        "kind": kind,
+        "severity": severity,
+        "status": "inactive",
+        "episode": 0,
+        "observation": {},
+        "silenced_until": max(silences) if silences else None,
+    }
+    # Two evaluators creating the same alert: one inserts, the other finds its row.
+    dialect = session.get_bind().dialect.name
+    insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(
+        insert_fn(Alert)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["rule_name", "scope"])
     )
-    session.add(alert)
-    session.flush()
+    alert = _locked(session, rule_name, scope)
+    assert alert is not None
     return alert
 
 
@@ -616,10 +645,12 @@ class UnknownAlertError(LookupError):
 
 
 def _matching(session: Session, rule_name: str, scope: str | None) -> list[Alert]:
+    # Locked like an evaluation's read, so an ack cannot land on an episode that an
+    # evaluation is resolving at the same moment.
     query = select(Alert).where(Alert.rule_name == rule_name)
     if scope is not None:
         query = query.where(Alert.scope == scope)
-    return list(session.exec(query).all())
+    return list(session.exec(query.order_by(col(Alert.id)).with_for_update()).all())
 
 
 def silence(
