@@ -149,17 +149,18 @@ class DaemonWorld:
     every: str = "2s"
     started: list[DaemonProcess] = field(default_factory=list)
 
-    def start_daemon(self, *, name: str = "a") -> DaemonProcess:
+    def start_daemon(self, *, name: str = "a", env: dict[str, str] | None = None) -> DaemonProcess:
         port = free_port()
         env = {
             **os.environ,
             "METRONOME_BEARER_TOKEN": TOKEN,
             "LEAKWATCH_CONFIG": str(self.config_path),
             "LEAKWATCH_HEALTH_ADDRESS": f"127.0.0.1:{port}",
+            **(env or {}),
         }
         env.pop("LEAKWATCH_DATABASE_URL", None)
         log_path = self.tmp_path / f"daemon-{name}.log"
-        with log_path.open("w", encoding="utf-8") as log:
+        with log_path.open("a", encoding="utf-8") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "leakwatch", "run"],
                 env=env,

@@ -1,0 +1,218 @@
+"""The daemon under faults: Postgres connections killed, Postgres unreachable, SIGKILL
+at random points. Real subprocess daemons, real Postgres (a database of our own per
+test), the simulator and the fake Slack on loopback.
+
+What must hold after every fault: the daemon is still alive (or, after SIGKILL, a
+restarted one recovers), there is never more than one leader, no sampled event is
+recorded twice, no alert episode fires twice, every notification reaches Slack exactly
+once, and no sampling run is left "running".
+
+We never stop the machine's Postgres server (others use it): its connections to our
+database are terminated with `pg_terminate_backend`, and "unreachable" is our database
+refusing connections (`ALLOW_CONNECTIONS false`) while its sessions are terminated.
+"""
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.fakes.fake_slack import FakeSlack
+from tests.integration.test_daemon import (
+    CLOCK,
+    DaemonProcess,
+    DaemonWorld,
+    daemon_world,
+    finished_runs,
+    pg_query,
+    postgres_database,
+    wait_for,
+)
+
+SLACK_TOKEN = "xoxb-test-token"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    with postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    with FakeSlack() as fake:
+        yield fake
+
+
+def db_name(database_url: str) -> str:
+    return database_url.rsplit("/", 1)[1]
+
+
+def admin(database_url: str, sql: str) -> list[tuple[Any, ...]]:
+    """Run SQL from the `postgres` database (so our own session is not in the way)."""
+    libpq = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(libpq.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        cursor = conn.execute(sql)
+        return list(cursor.fetchall()) if cursor.description else []
+
+
+def slow_searches(world: DaemonWorld) -> None:
+    """Make each search call take a while, so a cycle lasts about a second (killable)."""
+    faults = world.simulator.state.faults
+    faults.endpoints = frozenset({"search"})
+    faults.slow_delay_s = 0.3
+    faults.slow_rate = 1.0
+
+
+def terminate(database_url: str, *, application_name: str | None = None) -> int:
+    """Kill the daemon's sessions on our database (all, or one application's); how many."""
+    where = f"datname = '{db_name(database_url)}' AND pid <> pg_backend_pid()"
+    if application_name is not None:
+        where += f" AND application_name = '{application_name}'"
+    rows = admin(
+        database_url, f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {where}"
+    )
+    return sum(1 for (done,) in rows if done)
+
+
+def start(world: DaemonWorld, slack: FakeSlack, name: str) -> DaemonProcess:
+    return world.start_daemon(
+        name=name,
+        env={"SLACK_BOT_TOKEN": SLACK_TOKEN, "LEAKWATCH_SLACK_BASE_URL": slack.base_url},
+    )
+
+
+def with_alerts(world: DaemonWorld) -> None:
+    """A leak-rate alert the scenario's leaks trip, delivered to the fake Slack."""
+    with world.config_path.open("a", encoding="utf-8") as config:
+        config.write(
+            '\n[slack]\nchannel = "#billing-alerts"\n\n'
+            '[[alerts]]\nname = "leaks"\nrate = "leak_rate"\nthreshold = 0.01\n'
+            'min_samples = 10\nwindow = "30d"\nrepeat_interval = "1h"\n'
+        )
+
+
+def duplicates(database_url: str) -> list[tuple[Any, ...]]:
+    return pg_query(
+        database_url,
+        "SELECT source, transaction_id, payload_hash, count(*) FROM sampled_event"
+        " GROUP BY source, transaction_id, payload_hash HAVING count(*) > 1",
+    )
+
+
+def assert_nothing_lost_or_doubled(database_url: str, slack: FakeSlack) -> None:
+    assert duplicates(database_url) == []
+    running = pg_query(database_url, "SELECT count(*) FROM sampling_run WHERE status = 'running'")
+    assert running[0][0] == 0
+    fires = pg_query(
+        database_url,
+        "SELECT alert_id, episode, count(*) FROM alert_transition"
+        " WHERE transition = 'fire' GROUP BY alert_id, episode HAVING count(*) > 1",
+    )
+    assert fires == []
+    pending = pg_query(
+        database_url, "SELECT status, count(*) FROM notification GROUP BY status ORDER BY status"
+    )
+    assert dict(pending).keys() <= {"sent", "skipped"}, pending
+    markers = [m for m in slack.markers() if m is not None]
+    assert len(markers) == len(set(markers)), "a notification reached Slack twice"
+    posted = pg_query(
+        database_url, "SELECT count(*) FROM notification WHERE status = 'sent' AND kind <> 'edit'"
+    )
+    assert posted[0][0] == len(slack.state.messages)
+
+
+def outbox_drained(database_url: str) -> bool:
+    rows = pg_query(database_url, "SELECT count(*) FROM notification WHERE status = 'pending'")
+    return rows[0][0] == 0
+
+
+def fired(database_url: str) -> int:
+    rows = pg_query(database_url, "SELECT count(*) FROM alert_transition WHERE transition = 'fire'")
+    return int(rows[0][0])
+
+
+def test_killed_connections_mid_cycle_and_mid_send_lose_and_double_nothing(
+    tmp_path: Path, pg_url: str, slack: FakeSlack
+) -> None:
+    rng = random.Random(11)
+    with daemon_world(tmp_path, pg_url) as world:
+        with_alerts(world)
+        daemon = start(world, slack, "a")
+        wait_for(lambda: daemon.role() == "leader", timeout_s=20, what="the daemon to lead")
+        # Mid-send: Slack holds the first post while every session of ours is killed.
+        slack.inject("hold", methods={"chat.postMessage"})
+        assert slack.state.hold_reached.wait(timeout=20), "no alert was ever posted"
+        assert terminate(pg_url) >= 1
+        slack.state.hold_release.set()
+        # Mid-cycle, at random points: the lock session and the pool's sessions.
+        for _ in range(6):
+            CLOCK.sleep(rng.uniform(0.2, 1.2))
+            terminate(pg_url, application_name="leakwatch-leader" if rng.random() < 0.5 else None)
+        assert daemon.process.poll() is None, daemon.log_text()[-3000:]
+        wait_for(lambda: daemon.role() == "leader", timeout_s=20, what="the daemon to lead again")
+        runs = finished_runs(pg_url)
+        wait_for(lambda: finished_runs(pg_url) >= runs + 2, timeout_s=20, what="cycles again")
+        wait_for(lambda: outbox_drained(pg_url), timeout_s=30, what="the outbox to drain")
+        assert daemon.terminate() == 0
+        assert fired(pg_url) >= 1
+        assert_nothing_lost_or_doubled(pg_url, slack)
+
+
+def test_postgres_unreachable_for_a_while_then_back(
+    tmp_path: Path, pg_url: str, slack: FakeSlack
+) -> None:
+    name = db_name(pg_url)
+    with daemon_world(tmp_path, pg_url) as world:
+        with_alerts(world)
+        daemon = start(world, slack, "a")
+        wait_for(lambda: daemon.role() == "leader", timeout_s=20, what="the daemon to lead")
+        wait_for(lambda: finished_runs(pg_url) >= 1, timeout_s=20, what="a first cycle")
+        admin(pg_url, f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+        try:
+            terminate(pg_url)
+            wait_for(lambda: daemon.role() == "follower", timeout_s=10, what="a step down")
+            CLOCK.sleep(3)  # several election beats and job ticks with no database
+            assert daemon.process.poll() is None, daemon.log_text()[-3000:]
+            assert daemon.role() == "follower"
+        finally:
+            admin(pg_url, f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+        wait_for(lambda: daemon.role() == "leader", timeout_s=20, what="the daemon to lead again")
+        runs = finished_runs(pg_url)
+        wait_for(lambda: finished_runs(pg_url) >= runs + 2, timeout_s=20, what="cycles again")
+        wait_for(lambda: outbox_drained(pg_url), timeout_s=30, what="the outbox to drain")
+        health = daemon.health()
+        assert health is not None and health["http_status"] == 200
+        assert daemon.terminate() == 0
+        assert_nothing_lost_or_doubled(pg_url, slack)
+
+
+def test_sigkill_at_random_points_across_cycles_then_a_clean_restart(
+    tmp_path: Path, pg_url: str, slack: FakeSlack
+) -> None:
+    rng = random.Random(5)
+    with daemon_world(tmp_path, pg_url) as world:
+        with_alerts(world)
+        slow_searches(world)
+        for round_ in range(5):
+            daemon = start(world, slack, f"killed-{round_}")
+            wait_for(
+                lambda d=daemon: d.role() == "leader",  # type: ignore[misc]
+                timeout_s=20,
+                what="the daemon to lead",
+            )
+            CLOCK.sleep(rng.uniform(0.1, 3.0))
+            daemon.kill()
+        final = start(world, slack, "final")
+        wait_for(lambda: final.role() == "leader", timeout_s=20, what="the daemon to lead")
+        runs = finished_runs(pg_url)
+        wait_for(lambda: finished_runs(pg_url) >= runs + 2, timeout_s=20, what="cycles")
+        wait_for(lambda: outbox_drained(pg_url), timeout_s=30, what="the outbox to drain")
+        assert final.terminate() == 0
+        assert fired(pg_url) >= 1
+        assert_nothing_lost_or_doubled(pg_url, slack)
+        abandoned = pg_query(pg_url, "SELECT count(*) FROM sampling_run WHERE status = 'abandoned'")
+        assert abandoned[0][0] >= 1
