@@ -7,6 +7,7 @@ resolve. Stored state and the outbox must say each thing once.
 import random
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 
 import psycopg
@@ -14,9 +15,9 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import col, select
 
-from leakwatch.alerts import evaluate_alerts
+from leakwatch.alerts import ack, evaluate_alerts, silence
 from leakwatch.clock import FakeClock
-from leakwatch.core.alerting import AlertRule, NotificationKind, RateKind
+from leakwatch.core.alerting import AlertRule, GroupBy, NotificationKind, RateKind
 from leakwatch.notify.outbox import OutboxSender
 from leakwatch.notify.slack import SlackNotifier
 from leakwatch.store.db import SessionFactory, make_engine, session_factory, transaction
@@ -123,3 +124,92 @@ def test_two_evaluators_at_once_record_and_say_each_transition_once(
             assert notifications(sessions) == ["fire", "resolve", "edit"]
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def box(sessions: SessionFactory, slack: FakeSlack, clock: FakeClock) -> OutboxSender:
+    return outbox(sessions, slack, clock)
+
+
+def step(
+    sessions: SessionFactory,
+    clock: FakeClock,
+    box: OutboxSender,
+    rule: AlertRule = RULE,
+    *,
+    hours: float = 1,
+) -> list[tuple[str, NotificationKind | None]]:
+    clock.advance(hours * 3600)
+    results = evaluate_alerts(sessions, [rule], clock.now())
+    box.send_due()
+    return [(r.scope, r.notification) for r in results]
+
+
+def test_a_restart_during_the_pending_period_keeps_its_start(
+    sessions: SessionFactory, clock: FakeClock, box: OutboxSender, slack: FakeSlack, db_url: str
+) -> None:
+    rule = replace(RULE, for_=timedelta(hours=2))
+    add_samples(sessions, clock, leaks=30, matched=170)
+    assert step(sessions, clock, box, rule) == [("", None)]  # pending from here
+    engine = make_engine(db_url)  # a new process: nothing but the store carries over
+    try:
+        fresh = session_factory(engine)
+        assert step(fresh, clock, box, rule) == [("", None)]
+        assert step(fresh, clock, box, rule) == [("", NotificationKind.FIRE)]
+        assert step(fresh, clock, box, rule) == [("", None)]
+    finally:
+        engine.dispose()
+    assert len(slack.roots()) == 1
+
+
+def test_a_resolve_held_by_a_silence_goes_out_in_the_thread_when_it_expires(
+    sessions: SessionFactory, clock: FakeClock, box: OutboxSender, slack: FakeSlack
+) -> None:
+    add_samples(sessions, clock, leaks=30, matched=170)
+    assert step(sessions, clock, box) == [("", NotificationKind.FIRE)]
+    silence(sessions, RULE.name, clock.now() + timedelta(hours=2, minutes=30))
+    add_samples(sessions, clock, leaks=0, matched=3000)  # the rate falls well below
+    assert step(sessions, clock, box) == [("", None)]  # resolved, silenced
+    assert step(sessions, clock, box) == [("", None)]
+    assert step(sessions, clock, box) == [("", NotificationKind.RESOLVE)]  # silence over
+    assert step(sessions, clock, box) == [("", None)]
+    [root] = slack.roots()
+    assert [m.text.split(":")[0] for m in slack.replies(root.ts)] == ["Resolved"]
+
+
+def test_an_ack_ends_with_its_episode(
+    sessions: SessionFactory, clock: FakeClock, box: OutboxSender, slack: FakeSlack
+) -> None:
+    add_samples(sessions, clock, leaks=30, matched=170)
+    assert step(sessions, clock, box) == [("", NotificationKind.FIRE)]
+    assert ack(sessions, RULE.name, clock.now()) == 1
+    clock.advance(25 * 3600)
+    add_samples(sessions, clock, leaks=0, matched=300)
+    assert step(sessions, clock, box) == [("", NotificationKind.RESOLVE)]
+    assert ack(sessions, RULE.name, clock.now()) == 0  # nothing firing to acknowledge
+    clock.advance(25 * 3600)
+    add_samples(sessions, clock, leaks=30, matched=170)
+    assert step(sessions, clock, box) == [("", NotificationKind.FIRE)]
+    # The new episode is not acknowledged: its repeat goes out.
+    assert step(sessions, clock, box, hours=4) == [("", NotificationKind.REPEAT)]
+    assert len(slack.roots()) == 2
+
+
+def test_a_group_that_disappears_neither_repeats_nor_refires(
+    sessions: SessionFactory, clock: FakeClock, box: OutboxSender, slack: FakeSlack
+) -> None:
+    rule = replace(RULE, by=GroupBy.EVENT_TYPE)
+    add_samples(sessions, clock, leaks=30, matched=170, event_type="gone")
+    add_samples(sessions, clock, leaks=0, matched=300, event_type="stays")
+    assert step(sessions, clock, box, rule) == [
+        ("event_type=gone", NotificationKind.FIRE),
+        ("event_type=stays", None),
+    ]
+    said: list[NotificationKind | None] = []
+    for _ in range(12):  # two days: "gone" ages out of the 24 h window and stays out
+        add_samples(sessions, clock, leaks=0, matched=300, event_type="stays")
+        said += [kind for scope, kind in step(sessions, clock, box, rule, hours=4) if kind]
+    assert NotificationKind.FIRE not in said
+    # Repeats only while its samples were still in the window, none after.
+    assert said.count(NotificationKind.REPEAT) <= 6
+    assert len(slack.roots()) == 1

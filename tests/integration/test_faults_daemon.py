@@ -79,9 +79,15 @@ def terminate(database_url: str, *, application_name: str | None = None) -> int:
 
 
 def start(world: DaemonWorld, slack: FakeSlack, name: str) -> DaemonProcess:
+    return start_with(world, slack, name, {})
+
+
+def start_with(
+    world: DaemonWorld, slack: FakeSlack, name: str, env: dict[str, str]
+) -> DaemonProcess:
     return world.start_daemon(
         name=name,
-        env={"SLACK_BOT_TOKEN": SLACK_TOKEN, "LEAKWATCH_SLACK_BASE_URL": slack.base_url},
+        env={"SLACK_BOT_TOKEN": SLACK_TOKEN, "LEAKWATCH_SLACK_BASE_URL": slack.base_url, **env},
     )
 
 
@@ -216,3 +222,34 @@ def test_sigkill_at_random_points_across_cycles_then_a_clean_restart(
         assert_nothing_lost_or_doubled(pg_url, slack)
         abandoned = pg_query(pg_url, "SELECT count(*) FROM sampling_run WHERE status = 'abandoned'")
         assert abandoned[0][0] >= 1
+
+
+def test_a_rejected_token_fires_a_health_alert_and_a_fixed_one_resolves_it(
+    tmp_path: Path, pg_url: str, slack: FakeSlack
+) -> None:
+    """Token rejected → fire; restarted with the right token → resolve, in one thread."""
+    with daemon_world(tmp_path, pg_url) as world:
+        with_alerts(world)
+        wrong = start_with(world, slack, "wrong-token", {"METRONOME_BEARER_TOKEN": "not-it-0000"})
+        wait_for(lambda: wrong.role() == "leader", timeout_s=20, what="the daemon to lead")
+        wait_for(
+            lambda: any("Metronome rejects the API token" in m.text for m in slack.roots()),
+            timeout_s=20,
+            what="the token alert in Slack",
+        )
+        assert wrong.process.poll() is None
+        assert wrong.terminate() == 0
+        root = next(m for m in slack.roots() if "Metronome rejects the API token" in m.text)
+
+        fixed = start(world, slack, "fixed")
+        wait_for(lambda: fixed.role() == "leader", timeout_s=20, what="the daemon to lead")
+        wait_for(lambda: slack.replies(root.ts), timeout_s=30, what="the resolve in the thread")
+        wait_for(lambda: outbox_drained(pg_url), timeout_s=30, what="the outbox to drain")
+        assert fixed.terminate() == 0
+        [reply] = slack.replies(root.ts)
+        assert "resolved" in reply.text.lower()
+        token_rows = pg_query(
+            pg_url, "SELECT status, episode FROM alert WHERE rule_name = 'token_rejected'"
+        )
+        assert token_rows == [("inactive", 1)]
+        assert_nothing_lost_or_doubled(pg_url, slack)
