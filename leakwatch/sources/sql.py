@@ -2,10 +2,10 @@
 
 Does I/O. Sampling is pushed down: the window predicate and the random choice run in
 the database, so only the sample (and a few aggregates) cross the wire — never the
-table. On Postgres a uniform draw uses `TABLESAMPLE SYSTEM (p) REPEATABLE (seed)` sized
-from the planner's row estimate, oversampled and thinned here (each row's inclusion
-probability is p, so the count returned over p estimates the window's population);
-when the window is small, the relation is a query, or the dialect has no TABLESAMPLE
+table. On Postgres a uniform draw reads pages picked by `TABLESAMPLE SYSTEM (p)
+REPEATABLE (seed)` and keeps each of their rows at a low rate q, so rows come from
+many pages (see `_sample_pages`: whole pages would cluster the sample in time); when
+the window is small, the relation is a query, or the dialect has no TABLESAMPLE
 (SQLite), it falls back to `ORDER BY random() LIMIT n` with an exact count. Stratified
 draws count strata with GROUP BY, allocate here, and draw each stratum's share with
 `row_number() OVER (PARTITION BY … ORDER BY random())`.
@@ -41,8 +41,10 @@ from leakwatch.sources.base import (
 from leakwatch.sources.specs import SqlSourceSpec
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
-# Enough rows that a page-sampled draw rarely falls short (a shortfall retries at 4× p).
+# Enough pages that a draw rarely falls short (a shortfall retries at 4× p).
 OVERSAMPLE = 1.5
+# Rows kept per sampled page, on average: the clustering a page sample keeps.
+ROWS_PER_PAGE_KEPT = 0.25
 # Beyond this share of the pages, TABLESAMPLE saves nothing over a filtered scan.
 MAX_TABLESAMPLE_PERCENT = 20.0
 ESTIMATE_TTL = timedelta(hours=1)
@@ -68,7 +70,7 @@ class SqlSource:
             _check_identifier(spec.table)
         # The planner's row estimate for the window, and when it was taken: it moves
         # slowly, and asking costs a round trip per draw.
-        self._estimate: tuple[datetime, float] | None = None
+        self._estimate: tuple[datetime, float, float] | None = None
 
     @property
     def name(self) -> str:
@@ -217,49 +219,10 @@ class SqlSource:
         params = self._window_params(window)
         bad: dict[BadLineReason, int] = {}
         if self._is_postgres and self.spec.table is not None and n > 0:
-            if self._estimate is None or window.end - self._estimate[0] > ESTIMATE_TTL:
-                self._estimate = (window.end, self._estimate_window_rows(conn, window))
-            estimate = self._estimate[1]
-            percent = 100.0 * OVERSAMPLE * n / max(estimate, 1.0)
-            for _ in range(4):
-                if percent >= MAX_TABLESAMPLE_PERCENT:
-                    break
-                tablesample = "TABLESAMPLE SYSTEM (%(pct)s) REPEATABLE (%(seed)s)"
-                sql = (
-                    f"SELECT {self._select_list()} FROM {self._relation(tablesample=tablesample)}"
-                    f" WHERE {self._window_predicate(driver_style=True)}"
-                )
-                # The driver's cursor directly: rows as plain tuples, no result layer,
-                # which is most of what a draw costs beyond the database's own work.
-                cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-                try:
-                    cursor.execute(sql, {**params, "pct": percent, "seed": rng.randrange(1 << 31)})
-                    candidates = cursor.fetchall()
-                finally:
-                    cursor.close()
-                if len(candidates) >= n:
-                    # Thin in Python, converting only the rows kept: each row was
-                    # included with probability p, so count / p estimates the window,
-                    # and beats the planner's guess for sizing the next draw.
-                    population = len(candidates) * 100.0 / percent
-                    self._estimate = (window.end, population)
-                    # A few spare picks cover rows that turn out unusable.
-                    picks = min(len(candidates), n + n // 20 + 8)
-                    order = rng.sample(range(len(candidates)), picks)
-                    events = self._events((candidates[i] for i in order), bad, limit=n)
-                    if len(events) < n:
-                        chosen = set(order)
-                        rest = [i for i in range(len(candidates)) if i not in chosen]
-                        rng.shuffle(rest)
-                        events += self._events(
-                            (candidates[i] for i in rest), bad, limit=n - len(events)
-                        )
-                    weight = population / len(events) if events else 0.0
-                    sampled = [SampledEvent(self.name, e, weight) for e in events]
-                    return self._result(window, sampled, population, False, {}, bad)
-                percent *= 4
-                # The estimate was too high: take a fresh one next time.
-                self._estimate = None
+            drawn = self._sample_pages(conn, n, window, rng, bad)
+            if drawn is not None:
+                sampled, population = drawn
+                return self._result(window, sampled, population, False, {}, bad)
         self._seed(conn, rng)
         count_sql = f"SELECT count(*) FROM {self._relation()} WHERE {self._window_predicate()}"
         population = float(conn.execute(sa.text(count_sql), params).scalar_one())
@@ -271,6 +234,77 @@ class SqlSource:
         weight = population / len(events) if events else 0.0
         sampled = [SampledEvent(self.name, e, weight) for e in events]
         return self._result(window, sampled, population, True, {}, bad)
+
+    def _sample_pages(
+        self,
+        conn: Connection,
+        n: int,
+        window: Window,
+        rng: random.Random,
+        bad: dict[BadLineReason, int],
+    ) -> tuple[list[SampledEvent], float] | None:
+        """Draw about n rows spread over many pages, or None to fall back to a scan.
+
+        `TABLESAMPLE SYSTEM` picks whole pages, and the rows of one page are neighbours
+        in time: in an outage they leak together, so a sample of a few dozen full pages
+        has intervals several times too narrow. So pages are picked at p and each of
+        their rows kept at q = ROWS_PER_PAGE_KEPT / (rows per page): every row's
+        inclusion probability is exactly p·q (equal weights), and a kept row shares its
+        page with another kept row rarely (on average ROWS_PER_PAGE_KEPT of them), which
+        bounds the clustering's design effect by 1 + ROWS_PER_PAGE_KEPT. The price is
+        reading ~n / ROWS_PER_PAGE_KEPT pages, the least a near-independent sample needs.
+        """
+        params = self._window_params(window)
+        if self._estimate is None or window.end - self._estimate[0] > ESTIMATE_TTL:
+            self._estimate = (window.end, *self._estimate_window_shape(conn, window))
+        _, window_rows, per_page = self._estimate
+        keep = min(1.0, ROWS_PER_PAGE_KEPT / per_page)
+        percent = 100.0 * OVERSAMPLE * n / max(window_rows * keep, 1.0)
+        tablesample = "TABLESAMPLE SYSTEM (%(pct)s) REPEATABLE (%(seed)s)"
+        sql = (
+            f"SELECT {self._select_list()} FROM {self._relation(tablesample=tablesample)} "
+            f"WHERE {self._window_predicate(driver_style=True)} AND random() < %(keep)s"
+        )
+        for _ in range(4):
+            if percent >= MAX_TABLESAMPLE_PERCENT:
+                return None
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute("SELECT setseed(%(s)s)", {"s": rng.random() * 2 - 1})
+                cursor.execute(
+                    sql,
+                    {**params, "pct": percent, "seed": rng.randrange(1 << 31), "keep": keep},
+                )
+                candidates = cursor.fetchall()
+            finally:
+                cursor.close()
+            if len(candidates) >= n:
+                # Each row was kept with probability p·q: the count over it estimates
+                # the window, and sizes the next draw better than the planner did.
+                population = len(candidates) / (percent / 100.0 * keep)
+                # Smoothed: one draw's count is noisy, the planner's guess is stale.
+                smoothed = 0.7 * window_rows + 0.3 * population
+                self._estimate = (window.end, smoothed, per_page)
+                picks = min(len(candidates), n + n // 20 + 8)
+                order = rng.sample(range(len(candidates)), picks)
+                events = self._events((candidates[i] for i in order), bad, limit=n)
+                weight = population / len(events) if events else 0.0
+                return [SampledEvent(self.name, e, weight) for e in events], population
+            percent *= 4
+            self._estimate = None
+        return None
+
+    def _estimate_window_shape(self, conn: Connection, window: Window) -> tuple[float, float]:
+        """The window's rows (planner's estimate) and the table's rows per page."""
+        rows = self._estimate_window_rows(conn, window)
+        stats = conn.execute(
+            sa.text("SELECT reltuples, relpages FROM pg_class WHERE oid = to_regclass(:relation)"),
+            {"relation": self._relation()},
+        ).one_or_none()
+        per_page = 1.0
+        if stats is not None and stats[0] and stats[1] and stats[0] > 0 and stats[1] > 0:
+            per_page = max(1.0, float(stats[0]) / float(stats[1]))
+        return rows, per_page
 
     def _seed(self, conn: Connection, rng: random.Random) -> None:
         """Seed the database's random() from ours, so a seed reproduces the draw."""

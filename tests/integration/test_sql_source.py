@@ -116,13 +116,11 @@ def test_uniform_sample_respects_the_window(engine: sa.Engine) -> None:
     assert sum(e.weight for e in result.events) == pytest.approx(result.population)
 
 
-def test_postgres_uses_tablesample_and_sqlite_an_exact_count(engine: sa.Engine) -> None:
+def test_a_window_of_few_pages_is_counted_exactly(engine: sa.Engine) -> None:
+    # 50 draws need ~75 pages: a large share of this small table's, so a scan it is.
     result = sql_source(engine).sample(50, now=NOW, rng=random.Random(1))
-    if engine.dialect.name == "postgresql":
-        assert not result.population_exact
-    else:
-        assert result.population_exact
-        assert result.population == in_window_count()
+    assert result.population_exact
+    assert result.population == in_window_count()
 
 
 def test_uniform_sample_matches_stratum_shares(engine: sa.Engine) -> None:
@@ -205,3 +203,61 @@ def test_checkpoint_repo_round_trip_on_the_store(kind: str, tmp_path: Path) -> N
         checkpoints = SqlCheckpointStore(session, updated_at=NOW).load("gw")
         assert [c.offset for c in checkpoints] == [log.stat().st_size]
     store_engine.dispose()
+
+
+@pytest.fixture
+def clustered_pg() -> Iterator[sa.Engine]:
+    """200,000 time-ordered rows on Postgres; leaks come in 10 bursts (10% of rows)."""
+    name = f"leakwatch_sqlclu_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with psycopg.connect(f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}", autocommit=True) as conn:
+            conn.execute(
+                "CREATE TABLE usage_events (id int, txn text, customer text, kind text,"
+                " happened_at timestamptz, props jsonb)"
+            )
+            conn.execute(
+                "INSERT INTO usage_events SELECT g, 't' || g, 'c' || (g %% 11), 'api',"
+                " %(now)s::timestamptz - interval '29 days' + g * interval '12 seconds',"
+                " jsonb_build_object('leak', CASE WHEN g %% 20000 < 2000 THEN 1 ELSE 0 END)"
+                " FROM generate_series(0, 199999) AS g",
+                {"now": NOW},
+            )
+            conn.execute("ANALYZE usage_events")
+        base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+        built = sa.create_engine(f"{base}/{name}")
+        yield built
+        built.dispose()
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_postgres_samples_are_not_clustered_in_time(clustered_pg: sa.Engine) -> None:
+    """Rows of one page are neighbours in time; a sample of whole pages would see a
+    burst all or nothing. The draw's spread must be close to a simple random sample's."""
+    source = sql_source(clustered_pg)
+    n = 30  # few enough pages to read (~10% of the table) that no full scan is needed
+    shares: list[float] = []
+    populations: list[float] = []
+    paged = 0
+    for seed in range(80):
+        result = source.sample(n, now=NOW, rng=random.Random(seed))
+        # A draw that falls short of pages retries bigger, or scans: rare, and exact.
+        if not result.population_exact:
+            paged += 1
+            populations.append(result.population)
+        assert len(result.events) == n
+        weight = sum(e.weight for e in result.events)
+        leaked = sum(e.weight for e in result.events if e.event.properties["leak"] == 1)
+        shares.append(leaked / weight)
+    mean = sum(shares) / len(shares)
+    spread = (sum((x - mean) ** 2 for x in shares) / (len(shares) - 1)) ** 0.5
+    binomial = (0.1 * 0.9 / n) ** 0.5
+    assert paged >= 70
+    # Each draw's count over p·q estimates the window without bias.
+    assert sum(populations) / len(populations) == pytest.approx(200_000, rel=0.1)
+    assert mean == pytest.approx(0.1, abs=4 * binomial / len(shares) ** 0.5 + 0.01)
+    # Whole pages would give a spread several times the binomial one (~7x measured).
+    assert spread < 1.6 * binomial
