@@ -374,14 +374,47 @@ def settings_from_mapping(
             **dict(merged.get("daemon") or {}),
             "health_address": env.health_address,
         }
-    merged["metronome_token"] = env.metronome_bearer_token
-    merged["slack_bot_token"] = env.slack_bot_token
-    merged["slack_webhook_url"] = env.slack_webhook_url
+    secrets = {
+        "METRONOME_BEARER_TOKEN": env.metronome_bearer_token,
+        "SLACK_BOT_TOKEN": env.slack_bot_token,
+        "SLACK_WEBHOOK_URL": env.slack_webhook_url,
+    }
+    cleaned: dict[str, SecretStr | None] = {}
+    problems = []
+    for variable, secret in secrets.items():
+        try:
+            cleaned[variable] = _clean_secret(variable, secret)
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigError([f"environment: {p}" for p in problems])
+    merged["metronome_token"] = cleaned["METRONOME_BEARER_TOKEN"]
+    merged["slack_bot_token"] = cleaned["SLACK_BOT_TOKEN"]
+    merged["slack_webhook_url"] = cleaned["SLACK_WEBHOOK_URL"]
     merged["slack_base_url"] = env.slack_base_url
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError([f"{origin}: {_describe(err)}" for err in exc.errors()]) from None
+
+
+def _clean_secret(variable: str, secret: SecretStr | None) -> SecretStr | None:
+    """Strip the newline a secret file or `echo` leaves; refuse what no header can carry.
+
+    A token with a stray newline would fail every request as a "connection error";
+    the message names the variable, never the value.
+    """
+    if secret is None:
+        return None
+    value = secret.get_secret_value().strip()
+    if not value:
+        return None
+    if not value.isascii() or not value.isprintable() or any(c.isspace() for c in value):
+        raise ValueError(
+            f"{variable} contains spaces, control or non-ASCII characters (value not shown); "
+            "set it to the token alone"
+        )
+    return SecretStr(value)
 
 
 def _secret_problems(data: Mapping[str, Any], prefix: str = "") -> list[str]:

@@ -112,6 +112,8 @@ class CycleSummary:
     search_rate_limited: int = 0
     search_errors: int = 0
     not_looked_up: int = 0
+    # Why lookups failed, by message: what a user needs when every verdict is `error`.
+    lookup_errors: Counter[str] = field(default_factory=Counter)
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,6 +132,7 @@ class CycleSummary:
                 "rate_limited": self.search_rate_limited,
                 "errors": self.search_errors,
                 "not_looked_up": self.not_looked_up,
+                "failed_lookups": dict(self.lookup_errors),
             },
             "sources": {
                 name: {
@@ -420,6 +423,7 @@ class CheckCycle:
                 answered.update(result.answered)
                 errors.update(result.errors)
         finally:
+            summary.lookup_errors.update(errors.values())
             after = _snapshot(self._search)
             summary.search_requests += after[0] - before[0]
             summary.search_rate_limited += after[1] - before[1]

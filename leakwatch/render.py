@@ -65,6 +65,15 @@ def print_cycle_summary(
         for outcome, count in sorted(summary.verdicts.items(), key=lambda kv: -kv[1]):
             verdicts.add_row(outcome, str(count))
         out.print(verdicts)
+    if summary.lookup_errors:
+        failed = sum(summary.lookup_errors.values())
+        reason, count = summary.lookup_errors.most_common(1)[0]
+        out.print(
+            f"{failed} lookup(s) failed, recorded as `error` and looked up again later; "
+            f"{'why' if count == failed else 'mostly'}: {reason}",
+            markup=False,
+            style="red",
+        )
     if summary.healed:
         out.print(f"{summary.healed} unmatched-customer event(s) healed", markup=False)
     if summary.not_looked_up:

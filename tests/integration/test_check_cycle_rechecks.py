@@ -1,9 +1,11 @@
-"""Re-checks within a tight budget: the oldest first, and no budget left unspent.
+"""Re-checks within a tight budget: the oldest first, and no budget left unspent; and
+what a cycle says when its lookups fail.
 
 The simulator over loopback holds none of these events, so every look-up answers "not
 found" and the rows stay pending; what matters here is which rows were looked at.
 """
 
+import io
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,12 +13,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from sqlalchemy import Engine, select
 
 from leakwatch.clock import FakeClock
 from leakwatch.config import Settings, settings_from_mapping
 from leakwatch.core.events import SampledEvent, SourceEvent
+from leakwatch.cycle import CycleSummary
 from leakwatch.metronome.client import SearchClient
+from leakwatch.render import print_cycle_summary
 from leakwatch.scenario import jsonl
 from leakwatch.simulator import SimulatorServer, build_demo_state
 from leakwatch.store.db import make_engine, session_factory, transaction
@@ -91,7 +96,7 @@ def _record_pending(setup: Setup) -> None:
         record_samples(session, rows)
 
 
-def _run(setup: Setup, *, draw: bool) -> tuple[int, set[str]]:
+def _run(setup: Setup, *, draw: bool) -> tuple[CycleSummary, set[str]]:
     with SearchClient(
         base_url=setup.server.base_url,
         token=TOKEN,
@@ -116,13 +121,13 @@ def _run(setup: Setup, *, draw: bool) -> tuple[int, set[str]]:
                 )
             )
         }
-    return summary.rechecked, looked_at
+    return summary, looked_at
 
 
 def test_pending_events_are_rechecked_oldest_first_within_the_budget(setup: Setup) -> None:
     _record_pending(setup)
-    rechecked, looked_at = _run(setup, draw=False)
-    assert rechecked == IDS_PER_REQUEST
+    summary, looked_at = _run(setup, draw=False)
+    assert summary.rechecked == IDS_PER_REQUEST
     oldest = {f"txn-{i:02d}" for i in range(EVENTS - IDS_PER_REQUEST, EVENTS)}
     assert looked_at == oldest
 
@@ -131,6 +136,22 @@ def test_a_draw_of_events_already_recorded_leaves_its_budget_to_rechecks(setup: 
     # Every event in the log is recorded and due: whatever the draw picks is known, so
     # its share of the one search call must go to re-checks instead of going unspent.
     _record_pending(setup)
-    rechecked, looked_at = _run(setup, draw=True)
-    assert rechecked == IDS_PER_REQUEST
+    summary, looked_at = _run(setup, draw=True)
+    assert summary.rechecked == IDS_PER_REQUEST
+    assert summary.search_requests == 1
     assert len(looked_at) == IDS_PER_REQUEST
+
+
+def test_a_cycle_whose_lookups_fail_says_why(setup: Setup) -> None:
+    setup.server.faults.server_error_rate = 1.0
+    _record_pending(setup)
+    summary, _ = _run(setup, draw=False)
+    assert summary.verdicts == {"error": IDS_PER_REQUEST}
+    ((reason, count),) = summary.lookup_errors.items()
+    assert count == IDS_PER_REQUEST
+    assert "500" in reason
+    assert summary.to_dict()["search"]["failed_lookups"] == {reason: count}
+    text = io.StringIO()
+    print_cycle_summary(Console(file=text, width=200), summary, [], None)
+    assert f"{IDS_PER_REQUEST} lookup(s) failed" in text.getvalue()
+    assert reason in text.getvalue()

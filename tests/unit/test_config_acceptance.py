@@ -2,7 +2,7 @@
 
 import pytest
 
-from leakwatch.config import ConfigError, settings_from_mapping
+from leakwatch.config import ConfigError, Environment, settings_from_mapping
 
 
 def _problems(data: dict[str, object]) -> list[str]:
@@ -69,3 +69,24 @@ def test_a_zero_interval_or_window_is_refused(data: dict[str, object], key: str)
 )
 def test_zero_stays_allowed_where_it_means_no_delay(data: dict[str, object]) -> None:
     settings_from_mapping(data)
+
+
+def test_a_secret_with_a_trailing_newline_is_stripped() -> None:
+    env = Environment.model_validate(
+        {"METRONOME_BEARER_TOKEN": "tok-123456\n", "SLACK_BOT_TOKEN": "  xoxb-1-2 "}
+    )
+    settings = settings_from_mapping({}, env)
+    assert settings.metronome_token is not None
+    assert settings.metronome_token.get_secret_value() == "tok-123456"
+    assert settings.slack_bot_token is not None
+    assert settings.slack_bot_token.get_secret_value() == "xoxb-1-2"
+
+
+@pytest.mark.parametrize("token", ["tok 123456", "tok\n123456", "tokén123456"])
+def test_a_secret_no_header_can_carry_is_refused_without_showing_it(token: str) -> None:
+    env = Environment.model_validate({"METRONOME_BEARER_TOKEN": token})
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping({}, env)
+    (problem,) = caught.value.problems
+    assert "METRONOME_BEARER_TOKEN" in problem
+    assert "123456" not in problem
