@@ -206,7 +206,13 @@ def status(
         settings = settings_for(config)
         engine = open_engine(settings)
         try:
-            view = build_status(session_factory(engine), now=SystemClock().now(), window=span)
+            view = build_status(
+                session_factory(engine),
+                now=SystemClock().now(),
+                window=span,
+                prices=settings.report.prices,
+                currency=settings.report.currency,
+            )
         finally:
             engine.dispose()
         if as_json:

@@ -158,9 +158,14 @@ def run_demo(console: Console, *, keep: Path | None = None, events: int = 4000) 
                     scope = f" [{result.scope}]" if result.scope else ""
                     console.print(f"   FIRING {result.rule_name}{scope}: {result.reason}")
             console.print("[bold]4. Status[/] (`leakwatch status`)")
-            print_status(
-                console, build_status(runtime.sessions, now=clock.now(), window=timedelta(days=1))
+            view = build_status(
+                runtime.sessions,
+                now=clock.now(),
+                window=timedelta(days=1),
+                prices=settings.report.prices,
+                currency=settings.report.currency,
             )
+            print_status(console, view)
             _heal(console, runtime, server, clock)
             _report(console, runtime, settings, clock)
         finally:

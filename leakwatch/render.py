@@ -100,7 +100,7 @@ def print_cycle_summary(
         )
 
 
-def _rate_table(title: str, rows: Sequence[RateRow], *, volume: bool) -> Table:
+def _rate_table(title: str, rows: Sequence[RateRow], *, volume: bool, currency: str = "$") -> Table:
     table = Table(title=title, title_justify="left")
     table.add_column("group")
     table.add_column("sampled", justify="right")
@@ -108,8 +108,10 @@ def _rate_table(title: str, rows: Sequence[RateRow], *, volume: bool) -> Table:
     for name in LEAK_ORDER:
         table.add_column(name.replace("_", " "), justify="right")
     table.add_column("leak rate (95% CI)", justify="right")
+    # Money shares the volume column: one more column would squeeze the intervals.
+    money = volume and any(r.revenue_at_risk_per_day is not None for r in rows)
     if volume:
-        table.add_column("≈ leaked / day", justify="right")
+        table.add_column("≈ leaked / day (at risk)" if money else "≈ leaked / day", justify="right")
     for row in rows:
         cells = [row.group, str(row.sampled), str(row.decided)]
         cells += [str(row.counts.get(name, 0) or "") for name in LEAK_ORDER]
@@ -118,7 +120,10 @@ def _rate_table(title: str, rows: Sequence[RateRow], *, volume: bool) -> Table:
         else:
             cells.append("no decided samples")
         if volume:
-            cells.append("–" if row.leaked_per_day is None else f"{row.leaked_per_day:,.0f}")
+            cell = "–" if row.leaked_per_day is None else f"{row.leaked_per_day:,.0f}"
+            if row.revenue_at_risk_per_day is not None:
+                cell += f" ({currency}{row.revenue_at_risk_per_day:,.2f})"
+            cells.append(cell)
         table.add_row(*cells)
     return table
 
@@ -129,8 +134,14 @@ def print_status(out: Console, view: StatusView) -> None:
     if view.overall.sampled == 0:
         out.print("no samples in this window yet: run `leakwatch check` or `leakwatch run`")
     else:
-        out.print(_rate_table("by source", [view.overall, *view.by_source], volume=True))
-        out.print(_rate_table("by event type", view.by_event_type, volume=True))
+        out.print(
+            _rate_table(
+                "by source", [view.overall, *view.by_source], volume=True, currency=view.currency
+            )
+        )
+        out.print(
+            _rate_table("by event type", view.by_event_type, volume=True, currency=view.currency)
+        )
         if view.top_customers:
             out.print(_rate_table("customers with leaks", view.top_customers, volume=False))
         undecided = {k: view.overall.counts.get(k, 0) for k in ("pending", "error", "expired")}

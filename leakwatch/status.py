@@ -2,9 +2,12 @@
 
 Counts come from SQL aggregation (`store.queries.outcome_counts`); rates and intervals
 from `core.stats`; estimated leaked events per day multiply a rate by the source's
-mean daily volume over the last 7 full days (from the tailer's exact counts).
+mean daily volume over the last 7 full days (from the tailer's exact counts); revenue
+at risk per day multiplies each event type's rate by its daily volume (or daily quantity,
+when priced per unit) and its configured price.
 """
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from leakwatch.alerts import OpenAlert, list_open
+from leakwatch.alerts import OpenAlert, Price, list_open
 from leakwatch.core.events import LEAKING_OUTCOMES, Outcome
 from leakwatch.core.stats import RateEstimate, rate_from_weight_sums
 from leakwatch.notify.outbox import outbox_summary
@@ -38,6 +41,8 @@ class RateRow:
     upper: float
     leaked_per_day: float | None = None
     rates: dict[str, float] = field(default_factory=dict)
+    # Only where a price and a volume are known (event types, and their sum overall).
+    revenue_at_risk_per_day: float | None = None
 
 
 @dataclass
@@ -51,6 +56,7 @@ class StatusView:
     open_alerts: list[OpenAlert]
     outbox: dict[str, int]
     last_cycle: dict[str, Any] | None
+    currency: str = "$"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +72,7 @@ class StatusView:
             ],
             "outbox": self.outbox,
             "last_cycle": self.last_cycle,
+            "currency": self.currency,
         }
 
 
@@ -102,20 +109,43 @@ def rate_row(counts: OutcomeCounts, *, label: str, daily_volume: float | None) -
     )
 
 
-def _daily_volumes(sessions: SessionFactory, now: datetime, by: str) -> dict[str, float]:
+def _daily_volumes(
+    sessions: SessionFactory, now: datetime, by: str, *, measure: str = "events"
+) -> dict[str, float]:
     today = now.date()
     first = today - timedelta(days=VOLUME_DAYS)
     column = col(VolumeCount.source) if by == "source" else col(VolumeCount.event_type)
+    summed = col(VolumeCount.quantity_sum) if measure == "quantity" else col(VolumeCount.events)
     with transaction(sessions) as session:
         rows = session.execute(
-            select(column, func.sum(VolumeCount.events))
+            select(column, func.sum(summed))
             .where(col(VolumeCount.day) >= first, col(VolumeCount.day) < today)
             .group_by(column)
         ).all()
-    return {str(group): float(total) / VOLUME_DAYS for group, total in rows}
+    return {str(group): float(total or 0) / VOLUME_DAYS for group, total in rows}
 
 
-def build_status(sessions: SessionFactory, *, now: datetime, window: timedelta) -> StatusView:
+def _revenue_per_day(
+    row: RateRow,
+    price: Price | None,
+    events_per_day: float | None,
+    quantity_per_day: float | None,
+) -> float | None:
+    if price is None or not row.decided:
+        return None
+    if isinstance(price, int | float):
+        return None if events_per_day is None else row.leak_rate * events_per_day * float(price)
+    return None if quantity_per_day is None else row.leak_rate * quantity_per_day * price.per_unit
+
+
+def build_status(
+    sessions: SessionFactory,
+    *,
+    now: datetime,
+    window: timedelta,
+    prices: Mapping[str, Price] | None = None,
+    currency: str = "$",
+) -> StatusView:
     since = now - window
     with transaction(sessions) as session:
         overall = outcome_counts(session, since=since, until=now)[0]
@@ -128,19 +158,32 @@ def build_status(sessions: SessionFactory, *, now: datetime, window: timedelta) 
         ).scalar_one_or_none()
     source_volume = _daily_volumes(sessions, now, "source")
     type_volume = _daily_volumes(sessions, now, "event_type")
+    type_quantity = _daily_volumes(sessions, now, "event_type", measure="quantity")
     customers.sort(key=lambda c: (-c.leaks, -c.total, c.group or ""))
+    by_event_type = [
+        rate_row(c, label=c.group or "", daily_volume=type_volume.get(c.group or "")) for c in types
+    ]
+    for row in by_event_type:
+        row.revenue_at_risk_per_day = _revenue_per_day(
+            row,
+            (prices or {}).get(row.group),
+            type_volume.get(row.group),
+            type_quantity.get(row.group),
+        )
+    overall_row = rate_row(overall, label="all", daily_volume=sum(source_volume.values()) or None)
+    priced = [r.revenue_at_risk_per_day for r in by_event_type]
+    if any(v is not None for v in priced):
+        # Each type at its own rate and price; a blended rate would misprice the mix.
+        overall_row.revenue_at_risk_per_day = sum(v for v in priced if v is not None)
     return StatusView(
         now=now,
         window=window,
-        overall=rate_row(overall, label="all", daily_volume=sum(source_volume.values()) or None),
+        overall=overall_row,
         by_source=[
             rate_row(c, label=c.group or "", daily_volume=source_volume.get(c.group or ""))
             for c in sources
         ],
-        by_event_type=[
-            rate_row(c, label=c.group or "", daily_volume=type_volume.get(c.group or ""))
-            for c in types
-        ],
+        by_event_type=by_event_type,
         top_customers=[
             rate_row(c, label=c.group or "", daily_volume=None)
             for c in customers[:TOP_CUSTOMERS]
@@ -160,4 +203,5 @@ def build_status(sessions: SessionFactory, *, now: datetime, window: timedelta) 
             "search_rate_limited": last.search_rate_limited,
             "error": last.error,
         },
+        currency=currency,
     )
