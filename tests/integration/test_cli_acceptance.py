@@ -1,4 +1,5 @@
-"""What a new user trips over first: a source path that matches nothing, empty spans.
+"""What a new user trips over first: a source path that matches nothing, empty spans, a
+`check` killed half-way.
 
 Each command runs as `python -m leakwatch …` in a subprocess, on SQLite and Postgres.
 """
@@ -7,27 +8,45 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+
+from leakwatch.clock import SystemClock
+from leakwatch.metronome.client import SearchClient
+from leakwatch.scenario import build_scenario, ingest_scenario
+from leakwatch.simulator import SimulatorServer, build_demo_state
+from leakwatch.store.db import make_engine, session_factory, transaction
+from leakwatch.store.models import SampledEvent as SampledEventRow
+from leakwatch.store.models import SamplingRun
 
 TOKEN = "acceptance-token-123456"
 
 
-def _leakwatch(cwd: Path, db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEAKWATCH_", "METRONOME_"))}
-    # Nothing is searched in these tests: a closed loopback port is fine.
+def _environment(db_url: str, *, base_url: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LEAKWATCH_", "METRONOME_", "SLACK_"))
+    }
     env.update(
         {
             "METRONOME_BEARER_TOKEN": TOKEN,
-            "METRONOME_BASE_URL": "http://127.0.0.1:9",
+            "METRONOME_BASE_URL": base_url,
             "LEAKWATCH_DATABASE_URL": db_url,
         }
     )
+    return env
+
+
+def _leakwatch(cwd: Path, db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "leakwatch", *args],
         cwd=cwd,
-        env=env,
+        # Nothing is searched in these tests: a closed loopback port is fine.
+        env=_environment(db_url, base_url="http://127.0.0.1:9"),
         capture_output=True,
         text=True,
         timeout=120,
@@ -83,3 +102,70 @@ def test_an_empty_span_is_bad_usage(
     assert result.returncode == 2
     assert "give a positive one" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_check_killed_during_its_lookups_then_run_again_records_each_event_once(
+    tmp_path: Path, db_url: str
+) -> None:
+    clock = SystemClock()
+    scenario = build_scenario(now=clock.now(), events=400, oldest=timedelta(days=2), seed=9)
+    state = build_demo_state(clock=clock)
+    state.faults.silent_drop_ids.update(scenario.dropped_ids)
+    log = tmp_path / "usage.jsonl"
+    scenario.write_log(log)
+    (tmp_path / "leakwatch.toml").write_text(
+        f"""
+state_dir = "{tmp_path / "state"}"
+[metronome]
+requests_per_second = 4
+max_ids_per_request = 10
+[[sources]]
+name = "gateway"
+type = "jsonl"
+path = "{log}"
+sample_size = 120
+[checks]
+min_checks_before_missing = 1
+"""
+    )
+    with SimulatorServer(state, token=TOKEN) as server:
+        with SearchClient(
+            base_url=server.base_url, token=TOKEN, clock=clock, requests_per_second=100
+        ) as client:
+            ingest_scenario(scenario, client.ingest)
+        env = _environment(db_url, base_url=server.base_url)
+        with subprocess.Popen(
+            [sys.executable, "-m", "leakwatch", "check"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as doomed:
+            assert doomed.stderr is not None
+            for line in doomed.stderr:
+                if '"search.call"' in line:
+                    break
+            doomed.kill()  # SIGKILL: no handler, no clean-up, mid-lookups
+            doomed.wait(timeout=30)
+        rerun = subprocess.run(
+            [sys.executable, "-m", "leakwatch", "check", "--json"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout)["status"] == "finished"
+    engine = make_engine(db_url)
+    with transaction(session_factory(engine)) as session:
+        rows = list(session.execute(select(SampledEventRow)).scalars())
+        runs = [r.status for r in session.execute(select(SamplingRun)).scalars()]
+    engine.dispose()
+    assert sorted(runs) == ["abandoned", "finished"]
+    identities = [(r.source, r.transaction_id, r.payload_hash) for r in rows]
+    assert len(identities) == len(set(identities)) > 0
+    truth = scenario.truth_by_identity()
+    assert all(r.outcome == truth[(r.transaction_id, r.payload_hash)].value for r in rows)
