@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from leakwatch.config import Settings
+from leakwatch.config import Settings, SourceSettings
 from leakwatch.errors import LeakwatchError
 
 app = typer.Typer(
@@ -436,6 +436,7 @@ def sample(
             configured = settings.source(source)
         except ConfigError as exc:
             raise UsageProblem(str(exc)) from None
+        _require_files(configured, settings)
         with progress_bar(err, f"sampling {source}") as progress:
             result = sample_source(
                 source_spec(configured),
@@ -558,6 +559,20 @@ def _duration_option(flag: str, text: str) -> "timedelta":
     if span <= timedelta(0):
         raise UsageProblem(f"{flag}: {text!r} is an empty span; give a positive one, e.g. 24h")
     return span
+
+
+def _require_files(configured: SourceSettings, settings: Settings) -> None:
+    """Fail when a log source's path matches no file: drawing nothing would hide the typo."""
+    from leakwatch.sources.factory import make_source
+    from leakwatch.sources.jsonl import JsonlSource
+    from leakwatch.wiring import source_spec
+
+    built = make_source(source_spec(configured), state_dir=settings.state_dir)
+    if isinstance(built, JsonlSource) and not built.files():
+        raise LeakwatchError(
+            f"source {configured.name!r}: no file matches {configured.path!r}; "
+            "check the path (a file, a glob or a directory)"
+        )
 
 
 def _quiet_logs(quiet: bool) -> None:

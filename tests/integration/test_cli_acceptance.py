@@ -169,3 +169,12 @@ min_checks_before_missing = 1
     assert len(identities) == len(set(identities)) > 0
     truth = scenario.truth_by_identity()
     assert all(r.outcome == truth[(r.transaction_id, r.payload_hash)].value for r in rows)
+
+
+def test_sample_of_a_path_that_matches_no_file_is_an_error(
+    tmp_path: Path, db_url: str, config: Path
+) -> None:
+    result = _leakwatch(tmp_path, db_url, "sample", "gateway", "-n", "3")
+    assert result.returncode == 1
+    assert "no file matches" in result.stderr
+    assert "Traceback" not in result.stderr
