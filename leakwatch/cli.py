@@ -2,12 +2,15 @@
 
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -78,6 +81,31 @@ def _user_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+@contextmanager
+def _first_interrupt_stops() -> Iterator[threading.Event]:
+    """Make the first Ctrl-C a stop request, so lookups already made are recorded.
+
+    The cycle looks at the event between slices of search calls; a second Ctrl-C
+    aborts at once (KeyboardInterrupt), keeping only what was already written.
+    """
+    stopping = threading.Event()
+
+    def on_interrupt(_signum: int, _frame: FrameType | None) -> None:
+        if stopping.is_set():
+            raise KeyboardInterrupt
+        stopping.set()
+        err.print(
+            "stopping after the current search calls, recording what was looked up "
+            "(Ctrl-C again to abort)"
+        )
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield stopping
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @app.command()
 def init(
     config: ConfigOption = None,
@@ -138,10 +166,10 @@ def check(
     from leakwatch.runtime import Runtime
     from leakwatch.wiring import settings_for
 
-    with _user_errors():
+    with _user_errors(), _first_interrupt_stops() as stopping:
         settings = settings_for(config)
         _quiet_logs(as_json)
-        runtime = Runtime(settings, clock=SystemClock())
+        runtime = Runtime(settings, clock=SystemClock(), should_stop=stopping.is_set)
         try:
             summary = runtime.run_cycle(draw=not recheck_only)
             alerts = runtime.evaluate_alerts()
@@ -160,11 +188,15 @@ def check(
                 for a in alerts
             ]
             body["notifications_sent"] = sent.sent if sent is not None else None
+            body["stopped_by_interrupt"] = stopping.is_set()
             _print_json(body)
-            return
-        from leakwatch.render import print_cycle_summary
+        else:
+            from leakwatch.render import print_cycle_summary
 
-        print_cycle_summary(out, summary, alerts, sent)
+            print_cycle_summary(out, summary, alerts, sent)
+    if stopping.is_set():
+        err.print("stopped by Ctrl-C: what was looked up is recorded; the rest stays due")
+        raise typer.Exit(130)
 
 
 @app.command()

@@ -6,8 +6,11 @@ Each command runs as `python -m leakwatch …` in a subprocess, on SQLite and Po
 
 import json
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from sqlalchemy import select
 
 from leakwatch.clock import SystemClock
 from leakwatch.metronome.client import SearchClient
-from leakwatch.scenario import build_scenario, ingest_scenario
+from leakwatch.scenario import Scenario, build_scenario, ingest_scenario
 from leakwatch.simulator import SimulatorServer, build_demo_state
 from leakwatch.store.db import make_engine, session_factory, transaction
 from leakwatch.store.models import SampledEvent as SampledEventRow
@@ -104,9 +107,44 @@ def test_an_empty_span_is_bad_usage(
     assert "Traceback" not in result.stderr
 
 
-def test_check_killed_during_its_lookups_then_run_again_records_each_event_once(
-    tmp_path: Path, db_url: str
-) -> None:
+@dataclass
+class SlowWorld:
+    """A leaky pipeline and a simulator; `check` needs 12 search calls (about 3 s)."""
+
+    cwd: Path
+    env: dict[str, str]
+    scenario: Scenario
+    db_url: str
+
+    def start_check(self, *args: str) -> "subprocess.Popen[str]":
+        """Start `leakwatch check` and return once its first search call is logged."""
+        process = subprocess.Popen(
+            [sys.executable, "-m", "leakwatch", "check", *args],
+            cwd=self.cwd,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            # The test runner may ignore SIGINT; a user's shell does not.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
+        )
+        assert process.stderr is not None
+        for line in process.stderr:
+            if '"search.call"' in line:
+                break
+        return process
+
+    def recorded(self) -> tuple[list[SampledEventRow], list[str]]:
+        engine = make_engine(self.db_url)
+        with transaction(session_factory(engine)) as session:
+            rows = list(session.execute(select(SampledEventRow)).scalars())
+            runs = sorted(r.status for r in session.execute(select(SamplingRun)).scalars())
+        engine.dispose()
+        return rows, runs
+
+
+@pytest.fixture
+def slow(tmp_path: Path, db_url: str) -> Iterator[SlowWorld]:
     clock = SystemClock()
     scenario = build_scenario(now=clock.now(), events=400, oldest=timedelta(days=2), seed=9)
     state = build_demo_state(clock=clock)
@@ -133,42 +171,58 @@ min_checks_before_missing = 1
             base_url=server.base_url, token=TOKEN, clock=clock, requests_per_second=100
         ) as client:
             ingest_scenario(scenario, client.ingest)
-        env = _environment(db_url, base_url=server.base_url)
-        with subprocess.Popen(
-            [sys.executable, "-m", "leakwatch", "check"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        ) as doomed:
-            assert doomed.stderr is not None
-            for line in doomed.stderr:
-                if '"search.call"' in line:
-                    break
-            doomed.kill()  # SIGKILL: no handler, no clean-up, mid-lookups
-            doomed.wait(timeout=30)
-        rerun = subprocess.run(
-            [sys.executable, "-m", "leakwatch", "check", "--json"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    assert rerun.returncode == 0, rerun.stderr
-    assert json.loads(rerun.stdout)["status"] == "finished"
-    engine = make_engine(db_url)
-    with transaction(session_factory(engine)) as session:
-        rows = list(session.execute(select(SampledEventRow)).scalars())
-        runs = [r.status for r in session.execute(select(SamplingRun)).scalars()]
-    engine.dispose()
-    assert sorted(runs) == ["abandoned", "finished"]
+        yield SlowWorld(tmp_path, _environment(db_url, base_url=server.base_url), scenario, db_url)
+
+
+def _assert_true_outcomes(world: SlowWorld, rows: list[SampledEventRow]) -> None:
     identities = [(r.source, r.transaction_id, r.payload_hash) for r in rows]
     assert len(identities) == len(set(identities)) > 0
-    truth = scenario.truth_by_identity()
-    assert all(r.outcome == truth[(r.transaction_id, r.payload_hash)].value for r in rows)
+    truth = world.scenario.truth_by_identity()
+    assert all(
+        r.outcome == truth[(r.transaction_id, r.payload_hash)].value for r in rows if r.attempts > 0
+    )
+
+
+def test_check_killed_during_its_lookups_then_run_again_records_each_event_once(
+    slow: SlowWorld,
+) -> None:
+    with slow.start_check() as doomed:
+        doomed.kill()  # SIGKILL: no handler, no clean-up, mid-lookups
+        doomed.communicate(timeout=30)
+    rerun = subprocess.run(
+        [sys.executable, "-m", "leakwatch", "check", "--json"],
+        cwd=slow.cwd,
+        env=slow.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout)["status"] == "finished"
+    rows, runs = slow.recorded()
+    assert runs == ["abandoned", "finished"]
+    assert all(r.attempts == 1 for r in rows)
+    _assert_true_outcomes(slow, rows)
+
+
+def test_a_first_ctrl_c_stops_check_and_records_what_it_looked_up(slow: SlowWorld) -> None:
+    with slow.start_check() as check:
+        check.send_signal(signal.SIGINT)
+        stdout, stderr = check.communicate(timeout=60)
+    assert check.returncode == 130
+    assert "stopped by Ctrl-C" in stderr
+    assert "Traceback" not in stderr
+    rows, runs = slow.recorded()
+    assert runs == ["finished"]
+    looked_up = [r for r in rows if r.attempts > 0]
+    left = [r for r in rows if r.attempts == 0]
+    # Stopped between slices: some answers recorded, the rest of the draw pending and due.
+    assert looked_up
+    assert left
+    assert {r.outcome for r in left} == {"pending"}
+    assert f"{len(left)} event(s) not looked up" in stdout
+    _assert_true_outcomes(slow, rows)
 
 
 def test_sample_of_a_path_that_matches_no_file_is_an_error(
