@@ -6,6 +6,7 @@ with a FakeClock driving retries: an outage of hours costs no wall-clock time.
 """
 
 import random
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -15,9 +16,11 @@ from leakwatch.clock import FakeClock
 from leakwatch.notify.blocks import SlackMessage
 from leakwatch.notify.outbox import NotificationKind, OutboxSender, enqueue
 from leakwatch.notify.slack import SlackNotifier
-from leakwatch.store.db import SessionFactory, transaction
+from leakwatch.store.db import SessionFactory, make_engine, session_factory, transaction
 from leakwatch.store.models import Alert, Notification
 from tests.fakes.fake_slack import FakeSlack
+from tests.integration.test_daemon import postgres_database
+from tests.integration.test_faults_daemon import admin, terminate
 
 TOKEN = "xoxb-test-token"
 
@@ -35,7 +38,7 @@ def slack(clock: FakeClock) -> Iterator[FakeSlack]:
 
 def outbox(sessions: SessionFactory, slack: FakeSlack, clock: FakeClock) -> OutboxSender:
     notifier = SlackNotifier(
-        token=TOKEN, channel="#billing-alerts", base_url=slack.base_url, timeout_s=0.5
+        token=TOKEN, channel="#billing-alerts", base_url=slack.base_url, timeout_s=0.3
     )
     return OutboxSender(sessions, notifier, clock, rng=random.Random(3))
 
@@ -84,7 +87,7 @@ def test_slack_failing_for_hours_loses_nothing_and_doubles_nothing(
     names = ["a", "b"]
     for name in names:
         episode(sessions, clock, name)
-    slack.state.hang_s = 0.6
+    slack.state.hang_s = 0.4
     slack.inject(fault, times=10_000, retry_after_s=30, error="service_unavailable")
     box = outbox(sessions, slack, clock)
     # Three hours of a failing Slack (one pass every 5 minutes: backoff outgrows that
@@ -92,7 +95,7 @@ def test_slack_failing_for_hours_loses_nothing_and_doubles_nothing(
     for _ in range(36):
         box.send_due()
         clock.advance(300)
-        if fault == "timeout" and len(slack.state.faults) < 10_000 - 6:
+        if fault == "timeout" and len(slack.state.faults) < 10_000 - 4:
             clock.advance(3 * 3600)
             break
     slack.state.faults.clear()
@@ -129,3 +132,46 @@ def test_a_message_slack_refuses_for_a_whole_day_becomes_a_visible_dead_letter(
         rows = session.exec(select(Notification).order_by(col(Notification.id))).all()
         assert [r.status for r in rows] == ["dead"] * 3
     assert slack.state.messages == []
+
+
+def test_postgres_lost_between_send_and_mark_neither_loses_nor_doubles(
+    slack: FakeSlack, clock: FakeClock
+) -> None:
+    """Slack takes the message, then the sender cannot record it: found later, not resent."""
+    with postgres_database() as url:
+        engine = make_engine(url)
+        sessions = session_factory(engine)
+        name = url.rsplit("/", 1)[1]
+        try:
+            episode(sessions, clock, "a")
+            slack.inject("hold", methods={"chat.postMessage"})
+            box = outbox(sessions, slack, clock)
+            failures: list[BaseException] = []
+
+            def send() -> None:
+                try:
+                    box.send_due()
+                except BaseException as exc:
+                    failures.append(exc)
+
+            sender = threading.Thread(target=send)
+            sender.start()
+            assert slack.state.hold_reached.wait(timeout=20)
+            admin(url, f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+            try:
+                terminate(url)
+                slack.state.hold_release.set()
+                sender.join(timeout=30)
+            finally:
+                admin(url, f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+            assert failures, "the sender was meant to lose its database"
+            assert len(slack.state.messages) == 1
+
+            clock.advance(600)  # past the lost attempt's lease
+            run_for(box, clock, minutes=3)
+            with transaction(sessions) as session:
+                rows = session.exec(select(Notification).order_by(col(Notification.id))).all()
+                assert [r.status for r in rows] == ["sent"] * 3
+            assert_each_once_in_thread_order(slack, ["a"])
+        finally:
+            engine.dispose()
