@@ -110,7 +110,13 @@ class Jobs:
 
     def _alerts_and_outbox(self) -> None:
         # Evaluate before sending, so what a transition queues goes out in this pass.
-        self._runtime.evaluate_alerts()
+        # An evaluation that fails (every minute, if the cause persists) must not hold
+        # back what the outbox already holds: send anyway, then fail the job.
+        try:
+            self._runtime.evaluate_alerts()
+        except Exception:
+            self._runtime.send_notifications()
+            raise
         self._runtime.send_notifications()
         self.refresh_store_metrics()
 
