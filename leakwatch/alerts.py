@@ -41,6 +41,7 @@ from leakwatch.core.alerting import (
 )
 from leakwatch.core.durations import format_duration
 from leakwatch.core.stats import Interval, rate_from_weight_sums
+from leakwatch.errors import LeakwatchError
 from leakwatch.notify.blocks import AlertView, MessageKind, render
 from leakwatch.notify.outbox import NotificationKind as OutboxKind
 from leakwatch.notify.outbox import NotificationStatus, enqueue
@@ -144,6 +145,7 @@ def evaluate_alerts(
 ) -> list[AlertResult]:
     """Evaluate every rule (and every group of a split rule) at `now` and record it."""
     results: list[AlertResult] = []
+    failures: list[str] = []
     for rule in rules:
         since = now - rule.window
         by = rule.by.value if rule.by is not None else None
@@ -156,12 +158,45 @@ def evaluate_alerts(
                     if group is not None and group not in groups and alert.status != "inactive":
                         groups[group] = OutcomeCounts(group=group)
         for group, counts in sorted(groups.items(), key=lambda kv: kv[0] or ""):
-            results.append(
-                _evaluate_one(
-                    sessions, rule, group if by else None, counts, now, prices, currency, deliver
+            # One alert that cannot be recorded (every minute, if the cause persists)
+            # must not keep every rule after it from being evaluated.
+            try:
+                results.append(
+                    _evaluate_one(
+                        sessions,
+                        rule,
+                        group if by else None,
+                        counts,
+                        now,
+                        prices,
+                        currency,
+                        deliver,
+                    )
                 )
-            )
+            except Exception as exc:
+                scope = scope_of(by, group if by else None)
+                structlog.get_logger().error(
+                    "alert.evaluation_failed",
+                    rule=rule.name,
+                    scope=scope,
+                    error=type(exc).__name__,
+                    exc_info=True,
+                )
+                failures.append(
+                    f"{rule.name}{f' [{scope}]' if scope else ''}: {type(exc).__name__}"
+                )
+    if failures:
+        raise AlertEvaluationFailed(failures, results)
     return results
+
+
+class AlertEvaluationFailed(LeakwatchError):
+    """Some alerts could not be evaluated; the others were, and are in `results`."""
+
+    def __init__(self, failures: list[str], results: list[AlertResult]) -> None:
+        super().__init__(f"{len(failures)} alert(s) not evaluated: " + "; ".join(failures))
+        self.failures = failures
+        self.results = results
 
 
 def evaluate_health_alerts(

@@ -96,3 +96,64 @@ def test_a_failing_evaluation_does_not_hold_back_what_the_outbox_already_holds(
             assert failures == 1
         finally:
             runtime.close()
+
+
+def test_one_alert_that_cannot_be_recorded_does_not_silence_the_others(
+    tmp_path: Path, pg_url: str
+) -> None:
+    clock = FakeClock()
+    log = tmp_path / "usage.jsonl"
+    log.write_text("", encoding="utf-8")
+    with FakeSlack(now_s=lambda: clock.now().timestamp()) as slack:
+        env = Environment.model_validate(
+            {
+                "METRONOME_BEARER_TOKEN": "token-0123456789",
+                "SLACK_BOT_TOKEN": "xoxb-test-token",
+                "LEAKWATCH_SLACK_BASE_URL": slack.base_url,
+            }
+        )
+        rule = {"rate": "leak_rate", "threshold": 0.05, "min_samples": 100}
+        settings = settings_from_mapping(
+            {
+                "database_url": pg_url,
+                "state_dir": str(tmp_path / "state"),
+                "sources": [{"name": "gateway", "type": "jsonl", "path": str(log)}],
+                "slack": {"channel": "#billing-alerts"},
+                # "a broken" sorts and runs first.
+                "alerts": [{"name": "a broken", **rule}, {"name": "b works", **rule}],
+            },
+            env,
+        )
+        runtime = Runtime(settings, clock=clock)
+        try:
+            metrics = DaemonMetrics()
+            jobs = Jobs(
+                runtime,
+                clock=clock,
+                metrics=metrics,
+                status=DaemonStatus(clock),
+                may_run=lambda: True,
+            )
+            add_samples(runtime.sessions, clock, leaks=30, matched=170)
+            libpq = pg_url.replace("postgresql+psycopg://", "postgresql://", 1)
+            with psycopg.connect(libpq, autocommit=True) as conn:
+                conn.execute(
+                    "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                    " IF (SELECT rule_name FROM alert WHERE id = NEW.alert_id) = 'a broken' THEN"
+                    " RAISE EXCEPTION 'cannot record'; END IF; RETURN NEW; END $$"
+                )
+                conn.execute(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON alert_transition"
+                    " FOR EACH ROW EXECUTE FUNCTION refuse()"
+                )
+
+            jobs.alerts_and_outbox()
+
+            [root] = slack.roots()
+            assert "b works" in root.text and "a broken" not in root.text
+            failures = metrics.registry.get_sample_value(
+                "leakwatch_job_failures_total", {"job": "alerts_and_outbox"}
+            )
+            assert failures == 1
+        finally:
+            runtime.close()
