@@ -111,6 +111,8 @@ class CycleSummary:
     search_requests: int = 0
     search_rate_limited: int = 0
     search_errors: int = 0
+    # Transaction ids Metronome answered for (found or not): evidence the token works.
+    answered_ids: int = 0
     not_looked_up: int = 0
     # Why lookups failed, by message: what a user needs when every verdict is `error`.
     lookup_errors: Counter[str] = field(default_factory=Counter)
@@ -188,6 +190,8 @@ class CheckCycle:
         with transaction(self._sessions) as session:
             # One leader runs one cycle at a time: a run still "running" now belongs
             # to a process that died mid-cycle. Say so, so no report counts it as live.
+            # (Should a live run be caught, a manual check beside the daemon, its own
+            # finish writes its real status back.)
             session.execute(
                 update(SamplingRun)
                 .where(col(SamplingRun.status) == "running")
@@ -423,6 +427,7 @@ class CheckCycle:
                 answered.update(result.answered)
                 errors.update(result.errors)
         finally:
+            summary.answered_ids += len(answered)
             summary.lookup_errors.update(errors.values())
             after = _snapshot(self._search)
             summary.search_requests += after[0] - before[0]

@@ -14,7 +14,13 @@ import structlog
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from leakwatch.alerts import AlertResult, HealthSignals, evaluate_alerts, evaluate_health_alerts
+from leakwatch.alerts import (
+    AlertEvaluationFailed,
+    AlertResult,
+    HealthSignals,
+    evaluate_alerts,
+    evaluate_health_alerts,
+)
 from leakwatch.clock import Clock
 from leakwatch.config import AlertRuleSettings, Settings
 from leakwatch.core.alerting import AlertRule, GroupBy, RateKind, Severity
@@ -79,7 +85,10 @@ class HealthTracker:
     def observe(self, summary: CycleSummary, *, error_rate_limit: float) -> None:
         calls = summary.search_requests
         failing = summary.search_errors
-        self.token_rejected = False
+        if summary.answered_ids:
+            # Only an answer proves the token works; a cycle with nothing to look up
+            # says nothing about it.
+            self.token_rejected = False
         if calls:
             share = failing / calls
             self.api_unreachable = share > error_rate_limit
@@ -154,14 +163,20 @@ class Runtime:
     def evaluate_alerts(self) -> list[AlertResult]:
         """Step every rate rule and every health condition; queue what must be said."""
         now = self.clock.now()
-        results = evaluate_alerts(
-            self.sessions,
-            self.rules,
-            now,
-            prices=dict(self.settings.report.prices),
-            currency=self.settings.report.currency,
-            deliver=self.sender is not None,
-        )
+        failed: AlertEvaluationFailed | None = None
+        try:
+            results = evaluate_alerts(
+                self.sessions,
+                self.rules,
+                now,
+                prices=dict(self.settings.report.prices),
+                currency=self.settings.report.currency,
+                deliver=self.sender is not None,
+            )
+        except AlertEvaluationFailed as exc:
+            # Some rate rules could not be recorded: health alerts still get stepped,
+            # then the failure is raised for the job to log.
+            failed, results = exc, exc.results
         results += evaluate_health_alerts(
             self.sessions,
             self.health_signals(now),
@@ -179,6 +194,8 @@ class Runtime:
                     notification=result.notification.value,
                     reason=result.reason,
                 )
+        if failed is not None:
+            raise failed
         return results
 
     def send_notifications(self) -> SendReport | None:

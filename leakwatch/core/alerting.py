@@ -9,7 +9,9 @@
 - *Confident breach*: the Wilson lower bound of the rate exceeds the threshold, with
   at least `min_samples` decided samples. *Confident clear*: the upper bound is below
   it. In between (the hysteresis band) every state holds: a pending alert neither
-  fires nor resets, a firing alert does not resolve. Too few samples: the state holds.
+  fires nor resets, a firing alert does not resolve. Too few samples: the state holds
+  — except for a group of a split (`by`) rule with no samples at all left in its
+  window: the group is gone, and its alert resolves.
 - A firing alert notifies `fire` once per episode, `update` when its rate got
   materially worse — the whole current interval lies above the interval last
   notified — `repeat` every `repeat_interval` otherwise (carrying current numbers),
@@ -201,6 +203,24 @@ def evaluate(
         f"[{_pct(estimate.interval.lo)}, {_pct(estimate.interval.hi)}] "
         f"vs threshold {_pct(rule.threshold)} over {observation.decided:g} decided"
     )
+    if (
+        rule.by is not None
+        and observation.decided == 0
+        and state.status is not AlertStatus.INACTIVE
+    ):
+        # A group with no samples left in the window is gone (a customer churned, an
+        # event type retired): nothing is leaking there any more that we can see.
+        decision = _step(
+            observed,
+            breach=False,
+            clear=True,
+            measured=None,
+            for_=rule.for_,
+            repeat_interval=rule.repeat_interval,
+            now=now,
+            described="no samples of this group left in the window",
+        )
+        return replace(decision, estimate=estimate)
     if observation.decided < rule.min_samples:
         reconciled = _reconcile_only(observed, now)
         if reconciled is not None:

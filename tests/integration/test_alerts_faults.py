@@ -195,7 +195,7 @@ def test_an_ack_ends_with_its_episode(
     assert len(slack.roots()) == 2
 
 
-def test_a_group_that_disappears_neither_repeats_nor_refires(
+def test_a_group_that_disappears_resolves_once_and_never_refires(
     sessions: SessionFactory, clock: FakeClock, box: OutboxSender, slack: FakeSlack
 ) -> None:
     rule = replace(RULE, by=GroupBy.EVENT_TYPE)
@@ -210,6 +210,9 @@ def test_a_group_that_disappears_neither_repeats_nor_refires(
         add_samples(sessions, clock, leaks=0, matched=300, event_type="stays")
         said += [kind for scope, kind in step(sessions, clock, box, rule, hours=4) if kind]
     assert NotificationKind.FIRE not in said
-    # Repeats only while its samples were still in the window, none after.
+    # Repeats only while its samples were still in the window; once none are left the
+    # group is gone and its alert resolves, once.
     assert said.count(NotificationKind.REPEAT) <= 6
+    assert said.count(NotificationKind.RESOLVE) == 1
+    assert said[-1] is NotificationKind.RESOLVE
     assert len(slack.roots()) == 1

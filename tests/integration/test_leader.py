@@ -83,6 +83,7 @@ def test_the_lock_is_released_when_the_process_connection_closes(
     with psycopg.connect(libpq_url(database_url), autocommit=True) as admin:
         held = admin.execute(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         ).fetchone()
     assert held == (1,)
     first.release()

@@ -16,6 +16,7 @@ from leakwatch.core.alerting import (
     AlertState,
     AlertStatus,
     Decision,
+    GroupBy,
     HealthKind,
     NotificationKind,
     Observation,
@@ -367,3 +368,25 @@ def test_rule_validation_and_keys() -> None:
         replace(RULE, threshold=1.5)
     assert alert_key("leak rate", None) == "leak rate"
     assert alert_key("leak rate", "api_request") == "leak rate[api_request]"
+
+
+def test_a_split_groups_alert_resolves_when_no_samples_are_left() -> None:
+    rule = AlertRule(
+        name="by type",
+        rate=RateKind.LEAK_RATE,
+        threshold=0.01,
+        window=timedelta(hours=24),
+        min_samples=50,
+        by=GroupBy.EVENT_TYPE,
+    )
+    start = datetime(2026, 11, 20, tzinfo=UTC)
+    fired = evaluate(rule, None, Observation(leaks=20, decided=100), start)
+    assert fired.notification is NotificationKind.FIRE
+    few = evaluate(rule, fired.new_state, Observation(leaks=2, decided=10), start)
+    assert few.new_state.status is AlertStatus.FIRING  # too few samples: it holds
+    gone = evaluate(rule, few.new_state, Observation(leaks=0, decided=0), start)
+    assert gone.new_state.status is AlertStatus.INACTIVE
+    assert gone.notification is NotificationKind.RESOLVE
+    fleet = replace(rule, by=None)
+    held = evaluate(fleet, fired.new_state, Observation(leaks=0, decided=0), start)
+    assert held.new_state.status is AlertStatus.FIRING  # the whole fleet never "goes"
