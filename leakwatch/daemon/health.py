@@ -19,6 +19,7 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from leakwatch.clock import Clock
+from leakwatch.serving import serve_in_thread, stop_serving
 
 STALE_AFTER_CYCLES = 3
 
@@ -188,22 +189,13 @@ class HealthServer:
     def start(self) -> "HealthServer":
         """Bind and serve; OSError (port taken, bad host) propagates to start-up checks."""
         self._httpd = _HealthHTTPServer(parse_address(self.address), self)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name="leakwatch-health",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(self._httpd, name="leakwatch-health", poll_interval_s=0.2)
         return self
 
     def stop(self) -> None:
         if self._httpd is None:
             return
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        stop_serving(self._httpd, self._thread)
         self._httpd = None
         self._thread = None
 

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from leakwatch.clock import Clock, SystemClock
+from leakwatch.serving import serve_in_thread, stop_serving
 from leakwatch.simulator.state import (
     MALFORMED_KINDS,
     FaultKind,
@@ -344,22 +345,15 @@ class SimulatorServer:
             raise RuntimeError("simulator already started")
         self.bind()
         assert self._httpd is not None
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"metronome-simulator:{self._port}",
-            daemon=True,
+        self._thread = serve_in_thread(
+            self._httpd, name=f"metronome-simulator:{self._port}", poll_interval_s=0.05
         )
-        self._thread.start()
         return self
 
     def stop(self) -> None:
         if self._httpd is None:
             return
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        stop_serving(self._httpd, self._thread)
         self._httpd = None
         self._thread = None
 
