@@ -6,7 +6,7 @@ Commands call these; nothing else reads configuration or the environment.
 import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -78,38 +78,23 @@ def source_spec(source: "SourceSettings", quantities: dict[str, str] | None = No
 
     quantities = quantities or {}
 
-    fields = source.fields.model_dump()
+    common: dict[str, Any] = {
+        "name": source.name,
+        "fields": source.fields.model_dump(),
+        "settle_delay": source.settle_delay,
+        "max_age": source.max_age,
+        "sample_size": source.sample_size,
+        "stratify_by": source.stratify_by,
+        "floor": source.stratum_floor,
+        "seed": source.seed,
+        "quantity_properties": quantities,
+    }
     try:
         if source.type == "jsonl":
             assert source.path is not None
-            return JsonlSourceSpec(
-                name=source.name,
-                path=source.path,
-                fields=fields,
-                settle_delay=source.settle_delay,
-                max_age=source.max_age,
-                sample_size=source.sample_size,
-                stratify_by=source.stratify_by,
-                floor=source.stratum_floor,
-                seed=source.seed,
-                max_line_bytes=source.max_line_bytes,
-                quantity_properties=quantities,
-            )
+            return JsonlSourceSpec(path=source.path, max_line_bytes=source.max_line_bytes, **common)
         assert source.url is not None
-        return SqlSourceSpec(
-            name=source.name,
-            url=source.url,
-            table=source.table,
-            query=source.query,
-            fields=fields,
-            settle_delay=source.settle_delay,
-            max_age=source.max_age,
-            sample_size=source.sample_size,
-            stratify_by=source.stratify_by,
-            floor=source.stratum_floor,
-            seed=source.seed,
-            quantity_properties=quantities,
-        )
+        return SqlSourceSpec(url=source.url, table=source.table, query=source.query, **common)
     except ValueError as exc:
         raise UsageProblem(f"sources[{source.name}]: {exc}") from None
 
