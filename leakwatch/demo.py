@@ -16,6 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
 
@@ -156,7 +157,9 @@ def run_demo(console: Console, *, keep: Path | None = None, events: int = 4000) 
             for result in runtime.evaluate_alerts():
                 if result.status.value == "firing":
                     scope = f" [{result.scope}]" if result.scope else ""
-                    console.print(f"   FIRING {result.rule_name}{scope}: {result.reason}")
+                    console.print(
+                        f"   FIRING {result.rule_name}{scope}: {result.reason}", markup=False
+                    )
             console.print("[bold]4. Status[/] (`leakwatch status`)")
             view = build_status(
                 runtime.sessions,
@@ -209,7 +212,7 @@ def _print_found_vs_injected(console: Console, runtime: Runtime, scenario: Scena
         expected = INJECTED_AS[kind].value
         said = ", ".join(f"{count} {name}" for name, count in found.most_common()) or "–"
         table.add_row(
-            f"{kind} ({DESCRIPTIONS[kind]})",
+            escape(f"{kind} ({DESCRIPTIONS[kind]})"),
             f"{in_log.get(kind, 0):,}",
             f"{sum(found.values()):,}",
             said,

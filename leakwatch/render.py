@@ -5,6 +5,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -45,7 +46,7 @@ def print_cycle_summary(
         table.add_column(column, justify="right" if column != "source" else "left")
     for report in summary.sources.values():
         table.add_row(
-            report.name,
+            escape(report.name),
             str(report.lines_read),
             str(report.new_events),
             str(report.bad_lines),
@@ -113,7 +114,8 @@ def _rate_table(title: str, rows: Sequence[RateRow], *, volume: bool, currency: 
     if volume:
         table.add_column("≈ leaked / day (at risk)" if money else "≈ leaked / day", justify="right")
     for row in rows:
-        cells = [row.group, str(row.sampled), str(row.decided)]
+        # Group names come from events: escaped, or "[x]" would vanish as markup.
+        cells = [escape(row.group), str(row.sampled), str(row.decided)]
         cells += [str(row.counts.get(name, 0) or "") for name in LEAK_ORDER]
         if row.decided:
             cells.append(f"{pct(row.leak_rate)} ({pct(row.lower)}–{pct(row.upper)})")
@@ -188,8 +190,8 @@ def print_alerts(out: Console, alerts: Sequence[OpenAlert]) -> None:
         if alert.acked_at:
             note.append("acknowledged")
         table.add_row(
-            alert.rule_name,
-            alert.scope or "all",
+            escape(alert.rule_name),
+            escape(alert.scope or "all"),
             alert.severity,
             alert.status,
             f"{alert.since:%Y-%m-%d %H:%M}" if alert.since else "",
@@ -201,7 +203,7 @@ def print_alerts(out: Console, alerts: Sequence[OpenAlert]) -> None:
 
 def print_lookup(out: Console, results: Sequence[LookupResult]) -> None:
     for result in results:
-        out.print(f"[bold]{result.transaction_id}[/]", highlight=False)
+        out.print(f"[bold]{escape(result.transaction_id)}[/]", highlight=False)
         if result.error:
             out.print(f"  lookup failed: {result.error}", markup=False, style="red")
             continue
