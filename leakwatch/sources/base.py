@@ -42,6 +42,10 @@ class BadLineTally:
     examples: dict[BadLineReason, list[str]] = field(default_factory=dict)
 
     def add(self, reason: BadLineReason, raw: bytes) -> None:
+        if not raw.strip():
+            # A blank line (a trailing newline, an editor's gap) holds no event and
+            # nothing wrong: it is not counted as bad, nor does it feed the health alert.
+            return
         self.counts[reason] += 1
         kept = self.examples.setdefault(reason, [])
         if len(kept) < MAX_EXAMPLES_PER_REASON:

@@ -337,3 +337,16 @@ def test_json_nested_beyond_the_parsers_stack_is_not_json_not_a_crash(tmp_path: 
     assert scan.bad_lines == {BadLineReason.NOT_JSON: 1}
     sample = src.sample(10, now=NOW, rng=random.Random(0))
     assert sorted(e.event.transaction_id for e in sample.events) == ["t000001", "t000002"]
+
+
+def test_blank_lines_are_neither_events_nor_bad_lines(tmp_path: Path) -> None:
+    log = tmp_path / "gaps.jsonl"
+    at = NOW - timedelta(days=1)
+    lines = [event_line(i, at) for i in range(20)]
+    log.write_bytes(b"\n".join(lines[:10]) + b"\n\n  \n" + b"".join(lines[10:]) + b"\n\n")
+    source = make_source(JsonlSourceSpec(name="gw", path=str(log)), state_dir=tmp_path)
+    scan = source.scan_new((), now=NOW)
+    assert scan.bad_lines == {}
+    assert sum(delta.events for delta in scan.volumes.values()) == 20
+    drawn = source.sample(20, now=NOW, rng=random.Random(1))
+    assert drawn.bad_lines == {}
