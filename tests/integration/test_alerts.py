@@ -4,11 +4,8 @@ Runs on SQLite and Postgres. The decisions themselves are the core's (tested the
 these tests check what the shell persists and what reaches Slack.
 """
 
-import random
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 from sqlmodel import col, select
 
 from leakwatch.alerts import (
@@ -23,7 +20,6 @@ from leakwatch.clock import FakeClock
 from leakwatch.core.alerting import AlertRule, AlertStatus, GroupBy, NotificationKind, RateKind
 from leakwatch.core.events import Outcome
 from leakwatch.notify.outbox import OutboxSender
-from leakwatch.notify.slack import SlackNotifier
 from leakwatch.store.db import SessionFactory, make_engine, session_factory, transaction
 from leakwatch.store.models import Alert, AlertTransition, Notification, SampledEvent, VolumeCount
 from tests.fakes.fake_slack import FakeSlack
@@ -36,25 +32,6 @@ RULE = AlertRule(
     min_samples=100,
     repeat_interval=timedelta(hours=4),
 )
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def slack(clock: FakeClock) -> Iterator[FakeSlack]:
-    with FakeSlack(now_s=lambda: clock.now().timestamp()) as fake:
-        yield fake
-
-
-@pytest.fixture
-def outbox(sessions: SessionFactory, slack: FakeSlack, clock: FakeClock) -> OutboxSender:
-    notifier = SlackNotifier(
-        token="xoxb-test-token", channel="#billing-alerts", base_url=slack.base_url
-    )
-    return OutboxSender(sessions, notifier, clock, rng=random.Random(1))
 
 
 _serial = iter(range(10**9))

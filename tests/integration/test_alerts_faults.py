@@ -4,9 +4,7 @@ expire, ack then resolve, a `by` group that disappears, health alerts that fire 
 resolve. Stored state and the outbox must say each thing once.
 """
 
-import random
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 
@@ -17,40 +15,12 @@ from sqlmodel import col, select
 
 from leakwatch.alerts import ack, evaluate_alerts, silence
 from leakwatch.clock import FakeClock
-from leakwatch.core.alerting import AlertRule, GroupBy, NotificationKind, RateKind
+from leakwatch.core.alerting import AlertRule, GroupBy, NotificationKind
 from leakwatch.notify.outbox import OutboxSender
-from leakwatch.notify.slack import SlackNotifier
 from leakwatch.store.db import SessionFactory, make_engine, session_factory, transaction
 from leakwatch.store.models import Alert, AlertTransition, Notification
 from tests.fakes.fake_slack import FakeSlack
-from tests.integration.test_alerts import add_samples
-
-RULE = AlertRule(
-    name="leak rate",
-    rate=RateKind.LEAK_RATE,
-    threshold=0.05,
-    window=timedelta(hours=24),
-    min_samples=100,
-    repeat_interval=timedelta(hours=4),
-)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def slack(clock: FakeClock) -> Iterator[FakeSlack]:
-    with FakeSlack(now_s=lambda: clock.now().timestamp()) as fake:
-        yield fake
-
-
-def outbox(sessions: SessionFactory, slack: FakeSlack, clock: FakeClock) -> OutboxSender:
-    notifier = SlackNotifier(
-        token="xoxb-test-token", channel="#billing-alerts", base_url=slack.base_url
-    )
-    return OutboxSender(sessions, notifier, clock, rng=random.Random(1))
+from tests.integration.test_alerts import RULE, add_samples
 
 
 def transitions(sessions: SessionFactory) -> list[tuple[int, str]]:
@@ -127,8 +97,8 @@ def test_two_evaluators_at_once_record_and_say_each_transition_once(
 
 
 @pytest.fixture
-def box(sessions: SessionFactory, slack: FakeSlack, clock: FakeClock) -> OutboxSender:
-    return outbox(sessions, slack, clock)
+def box(outbox: OutboxSender) -> OutboxSender:
+    return outbox
 
 
 def step(

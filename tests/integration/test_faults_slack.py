@@ -7,7 +7,6 @@ with a FakeClock driving retries: an outage of hours costs no wall-clock time.
 
 import random
 import threading
-from collections.abc import Iterator
 
 import pytest
 from sqlmodel import col, select
@@ -23,17 +22,6 @@ from tests.integration.test_daemon import postgres_database
 from tests.integration.test_faults_daemon import admin, terminate
 
 TOKEN = "xoxb-test-token"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def slack(clock: FakeClock) -> Iterator[FakeSlack]:
-    with FakeSlack(now_s=lambda: clock.now().timestamp()) as fake:
-        yield fake
 
 
 def outbox(sessions: SessionFactory, slack: FakeSlack, clock: FakeClock) -> OutboxSender:

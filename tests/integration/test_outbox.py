@@ -10,11 +10,9 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from sqlmodel import select
 
 from leakwatch.clock import FakeClock
@@ -32,17 +30,6 @@ from leakwatch.store.models import Alert, Notification
 from tests.fakes.fake_slack import FakeSlack
 
 TOKEN = "xoxb-test-token"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def slack(clock: FakeClock) -> Iterator[FakeSlack]:
-    with FakeSlack(now_s=lambda: clock.now().timestamp()) as fake:
-        yield fake
 
 
 def bot(
