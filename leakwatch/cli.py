@@ -148,7 +148,7 @@ def demo(
     from leakwatch.demo import run_demo
 
     with _user_errors():
-        _quiet_logs(True)
+        _setup_logs(None, quiet=True)
         code = run_demo(out, keep=keep)
     raise typer.Exit(code)
 
@@ -168,7 +168,7 @@ def check(
 
     with _user_errors(), _first_interrupt_stops() as stopping:
         settings = settings_for(config)
-        _quiet_logs(as_json)
+        _setup_logs(settings, quiet=as_json)
         runtime = Runtime(settings, clock=SystemClock(), should_stop=stopping.is_set)
         try:
             summary = runtime.run_cycle(draw=not recheck_only)
@@ -204,19 +204,11 @@ def run(config: ConfigOption = None) -> None:
     """Run the daemon: scheduled cycles, alerts, weekly report, /healthz and /metrics."""
     from leakwatch.clock import SystemClock
     from leakwatch.daemon.run import run_daemon
-    from leakwatch.logs import configure_logging
     from leakwatch.wiring import settings_for
 
     with _user_errors():
         settings = settings_for(config)
-        redactor = configure_logging()
-        for secret in (
-            settings.metronome_token,
-            settings.slack_bot_token,
-            settings.slack_webhook_url,
-        ):
-            if secret is not None:
-                redactor.add(secret.get_secret_value())
+        _setup_logs(settings, level="info")
         code = run_daemon(settings, clock=SystemClock())
     raise typer.Exit(code)
 
@@ -324,7 +316,7 @@ def lookup(
 
     with _user_errors():
         settings = settings_for(config)
-        _quiet_logs(True)
+        _setup_logs(settings, quiet=True)
         clock = SystemClock()
         engine = open_engine(settings)
         search = build_search_client(settings, clock)
@@ -370,7 +362,7 @@ def report(
 
     with _user_errors():
         settings = settings_for(config)
-        _quiet_logs(True)
+        _setup_logs(settings, quiet=True)
         engine = open_engine(settings)
         try:
             outcome = produce_weekly_report(
@@ -607,11 +599,25 @@ def _require_files(configured: SourceSettings, settings: Settings) -> None:
         )
 
 
-def _quiet_logs(quiet: bool) -> None:
-    """Logs go to stderr; a command printing a summary keeps them to warnings."""
+def _setup_logs(
+    settings: Settings | None, *, quiet: bool = False, level: str | None = None
+) -> None:
+    """Log to stderr, redacting the configured secrets by value wherever they appear.
+
+    A command printing a summary keeps logs to warnings on a terminal (or when quiet).
+    """
     from leakwatch.logs import configure_logging
 
-    configure_logging(level="warning" if quiet or sys.stderr.isatty() else "info")
+    chosen = level or ("warning" if quiet or sys.stderr.isatty() else "info")
+    redactor = configure_logging(level=chosen)
+    if settings is not None:
+        for secret in (
+            settings.metronome_token,
+            settings.slack_bot_token,
+            settings.slack_webhook_url,
+        ):
+            if secret is not None:
+                redactor.add(secret.get_secret_value())
 
 
 def _print_json(value: object) -> None:

@@ -29,7 +29,7 @@ from leakwatch.core.classify import (
 from leakwatch.core.events import Outcome, SampledEvent, SearchItem
 from leakwatch.metronome.client import SearchClient
 from leakwatch.metronome.errors import TokenRejected
-from leakwatch.sources.base import Source
+from leakwatch.sources.base import ScanResult, Source
 from leakwatch.sources.checkpoints import CheckpointStore
 from leakwatch.sources.jsonl import JsonlSource
 from leakwatch.store.db import SessionFactory, transaction
@@ -250,11 +250,18 @@ class CheckCycle:
                 scan = configured.source.scan_new(known, now=now)
                 with transaction(self._sessions) as session:
                     self._checkpoints(session, now).apply(scan, day=now.date())
+                    _note_scan(session, configured, scan, now)
             except (OSError, ValueError) as exc:
                 report.error = f"cannot read source: {exc}"
                 log.warning("source.unreadable", source=configured.name, error=str(exc))
                 continue
-            if isinstance(configured.source, JsonlSource) and not configured.source.files():
+            # Every non-empty file read leaves a checkpoint: only without any is it
+            # worth looking again whether the path matches a file at all.
+            if (
+                isinstance(configured.source, JsonlSource)
+                and not scan.checkpoints
+                and not configured.source.files()
+            ):
                 # Nothing to read is almost always a wrong path, not a quiet pipeline.
                 report.warnings.append(
                     f"no file matches {configured.source.spec.path!r}; "
@@ -267,19 +274,6 @@ class CheckCycle:
             report.new_events = sum(delta.events for delta in scan.volumes.values())
             report.bad_lines = sum(scan.bad_lines.values())
             report.warnings.extend(scan.notes)
-            with transaction(self._sessions) as session:
-                state = session.get(SourceState, configured.name) or SourceState(
-                    name=configured.name, kind=type(configured.source).__name__
-                )
-                state.last_scan_at = now
-                if report.new_events:
-                    state.last_new_events_at = now
-                newest = max(
-                    (c.last_event_at for c in scan.checkpoints if c.last_event_at), default=None
-                )
-                if newest is not None:
-                    state.newest_event_at = newest
-                session.add(state)
 
     def _check(
         self, summary: CycleSummary, now: datetime, started_monotonic: float, *, draw: bool
@@ -547,6 +541,22 @@ class CheckCycle:
             run.error = summary.error[:2000] if summary.error else None
             run.summary = summary.to_dict()
             session.add(run)
+
+
+def _note_scan(
+    session: Session, configured: ConfiguredSource, scan: ScanResult, now: datetime
+) -> None:
+    """Record what the daemon last saw of a source, with the scan's own increments."""
+    state = session.get(SourceState, configured.name) or SourceState(
+        name=configured.name, kind=type(configured.source).__name__
+    )
+    state.last_scan_at = now
+    if any(delta.events for delta in scan.volumes.values()):
+        state.last_new_events_at = now
+    newest = max((c.last_event_at for c in scan.checkpoints if c.last_event_at), default=None)
+    if newest is not None:
+        state.newest_event_at = newest
+    session.add(state)
 
 
 def _snapshot(client: SearchClient) -> tuple[int, int, int]:

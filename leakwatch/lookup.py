@@ -6,7 +6,7 @@ stands in for it: that judges customer and metric matching and duplicates, but c
 see a payload changed in flight, and "not found" cannot be told from "not yet".
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -66,7 +66,7 @@ def look_up(
     *,
     search: SearchClient,
     sessions: SessionFactory | None,
-    policy_for: Any,
+    policy_for: Callable[[str | None], ClassifyPolicy],
     now: datetime,
 ) -> list[LookupResult]:
     """Search the ids and judge each one; never raises for a failed lookup (it says so)."""
@@ -90,7 +90,7 @@ def look_up(
             items = answer.answered.get(txn, ())
             result.items = [dict(i.raw) for i in items]
             for row in recorded.get(txn, []):
-                policy: ClassifyPolicy = policy_for(row.source)
+                policy = policy_for(row.source)
                 verdict = classify(
                     source_event_of(row), items, now=now, policy=policy, attempts=row.attempts + 1
                 )
