@@ -79,6 +79,16 @@ def parse_timestamp(text: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
+def timestamp_or_none(value: Any) -> datetime | None:
+    """Parse an RFC 3339 string as `parse_timestamp` does; None for anything unusable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_timestamp(value)
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class SourceEvent:
     """One usage event as the company's own log records it (Metronome's ingest shape)."""

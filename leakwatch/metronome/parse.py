@@ -7,10 +7,14 @@ a body we cannot read says nothing about what Metronome holds.
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
-from leakwatch.core.events import MatchedCustomer, MatchedMetric, SearchItem, parse_timestamp
+from leakwatch.core.events import (
+    MatchedCustomer,
+    MatchedMetric,
+    SearchItem,
+    timestamp_or_none,
+)
 from leakwatch.metronome.errors import MalformedResponse
 
 REQUIRED_STRING_FIELDS = ("id", "transaction_id", "customer_id", "event_type", "timestamp")
@@ -31,15 +35,6 @@ def parse_search_body(body: bytes) -> list[SearchItem]:
             f"search answer is a JSON {type(decoded).__name__}, not an array of items"
         )
     return [parse_search_item(raw, index) for index, raw in enumerate(decoded)]
-
-
-def _optional_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return parse_timestamp(value)
-    except ValueError:
-        return None
 
 
 def _parse_metrics(raw: Mapping[str, Any], where: str) -> tuple[MatchedMetric, ...]:
@@ -93,11 +88,11 @@ def parse_search_item(raw: Any, index: int = 0) -> SearchItem:
         customer_id=raw["customer_id"],
         event_type=raw["event_type"],
         timestamp_raw=raw["timestamp"],
-        timestamp=_optional_time(raw["timestamp"]),
+        timestamp=timestamp_or_none(raw["timestamp"]),
         properties=properties or {},
         is_duplicate=bool(is_duplicate),
         matched_customer=_parse_customer(raw, where),
         matched_billable_metrics=_parse_metrics(raw, where),
-        processed_at=_optional_time(raw.get("processed_at")),
+        processed_at=timestamp_or_none(raw.get("processed_at")),
         raw=raw,
     )

@@ -202,7 +202,9 @@ class LeakKeyRow:
 
 
 @dataclass(frozen=True, slots=True)
-class ExampleRow:
+class Example:
+    """A transaction id that proves a leaking outcome, as the query found it."""
+
     outcome: str
     transaction_id: str
     source: str
@@ -224,7 +226,7 @@ class ReportInputs:
     alert_transitions: Sequence[AlertTransitionRow]
     top_customers: Sequence[CustomerRow]
     leak_keys: Sequence[LeakKeyRow]
-    examples: Sequence[ExampleRow]
+    examples: Sequence[Example]
 
 
 # ------------------------------------------------------------------ report content
@@ -332,17 +334,6 @@ class Health:
     search_requests: int
     search_rate_limited: int
     search_errors: int
-
-
-@dataclass(frozen=True, slots=True)
-class Example:
-    outcome: str
-    transaction_id: str
-    source: str
-    event_type: str
-    customer_id: str
-    event_timestamp: datetime
-    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -635,17 +626,7 @@ def build_content(
     ]
     examples: dict[str, list[Example]] = {}
     for ex in inputs.examples:
-        examples.setdefault(ex.outcome, []).append(
-            Example(
-                ex.outcome,
-                ex.transaction_id,
-                ex.source,
-                ex.event_type,
-                ex.customer_id,
-                ex.event_timestamp,
-                ex.reason,
-            )
-        )
+        examples.setdefault(ex.outcome, []).append(ex)
     examples = {o.value: examples[o.value] for o in LEAK_ORDER if o.value in examples}
     customers = [
         CustomerStat(

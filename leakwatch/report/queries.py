@@ -24,7 +24,7 @@ from leakwatch.report.content import (
     BadLineRow,
     CustomerRow,
     CycleRow,
-    ExampleRow,
+    Example,
     LeakKeyRow,
     OutcomeRow,
     ReportInputs,
@@ -240,7 +240,7 @@ def fetch_leak_keys(session: Session, start: datetime, end: datetime) -> list[Le
 
 def fetch_examples(
     session: Session, start: datetime, end: datetime, per_outcome: int = EXAMPLES_PER_OUTCOME
-) -> list[ExampleRow]:
+) -> list[Example]:
     """The latest few leaking transaction ids per outcome in the week."""
     rank = (
         func.row_number()
@@ -281,7 +281,7 @@ def fetch_examples(
         .order_by(inner.c.outcome, inner.c.rank)
     )
     return [
-        ExampleRow(str(o), str(t), str(s), str(e), str(c), ts, str(r))
+        Example(str(o), str(t), str(s), str(e), str(c), ts, str(r))
         for o, t, s, e, c, ts, r in session.execute(query)
     ]
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from leakwatch.core.events import SourceEvent, parse_timestamp
+from leakwatch.core.events import SourceEvent, timestamp_or_none
 from leakwatch.sources.base import BadLineReason
 
 
@@ -112,13 +112,7 @@ def parse_line(raw: bytes, paths: FieldPaths, max_line_bytes: int) -> SourceEven
 
 
 def _timestamp_of(document: Any, paths: FieldPaths) -> datetime | None:
-    value = _dig(document, paths.timestamp)
-    if not isinstance(value, str):
-        return None
-    try:
-        return parse_timestamp(value)
-    except ValueError:
-        return None
+    return timestamp_or_none(_dig(document, paths.timestamp))
 
 
 def line_timestamp(raw: bytes, paths: FieldPaths, max_line_bytes: int) -> datetime | None:

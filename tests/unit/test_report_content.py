@@ -9,7 +9,7 @@ import pytest
 
 from leakwatch.core.stats import Interval, RateEstimate
 from leakwatch.report.content import (
-    ExampleRow,
+    Example,
     OutcomeRow,
     Price,
     ReportInputs,
@@ -283,7 +283,7 @@ def test_the_money_comes_first_in_the_segment_table_and_only_ids_are_code() -> N
     inputs = replace(
         inputs,
         examples=[
-            ExampleRow(
+            Example(
                 "missing",
                 "t-42",
                 "gw",
