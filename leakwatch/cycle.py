@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col
 
 from leakwatch.clock import Clock
@@ -223,7 +224,14 @@ class CheckCycle:
             raise
         finally:
             summary.finished_at = self._clock.now()
-            self._finish_run(summary)
+            try:
+                self._finish_run(summary)
+            except SQLAlchemyError as exc:
+                # Never let the bookkeeping hide why the cycle ended (a Ctrl-C, a lost
+                # database): the next cycle marks this run abandoned.
+                log.warning("cycle.finish_not_recorded", run_id=run_id, error=str(exc))
+                if summary.status == "finished":
+                    raise
             log.info(
                 "cycle.finished",
                 run_id=run_id,
