@@ -28,7 +28,6 @@ import psycopg
 
 from leakwatch.core.classify import Verdict
 from leakwatch.core.events import Outcome, SampledEvent, SourceEvent
-from leakwatch.status import build_status
 from leakwatch.store.db import make_engine, session_factory, transaction, upgrade
 from leakwatch.store.outcomes import (
     NEW_ROW,
@@ -39,6 +38,7 @@ from leakwatch.store.outcomes import (
     sample_row,
     verdict_update,
 )
+from leakwatch.views.status import build_status
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)

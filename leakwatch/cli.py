@@ -145,7 +145,7 @@ def demo(
     ] = None,
 ) -> None:
     """A self-contained tour: simulated Metronome, injected leaks, cycles, an alert, a report."""
-    from leakwatch.demo import run_demo
+    from leakwatch.simulator.demo import run_demo
 
     with _user_errors():
         _setup_logs(None, quiet=True)
@@ -163,7 +163,7 @@ def check(
 ) -> None:
     """Run one cycle: sample, search, record, re-check, evaluate alerts, notify."""
     from leakwatch.clock import SystemClock
-    from leakwatch.runtime import Runtime
+    from leakwatch.pipeline.runtime import Runtime
     from leakwatch.wiring import settings_for
 
     with _user_errors(), _first_interrupt_stops() as stopping:
@@ -191,7 +191,7 @@ def check(
             body["stopped_by_interrupt"] = stopping.is_set()
             _print_json(body)
         else:
-            from leakwatch.render import print_cycle_summary
+            from leakwatch.views.terminal import print_cycle_summary
 
             print_cycle_summary(out, summary, alerts, sent)
     if stopping.is_set():
@@ -221,8 +221,8 @@ def status(
 ) -> None:
     """Per source and outcome: counts, rates with confidence intervals; open alerts."""
     from leakwatch.clock import SystemClock
-    from leakwatch.status import build_status
     from leakwatch.store.db import session_factory
+    from leakwatch.views.status import build_status
     from leakwatch.wiring import open_engine, settings_for
 
     with _user_errors():
@@ -242,7 +242,7 @@ def status(
         if as_json:
             _print_json(view.to_dict())
             return
-        from leakwatch.render import print_status
+        from leakwatch.views.terminal import print_status
 
         print_status(out, view)
 
@@ -267,8 +267,8 @@ def outcomes(
     from leakwatch.clock import SystemClock
     from leakwatch.core.events import Outcome
     from leakwatch.errors import UsageProblem
-    from leakwatch.export import iter_outcomes, write_csv, write_jsonl
     from leakwatch.store.db import session_factory
+    from leakwatch.views.export import iter_outcomes, write_csv, write_jsonl
     from leakwatch.wiring import open_engine, settings_for
 
     with _user_errors():
@@ -309,9 +309,9 @@ def lookup(
 ) -> None:
     """Show what Metronome holds for these transaction ids, and leakwatch's verdict."""
     from leakwatch.clock import SystemClock
-    from leakwatch.lookup import look_up
     from leakwatch.metronome.errors import TokenRejected
     from leakwatch.store.db import session_factory
+    from leakwatch.views.lookup import look_up
     from leakwatch.wiring import build_search_client, classify_policy, open_engine, settings_for
 
     with _user_errors():
@@ -339,7 +339,7 @@ def lookup(
         if as_json:
             _print_json([r.to_dict() for r in results])
             return
-        from leakwatch.render import print_lookup
+        from leakwatch.views.terminal import print_lookup
 
         print_lookup(out, results)
 
@@ -357,7 +357,7 @@ def report(
     """Write the weekly leakage report (Markdown, HTML, JSON, PNG chart)."""
     from leakwatch.clock import SystemClock
     from leakwatch.errors import UsageProblem
-    from leakwatch.reporting import produce_weekly_report
+    from leakwatch.pipeline.report import produce_weekly_report
     from leakwatch.wiring import open_engine, settings_for
 
     with _user_errors():
@@ -448,8 +448,8 @@ def sample(
     from leakwatch.clock import SystemClock
     from leakwatch.config import ConfigError
     from leakwatch.errors import UsageProblem
-    from leakwatch.render import print_sample_counts, progress_bar
     from leakwatch.sources import sample_source
+    from leakwatch.views.terminal import print_sample_counts, progress_bar
     from leakwatch.wiring import settings_for, source_spec
 
     with _user_errors():
@@ -488,8 +488,8 @@ def alerts_list(
         return
     from dataclasses import asdict
 
-    from leakwatch.alerts import list_open
     from leakwatch.clock import SystemClock
+    from leakwatch.pipeline.alert import list_open
     from leakwatch.store.db import session_factory
     from leakwatch.wiring import open_engine, settings_for
 
@@ -503,7 +503,7 @@ def alerts_list(
         if as_json:
             _print_json([asdict(a) for a in found])
             return
-        from leakwatch.render import print_alerts
+        from leakwatch.views.terminal import print_alerts
 
         print_alerts(out, found)
 
@@ -516,8 +516,8 @@ def alerts_silence(
     config: ConfigOption = None,
 ) -> None:
     """Stop an alert's notifications for a while; its state is kept."""
-    from leakwatch.alerts import UnknownAlertError, silence
     from leakwatch.clock import SystemClock
+    from leakwatch.pipeline.alert import UnknownAlertError, silence
     from leakwatch.store.db import session_factory
     from leakwatch.wiring import open_engine, settings_for
 
@@ -545,8 +545,8 @@ def alerts_ack(
     config: ConfigOption = None,
 ) -> None:
     """Acknowledge a firing alert: no more reminders this episode."""
-    from leakwatch.alerts import UnknownAlertError, ack
     from leakwatch.clock import SystemClock
+    from leakwatch.pipeline.alert import UnknownAlertError, ack
     from leakwatch.store.db import session_factory
     from leakwatch.wiring import open_engine, settings_for
 

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from leakwatch.clock import Clock
     from leakwatch.config import SourceSettings
     from leakwatch.core.classify import ClassifyPolicy
-    from leakwatch.cycle import CheckCycle
     from leakwatch.metronome.client import SearchClient, SearchObserver
+    from leakwatch.pipeline.check import CheckCycle
     from leakwatch.sources.specs import SourceSpec
 
 
@@ -137,7 +137,7 @@ def build_check_cycle(
     rng: "random.Random | None" = None,
 ) -> "CheckCycle":
     """Assemble one CheckCycle from settings; sources are built, not yet read."""
-    from leakwatch.cycle import CheckCycle, ConfiguredSource, CycleSettings
+    from leakwatch.pipeline.check import CheckCycle, ConfiguredSource, CycleSettings
     from leakwatch.sources.factory import make_source
     from leakwatch.store.checkpoint_repo import SqlCheckpointStore
     from leakwatch.store.db import session_factory

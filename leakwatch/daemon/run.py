@@ -42,6 +42,7 @@ from leakwatch.clock import Clock
 from leakwatch.config import Settings
 from leakwatch.core.durations import format_duration
 from leakwatch.daemon.health import STALE_AFTER_CYCLES, DaemonStatus, HealthServer, Role
+from leakwatch.daemon.jobs import Jobs, schedule_jobs
 from leakwatch.daemon.leader import (
     Leadership,
     PostgresLeader,
@@ -51,7 +52,6 @@ from leakwatch.daemon.leader import (
 )
 from leakwatch.daemon.metrics import DaemonMetrics
 from leakwatch.errors import LeakwatchError, UsageProblem
-from leakwatch.jobs import Jobs, schedule_jobs
 from leakwatch.store.db import transaction
 from leakwatch.store.models import SamplingRun
 from leakwatch.wiring import require_token, source_spec
@@ -228,7 +228,7 @@ class Daemon:
             self.leader.release()
 
     def _run_started(self) -> int:
-        from leakwatch.runtime import Runtime
+        from leakwatch.pipeline.runtime import Runtime
 
         log = structlog.get_logger()
         settings = self.settings

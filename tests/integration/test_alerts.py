@@ -8,7 +8,11 @@ from datetime import timedelta
 
 from sqlmodel import col, select
 
-from leakwatch.alerts import (
+from leakwatch.clock import FakeClock
+from leakwatch.core.alerting import AlertRule, AlertStatus, GroupBy, NotificationKind, RateKind
+from leakwatch.core.events import Outcome
+from leakwatch.notify.outbox import OutboxSender
+from leakwatch.pipeline.alert import (
     HealthSignals,
     ack,
     evaluate_alerts,
@@ -16,10 +20,6 @@ from leakwatch.alerts import (
     list_open,
     silence,
 )
-from leakwatch.clock import FakeClock
-from leakwatch.core.alerting import AlertRule, AlertStatus, GroupBy, NotificationKind, RateKind
-from leakwatch.core.events import Outcome
-from leakwatch.notify.outbox import OutboxSender
 from leakwatch.store.db import SessionFactory, make_engine, session_factory, transaction
 from leakwatch.store.models import Alert, AlertTransition, Notification, SampledEvent, VolumeCount
 from tests.fakes.fake_slack import FakeSlack

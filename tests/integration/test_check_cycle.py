@@ -17,10 +17,10 @@ from sqlmodel import col
 
 from leakwatch.clock import FakeClock
 from leakwatch.config import Settings, settings_from_mapping
-from leakwatch.cycle import CheckCycle
 from leakwatch.metronome.client import SearchClient
-from leakwatch.scenario import Scenario, build_scenario, ingest_scenario
+from leakwatch.pipeline.check import CheckCycle
 from leakwatch.simulator import SimulatorOptions, SimulatorServer, build_demo_state
+from leakwatch.simulator.scenario import Scenario, build_scenario, ingest_scenario
 from leakwatch.store.db import make_engine, session_factory, transaction
 from leakwatch.store.models import SampledEvent, SamplingRun
 from leakwatch.wiring import build_check_cycle

@@ -19,14 +19,14 @@ from sqlalchemy import Engine, select
 from leakwatch.clock import FakeClock
 from leakwatch.config import Settings, settings_from_mapping
 from leakwatch.core.events import SampledEvent, SourceEvent
-from leakwatch.cycle import CycleSummary
 from leakwatch.metronome.client import SearchClient
-from leakwatch.render import print_cycle_summary
-from leakwatch.scenario import jsonl
+from leakwatch.pipeline.check import CycleSummary
 from leakwatch.simulator import SimulatorServer, build_demo_state
+from leakwatch.simulator.scenario import jsonl
 from leakwatch.store.db import make_engine, session_factory, transaction
 from leakwatch.store.models import SampledEvent as SampledEventRow
 from leakwatch.store.outcomes import record_samples, sample_row
+from leakwatch.views.terminal import print_cycle_summary
 from leakwatch.wiring import build_check_cycle
 
 TOKEN = "test-token-rechecks"

@@ -19,8 +19,8 @@ from sqlalchemy import select
 
 from leakwatch.clock import SystemClock
 from leakwatch.metronome.client import SearchClient
-from leakwatch.scenario import Scenario, build_scenario, ingest_scenario
 from leakwatch.simulator import SimulatorServer, build_demo_state
+from leakwatch.simulator.scenario import Scenario, build_scenario, ingest_scenario
 from leakwatch.store.db import make_engine, session_factory, transaction
 from leakwatch.store.models import SampledEvent as SampledEventRow
 from leakwatch.store.models import SamplingRun

@@ -19,8 +19,8 @@ import pytest
 
 from leakwatch.clock import SystemClock
 from leakwatch.metronome.client import SearchClient
-from leakwatch.scenario import Scenario, build_scenario, ingest_scenario
 from leakwatch.simulator import SimulatorServer, build_demo_state
+from leakwatch.simulator.scenario import Scenario, build_scenario, ingest_scenario
 
 TOKEN = "cli-test-token-123456"
 

@@ -33,8 +33,8 @@ from leakwatch.config import Environment, settings_from_mapping
 from leakwatch.daemon.run import run_daemon
 from leakwatch.errors import LeakwatchError, UsageProblem
 from leakwatch.metronome.client import SearchClient
-from leakwatch.scenario import build_scenario, ingest_scenario
 from leakwatch.simulator import SimulatorServer, build_demo_state
+from leakwatch.simulator.scenario import build_scenario, ingest_scenario
 from leakwatch.store.db import make_engine, upgrade
 
 TOKEN = "daemon-test-token-0123"

@@ -13,11 +13,11 @@ import pytest
 from leakwatch.clock import FakeClock
 from leakwatch.config import Environment, settings_from_mapping
 from leakwatch.daemon.health import DaemonStatus
+from leakwatch.daemon.jobs import Jobs
 from leakwatch.daemon.metrics import DaemonMetrics
-from leakwatch.jobs import Jobs
 from leakwatch.notify.blocks import SlackMessage
 from leakwatch.notify.outbox import NotificationKind, enqueue
-from leakwatch.runtime import Runtime
+from leakwatch.pipeline.runtime import Runtime
 from leakwatch.store.db import transaction
 from tests.fakes.fake_slack import FakeSlack
 from tests.integration.test_alerts import add_samples

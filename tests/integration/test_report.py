@@ -17,8 +17,8 @@ import pytest
 from scipy.stats import binomtest
 from sqlmodel import select
 
-from leakwatch.report import build_report, write_report
-from leakwatch.report.weeks import IsoWeek
+from leakwatch.core.weeks import IsoWeek
+from leakwatch.pipeline.report_build import build_report, write_report
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import (
     Alert,

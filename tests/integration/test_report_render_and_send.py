@@ -12,8 +12,8 @@ import pytest
 from slack_sdk import WebClient
 from sqlmodel import select
 
-from leakwatch.report import ReportContent, build_report, send_report, write_report
-from leakwatch.report.send import SendDecision
+from leakwatch.notify.report_send import SendDecision
+from leakwatch.pipeline.report_build import ReportContent, build_report, send_report, write_report
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import SampledEvent, VolumeCount, WeeklyReport
 from tests.fakes.fake_slack_files import FakeSlackWithFiles

@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from leakwatch.config import UnitPrice
-from leakwatch.status import build_status
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import SampledEvent, VolumeCount
+from leakwatch.views.status import build_status
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 # event type → (matched, missing) samples

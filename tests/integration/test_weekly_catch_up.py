@@ -5,9 +5,9 @@ from datetime import UTC, datetime
 from pydantic import SecretStr
 
 from leakwatch.config import settings_from_mapping
-from leakwatch.report.record import mark_sent, save_content
-from leakwatch.reporting import weekly_report_missed
+from leakwatch.pipeline.report import weekly_report_missed
 from leakwatch.store.db import SessionFactory
+from leakwatch.store.report_record import mark_sent, save_content
 
 # Wednesday 25 Nov 2026: the report for W47 fell due on Monday 23 Nov, 09:00.
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)

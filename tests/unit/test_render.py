@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
 
-from leakwatch.render import print_status
-from leakwatch.status import RateRow, StatusView
+from leakwatch.views.status import RateRow, StatusView
+from leakwatch.views.terminal import print_status
 
 
 def _row(group: str) -> RateRow:

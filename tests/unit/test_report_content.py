@@ -7,8 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from leakwatch.core.stats import Interval, RateEstimate
-from leakwatch.report.content import (
+from leakwatch.core.report_content import (
     Example,
     OutcomeRow,
     Price,
@@ -20,8 +19,9 @@ from leakwatch.report.content import (
     format_rate_interval,
     parse_prices,
 )
-from leakwatch.report.render import render_html, render_markdown
-from leakwatch.report.weeks import IsoWeek, utc_day_fraction_in
+from leakwatch.core.stats import Interval, RateEstimate
+from leakwatch.core.weeks import IsoWeek, utc_day_fraction_in
+from leakwatch.views.report_render import render_html, render_markdown
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

@@ -9,12 +9,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from leakwatch.alerts import AlertResult, OpenAlert
-from leakwatch.cycle import CycleSummary
-from leakwatch.lookup import LookupResult
 from leakwatch.notify.outbox import SendReport
+from leakwatch.pipeline.alert import AlertResult, OpenAlert
+from leakwatch.pipeline.check import CycleSummary
 from leakwatch.sources.base import SampleResult
-from leakwatch.status import RateRow, StatusView
+from leakwatch.views.lookup import LookupResult
+from leakwatch.views.status import RateRow, StatusView
 
 LEAK_ORDER = ("missing", "unmatched_customer", "unmatched_metric", "duplicate", "mismatch")
 

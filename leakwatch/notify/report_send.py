@@ -17,15 +17,15 @@ from pathlib import Path
 import structlog
 from slack_sdk import WebClient
 
-from leakwatch.report.content import ReportContent
-from leakwatch.report.record import (
+from leakwatch.core.report_content import ReportContent
+from leakwatch.store.db import SessionFactory
+from leakwatch.store.report_record import (
     ReportRecord,
     mark_posted,
     mark_sent,
     save_content,
 )
-from leakwatch.report.render import render_slack_blocks
-from leakwatch.store.db import SessionFactory
+from leakwatch.views.report_render import render_slack_blocks
 
 
 class SendDecision(StrEnum):

@@ -10,7 +10,7 @@ import io
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from leakwatch.report.content import LEAK_ORDER, ReportContent
+from leakwatch.core.report_content import LEAK_ORDER, ReportContent
 
 # One colour per leaking outcome, distinguishable for common colour-vision deficiencies
 # (Okabe–Ito palette).

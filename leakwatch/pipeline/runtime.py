@@ -14,31 +14,31 @@ import structlog
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from leakwatch.alerts import (
+from leakwatch.clock import Clock
+from leakwatch.config import AlertRuleSettings, Settings
+from leakwatch.core.alerting import AlertRule, GroupBy, RateKind, Severity
+from leakwatch.core.durations import format_duration
+from leakwatch.errors import LeakwatchError
+from leakwatch.metronome.client import SearchObserver
+from leakwatch.metronome.errors import TokenRejected
+from leakwatch.notify.outbox import OutboxSender, SendReport
+from leakwatch.notify.slack import Notifier, SlackNotifier, WebhookNotifier
+from leakwatch.pipeline.alert import (
     AlertEvaluationFailed,
     AlertResult,
     HealthSignals,
     evaluate_alerts,
     evaluate_health_alerts,
 )
-from leakwatch.clock import Clock
-from leakwatch.config import AlertRuleSettings, Settings
-from leakwatch.core.alerting import AlertRule, GroupBy, RateKind, Severity
-from leakwatch.core.durations import format_duration
-from leakwatch.cycle import CycleSummary
-from leakwatch.errors import LeakwatchError
-from leakwatch.metronome.client import SearchObserver
-from leakwatch.metronome.errors import TokenRejected
-from leakwatch.notify.outbox import OutboxSender, SendReport
-from leakwatch.notify.slack import Notifier, SlackNotifier, WebhookNotifier
+from leakwatch.pipeline.check import CycleSummary
 from leakwatch.store.db import session_factory, transaction
 from leakwatch.store.models import SamplingRun, SourceState
 from leakwatch.store.retention import drop_old_detail
 from leakwatch.wiring import build_check_cycle, build_search_client, open_engine
 
 if TYPE_CHECKING:
-    from leakwatch.cycle import CheckCycle
-    from leakwatch.reporting import ReportOutcome
+    from leakwatch.pipeline.check import CheckCycle
+    from leakwatch.pipeline.report import ReportOutcome
 
 
 def alert_rule(rule: AlertRuleSettings) -> AlertRule:
@@ -206,7 +206,7 @@ class Runtime:
 
     def weekly_report(self) -> "ReportOutcome":
         """Write last week's report and send it once when Slack is configured."""
-        from leakwatch.reporting import produce_weekly_report
+        from leakwatch.pipeline.report import produce_weekly_report
 
         slack = self.settings.slack_bot_token is not None or (
             self.settings.slack_webhook_url is not None
@@ -223,7 +223,7 @@ class Runtime:
         return outcome
 
     def weekly_report_missed(self, now: datetime) -> bool:
-        from leakwatch.reporting import weekly_report_missed
+        from leakwatch.pipeline.report import weekly_report_missed
 
         return weekly_report_missed(self.settings, self.sessions, now=now)
 

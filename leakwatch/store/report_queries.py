@@ -18,7 +18,7 @@ from sqlalchemy import and_, case, func, literal, select
 from sqlmodel import Session, col
 
 from leakwatch.core.events import DECIDED_OUTCOMES, LEAKING_OUTCOMES
-from leakwatch.report.content import (
+from leakwatch.core.report_content import (
     TREND_WEEKS,
     AlertTransitionRow,
     BadLineRow,
@@ -30,7 +30,7 @@ from leakwatch.report.content import (
     ReportInputs,
     VolumeRow,
 )
-from leakwatch.report.weeks import IsoWeek, utc_days_touching, week_utc_dates
+from leakwatch.core.weeks import IsoWeek, utc_days_touching, week_utc_dates
 from leakwatch.store.models import (
     Alert,
     AlertTransition,

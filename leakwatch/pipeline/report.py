@@ -18,13 +18,13 @@ from sqlalchemy import Engine
 
 from leakwatch.config import Settings
 from leakwatch.core.schedule import last_weekly_instant
+from leakwatch.core.weeks import IsoWeek
 from leakwatch.errors import LeakwatchError, UsageProblem
 from leakwatch.notify.slack import quiet_sdk_logger
-from leakwatch.report import ReportContent, build_report, send_report, write_report
-from leakwatch.report.record import load_record, mark_sent
-from leakwatch.report.render import render_slack_blocks
-from leakwatch.report.weeks import IsoWeek
+from leakwatch.pipeline.report_build import ReportContent, build_report, send_report, write_report
 from leakwatch.store.db import SessionFactory, session_factory
+from leakwatch.store.report_record import load_record, mark_sent
+from leakwatch.views.report_render import render_slack_blocks
 
 
 @dataclass

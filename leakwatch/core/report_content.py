@@ -35,7 +35,7 @@ from leakwatch.core.stats import (
     rate_from_weight_sums,
     revenue_at_risk,
 )
-from leakwatch.report.weeks import IsoWeek, utc_day_fraction_in
+from leakwatch.core.weeks import IsoWeek, utc_day_fraction_in
 
 CONFIDENCE = 0.95
 # Below this many decided samples an interval is too wide to act on; the report says so.

@@ -13,14 +13,14 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from leakwatch.report.chart import render_trend_png
-from leakwatch.report.content import Price, ReportContent, build_content, parse_prices
-from leakwatch.report.queries import fetch_report_inputs
-from leakwatch.report.record import save_content
-from leakwatch.report.render import render_html, render_json, render_markdown
-from leakwatch.report.send import SendDecision, SendResult, send_report
-from leakwatch.report.weeks import IsoWeek
+from leakwatch.core.report_content import Price, ReportContent, build_content, parse_prices
+from leakwatch.core.weeks import IsoWeek
+from leakwatch.notify.report_send import SendDecision, SendResult, send_report
 from leakwatch.store.db import SessionFactory, transaction
+from leakwatch.store.report_queries import fetch_report_inputs
+from leakwatch.store.report_record import save_content
+from leakwatch.views.report_chart import render_trend_png
+from leakwatch.views.report_render import render_html, render_json, render_markdown
 
 __all__ = [
     "IsoWeek",

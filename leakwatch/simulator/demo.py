@@ -25,13 +25,13 @@ from leakwatch.config import Environment, Settings, settings_from_mapping
 from leakwatch.core.events import DECIDED_OUTCOMES, LEAKING_OUTCOMES, Outcome
 from leakwatch.core.stats import wilson_interval
 from leakwatch.metronome.client import SearchClient
-from leakwatch.render import pct, print_status
-from leakwatch.runtime import Runtime
-from leakwatch.scenario import UNKNOWN_ALIAS, Scenario, build_scenario, ingest_scenario
+from leakwatch.pipeline.runtime import Runtime
 from leakwatch.simulator import SimulatorOptions, SimulatorServer, build_demo_state
-from leakwatch.status import build_status
+from leakwatch.simulator.scenario import UNKNOWN_ALIAS, Scenario, build_scenario, ingest_scenario
 from leakwatch.store.db import transaction
 from leakwatch.store.models import SampledEvent
+from leakwatch.views.status import build_status
+from leakwatch.views.terminal import pct, print_status
 
 INJECTED_AS = {
     "dropped": Outcome.MISSING,
@@ -246,8 +246,8 @@ def _heal(console: Console, runtime: Runtime, server: SimulatorServer, clock: Fa
 
 def _report(console: Console, runtime: Runtime, settings: Settings, clock: FakeClock) -> None:
     from leakwatch.core.events import format_timestamp
-    from leakwatch.report import build_report, write_report
-    from leakwatch.report.weeks import IsoWeek
+    from leakwatch.core.weeks import IsoWeek
+    from leakwatch.pipeline.report_build import build_report, write_report
 
     # The demo's usage is from the last three days: report the week that holds it.
     week = IsoWeek.containing(clock.now(), ZoneInfo(settings.report.timezone))

@@ -9,8 +9,7 @@ import html
 import json
 from collections.abc import Sequence
 
-from leakwatch.core.stats import Estimate, RateEstimate
-from leakwatch.report.content import (
+from leakwatch.core.report_content import (
     LEAK_ORDER,
     ReportContent,
     SegmentReport,
@@ -20,6 +19,7 @@ from leakwatch.report.content import (
     format_rate_interval,
     week_label,
 )
+from leakwatch.core.stats import Estimate, RateEstimate
 
 SLACK_SECTION_LIMIT = 3000
 

@@ -1,0 +1,1 @@
+"""The read side for people: status, export, lookup, terminal and report rendering."""
