@@ -348,6 +348,16 @@ def load_settings(
             raise ConfigError([f"{file_path}: not valid TOML: {exc}"]) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError([f"{file_path}: cannot read: {exc}"]) from None
+    elif path is None and env_values.get("LEAKWATCH_CONFIG"):
+        # A variable that names a file must name one that exists: a forgotten config
+        # mount must not start leakwatch on defaults (a new ./leakwatch.db, no sources).
+        raise ConfigError(
+            [
+                f"LEAKWATCH_CONFIG={file_path}: no such config file; fix the path or mount "
+                "the file there (`leakwatch init` writes an example), or unset "
+                "LEAKWATCH_CONFIG to use ./leakwatch.toml"
+            ]
+        )
     elif require_file or path is not None:
         raise ConfigError([f"{file_path}: no such config file; `leakwatch init` writes an example"])
     return settings_from_mapping(data, env, origin=str(file_path))
