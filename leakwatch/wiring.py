@@ -7,7 +7,9 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
+import structlog
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
@@ -56,6 +58,12 @@ def require_token(settings: Settings) -> str:
             "METRONOME_BEARER_TOKEN is not set; export it with your Metronome API token"
         )
     return settings.metronome_token.get_secret_value()
+
+
+def metronome_endpoint(settings: Settings) -> dict[str, str]:
+    """Where the bearer token goes (scheme and host), for the start-up log."""
+    parts = urlsplit(settings.metronome.base_url)
+    return {"metronome_scheme": parts.scheme, "metronome_host": parts.netloc.rpartition("@")[2]}
 
 
 def _first_line(exc: BaseException) -> str:
@@ -112,9 +120,11 @@ def build_search_client(
 ) -> "SearchClient":
     from leakwatch.metronome.client import SearchClient
 
+    token = require_token(settings)
+    structlog.get_logger().info("metronome.endpoint", **metronome_endpoint(settings))
     return SearchClient(
         base_url=settings.metronome.base_url,
-        token=require_token(settings),
+        token=token,
         clock=clock,
         requests_per_second=settings.metronome.requests_per_second,
         max_ids_per_request=settings.metronome.max_ids_per_request,
