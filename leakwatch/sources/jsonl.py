@@ -17,7 +17,7 @@ import random
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -211,6 +211,23 @@ class JsonlSource:
                     n, window, segments, fields, floor, rng, state, progress
                 )
             return self._sample_by_offsets(n, window, segments, line_lengths, rng, state)
+        finally:
+            for segment in segments:
+                segment.reader.close()
+
+    def iter_events(self, start: datetime, end: datetime) -> Iterator[SourceEvent]:
+        """Every usable event with start ≤ timestamp < end (the window found by search)."""
+        # Window is open at both ends; widen by a microsecond and filter exactly below.
+        window = Window(start - timedelta(microseconds=1), end)
+        segments = self._segments(window, _DrawState(), None)
+        try:
+            for segment in segments:
+                for _offset, raw in _iter_lines(segment.reader, segment.lo, segment.hi):
+                    parsed = parse_line(raw, self._paths, self.spec.max_line_bytes)
+                    if isinstance(parsed, BadLineReason):
+                        continue
+                    if start <= parsed.timestamp < end:
+                        yield parsed
         finally:
             for segment in segments:
                 segment.reader.close()
