@@ -10,10 +10,9 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from leakwatch.core.reconcile import ReconcileResult
-from leakwatch.notify.outbox import SendReport
-from leakwatch.pipeline.alert import AlertResult, OpenAlert
-from leakwatch.pipeline.check import CycleSummary
+from leakwatch.core.results import AlertResult, CycleSummary, SendReport
 from leakwatch.sources.base import SampleResult
+from leakwatch.store.alerts import OpenAlert
 from leakwatch.views.lookup import LookupResult
 from leakwatch.views.status import RateRow, StatusView
 
