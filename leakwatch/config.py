@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from leakwatch.core.durations import format_duration, parse_duration
+from leakwatch.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("leakwatch.toml")
 DEFAULT_DATABASE_URL = "sqlite:///leakwatch.db"
@@ -75,14 +76,6 @@ def _positive(value: timedelta) -> timedelta:
 
 # An interval or a window: zero would mean "always" (a busy loop) or "nothing".
 PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; `problems` says where and how to fix it."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 class _Section(BaseModel):

@@ -51,7 +51,7 @@ from leakwatch.daemon.leader import (
     sqlite_lock_path,
 )
 from leakwatch.daemon.metrics import DaemonMetrics
-from leakwatch.errors import LeakwatchError, UsageProblem
+from leakwatch.errors import LeakwatchError, StoreError, UsageProblem
 from leakwatch.store.db import transaction
 from leakwatch.store.models import SamplingRun
 from leakwatch.wiring import metronome_endpoint, require_token, source_spec
@@ -302,7 +302,7 @@ class Daemon:
                     where = make_url(self.settings.database_url).render_as_string(
                         hide_password=True
                     )
-                    raise LeakwatchError(
+                    raise StoreError(
                         f"cannot reach the database at {where}: {str(exc).strip()}"
                     ) from None
                 raise

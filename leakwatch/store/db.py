@@ -20,12 +20,9 @@ from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
 from alembic import command
+from leakwatch.errors import StoreError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
-
-
-class StoreError(Exception):
-    """The store cannot be used as configured (bad URL, unreachable, not migrated)."""
 
 
 def make_engine(url: str) -> Engine:

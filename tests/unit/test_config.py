@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from leakwatch.config import ConfigError, Environment, load_settings, settings_from_mapping
+from leakwatch.config import Environment, load_settings, settings_from_mapping
 from leakwatch.core.durations import format_duration, parse_duration
+from leakwatch.errors import ConfigError
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from leakwatch.clock import FakeClock
-from leakwatch.config import ConfigError, Environment, settings_from_mapping
+from leakwatch.config import Environment, settings_from_mapping
+from leakwatch.errors import ConfigError
 from leakwatch.wiring import build_search_client
 
 EVIL = "http://evil.example:8080"
