@@ -8,9 +8,6 @@ field by field.
 """
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +21,7 @@ from leakwatch.core.events import format_timestamp
 from leakwatch.core.weeks import IsoWeek
 from leakwatch.simulator import SimulatorServer, build_demo_state
 from tests.fakes.fake_slack_files import FakeSlackWithFiles
+from tests.integration.test_cli_foundation import leakwatch
 
 TOKEN = "sec-test-token-123456"
 EVIL_CUSTOMER = "<!channel> <@U0EVIL> <https://evil.example|Reset billing>"
@@ -121,34 +119,18 @@ out_dir = "{tmp_path / "reports"}"
         FakeSlackWithFiles() as slack,
     ):
         env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("LEAKWATCH_", "METRONOME_", "SLACK_"))
+            "METRONOME_BEARER_TOKEN": TOKEN,
+            "METRONOME_BASE_URL": server.base_url,
+            "LEAKWATCH_DATABASE_URL": f"sqlite:///{tmp_path / 'leakwatch.db'}",
+            "SLACK_BOT_TOKEN": slack.state.token,
+            "LEAKWATCH_SLACK_BASE_URL": slack.base_url,
         }
-        env.update(
-            {
-                "METRONOME_BEARER_TOKEN": TOKEN,
-                "METRONOME_BASE_URL": server.base_url,
-                "LEAKWATCH_DATABASE_URL": f"sqlite:///{tmp_path / 'leakwatch.db'}",
-                "SLACK_BOT_TOKEN": slack.state.token,
-                "LEAKWATCH_SLACK_BASE_URL": slack.base_url,
-            }
-        )
         yield tmp_path, env, slack, str(IsoWeek.containing(when, ZoneInfo("UTC")))
 
 
-def _run(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "leakwatch", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+def _run(cwd: Path, env: dict[str, str], *args: str) -> None:
+    result = leakwatch(*args, cwd=cwd, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    return result
 
 
 def test_log_derived_mentions_and_links_reach_slack_inert(
