@@ -5,10 +5,12 @@ write to. Shown inside a sentence, a table cell, a terminal line or a code span,
 newline would start a heading or a fake log line, an escape sequence would drive the
 terminal, and a backtick would close the code span around it. Each renderer escapes
 its own markup (Slack's `<>&`, Markdown, HTML, rich); what every one of them needs
-first is the value on one line with no control characters, which is this module.
+first is the value on one line with no control characters, which is this module —
+and, for Slack, the one function every such value goes through (`slack_value`).
 """
 
 import re
+from typing import Any
 
 # C0 controls, DEL and C1 controls; the Unicode line and paragraph separators (which
 # some viewers break lines on); bidirectional overrides and isolates, which reorder
@@ -26,3 +28,26 @@ def one_line(value: str) -> str:
 def code_text(value: str) -> str:
     """`value` fit to sit inside a code span: one line, and no backtick to close it."""
     return one_line(value).replace("`", "'")
+
+
+def escape_mrkdwn(text: str) -> str:
+    """Escape the three characters Slack's mrkdwn treats as control characters.
+
+    For text we composed; a value from the log goes through `slack_value`.
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_value(value: str) -> str:
+    """Make a log-derived string inert in any Slack field (text, blocks, headers).
+
+    No `<!channel>`, `<@U…>` or `<https://…|…>` survives (`<>&` escaped), and the
+    value stays on its line and inside any code span around it (newlines, control
+    characters and backticks removed).
+    """
+    return escape_mrkdwn(code_text(value))
+
+
+def mrkdwn(text: str) -> dict[str, Any]:
+    """A mrkdwn text object Slack shows as written: no auto-linked URLs or mentions."""
+    return {"type": "mrkdwn", "text": text, "verbatim": True}

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from leakwatch.core.text import code_text
+from leakwatch.core.text import escape_mrkdwn, mrkdwn, slack_value
 
 SECTION_TEXT_MAX = 3000
 HEADER_TEXT_MAX = 150
@@ -90,29 +90,6 @@ class AlertView:
     detail: str = ""
     facts: Mapping[str, str] = field(default_factory=dict)
     reason: str = ""
-
-
-def escape_mrkdwn(text: str) -> str:
-    """Escape the three characters Slack's mrkdwn treats as control characters.
-
-    For text we composed; a value from the log goes through `slack_value`.
-    """
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def slack_value(value: str) -> str:
-    """Make a log-derived string inert in any Slack field (text, blocks, headers).
-
-    No `<!channel>`, `<@U…>` or `<https://…|…>` survives (`<>&` escaped), and the
-    value stays on its line and inside any code span around it (newlines, control
-    characters and backticks removed).
-    """
-    return escape_mrkdwn(code_text(value))
-
-
-def mrkdwn(text: str) -> dict[str, Any]:
-    """A mrkdwn text object Slack shows as written: no auto-linked URLs or mentions."""
-    return {"type": "mrkdwn", "text": text, "verbatim": True}
 
 
 def clip(text: str, limit: int) -> str:

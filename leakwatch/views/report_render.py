@@ -20,7 +20,7 @@ from leakwatch.core.report_content import (
     week_label,
 )
 from leakwatch.core.stats import Estimate, RateEstimate
-from leakwatch.notify.blocks import escape_mrkdwn, mrkdwn
+from leakwatch.core.text import escape_mrkdwn, mrkdwn
 
 SLACK_SECTION_LIMIT = 3000
 
