@@ -41,7 +41,7 @@ from leakwatch.core.alerting import (
 )
 from leakwatch.core.durations import format_duration
 from leakwatch.core.stats import Interval, rate_from_weight_sums
-from leakwatch.errors import LeakwatchError
+from leakwatch.errors import LeakwatchError, UnknownAlertError
 from leakwatch.notify.blocks import AlertView, MessageKind, render
 from leakwatch.notify.outbox import NotificationKind as OutboxKind
 from leakwatch.notify.outbox import NotificationStatus, enqueue
@@ -673,10 +673,6 @@ def list_open(
                 )
             )
         return found
-
-
-class UnknownAlertError(LookupError):
-    """No alert by that name (and scope) exists yet."""
 
 
 def _matching(session: Session, rule_name: str, scope: str | None) -> list[Alert]:

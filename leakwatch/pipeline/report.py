@@ -46,7 +46,7 @@ def produce_weekly_report(
 ) -> ReportOutcome:
     """Build the week's report from the store, write its files, and send it if asked.
 
-    Raises ValueError for a malformed week; LeakwatchError when Slack refuses.
+    Raises UsageProblem for a malformed week; LeakwatchError when Slack refuses.
     """
     sessions = session_factory(engine)
     content = build_report(

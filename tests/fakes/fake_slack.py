@@ -217,7 +217,7 @@ def _make_handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
                 return
             if fault is not None and fault.kind == "hold":
                 fake.state.hold_reached.set()
-                fake.state.hold_release.wait(timeout=30)
+                fake.state.hold_release.wait()  # released by the test, or on exit
                 # The caller is gone by now (killed); answering may fail, which is fine.
             try:
                 self._reply(status, body)
