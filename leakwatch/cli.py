@@ -482,7 +482,7 @@ def alerts_list(
     from dataclasses import asdict
 
     from leakwatch.clock import SystemClock
-    from leakwatch.pipeline.alert import list_open
+    from leakwatch.store.alerts import list_open
     from leakwatch.store.db import session_factory
     from leakwatch.wiring import open_engine, settings_for
 
@@ -510,7 +510,7 @@ def alerts_silence(
 ) -> None:
     """Stop an alert's notifications for a while; its state is kept."""
     from leakwatch.clock import SystemClock
-    from leakwatch.pipeline.alert import silence
+    from leakwatch.store.alerts import silence
     from leakwatch.store.db import session_factory
     from leakwatch.wiring import open_engine, settings_for
 
@@ -537,7 +537,7 @@ def alerts_ack(
 ) -> None:
     """Acknowledge a firing alert: no more reminders this episode."""
     from leakwatch.clock import SystemClock
-    from leakwatch.pipeline.alert import ack
+    from leakwatch.store.alerts import ack
     from leakwatch.store.db import session_factory
     from leakwatch.wiring import open_engine, settings_for
 
