@@ -5,12 +5,14 @@ webhook) come only from the environment. A bad config is rejected before anythin
 runs, with the key, the bad value and what is allowed: `ConfigError.problems`.
 """
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -28,6 +30,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from leakwatch.core.durations import format_duration, parse_duration
+from leakwatch.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("leakwatch.toml")
 DEFAULT_DATABASE_URL = "sqlite:///leakwatch.db"
@@ -73,14 +76,6 @@ def _positive(value: timedelta) -> timedelta:
 
 # An interval or a window: zero would mean "always" (a busy loop) or "nothing".
 PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; `problems` says where and how to fix it."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 class _Section(BaseModel):
@@ -161,6 +156,17 @@ class ChecksSettings(_Section):
     recheck_unmatched_customer_every: PositiveDuration = timedelta(hours=6)
     # Share of each cycle's search budget reserved for re-checks when both compete.
     recheck_share: float = Field(default=0.3, ge=0, le=1)
+
+
+class ReconcileSettings(_Section):
+    """Totals reconciliation through `POST /v1/usage` (see `leakwatch reconcile`)."""
+
+    every: PositiveDuration = timedelta(hours=24)  # how often the daemon reconciles
+    days: int = Field(default=7, ge=1, le=33)  # complete UTC days compared each run
+    settle: Duration = timedelta(days=3)  # a day older than this is final
+    tolerance: float = Field(default=0.001, ge=0, le=1)  # |billed − expected| / expected
+    # Pinned ingest alias → Metronome customer id (learned from search answers otherwise).
+    aliases: dict[str, str] = Field(default_factory=dict)
 
 
 RateName = Literal[
@@ -278,6 +284,7 @@ class Settings(_Section):
     slack: SlackSettings = SlackSettings()
     daemon: DaemonSettings = DaemonSettings()
     report: ReportSettings = ReportSettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
     # Secrets: only from the environment, never printed (SecretStr).
     metronome_token: SecretStr | None = None
     slack_bot_token: SecretStr | None = None
@@ -348,6 +355,16 @@ def load_settings(
             raise ConfigError([f"{file_path}: not valid TOML: {exc}"]) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError([f"{file_path}: cannot read: {exc}"]) from None
+    elif path is None and env_values.get("LEAKWATCH_CONFIG"):
+        # A variable that names a file must name one that exists: a forgotten config
+        # mount must not start leakwatch on defaults (a new ./leakwatch.db, no sources).
+        raise ConfigError(
+            [
+                f"LEAKWATCH_CONFIG={file_path}: no such config file; fix the path or mount "
+                "the file there (`leakwatch init` writes an example), or unset "
+                "LEAKWATCH_CONFIG to use ./leakwatch.toml"
+            ]
+        )
     elif require_file or path is not None:
         raise ConfigError([f"{file_path}: no such config file; `leakwatch init` writes an example"])
     return settings_from_mapping(data, env, origin=str(file_path))
@@ -358,7 +375,7 @@ def settings_from_mapping(
 ) -> Settings:
     """Validate a parsed config mapping, with the environment laid over it."""
     env = env or Environment.model_validate({})
-    problems = _secret_problems(data)
+    problems = _secret_problems(data) + _file_base_url_problems(data, env)
     if problems:
         raise ConfigError([f"{origin}: {p}" for p in problems])
     merged: dict[str, Any] = {k: v for k, v in data.items()}
@@ -415,6 +432,41 @@ def _clean_secret(variable: str, secret: SecretStr | None) -> SecretStr | None:
             "set it to the token alone"
         )
     return SecretStr(value)
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Whether `host` names this machine (`localhost`, 127.0.0.0/8, ::1)."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _file_base_url_problems(data: Mapping[str, Any], env: Environment) -> list[str]:
+    """Refuse a config-file `metronome.base_url` that would carry the token in clear text.
+
+    The file holds no secrets, so it must not be able to send one anywhere it could be
+    read: it may name https URLs, and plain http only on loopback (the simulator).
+    `METRONOME_BASE_URL` from the environment, set by whoever holds the token, may
+    name any http(s) URL.
+    """
+    section = data.get("metronome")
+    if env.metronome_base_url or not isinstance(section, Mapping):
+        return []
+    value = section.get("base_url")
+    if not isinstance(value, str) or not value.startswith("http://"):
+        return []
+    if is_loopback_host(urlsplit(value).hostname):
+        return []
+    return [
+        f"metronome.base_url: {value!r} would send the Metronome token unencrypted; "
+        "the config file may name only https URLs (plain http only on loopback) — "
+        "use https, or set METRONOME_BASE_URL in the environment"
+    ]
 
 
 def _secret_problems(data: Mapping[str, Any], prefix: str = "") -> list[str]:
