@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 from leakwatch.core.events import DECIDED_OUTCOMES, LEAKING_OUTCOMES, Outcome
-from leakwatch.pipeline.check import CycleSummary
+from leakwatch.core.results import CycleSummary
 from leakwatch.store.models import BadLineCount, Notification
 from leakwatch.store.queries import outcome_counts
 
