@@ -16,7 +16,7 @@ from sqlmodel import col
 
 from leakwatch.clock import Clock
 from leakwatch.config import AlertRuleSettings, Settings
-from leakwatch.core.alerting import AlertRule, GroupBy, RateKind, Severity
+from leakwatch.core.alerting import AlertRule, DecisionTest, GroupBy, RateKind, Severity
 from leakwatch.core.durations import format_duration
 from leakwatch.core.report_content import parse_prices
 from leakwatch.core.results import AlertResult, CycleSummary, SendReport
@@ -54,6 +54,7 @@ def alert_rule(rule: AlertRuleSettings) -> AlertRule:
         severity=Severity(rule.severity),
         for_=rule.for_,
         repeat_interval=rule.repeat_interval,
+        decision=DecisionTest(rule.decision),
     )
 
 
