@@ -14,7 +14,7 @@ draws count strata with GROUP BY, allocate here, and draw each stratum's share w
 import json
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -310,6 +310,24 @@ class SqlSource:
         """Seed the database's random() from ours, so a seed reproduces the draw."""
         if self._is_postgres:
             conn.execute(sa.text("SELECT setseed(:s)"), {"s": rng.random() * 2 - 1})
+
+    def iter_events(self, start: datetime, end: datetime) -> Iterator[SourceEvent]:
+        """Every usable row with start ≤ timestamp < end, streamed from the database."""
+        ts = self._col("timestamp")
+        query = sa.text(
+            f"SELECT {self._select_list()} FROM {self._relation()} "
+            f"WHERE {ts} >= :w_start AND {ts} < :w_end "
+            f"AND {self._col('transaction_id')} IS NOT NULL"
+        )
+        params = {"w_start": self._bind_time(start), "w_end": self._bind_time(end)}
+        with self._engine.connect() as conn:
+            rows = conn.execution_options(stream_results=True, yield_per=5000).execute(
+                query, params
+            )
+            for row in rows:
+                parsed = self._to_event(row)
+                if not isinstance(parsed, BadLineReason):
+                    yield parsed
 
     def _events(
         self, rows: Any, bad: dict[BadLineReason, int], limit: int | None = None
