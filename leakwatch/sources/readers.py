@@ -194,8 +194,7 @@ def build_gz_sidecar(
                 size += len(piece)
             pending = data[usable:]
             if size > limit:
-                out.close()
-                tmp_data.unlink(missing_ok=True)
+                # Raised inside the writer: its temporary is removed, nothing renamed.
                 raise InflateLimitExceeded(inflate_limit_note(path, total_compressed, limit))
             if progress is not None:
                 progress(raw.tell(), total_compressed)
