@@ -165,7 +165,7 @@ class JsonlSource:
 
     def __init__(self, spec: JsonlSourceSpec, *, state_dir: Path) -> None:
         self.spec = spec
-        self._paths = FieldPaths.from_mapping(spec.fields)
+        self._paths = FieldPaths.from_mapping(spec.fields, spec.timestamp_format)
         self._index_dir = state_dir / "gzindex" / _safe_name(spec.name)
         self._fast = tail_decoder(self._paths, spec.quantity_properties.values())
 
