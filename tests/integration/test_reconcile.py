@@ -269,3 +269,17 @@ def test_the_daemon_schedules_reconciliation_daily_after_its_first_cycles(
     assert job is not None
     assert job.next_run_time == NOW + RECONCILE_DELAY
     assert job.trigger.interval == timedelta(days=1)
+
+
+def test_status_shows_the_reconciled_totals_per_metric(runtime: Runtime) -> None:
+    from leakwatch.views.status import build_status
+
+    runtime.run_cycle()
+    runtime.reconcile()
+    view = build_status(runtime.sessions, now=NOW, window=timedelta(hours=24))
+    by_metric = {r["metric"]: r for r in view.to_dict()["reconciled_last_7_days"]}
+    calls = by_metric["API calls"]
+    assert (calls["expected"], calls["billed"], calls["difference"]) == (125, 117, -8)
+    assert calls["billed_ratio"] == pytest.approx(117 / 125)
+    assert (calls["flagged_days"], calls["days"]) == (2, 3)
+    assert by_metric["GPU seconds"]["difference"] == pytest.approx(-5000)
