@@ -609,7 +609,7 @@ class JsonlSource:
             data = carry + block if carry else block
             cut = data.rfind(b"\n") + 1
             carry = data[cut:]
-            for raw in data[:cut].splitlines(keepends=True):
+            for raw in _complete_lines(data[:cut]):
                 counted.add(raw, self, tally, strata)
             position += cut
             if progress is not None:
@@ -650,6 +650,15 @@ class _Counts:
             self.last = parsed.timestamp
 
 
+def _complete_lines(data: bytes) -> list[bytes]:
+    """Split newline-terminated `data` on `\n` only, keeping it.
+
+    Not `splitlines`: a lone `\r` is JSON whitespace inside a line, not a line end
+    (the sampler's offsets split on `\n` too, so both see the same lines).
+    """
+    return [line + b"\n" for line in data.split(b"\n")[:-1]]
+
+
 def _skip(handle: "_Readable", count: int) -> None:
     remaining = count
     while remaining > 0:
@@ -671,7 +680,7 @@ def _iter_lines(reader: ContentReader, lo: int, hi: int) -> Iterator[tuple[int, 
         base = carry_start
         cut = data.rfind(b"\n") + 1
         offset = base
-        for raw in data[:cut].splitlines(keepends=True):
+        for raw in _complete_lines(data[:cut]):
             yield offset, raw
             offset += len(raw)
         carry = data[cut:]
