@@ -5,12 +5,14 @@ webhook) come only from the environment. A bad config is rejected before anythin
 runs, with the key, the bad value and what is allowed: `ConfigError.problems`.
 """
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -28,6 +30,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from leakwatch.core.durations import format_duration, parse_duration
+from leakwatch.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("leakwatch.toml")
 DEFAULT_DATABASE_URL = "sqlite:///leakwatch.db"
@@ -75,14 +78,6 @@ def _positive(value: timedelta) -> timedelta:
 PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 
 
-class ConfigError(Exception):
-    """The configuration cannot be used; `problems` says where and how to fix it."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
-
-
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -107,6 +102,19 @@ class MetronomeSettings(_Section):
 StratifyBy = Literal["event_type", "customer_id", "event_type,customer_id"]
 
 
+def _iana_zone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone, e.g. Europe/Berlin") from None
+    return value
+
+
+IanaZone = Annotated[str, AfterValidator(_iana_zone)]
+
+
 class FieldMapping(_Section):
     """Dotted paths from a log line (or column names of a table) to the event fields."""
 
@@ -115,16 +123,26 @@ class FieldMapping(_Section):
     event_type: str = "event_type"
     timestamp: str = "timestamp"
     properties: str = "properties"
+    # Epoch timestamps: their unit, or "auto" to read it from the magnitude.
+    timestamp_unit: Literal["auto", "s", "ms", "us", "ns"] = "auto"
+
+    def paths(self) -> dict[str, str]:
+        """The logical field → path/column mapping alone (without the unit)."""
+        return self.model_dump(exclude={"timestamp_unit"})
 
 
 class SourceSettings(_Section):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
-    type: Literal["jsonl", "sql"]
+    type: Literal["jsonl", "sql", "parquet"]
     path: str | None = None
     url: str | None = None
     table: str | None = None
     query: str | None = None
     fields: FieldMapping = FieldMapping()
+    # The zone of naive timestamps ("2026-11-20 12:00:00"); without it they are bad lines.
+    timezone: IanaZone | None = None
+    # fsspec options for object storage paths (s3://, gs://, az://), e.g. endpoint_url.
+    storage_options: dict[str, Any] = Field(default_factory=dict)
     settle_delay: Duration = timedelta(minutes=10)
     max_age: Duration = timedelta(days=33)
     sample_size: int = Field(default=500, ge=1, le=100_000)
@@ -136,8 +154,11 @@ class SourceSettings(_Section):
 
     @model_validator(mode="after")
     def _kind_fields(self) -> "SourceSettings":
-        if self.type == "jsonl" and not self.path:
-            raise ValueError("a jsonl source needs `path` (a file, a glob or a directory)")
+        if self.type in ("jsonl", "parquet") and not self.path:
+            raise ValueError(
+                f"a {self.type} source needs `path` (a file, a glob or a directory, "
+                "local or s3://…)"
+            )
         if self.type == "sql":
             if not self.url:
                 raise ValueError("a sql source needs `url` (an SQLAlchemy URL)")
@@ -161,6 +182,17 @@ class ChecksSettings(_Section):
     recheck_unmatched_customer_every: PositiveDuration = timedelta(hours=6)
     # Share of each cycle's search budget reserved for re-checks when both compete.
     recheck_share: float = Field(default=0.3, ge=0, le=1)
+
+
+class ReconcileSettings(_Section):
+    """Totals reconciliation through `POST /v1/usage` (see `leakwatch reconcile`)."""
+
+    every: PositiveDuration = timedelta(hours=24)  # how often the daemon reconciles
+    days: int = Field(default=7, ge=1, le=33)  # complete UTC days compared each run
+    settle: Duration = timedelta(days=3)  # a day older than this is final
+    tolerance: float = Field(default=0.001, ge=0, le=1)  # |billed − expected| / expected
+    # Pinned ingest alias → Metronome customer id (learned from search answers otherwise).
+    aliases: dict[str, str] = Field(default_factory=dict)
 
 
 RateName = Literal[
@@ -256,13 +288,7 @@ class ReportSettings(_Section):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not an IANA time zone, e.g. Europe/Berlin") from None
-        return value
+        return _iana_zone(value)
 
 
 class Settings(_Section):
@@ -278,6 +304,7 @@ class Settings(_Section):
     slack: SlackSettings = SlackSettings()
     daemon: DaemonSettings = DaemonSettings()
     report: ReportSettings = ReportSettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
     # Secrets: only from the environment, never printed (SecretStr).
     metronome_token: SecretStr | None = None
     slack_bot_token: SecretStr | None = None
@@ -348,6 +375,16 @@ def load_settings(
             raise ConfigError([f"{file_path}: not valid TOML: {exc}"]) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError([f"{file_path}: cannot read: {exc}"]) from None
+    elif path is None and env_values.get("LEAKWATCH_CONFIG"):
+        # A variable that names a file must name one that exists: a forgotten config
+        # mount must not start leakwatch on defaults (a new ./leakwatch.db, no sources).
+        raise ConfigError(
+            [
+                f"LEAKWATCH_CONFIG={file_path}: no such config file; fix the path or mount "
+                "the file there (`leakwatch init` writes an example), or unset "
+                "LEAKWATCH_CONFIG to use ./leakwatch.toml"
+            ]
+        )
     elif require_file or path is not None:
         raise ConfigError([f"{file_path}: no such config file; `leakwatch init` writes an example"])
     return settings_from_mapping(data, env, origin=str(file_path))
@@ -358,7 +395,7 @@ def settings_from_mapping(
 ) -> Settings:
     """Validate a parsed config mapping, with the environment laid over it."""
     env = env or Environment.model_validate({})
-    problems = _secret_problems(data)
+    problems = _secret_problems(data) + _file_base_url_problems(data, env)
     if problems:
         raise ConfigError([f"{origin}: {p}" for p in problems])
     merged: dict[str, Any] = {k: v for k, v in data.items()}
@@ -415,6 +452,41 @@ def _clean_secret(variable: str, secret: SecretStr | None) -> SecretStr | None:
             "set it to the token alone"
         )
     return SecretStr(value)
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Whether `host` names this machine (`localhost`, 127.0.0.0/8, ::1)."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _file_base_url_problems(data: Mapping[str, Any], env: Environment) -> list[str]:
+    """Refuse a config-file `metronome.base_url` that would carry the token in clear text.
+
+    The file holds no secrets, so it must not be able to send one anywhere it could be
+    read: it may name https URLs, and plain http only on loopback (the simulator).
+    `METRONOME_BASE_URL` from the environment, set by whoever holds the token, may
+    name any http(s) URL.
+    """
+    section = data.get("metronome")
+    if env.metronome_base_url or not isinstance(section, Mapping):
+        return []
+    value = section.get("base_url")
+    if not isinstance(value, str) or not value.startswith("http://"):
+        return []
+    if is_loopback_host(urlsplit(value).hostname):
+        return []
+    return [
+        f"metronome.base_url: {value!r} would send the Metronome token unencrypted; "
+        "the config file may name only https URLs (plain http only on loopback) — "
+        "use https, or set METRONOME_BASE_URL in the environment"
+    ]
 
 
 def _secret_problems(data: Mapping[str, Any], prefix: str = "") -> list[str]:
