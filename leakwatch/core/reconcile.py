@@ -29,6 +29,8 @@ from leakwatch.core.events import quantity_value
 from leakwatch.core.report_content import Price
 
 REPRODUCIBLE = frozenset({"COUNT", "SUM", "MAX"})
+# What status and /metrics sum reconciled days over.
+RECONCILED_WINDOW = timedelta(days=7)
 
 
 class GapStatus(StrEnum):
@@ -200,9 +202,7 @@ class Gap:
     @property
     def ratio(self) -> float | None:
         """billed / expected; None when nothing was expected."""
-        if self.expected == 0:
-            return None
-        return (self.billed or 0.0) / self.expected
+        return billed_ratio(self.expected, self.billed)
 
 
 @dataclass
@@ -299,6 +299,13 @@ def compute_gaps(
                     )
                 )
     return rows
+
+
+def billed_ratio(expected: float, billed: float | None) -> float | None:
+    """billed / expected (1.0: all billed); None when nothing was expected."""
+    if expected == 0:
+        return None
+    return (billed or 0.0) / expected
 
 
 def gap_status(
