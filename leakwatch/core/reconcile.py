@@ -23,10 +23,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leakwatch.core.events import quantity_value
-from leakwatch.core.report_content import Price
+
+if TYPE_CHECKING:
+    from leakwatch.core.report_content import Price
 
 REPRODUCIBLE = frozenset({"COUNT", "SUM", "MAX"})
 # What status and /metrics sum reconciled days over.
@@ -440,7 +442,7 @@ def reconcile_days(now: datetime, days: int, *, search_window_days: int = 34) ->
 
 
 def gap_money(
-    definition: MetricDefinition, difference: float, prices: Mapping[str, Price]
+    definition: MetricDefinition, difference: float, prices: Mapping[str, "Price"]
 ) -> float | None:
     """The money a gap is worth, where a price says it: None when no price fits the metric.
 
