@@ -8,12 +8,12 @@ Markdown, HTML, JSON and PNG files; `send_report` posts to Slack once per week.
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
 
-from leakwatch.core.report_content import Price, ReportContent, build_content, parse_prices
+from leakwatch.core.pricing import Price
+from leakwatch.core.report_content import ReportContent, build_content
 from leakwatch.core.weeks import IsoWeek
 from leakwatch.notify.report_send import SendDecision, SendResult, send_report
 from leakwatch.store.db import SessionFactory, transaction
@@ -29,7 +29,6 @@ __all__ = [
     "SendDecision",
     "SendResult",
     "build_report",
-    "parse_prices",
     "send_report",
     "write_report",
 ]
@@ -41,23 +40,22 @@ def build_report(
     week: str | None,
     now: datetime,
     timezone: str | ZoneInfo,
-    prices: Mapping[str, Any],
+    prices: Mapping[str, Price],
     checks_every: timedelta | None,
     currency: str = "$",
 ) -> ReportContent:
     """Compute the report for `week` (default: the last complete week at `now`) and save it.
 
-    Raises ValueError for a malformed week, an unknown time zone or bad prices.
+    Raises ValueError for a malformed week or an unknown time zone.
     """
     zone = _zone(timezone)
     iso_week = IsoWeek.parse(week) if week else IsoWeek.last_complete(now, zone)
-    parsed_prices = parse_prices(prices)
     with transaction(sessions) as session:
         inputs = fetch_report_inputs(session, iso_week, zone)
     content = build_content(
         inputs,
         timezone=zone,
-        prices=parsed_prices,
+        prices=prices,
         generated_at=now,
         checks_every=checks_every,
         currency=currency,
