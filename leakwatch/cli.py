@@ -356,7 +356,6 @@ def report(
 ) -> None:
     """Write the weekly leakage report (Markdown, HTML, JSON, PNG chart)."""
     from leakwatch.clock import SystemClock
-    from leakwatch.errors import UsageProblem
     from leakwatch.pipeline.report import produce_weekly_report
     from leakwatch.wiring import open_engine, settings_for
 
@@ -374,8 +373,6 @@ def report(
                 send=send,
                 force=force,
             )
-        except ValueError as exc:
-            raise UsageProblem(str(exc)) from None
         finally:
             engine.dispose()
         out.print(outcome.content.summary, markup=False)
@@ -446,7 +443,6 @@ def sample(
 ) -> None:
     """Print a sample drawn from a source (JSON lines), without checking it."""
     from leakwatch.clock import SystemClock
-    from leakwatch.config import ConfigError
     from leakwatch.errors import UsageProblem
     from leakwatch.sources import sample_source
     from leakwatch.views.terminal import print_sample_counts, progress_bar
@@ -456,10 +452,7 @@ def sample(
         if n < 1:
             raise UsageProblem("-n must be at least 1")
         settings = settings_for(config)
-        try:
-            configured = settings.source(source)
-        except ConfigError as exc:
-            raise UsageProblem(str(exc)) from None
+        configured = settings.source(source)
         _require_files(configured, settings)
         with progress_bar(err, f"sampling {source}") as progress:
             result = sample_source(
@@ -489,7 +482,7 @@ def alerts_list(
     from dataclasses import asdict
 
     from leakwatch.clock import SystemClock
-    from leakwatch.pipeline.alert import list_open
+    from leakwatch.store.alerts import list_open
     from leakwatch.store.db import session_factory
     from leakwatch.wiring import open_engine, settings_for
 
@@ -517,7 +510,7 @@ def alerts_silence(
 ) -> None:
     """Stop an alert's notifications for a while; its state is kept."""
     from leakwatch.clock import SystemClock
-    from leakwatch.pipeline.alert import UnknownAlertError, silence
+    from leakwatch.store.alerts import silence
     from leakwatch.store.db import session_factory
     from leakwatch.wiring import open_engine, settings_for
 
@@ -529,8 +522,6 @@ def alerts_silence(
         until = SystemClock().now() + span
         try:
             count = silence(session_factory(engine), name, scope=scope, until=until)
-        except UnknownAlertError as exc:
-            raise LeakwatchError(str(exc)) from None
         finally:
             engine.dispose()
         out.print(
@@ -546,7 +537,7 @@ def alerts_ack(
 ) -> None:
     """Acknowledge a firing alert: no more reminders this episode."""
     from leakwatch.clock import SystemClock
-    from leakwatch.pipeline.alert import UnknownAlertError, ack
+    from leakwatch.store.alerts import ack
     from leakwatch.store.db import session_factory
     from leakwatch.wiring import open_engine, settings_for
 
@@ -555,8 +546,6 @@ def alerts_ack(
         engine = open_engine(settings)
         try:
             count = ack(session_factory(engine), name, scope=scope, now=SystemClock().now())
-        except UnknownAlertError as exc:
-            raise LeakwatchError(str(exc)) from None
         finally:
             engine.dispose()
         out.print(f"acknowledged {count} alert(s) of {name!r}", markup=False)

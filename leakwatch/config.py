@@ -5,12 +5,14 @@ webhook) come only from the environment. A bad config is rejected before anythin
 runs, with the key, the bad value and what is allowed: `ConfigError.problems`.
 """
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -30,6 +32,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from leakwatch.core.durations import format_duration, parse_duration
 from leakwatch.core.pricing import Price, parse_price, quantity_properties
+from leakwatch.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("leakwatch.toml")
 DEFAULT_DATABASE_URL = "sqlite:///leakwatch.db"
@@ -75,14 +78,6 @@ def _positive(value: timedelta) -> timedelta:
 
 # An interval or a window: zero would mean "always" (a busy loop) or "nothing".
 PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; `problems` says where and how to fix it."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 class _Section(BaseModel):
@@ -339,6 +334,16 @@ def load_settings(
             raise ConfigError([f"{file_path}: not valid TOML: {exc}"]) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError([f"{file_path}: cannot read: {exc}"]) from None
+    elif path is None and env_values.get("LEAKWATCH_CONFIG"):
+        # A variable that names a file must name one that exists: a forgotten config
+        # mount must not start leakwatch on defaults (a new ./leakwatch.db, no sources).
+        raise ConfigError(
+            [
+                f"LEAKWATCH_CONFIG={file_path}: no such config file; fix the path or mount "
+                "the file there (`leakwatch init` writes an example), or unset "
+                "LEAKWATCH_CONFIG to use ./leakwatch.toml"
+            ]
+        )
     elif require_file or path is not None:
         raise ConfigError([f"{file_path}: no such config file; `leakwatch init` writes an example"])
     return settings_from_mapping(data, env, origin=str(file_path))
@@ -349,7 +354,7 @@ def settings_from_mapping(
 ) -> Settings:
     """Validate a parsed config mapping, with the environment laid over it."""
     env = env or Environment.model_validate({})
-    problems = _secret_problems(data)
+    problems = _secret_problems(data) + _file_base_url_problems(data, env)
     if problems:
         raise ConfigError([f"{origin}: {p}" for p in problems])
     merged: dict[str, Any] = {k: v for k, v in data.items()}
@@ -406,6 +411,41 @@ def _clean_secret(variable: str, secret: SecretStr | None) -> SecretStr | None:
             "set it to the token alone"
         )
     return SecretStr(value)
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Whether `host` names this machine (`localhost`, 127.0.0.0/8, ::1)."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _file_base_url_problems(data: Mapping[str, Any], env: Environment) -> list[str]:
+    """Refuse a config-file `metronome.base_url` that would carry the token in clear text.
+
+    The file holds no secrets, so it must not be able to send one anywhere it could be
+    read: it may name https URLs, and plain http only on loopback (the simulator).
+    `METRONOME_BASE_URL` from the environment, set by whoever holds the token, may
+    name any http(s) URL.
+    """
+    section = data.get("metronome")
+    if env.metronome_base_url or not isinstance(section, Mapping):
+        return []
+    value = section.get("base_url")
+    if not isinstance(value, str) or not value.startswith("http://"):
+        return []
+    if is_loopback_host(urlsplit(value).hostname):
+        return []
+    return [
+        f"metronome.base_url: {value!r} would send the Metronome token unencrypted; "
+        "the config file may name only https URLs (plain http only on loopback) — "
+        "use https, or set METRONOME_BASE_URL in the environment"
+    ]
 
 
 def _secret_problems(data: Mapping[str, Any], prefix: str = "") -> list[str]:

@@ -7,13 +7,15 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
+import structlog
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from leakwatch.config import ConfigError, Settings, load_settings
-from leakwatch.errors import LeakwatchError, UsageProblem
-from leakwatch.store.db import StoreError, is_up_to_date, make_engine, upgrade
+from leakwatch.config import Settings, load_settings
+from leakwatch.errors import StoreError, UsageProblem
+from leakwatch.store.db import is_up_to_date, make_engine, upgrade
 
 if TYPE_CHECKING:
     from leakwatch.clock import Clock
@@ -25,11 +27,8 @@ if TYPE_CHECKING:
 
 
 def settings_for(config: Path | None, *, require_file: bool = False) -> Settings:
-    """Load settings, turning config problems into a usage error that names them."""
-    try:
-        return load_settings(config, require_file=require_file)
-    except ConfigError as exc:
-        raise UsageProblem(str(exc)) from None
+    """Load settings; a problem raises ConfigError (a UsageProblem) naming every key."""
+    return load_settings(config, require_file=require_file)
 
 
 def open_engine(settings: Settings, *, migrate: bool = True) -> Engine:
@@ -42,14 +41,14 @@ def open_engine(settings: Settings, *, migrate: bool = True) -> Engine:
         if migrate:
             upgrade(engine)
         elif not is_up_to_date(engine):
-            raise LeakwatchError("the database schema is not current; run `leakwatch db upgrade`")
+            raise StoreError("the database schema is not current; run `leakwatch db upgrade`")
     except OperationalError as exc:
-        raise LeakwatchError(
+        raise StoreError(
             f"cannot reach the database at {engine.url.render_as_string(hide_password=True)}: "
             f"{_first_line(exc)}"
         ) from None
     except SQLAlchemyError as exc:
-        raise LeakwatchError(f"database error: {_first_line(exc)}") from None
+        raise StoreError(f"database error: {_first_line(exc)}") from None
     return engine
 
 
@@ -61,12 +60,18 @@ def require_token(settings: Settings) -> str:
     return settings.metronome_token.get_secret_value()
 
 
+def metronome_endpoint(settings: Settings) -> dict[str, str]:
+    """Where the bearer token goes (scheme and host), for the start-up log."""
+    parts = urlsplit(settings.metronome.base_url)
+    return {"metronome_scheme": parts.scheme, "metronome_host": parts.netloc.rpartition("@")[2]}
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-__all__ = ["ConfigError", "open_engine", "require_token", "settings_for"]
+__all__ = ["open_engine", "require_token", "settings_for"]
 
 
 # -- the check cycle ---------------------------------------------------------------
@@ -115,9 +120,11 @@ def build_search_client(
 ) -> "SearchClient":
     from leakwatch.metronome.client import SearchClient
 
+    token = require_token(settings)
+    structlog.get_logger().info("metronome.endpoint", **metronome_endpoint(settings))
     return SearchClient(
         base_url=settings.metronome.base_url,
-        token=require_token(settings),
+        token=token,
         clock=clock,
         requests_per_second=settings.metronome.requests_per_second,
         max_ids_per_request=settings.metronome.max_ids_per_request,

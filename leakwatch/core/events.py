@@ -138,7 +138,11 @@ def quantity_value(properties: Mapping[str, Any], name: str | None) -> float | N
     """The numeric value of property `name` (numbers, or numeric strings), else None."""
     if name is None:
         return None
-    value = properties.get(name)
+    return quantity_number(properties.get(name))
+
+
+def quantity_number(value: Any) -> float | None:
+    """A property value as a finite number (numbers, or numeric strings), else None."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):

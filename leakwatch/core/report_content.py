@@ -33,6 +33,7 @@ from leakwatch.core.exposure import (
 )
 from leakwatch.core.pricing import Price
 from leakwatch.core.stats import Estimate, OutcomeTally, RateEstimate, rate_from_weight_sums
+from leakwatch.core.text import code_text
 from leakwatch.core.weeks import IsoWeek
 
 CONFIDENCE = 0.95
@@ -582,11 +583,11 @@ def _main_cause(
     customer = max(by_customer, key=lambda c: (by_customer[c], c)) if by_customer else None
     customer_share = by_customer[customer] / sum(by_customer.values()) if customer else 0.0
     if outcome == Outcome.UNMATCHED_CUSTOMER.value and customer is not None:
-        description = f"unknown customer alias `{customer}`"
+        description = f"unknown customer alias `{code_text(customer)}`"
         if customer_share < 0.999:
             description += f" ({_percent(customer_share)} of these; others too)"
     elif customer is not None and customer_share >= 0.5:
-        description = f"{_CAUSE_TEXT[outcome]} (mostly customer `{customer}`)"
+        description = f"{_CAUSE_TEXT[outcome]} (mostly customer `{code_text(customer)}`)"
     else:
         description = _CAUSE_TEXT[outcome]
     return Cause(outcome, share, description, customer)
@@ -626,18 +627,22 @@ def _notes(segments: Sequence[SegmentReport], prices: Mapping[str, Price]) -> li
         "Volume is counted per UTC day; days straddling the week's start or end are "
         "split by the hours inside the week (assumes even traffic within those days).",
     ]
-    few = [f"{s.source}/{s.event_type}" for s in segments if s.few_samples and s.decided > 0]
+    few = [
+        f"{s.source}/{code_text(s.event_type)}" for s in segments if s.few_samples and s.decided > 0
+    ]
     if few:
         notes.append(
             f"Fewer than {FEW_SAMPLES} decided samples for {', '.join(few)}: "
             "intervals are wide, read the point estimates with care."
         )
-    no_volume = [f"{s.source}/{s.event_type}" for s in segments if s.volume_events is None]
+    no_volume = [
+        f"{s.source}/{code_text(s.event_type)}" for s in segments if s.volume_events is None
+    ]
     if no_volume:
         notes.append(
             f"No volume counts for {', '.join(no_volume)}: leaked events cannot be estimated."
         )
-    unpriced = sorted({s.event_type for s in segments if s.event_type not in prices})
+    unpriced = sorted({code_text(s.event_type) for s in segments if s.event_type not in prices})
     if unpriced:
         notes.append(f"No price configured for {', '.join(unpriced)}: no revenue estimate.")
     return notes
@@ -783,7 +788,7 @@ def summarize(content: ReportContent, *, is_last_week: bool) -> str:
             f"leaked; the leak rate is below {format_percent(upper)} (95% upper bound)."
         )
     assert headline.leak_rate is not None
-    segment_name = f"{headline.event_type} events"
+    segment_name = f"{code_text(headline.event_type)} events"
     if len({s.source for s in content.segments}) > 1:
         segment_name += f" from `{headline.source}`"
     parts = [f"About {format_rate_interval(headline.leak_rate)} of {segment_name}"]
@@ -807,7 +812,8 @@ def summarize(content: ReportContent, *, is_last_week: bool) -> str:
     worse = _clearly_worse_segment(headline, others)
     if worse is not None and worse.leak_rate is not None:
         sentence += (
-            f" Worst rate: {format_rate_interval(worse.leak_rate)} of {worse.event_type} events"
+            f" Worst rate: {format_rate_interval(worse.leak_rate)} of "
+            f"{code_text(worse.event_type)} events"
         )
         if len({s.source for s in content.segments}) > 1:
             sentence += f" from `{worse.source}`"

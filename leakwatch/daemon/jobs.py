@@ -20,9 +20,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 from leakwatch.clock import Clock
 from leakwatch.config import Settings
 from leakwatch.core.pricing import Price
+from leakwatch.core.results import CycleSummary
 from leakwatch.daemon.health import DaemonStatus
 from leakwatch.daemon.metrics import DaemonMetrics, read_store_snapshot
-from leakwatch.pipeline.check import CycleSummary
 from leakwatch.store.db import SessionFactory, transaction
 
 ALERTS_EVERY = timedelta(minutes=1)

@@ -21,7 +21,7 @@ from sqlmodel import Session, col
 from leakwatch.core.events import Outcome
 from leakwatch.core.exposure import per_day, scope_exposure, segments_of, volumes_in
 from leakwatch.core.pricing import Price
-from leakwatch.pipeline.check import CycleSummary
+from leakwatch.core.results import CycleSummary
 from leakwatch.store.models import BadLineCount, Notification
 from leakwatch.store.queries import outcome_counts, segment_counts, volume_rows
 

@@ -51,10 +51,10 @@ from leakwatch.daemon.leader import (
     sqlite_lock_path,
 )
 from leakwatch.daemon.metrics import DaemonMetrics
-from leakwatch.errors import LeakwatchError, UsageProblem
+from leakwatch.errors import LeakwatchError, StoreError, UsageProblem
 from leakwatch.store.db import transaction
 from leakwatch.store.models import SamplingRun
-from leakwatch.wiring import require_token, source_spec
+from leakwatch.wiring import metronome_endpoint, require_token, source_spec
 
 # Leave this much of the shutdown allowance for releasing the lock and closing up.
 SHUTDOWN_MARGIN_S = 1.0
@@ -217,6 +217,7 @@ class Daemon:
             database=make_url(settings.database_url).render_as_string(hide_password=True),
             health_address=settings.daemon.health_address,
             every=format_duration(settings.checks.every),
+            **metronome_endpoint(settings),
         )
         require_token(settings)
         check_sources(settings)
@@ -302,7 +303,7 @@ class Daemon:
                     where = make_url(self.settings.database_url).render_as_string(
                         hide_password=True
                     )
-                    raise LeakwatchError(
+                    raise StoreError(
                         f"cannot reach the database at {where}: {str(exc).strip()}"
                     ) from None
                 raise

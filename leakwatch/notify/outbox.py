@@ -46,7 +46,7 @@ and no other; a lost alert is worse than a doubled one. Edits are skipped there.
 import hashlib
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -58,6 +58,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from leakwatch.clock import Clock
+from leakwatch.core.results import SendReport
 from leakwatch.notify.blocks import SlackMessage
 from leakwatch.notify.slack import LookupStatus, Notifier, SendResult, SendStatus
 from leakwatch.store.db import SessionFactory, transaction
@@ -134,21 +135,6 @@ def enqueue(
     session.execute(statement)
     row = session.exec(select(Notification).where(Notification.dedup_key == dedup_key)).one()
     return row
-
-
-@dataclass
-class SendReport:
-    """What one `send_due` pass did, by row count."""
-
-    sent: int = 0
-    already_sent: int = 0
-    retried: int = 0
-    dead: int = 0
-    skipped: int = 0
-    # Rows still pending after the pass, waiting for their next attempt.
-    waiting: int = 0
-    rate_limited: bool = False
-    errors: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,6 @@ are recorded before any lookup, verdicts by primary key after it (see store.outc
 """
 
 import random
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,6 +27,7 @@ from leakwatch.core.classify import (
     expire_if_needed,
 )
 from leakwatch.core.events import Outcome, SampledEvent, SearchItem
+from leakwatch.core.results import CycleSummary, SourceReport
 from leakwatch.metronome.client import SearchClient
 from leakwatch.metronome.errors import TokenRejected
 from leakwatch.sources.base import ScanResult, Source
@@ -80,78 +80,6 @@ class CycleSettings:
     recheck_share: float
     recheck: RecheckPolicy
     default_policy: ClassifyPolicy
-
-
-@dataclass
-class SourceReport:
-    name: str
-    lines_read: int = 0
-    new_events: int = 0
-    bad_lines: int = 0
-    drawn: int = 0
-    newly_recorded: int = 0
-    population: float = 0.0
-    warnings: list[str] = field(default_factory=list)
-    error: str | None = None
-
-
-@dataclass
-class CycleSummary:
-    """What one cycle did; printed by `leakwatch check`, logged by the daemon."""
-
-    run_id: int
-    started_at: datetime
-    finished_at: datetime | None = None
-    status: str = "running"
-    sources: dict[str, SourceReport] = field(default_factory=dict)
-    budget_ids: int = 0
-    rechecked: int = 0
-    checked: int = 0
-    verdicts: Counter[str] = field(default_factory=Counter)
-    healed: int = 0
-    search_requests: int = 0
-    search_rate_limited: int = 0
-    search_errors: int = 0
-    # Transaction ids Metronome answered for (found or not): evidence the token works.
-    answered_ids: int = 0
-    not_looked_up: int = 0
-    # Why lookups failed, by message: what a user needs when every verdict is `error`.
-    lookup_errors: Counter[str] = field(default_factory=Counter)
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "status": self.status,
-            "started_at": self.started_at.isoformat(),
-            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-            "budget_ids": self.budget_ids,
-            "checked": self.checked,
-            "rechecked": self.rechecked,
-            "verdicts": dict(self.verdicts),
-            "healed": self.healed,
-            "search": {
-                "requests": self.search_requests,
-                "rate_limited": self.search_rate_limited,
-                "errors": self.search_errors,
-                "not_looked_up": self.not_looked_up,
-                "failed_lookups": dict(self.lookup_errors),
-            },
-            "sources": {
-                name: {
-                    "lines_read": r.lines_read,
-                    "new_events": r.new_events,
-                    "bad_lines": r.bad_lines,
-                    "drawn": r.drawn,
-                    "newly_recorded": r.newly_recorded,
-                    "population": round(r.population),
-                    "warnings": r.warnings,
-                    "error": r.error,
-                }
-                for name, r in self.sources.items()
-            },
-            "error": self.error,
-        }
 
 
 class CheckCycle:

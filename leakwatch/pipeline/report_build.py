@@ -15,6 +15,7 @@ import structlog
 from leakwatch.core.pricing import Price
 from leakwatch.core.report_content import ReportContent, build_content
 from leakwatch.core.weeks import IsoWeek
+from leakwatch.errors import ConfigError, UsageProblem
 from leakwatch.notify.report_send import SendDecision, SendResult, send_report
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.report_queries import fetch_report_inputs
@@ -46,10 +47,10 @@ def build_report(
 ) -> ReportContent:
     """Compute the report for `week` (default: the last complete week at `now`) and save it.
 
-    Raises ValueError for a malformed week or an unknown time zone.
+    Raises UsageProblem for a malformed week, ConfigError for an unknown time zone.
     """
     zone = _zone(timezone)
-    iso_week = IsoWeek.parse(week) if week else IsoWeek.last_complete(now, zone)
+    iso_week = _week(week) if week else IsoWeek.last_complete(now, zone)
     with transaction(sessions) as session:
         inputs = fetch_report_inputs(session, iso_week, zone)
     content = build_content(
@@ -77,8 +78,15 @@ def _zone(timezone: str | ZoneInfo) -> ZoneInfo:
         return timezone
     try:
         return ZoneInfo(timezone)
-    except (ValueError, KeyError) as exc:
-        raise ValueError(f"report.timezone {timezone!r} is not a known IANA time zone") from exc
+    except (ValueError, KeyError):
+        raise ConfigError([f"report.timezone {timezone!r} is not a known IANA time zone"]) from None
+
+
+def _week(text: str) -> IsoWeek:
+    try:
+        return IsoWeek.parse(text)
+    except ValueError as exc:
+        raise UsageProblem(str(exc)) from None
 
 
 def write_report(content: ReportContent, out_dir: Path) -> list[Path]:

@@ -18,19 +18,18 @@ from leakwatch.clock import Clock
 from leakwatch.config import AlertRuleSettings, Settings
 from leakwatch.core.alerting import AlertRule, GroupBy, RateKind, Severity
 from leakwatch.core.durations import format_duration
+from leakwatch.core.results import AlertResult, CycleSummary, SendReport
 from leakwatch.errors import LeakwatchError
 from leakwatch.metronome.client import SearchObserver
 from leakwatch.metronome.errors import TokenRejected
-from leakwatch.notify.outbox import OutboxSender, SendReport
+from leakwatch.notify.outbox import OutboxSender
 from leakwatch.notify.slack import Notifier, SlackNotifier, WebhookNotifier
 from leakwatch.pipeline.alert import (
     AlertEvaluationFailed,
-    AlertResult,
     HealthSignals,
     evaluate_alerts,
     evaluate_health_alerts,
 )
-from leakwatch.pipeline.check import CycleSummary
 from leakwatch.store.db import session_factory, transaction
 from leakwatch.store.models import SamplingRun, SourceState
 from leakwatch.store.retention import drop_old_detail

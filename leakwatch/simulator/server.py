@@ -1,4 +1,4 @@
-"""The simulated Metronome over HTTP: `POST /v1/ingest` and `POST /v1/events/search`.
+"""The simulated Metronome over HTTP: `POST /v1/ingest`, `/v1/events/search`, `/v1/usage`.
 
 Does I/O: a stdlib `ThreadingHTTPServer` bound to loopback by default. Each request
 passes, in order: routing → bearer auth (401) → the endpoint's token bucket (429 with
@@ -14,6 +14,7 @@ import math
 import socket
 import sys
 import threading
+import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,11 +29,12 @@ from leakwatch.simulator.state import (
     Faults,
     IngestRejected,
     SimulatorState,
+    UsageQueryRejected,
     build_demo_state,
     load_seed_file,
 )
 
-ROUTES = {"/v1/ingest": "ingest", "/v1/events/search": "search"}
+ROUTES = {"/v1/ingest": "ingest", "/v1/events/search": "search", "/v1/usage": "usage"}
 MAX_BODY_BYTES = 10 * 1024 * 1024
 
 
@@ -148,6 +150,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if endpoint == "ingest":
             self._ingest(body, stats, fault)
+        elif endpoint == "usage":
+            self._usage(body, stats, fault)
         else:
             self._search(body, stats, fault)
 
@@ -197,6 +201,23 @@ class _Handler(BaseHTTPRequestHandler):
             return
         stats.bump("ok")
         self._send_json(200, items)
+
+    def _usage(self, body: Any, stats: ServerStats, fault: FaultKind | None) -> None:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        pages = query.get("next_page")
+        next_page = pages[0] if pages else None
+        try:
+            page = self.server.simulator.state.usage(body, next_page)
+        except UsageQueryRejected as err:
+            stats.bump("bad_request")
+            self._send_json(400, {"message": str(err)})
+            return
+        if fault in MALFORMED_KINDS:
+            stats.bump("faults")
+            self._send_raw(200, b'{"data": [{"customer_id": ', "application/json")
+            return
+        stats.bump("ok")
+        self._send_json(200, page)
 
     def _send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
@@ -259,6 +280,7 @@ class SimulatorServer:
         port: int = 0,
         search_rate_limit_rps: float | None = None,
         ingest_rate_limit_rps: float | None = None,
+        usage_rate_limit_rps: float | None = None,
         burst: float | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -269,10 +291,11 @@ class SimulatorServer:
         self._token = token
         self._host = host
         self._port = port
-        self._buckets: dict[str, TokenBucket | None] = {"search": None, "ingest": None}
+        self._buckets: dict[str, TokenBucket | None] = dict.fromkeys(set(ROUTES.values()))
         self.set_rate_limit("search", search_rate_limit_rps, burst)
         self.set_rate_limit("ingest", ingest_rate_limit_rps, burst)
-        self.stats = {"search": ServerStats(), "ingest": ServerStats()}
+        self.set_rate_limit("usage", usage_rate_limit_rps, burst)
+        self.stats = {endpoint: ServerStats() for endpoint in ROUTES.values()}
         self._httpd: _SimulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
 

@@ -27,6 +27,29 @@ GZ_CHUNK_BYTES = 1 << 15
 FINAL_EMPTY_BLOCK = b"\x03\x00"
 SIDECAR_FORMAT = 2
 FINGERPRINT_BYTES = 1024
+# A `.gz` is read no further than this many times its own size (real JSONL logs
+# compress 5–30×; gzip's ceiling is ~1032×): a gzip bomb is cut short and reported
+# instead of filling memory or the disk. Small files may always inflate to the floor.
+MAX_INFLATE_RATIO = 200
+MIN_INFLATE_LIMIT_BYTES = 64 << 20
+
+
+class InflateLimitExceeded(ValueError):
+    """A `.gz` inflates beyond `inflate_limit` of its size: a gzip bomb or corrupt."""
+
+
+def inflate_limit(compressed_bytes: int) -> int:
+    """The most content bytes a `.gz` of this size may inflate to."""
+    return max(MIN_INFLATE_LIMIT_BYTES, MAX_INFLATE_RATIO * compressed_bytes)
+
+
+def inflate_limit_note(path: Path, compressed_bytes: int, limit: int) -> str:
+    """Say that a file was cut short at the inflate limit."""
+    return (
+        f"{path}: inflates beyond {limit:,} bytes ({compressed_bytes:,} compressed; the limit "
+        f"is {MAX_INFLATE_RATIO}× or {MIN_INFLATE_LIMIT_BYTES >> 20} MiB): read no further "
+        "(a gzip bomb, or not a log)"
+    )
 
 
 class ContentReader(Protocol):
@@ -147,6 +170,7 @@ def build_gz_sidecar(
     offsets = array("Q", [0])
     compressor = isal_zlib.compressobj(1, isal_zlib.DEFLATED, -15)
     total_compressed = path.stat().st_size
+    limit = inflate_limit(total_compressed)
     size = 0
     written = 0
     with (
@@ -169,6 +193,10 @@ def build_gz_sidecar(
                 offsets.append(written)
                 size += len(piece)
             pending = data[usable:]
+            if size > limit:
+                out.close()
+                tmp_data.unlink(missing_ok=True)
+                raise InflateLimitExceeded(inflate_limit_note(path, total_compressed, limit))
             if progress is not None:
                 progress(raw.tell(), total_compressed)
             if not block:

@@ -20,22 +20,21 @@ from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
 from alembic import command
+from leakwatch.errors import StoreError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
-
-
-class StoreError(Exception):
-    """The store cannot be used as configured (bad URL, unreachable, not migrated)."""
 
 
 def make_engine(url: str) -> Engine:
     """Build an engine for a `sqlite:///…` or `postgresql+psycopg://…` URL."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:
+        # Not shown: an unparsable URL may still hold a password.
         raise StoreError(
-            f"database_url {url!r} is not a database URL; expected "
-            "sqlite:///path.db or postgresql+psycopg://user@host/db"
+            "database_url is not a database URL (value not shown); expected "
+            "sqlite:///path.db or postgresql+psycopg://user:password@host:port/db, "
+            "with special characters in the password percent-encoded (@ as %40, % as %25)"
         ) from exc
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
@@ -73,11 +72,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def alembic_config(engine: Engine | None = None) -> Config:
+def alembic_config() -> Config:
+    """Alembic's config: the scripts only.
+
+    The connection is handed over in `attributes["connection"]`, never as a URL: a URL
+    in Alembic's ini-style config is interpolated (a `%` in a password breaks it) and
+    would put the password where error messages quote it.
+    """
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    if engine is not None:
-        config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
     return config
 
 
@@ -92,7 +95,7 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine) -> tuple[str | None, str | None]:
     """Apply every pending migration; return (revision before, revision after)."""
-    config = alembic_config(engine)
+    config = alembic_config()
     before = current_revision(engine)
     with engine.begin() as conn:
         config.attributes["connection"] = conn

@@ -20,6 +20,7 @@ from leakwatch.core.report_content import (
     week_label,
 )
 from leakwatch.core.stats import Estimate, RateEstimate
+from leakwatch.core.text import escape_mrkdwn, mrkdwn
 
 SLACK_SECTION_LIMIT = 3000
 
@@ -365,13 +366,17 @@ def render_json(content: ReportContent) -> str:
 # -------------------------------------------------------------------------- Slack
 
 
-def slack_escape(text: str) -> str:
-    """Escape the three characters Slack's mrkdwn treats as control characters."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def _clip(text: str, limit: int = SLACK_SECTION_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def render_slack_text(content: ReportContent) -> str:
+    """The message's plain-text fallback: the summary, escaped like the blocks.
+
+    The summary's log-derived names are already on one line with no backtick (core);
+    escaping `<>&` leaves no mention or link syntax for Slack to act on.
+    """
+    return _clip(escape_mrkdwn(content.summary))
 
 
 def render_slack_blocks(content: ReportContent) -> list[dict[str, object]]:
@@ -383,7 +388,7 @@ def render_slack_blocks(content: ReportContent) -> list[dict[str, object]]:
         },
         {
             "type": "section",
-            "text": {"type": "mrkdwn", "text": _clip(slack_escape(content.summary))},
+            "text": mrkdwn(render_slack_text(content)),
         },
     ]
     if content.has_data:
@@ -399,7 +404,7 @@ def render_slack_blocks(content: ReportContent) -> list[dict[str, object]]:
         blocks.append(
             {
                 "type": "section",
-                "fields": [{"type": "mrkdwn", "text": slack_escape(f)} for f in fields],
+                "fields": [mrkdwn(escape_mrkdwn(f)) for f in fields],
             }
         )
     h = content.health
@@ -409,7 +414,5 @@ def render_slack_blocks(content: ReportContent) -> list[dict[str, object]]:
         + (f"/{h.cycles_expected}" if h.cycles_expected is not None else "")
         + f" · 429s {h.search_rate_limited} · bad lines {h.bad_lines_total}"
     )
-    blocks.append(
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": slack_escape(context)}]}
-    )
+    blocks.append({"type": "context", "elements": [mrkdwn(escape_mrkdwn(context))]})
     return blocks

@@ -28,7 +28,7 @@ from leakwatch.core.exposure import (
 from leakwatch.core.pricing import Price
 from leakwatch.core.stats import OutcomeTally
 from leakwatch.notify.outbox import outbox_summary
-from leakwatch.pipeline.alert import OpenAlert, list_open
+from leakwatch.store.alerts import OpenAlert, list_open
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import SamplingRun
 from leakwatch.store.queries import OutcomeCounts, outcome_counts, segment_counts, volume_rows

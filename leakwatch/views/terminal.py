@@ -9,10 +9,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from leakwatch.notify.outbox import SendReport
-from leakwatch.pipeline.alert import AlertResult, OpenAlert
-from leakwatch.pipeline.check import CycleSummary
+from leakwatch.core.results import AlertResult, CycleSummary, SendReport
 from leakwatch.sources.base import SampleResult
+from leakwatch.store.alerts import OpenAlert
 from leakwatch.views.lookup import LookupResult
 from leakwatch.views.status import RateRow, StatusView
 
