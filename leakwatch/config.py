@@ -38,6 +38,8 @@ DEFAULT_CONFIG_PATH = Path("leakwatch.toml")
 DEFAULT_DATABASE_URL = "sqlite:///leakwatch.db"
 DEFAULT_METRONOME_URL = "https://api.metronome.com"
 MAX_SAMPLE_AGE = timedelta(days=33)
+# Reports go to people (often through a group that ships them on): owner and group read.
+DEFAULT_REPORT_FILE_MODE = 0o640
 SECRET_KEYS = {
     "token": "METRONOME_BEARER_TOKEN",
     "bearer_token": "METRONOME_BEARER_TOKEN",
@@ -104,6 +106,19 @@ class MetronomeSettings(_Section):
 StratifyBy = Literal["event_type", "customer_id", "event_type,customer_id"]
 
 
+def _iana_zone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone, e.g. Europe/Berlin") from None
+    return value
+
+
+IanaZone = Annotated[str, AfterValidator(_iana_zone)]
+
+
 class FieldMapping(_Section):
     """Dotted paths from a log line (or column names of a table) to the event fields."""
 
@@ -112,16 +127,26 @@ class FieldMapping(_Section):
     event_type: str = "event_type"
     timestamp: str = "timestamp"
     properties: str = "properties"
+    # Epoch timestamps: their unit, or "auto" to read it from the magnitude.
+    timestamp_unit: Literal["auto", "s", "ms", "us", "ns"] = "auto"
+
+    def paths(self) -> dict[str, str]:
+        """The logical field → path/column mapping alone (without the unit)."""
+        return self.model_dump(exclude={"timestamp_unit"})
 
 
 class SourceSettings(_Section):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
-    type: Literal["jsonl", "sql"]
+    type: Literal["jsonl", "sql", "parquet"]
     path: str | None = None
     url: str | None = None
     table: str | None = None
     query: str | None = None
     fields: FieldMapping = FieldMapping()
+    # The zone of naive timestamps ("2026-11-20 12:00:00"); without it they are bad lines.
+    timezone: IanaZone | None = None
+    # fsspec options for object storage paths (s3://, gs://, az://), e.g. endpoint_url.
+    storage_options: dict[str, Any] = Field(default_factory=dict)
     settle_delay: Duration = timedelta(minutes=10)
     max_age: Duration = timedelta(days=33)
     sample_size: int = Field(default=500, ge=1, le=100_000)
@@ -133,8 +158,11 @@ class SourceSettings(_Section):
 
     @model_validator(mode="after")
     def _kind_fields(self) -> "SourceSettings":
-        if self.type == "jsonl" and not self.path:
-            raise ValueError("a jsonl source needs `path` (a file, a glob or a directory)")
+        if self.type in ("jsonl", "parquet") and not self.path:
+            raise ValueError(
+                f"a {self.type} source needs `path` (a file, a glob or a directory, "
+                "local or s3://…)"
+            )
         if self.type == "sql":
             if not self.url:
                 raise ValueError("a sql source needs `url` (an SQLAlchemy URL)")
@@ -158,6 +186,17 @@ class ChecksSettings(_Section):
     recheck_unmatched_customer_every: PositiveDuration = timedelta(hours=6)
     # Share of each cycle's search budget reserved for re-checks when both compete.
     recheck_share: float = Field(default=0.3, ge=0, le=1)
+
+
+class ReconcileSettings(_Section):
+    """Totals reconciliation through `POST /v1/usage` (see `leakwatch reconcile`)."""
+
+    every: PositiveDuration = timedelta(hours=24)  # how often the daemon reconciles
+    days: int = Field(default=7, ge=1, le=33)  # complete UTC days compared each run
+    settle: Duration = timedelta(days=3)  # a day older than this is final
+    tolerance: float = Field(default=0.001, ge=0, le=1)  # |billed − expected| / expected
+    # Pinned ingest alias → Metronome customer id (learned from search answers otherwise).
+    aliases: dict[str, str] = Field(default_factory=dict)
 
 
 RateName = Literal[
@@ -215,12 +254,29 @@ class DaemonSettings(_Section):
 PriceSetting = Annotated[Price, PlainValidator(parse_price)]
 
 
+def _octal_mode(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip().lower().removeprefix("0o")
+        if not text or any(c not in "01234567" for c in text):
+            raise ValueError(f'{value!r} is not an octal file mode; write e.g. "0640"')
+        value = int(text, 8)
+    allowed = isinstance(value, int) and 0o400 <= value <= 0o777 and not value & 0o133
+    if isinstance(value, int) and not isinstance(value, bool) and not allowed:
+        raise ValueError(
+            f"{value:#o} is not a report file mode: the owner must read it, and nobody "
+            "may execute it or write it but the owner (e.g. 0640, 0600, 0644)"
+        )
+    return value
+
+
 class ReportSettings(_Section):
     weekly: str = "mon 09:00"
     timezone: str = "UTC"
     out_dir: Path = Path("reports")
     prices: dict[str, PriceSetting] = Field(default_factory=dict)
     currency: str = "$"
+    # Report files' mode: TOML 0o640 or "0640". Never writable by others.
+    file_mode: Annotated[int, BeforeValidator(_octal_mode)] = DEFAULT_REPORT_FILE_MODE
 
     def quantity_properties(self) -> dict[str, str]:
         """Event type → the property whose value is priced per unit (from `prices`)."""
@@ -242,13 +298,7 @@ class ReportSettings(_Section):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not an IANA time zone, e.g. Europe/Berlin") from None
-        return value
+        return _iana_zone(value)
 
 
 class Settings(_Section):
@@ -264,6 +314,7 @@ class Settings(_Section):
     slack: SlackSettings = SlackSettings()
     daemon: DaemonSettings = DaemonSettings()
     report: ReportSettings = ReportSettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
     # Secrets: only from the environment, never printed (SecretStr).
     metronome_token: SecretStr | None = None
     slack_bot_token: SecretStr | None = None

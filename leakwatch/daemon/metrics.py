@@ -21,7 +21,9 @@ from sqlmodel import Session, col
 from leakwatch.core.events import Outcome
 from leakwatch.core.exposure import per_day, scope_exposure, segments_of, volumes_in
 from leakwatch.core.pricing import Price
+from leakwatch.core.reconcile import RECONCILED_WINDOW
 from leakwatch.core.results import CycleSummary
+from leakwatch.store.billing import MetricTotals, reconciled_totals
 from leakwatch.store.models import BadLineCount, Notification
 from leakwatch.store.queries import outcome_counts, segment_counts, volume_rows
 
@@ -48,6 +50,8 @@ class StoreSnapshot:
     outbox: dict[str, int] = field(default_factory=dict)
     # (source, reason) -> bad lines ever counted
     bad_lines: dict[tuple[str, str], int] = field(default_factory=dict)
+    # billable metric -> totals over the reconciled days of the last week
+    reconciled: dict[str, MetricTotals] = field(default_factory=dict)
 
 
 def read_store_snapshot(
@@ -103,6 +107,9 @@ def read_store_snapshot(
             ).group_by(col(BadLineCount.source), col(BadLineCount.reason))
         )
     }
+    reconciled = {
+        t.metric_name: t for t in reconciled_totals(session, since=(now - RECONCILED_WINDOW).date())
+    }
     return StoreSnapshot(
         taken_at=now,
         samples=samples,
@@ -112,6 +119,7 @@ def read_store_snapshot(
         revenue_at_risk_per_day=revenue_per_day,
         outbox=outbox,
         bad_lines=bad_lines,
+        reconciled=reconciled,
     )
 
 
@@ -182,6 +190,29 @@ class _StoreCollector(Collector):
         for (source, reason), count in sorted(snapshot.bad_lines.items()):
             bad.add_metric([source, reason], count)
         yield bad
+        families = {
+            "expected": GaugeMetricFamily(
+                "leakwatch_reconciled_expected",
+                "What the source says Metronome should hold, summed over the reconciled days "
+                "of the last 7 (COUNT/SUM metrics), by billable metric.",
+                labels=["metric"],
+            ),
+            "billed": GaugeMetricFamily(
+                "leakwatch_reconciled_billed",
+                "What Metronome's /v1/usage holds for the same customers and days, by metric.",
+                labels=["metric"],
+            ),
+            "flagged": GaugeMetricFamily(
+                "leakwatch_reconciled_flagged_days",
+                "Customer × day rows whose billed total is outside the tolerance, by metric.",
+                labels=["metric"],
+            ),
+        }
+        for name, totals in sorted(snapshot.reconciled.items()):
+            families["expected"].add_metric([name], totals.expected)
+            families["billed"].add_metric([name], totals.billed)
+            families["flagged"].add_metric([name], totals.flagged)
+        yield from families.values()
         if snapshot.taken_at is not None:
             yield GaugeMetricFamily(
                 "leakwatch_store_snapshot_timestamp_seconds",

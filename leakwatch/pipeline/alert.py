@@ -43,10 +43,11 @@ from leakwatch.core.results import AlertResult
 from leakwatch.errors import LeakwatchError
 from leakwatch.notify.blocks import AlertView, MessageKind, render
 from leakwatch.notify.outbox import NotificationKind as OutboxKind
-from leakwatch.notify.outbox import NotificationStatus, enqueue
+from leakwatch.notify.outbox import enqueue
 from leakwatch.store.alerts import alerts_of_rule, apply_state, lock_or_create, state_of
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import Alert, AlertTransition
+from leakwatch.store.outbox import NotificationStatus
 from leakwatch.store.queries import (
     OutcomeCounts,
     example_transactions,

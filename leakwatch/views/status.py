@@ -26,11 +26,13 @@ from leakwatch.core.exposure import (
     volumes_in,
 )
 from leakwatch.core.pricing import Price
+from leakwatch.core.reconcile import RECONCILED_WINDOW, billed_ratio
 from leakwatch.core.stats import OutcomeTally
-from leakwatch.notify.outbox import outbox_summary
 from leakwatch.store.alerts import OpenAlert, list_open
+from leakwatch.store.billing import reconciled_totals
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import SamplingRun
+from leakwatch.store.outbox import outbox_summary
 from leakwatch.store.queries import OutcomeCounts, outcome_counts, segment_counts, volume_rows
 
 TOP_CUSTOMERS = 10
@@ -54,6 +56,19 @@ class RateRow:
     revenue_at_risk_per_day: float | None = None
 
 
+@dataclass(frozen=True)
+class ReconciledMetric:
+    """One billable metric's reconciled totals over the last week (exact, not sampled)."""
+
+    metric: str
+    expected: float
+    billed: float
+    difference: float
+    billed_ratio: float | None
+    flagged_days: int
+    days: int
+
+
 @dataclass
 class StatusView:
     now: datetime
@@ -66,6 +81,7 @@ class StatusView:
     outbox: dict[str, int]
     last_cycle: dict[str, Any] | None
     currency: str = "$"
+    reconciled: list[ReconciledMetric] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +97,7 @@ class StatusView:
             ],
             "outbox": self.outbox,
             "last_cycle": self.last_cycle,
+            "reconciled_last_7_days": [asdict(r) for r in self.reconciled],
             "currency": self.currency,
         }
 
@@ -129,6 +146,7 @@ def build_status(
         segments = segment_counts(session, since=since, until=now)
         volumes = volumes_in(volume_rows(session, since.date(), now.date()), since, now, now)
         outbox = outbox_summary(session)
+        reconciled = reconciled_totals(session, since=(now - RECONCILED_WINDOW).date())
         last = session.execute(
             select(SamplingRun).order_by(col(SamplingRun.started_at).desc()).limit(1)
         ).scalar_one_or_none()
@@ -153,6 +171,18 @@ def build_status(
         # No volume is counted per customer, so a customer's cost is unknown.
         top_customers=[row(c, None) for c in customers[:TOP_CUSTOMERS] if c.leaks],
         open_alerts=list_open(sessions, now),
+        reconciled=[
+            ReconciledMetric(
+                metric=t.metric_name,
+                expected=t.expected,
+                billed=t.billed,
+                difference=t.billed - t.expected,
+                billed_ratio=billed_ratio(t.expected, t.billed),
+                flagged_days=t.flagged,
+                days=t.rows,
+            )
+            for t in reconciled
+        ],
         outbox=dict(outbox.counts),
         last_cycle=None
         if last is None
