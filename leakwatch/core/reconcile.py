@@ -440,7 +440,7 @@ def reconcile_days(now: datetime, days: int, *, search_window_days: int = 34) ->
 
 
 def gap_money(
-    definition: MetricDefinition, difference: float, prices: Mapping[str, Price]
+    definition: MetricDefinition, difference: float, prices: Mapping[str, "Price"]
 ) -> float | None:
     """The money a gap is worth, where a price says it: None when no price fits the metric.
 

@@ -22,7 +22,7 @@ from leakwatch.notify.report_send import SendDecision, SendResult, send_report
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.report_queries import fetch_report_inputs
 from leakwatch.store.report_record import save_content
-from leakwatch.views.report_chart import render_trend_png
+from leakwatch.views.report_chart import render_billed_png, render_trend_png
 from leakwatch.views.report_render import render_html, render_json, render_markdown
 
 __all__ = [
@@ -104,10 +104,17 @@ def write_report(
     make_private_dir(out_dir, dir_mode_for(mode))
     stem = f"leakage-{content.week}"
     png = render_trend_png(content)
-    outputs: list[tuple[Path, bytes]] = [
-        (out_dir / f"{stem}.png", png),
-        (out_dir / f"{stem}.html", render_html(content, png).encode("utf-8")),
-        (out_dir / f"{stem}.md", render_markdown(content, chart_filename=f"{stem}.png").encode()),
+    billed_png = render_billed_png(content)
+    billed_name = f"{stem}-billed.png" if billed_png is not None else None
+    markdown = render_markdown(
+        content, chart_filename=f"{stem}.png", billed_chart_filename=billed_name
+    )
+    outputs: list[tuple[Path, bytes]] = [(out_dir / f"{stem}.png", png)]
+    if billed_png is not None and billed_name is not None:
+        outputs.append((out_dir / billed_name, billed_png))
+    outputs += [
+        (out_dir / f"{stem}.html", render_html(content, png, billed_png).encode("utf-8")),
+        (out_dir / f"{stem}.md", markdown.encode()),
         (out_dir / f"{stem}.json", render_json(content).encode("utf-8")),
     ]
     for path, data in outputs:
