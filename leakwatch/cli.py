@@ -249,6 +249,44 @@ def status(
 
 
 @app.command()
+def reconcile(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    days: Annotated[
+        int | None, typer.Option(min=1, max=33, help="Complete UTC days to compare (default 7).")
+    ] = None,
+    customer: Annotated[
+        str | None,
+        typer.Option(help="Only this customer: Metronome id, name or an ingest alias."),
+    ] = None,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Show rows within tolerance too.")
+    ] = False,
+) -> None:
+    """Expected vs billed per customer × metric × day, from Metronome's /v1/usage."""
+    from leakwatch.clock import SystemClock
+    from leakwatch.pipeline.runtime import Runtime
+    from leakwatch.wiring import settings_for
+
+    with _user_errors():
+        settings = settings_for(config)
+        _setup_logs(settings, quiet=as_json)
+        runtime = Runtime(settings, clock=SystemClock())
+        try:
+            result = runtime.reconcile(days=days, customer=customer)
+        finally:
+            runtime.close()
+        if as_json:
+            _print_json(result.to_dict())
+        else:
+            from leakwatch.views.terminal import print_reconciliation
+
+            print_reconciliation(out, result, currency=settings.report.currency, show_all=show_all)
+    if result.days and not result.rows and result.notes:
+        raise typer.Exit(1)
+
+
+@app.command()
 def outcomes(
     config: ConfigOption = None,
     outcome: Annotated[

@@ -102,6 +102,19 @@ class MetronomeSettings(_Section):
 StratifyBy = Literal["event_type", "customer_id", "event_type,customer_id"]
 
 
+def _iana_zone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone, e.g. Europe/Berlin") from None
+    return value
+
+
+IanaZone = Annotated[str, AfterValidator(_iana_zone)]
+
+
 class FieldMapping(_Section):
     """Dotted paths from a log line (or column names of a table) to the event fields."""
 
@@ -110,16 +123,26 @@ class FieldMapping(_Section):
     event_type: str = "event_type"
     timestamp: str = "timestamp"
     properties: str = "properties"
+    # Epoch timestamps: their unit, or "auto" to read it from the magnitude.
+    timestamp_unit: Literal["auto", "s", "ms", "us", "ns"] = "auto"
+
+    def paths(self) -> dict[str, str]:
+        """The logical field → path/column mapping alone (without the unit)."""
+        return self.model_dump(exclude={"timestamp_unit"})
 
 
 class SourceSettings(_Section):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
-    type: Literal["jsonl", "sql"]
+    type: Literal["jsonl", "sql", "parquet"]
     path: str | None = None
     url: str | None = None
     table: str | None = None
     query: str | None = None
     fields: FieldMapping = FieldMapping()
+    # The zone of naive timestamps ("2026-11-20 12:00:00"); without it they are bad lines.
+    timezone: IanaZone | None = None
+    # fsspec options for object storage paths (s3://, gs://, az://), e.g. endpoint_url.
+    storage_options: dict[str, Any] = Field(default_factory=dict)
     settle_delay: Duration = timedelta(minutes=10)
     max_age: Duration = timedelta(days=33)
     sample_size: int = Field(default=500, ge=1, le=100_000)
@@ -131,8 +154,11 @@ class SourceSettings(_Section):
 
     @model_validator(mode="after")
     def _kind_fields(self) -> "SourceSettings":
-        if self.type == "jsonl" and not self.path:
-            raise ValueError("a jsonl source needs `path` (a file, a glob or a directory)")
+        if self.type in ("jsonl", "parquet") and not self.path:
+            raise ValueError(
+                f"a {self.type} source needs `path` (a file, a glob or a directory, "
+                "local or s3://…)"
+            )
         if self.type == "sql":
             if not self.url:
                 raise ValueError("a sql source needs `url` (an SQLAlchemy URL)")
@@ -159,6 +185,17 @@ class ChecksSettings(_Section):
     # How long a cycle tails before it draws; a longer history is counted after the
     # lookups, over the next cycles, with volumes estimated from the draw meanwhile.
     tail_slice: Duration = timedelta(seconds=5)
+
+
+class ReconcileSettings(_Section):
+    """Totals reconciliation through `POST /v1/usage` (see `leakwatch reconcile`)."""
+
+    every: PositiveDuration = timedelta(hours=24)  # how often the daemon reconciles
+    days: int = Field(default=7, ge=1, le=33)  # complete UTC days compared each run
+    settle: Duration = timedelta(days=3)  # a day older than this is final
+    tolerance: float = Field(default=0.001, ge=0, le=1)  # |billed − expected| / expected
+    # Pinned ingest alias → Metronome customer id (learned from search answers otherwise).
+    aliases: dict[str, str] = Field(default_factory=dict)
 
 
 RateName = Literal[
@@ -254,13 +291,7 @@ class ReportSettings(_Section):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not an IANA time zone, e.g. Europe/Berlin") from None
-        return value
+        return _iana_zone(value)
 
 
 class Settings(_Section):
@@ -276,6 +307,7 @@ class Settings(_Section):
     slack: SlackSettings = SlackSettings()
     daemon: DaemonSettings = DaemonSettings()
     report: ReportSettings = ReportSettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
     # Secrets: only from the environment, never printed (SecretStr).
     metronome_token: SecretStr | None = None
     slack_bot_token: SecretStr | None = None

@@ -42,10 +42,11 @@ from leakwatch.core.stats import rate_from_weight_sums
 from leakwatch.errors import LeakwatchError
 from leakwatch.notify.blocks import AlertView, MessageKind, render
 from leakwatch.notify.outbox import NotificationKind as OutboxKind
-from leakwatch.notify.outbox import NotificationStatus, enqueue
+from leakwatch.notify.outbox import enqueue
 from leakwatch.store.alerts import alerts_of_rule, apply_state, lock_or_create, state_of
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import Alert, AlertTransition, VolumeCount
+from leakwatch.store.outbox import NotificationStatus
 from leakwatch.store.queries import OutcomeCounts, example_transactions, outcome_counts
 
 

@@ -27,12 +27,14 @@ from leakwatch.core.classify import (
     expire_if_needed,
 )
 from leakwatch.core.events import Outcome, SampledEvent, SearchItem
+from leakwatch.core.reconcile import learn_billing
 from leakwatch.core.results import CycleSummary, SourceReport
 from leakwatch.metronome.client import SearchClient
 from leakwatch.metronome.errors import TokenRejected
 from leakwatch.sources.base import ScanResult, Source
 from leakwatch.sources.checkpoints import CheckpointStore
 from leakwatch.sources.jsonl import JsonlSource
+from leakwatch.store.billing import save_learned_billing
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import SampledEvent as SampledEventRow
 from leakwatch.store.models import SamplingRun, SourceState
@@ -114,6 +116,10 @@ class CheckCycle:
         # Sources whose tail stopped short (their history is not all counted yet).
         self._behind: set[str] = set()
         self._catch_up_until: float | None = None
+
+    @property
+    def sources(self) -> list[Source]:
+        return [configured.source for configured in self._sources]
 
     def run(self, *, draw: bool = True) -> CycleSummary:
         """Run one cycle; TokenRejected propagates after the run is recorded as failed.
@@ -371,6 +377,7 @@ class CheckCycle:
             )
         )
         answered, errors = self._look_up(summary, ids, deadline_monotonic)
+        self._learn_billing(answered, now)
         self._record_new(summary, drawn, answered, errors, now)
         updates = []
         for row in to_search:
@@ -418,6 +425,13 @@ class CheckCycle:
             summary.search_rate_limited += after[1] - before[1]
             summary.search_errors += after[2] - before[2]
         return answered, errors
+
+    def _learn_billing(self, answered: Mapping[str, Sequence[SearchItem]], now: datetime) -> None:
+        """Keep the metric definitions and aliases the answers carry (for reconciliation)."""
+        learned = learn_billing(item for items in answered.values() for item in items)
+        if learned.definitions or learned.aliases:
+            with transaction(self._sessions) as session:
+                save_learned_billing(session, learned, now)
 
     def _record_new(
         self,

@@ -18,10 +18,11 @@ from leakwatch.clock import Clock
 from leakwatch.config import AlertRuleSettings, Settings
 from leakwatch.core.alerting import AlertRule, GroupBy, RateKind, Severity
 from leakwatch.core.durations import format_duration
+from leakwatch.core.report_content import parse_prices
 from leakwatch.core.results import AlertResult, CycleSummary, SendReport
 from leakwatch.errors import LeakwatchError
 from leakwatch.metronome.client import SearchObserver
-from leakwatch.metronome.errors import TokenRejected
+from leakwatch.metronome.errors import RequestFailed, TokenRejected
 from leakwatch.notify.outbox import OutboxSender
 from leakwatch.notify.slack import Notifier, SlackNotifier, WebhookNotifier
 from leakwatch.pipeline.alert import (
@@ -36,6 +37,7 @@ from leakwatch.store.retention import drop_old_detail
 from leakwatch.wiring import build_check_cycle, build_search_client, open_engine
 
 if TYPE_CHECKING:
+    from leakwatch.core.reconcile import ReconcileResult
     from leakwatch.pipeline.check import CheckCycle
     from leakwatch.pipeline.report import ReportOutcome
 
@@ -166,6 +168,40 @@ class Runtime:
         it; True once every source's volumes are counted (see `CheckCycle.catch_up`).
         """
         return self.cycle.catch_up()
+
+    def reconcile(
+        self, *, days: int | None = None, customer: str | None = None
+    ) -> "ReconcileResult":
+        """Compare expected and billed totals per customer × metric × day, and save them."""
+        from leakwatch.pipeline.reconcile import run_reconciliation
+
+        config = self.settings.reconcile
+        try:
+            return run_reconciliation(
+                sessions=self.sessions,
+                sources=self.cycle.sources,
+                client=self.search,
+                now=self.clock.now(),
+                days=days or config.days,
+                settle=config.settle,
+                tolerance=config.tolerance,
+                prices=parse_prices(self.settings.report.price_table()),
+                customer=customer,
+                pinned_aliases=config.aliases,
+                expectations={
+                    source.name: {k: frozenset(v) for k, v in source.expected_metrics.items()}
+                    for source in self.settings.sources
+                },
+            )
+        except TokenRejected as exc:
+            self.health.observe_failure(exc)
+            raise LeakwatchError(
+                "Metronome rejected the API token (HTTP 401/403): check METRONOME_BEARER_TOKEN"
+            ) from None
+        except RequestFailed as exc:
+            raise LeakwatchError(
+                f"could not fetch usage from Metronome at {self.search.base_url}: {exc}"
+            ) from None
 
     def evaluate_alerts(self) -> list[AlertResult]:
         """Step every rate rule and every health condition; queue what must be said."""

@@ -21,7 +21,7 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -166,7 +166,7 @@ class JsonlSource:
 
     def __init__(self, spec: JsonlSourceSpec, *, state_dir: Path) -> None:
         self.spec = spec
-        self._paths = FieldPaths.from_mapping(spec.fields)
+        self._paths = FieldPaths.from_mapping(spec.fields, spec.timestamp_format)
         self._index_dir = state_dir / "gzindex" / _safe_name(spec.name)
         self._fast = tail_decoder(self._paths, spec.quantity_properties.values())
 
@@ -227,6 +227,27 @@ class JsonlSource:
                     n, window, segments, fields, floor, rng, state, progress
                 )
             return self._sample_by_offsets(n, window, segments, line_lengths, rng, state)
+        finally:
+            for segment in segments:
+                segment.reader.close()
+
+    def iter_events(self, start: datetime, end: datetime) -> Iterator[SourceEvent]:
+        """Every usable event with start ≤ timestamp < end (the window found by search)."""
+        # Window is open at both ends; widen by a microsecond and filter exactly below.
+        window = Window(start - timedelta(microseconds=1), end)
+        segments = self._segments(window, _DrawState(), None)
+        tally = BadLineTally()
+        try:
+            for segment in segments:
+                lines = _iter_lines(
+                    segment.reader, segment.lo, segment.hi, self.spec.max_line_bytes, tally
+                )
+                for _offset, raw in lines:
+                    parsed = parse_line(raw, self._paths, self.spec.max_line_bytes)
+                    if isinstance(parsed, BadLineReason):
+                        continue
+                    if start <= parsed.timestamp < end:
+                        yield parsed
         finally:
             for segment in segments:
                 segment.reader.close()

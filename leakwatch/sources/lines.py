@@ -14,7 +14,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-from leakwatch.core.events import SourceEvent, timestamp_or_none
+from leakwatch.core.events import SourceEvent
+from leakwatch.core.timestamps import DEFAULT_FORMAT, TimestampFormat, read_timestamp
 from leakwatch.sources.base import BadLineReason
 
 
@@ -27,9 +28,12 @@ class FieldPaths:
     event_type: tuple[str, ...]
     timestamp: tuple[str, ...]
     properties: tuple[str, ...]
+    timestamp_format: TimestampFormat = DEFAULT_FORMAT
 
     @classmethod
-    def from_mapping(cls, fields: Mapping[str, str]) -> "FieldPaths":
+    def from_mapping(
+        cls, fields: Mapping[str, str], timestamp_format: TimestampFormat = DEFAULT_FORMAT
+    ) -> "FieldPaths":
         def split(name: str) -> tuple[str, ...]:
             path = tuple(part for part in fields[name].split(".") if part)
             if not path:
@@ -42,6 +46,7 @@ class FieldPaths:
             event_type=split("event_type"),
             timestamp=split("timestamp"),
             properties=split("properties"),
+            timestamp_format=timestamp_format,
         )
 
 
@@ -116,7 +121,7 @@ def parse_line(raw: bytes, paths: FieldPaths, max_line_bytes: int) -> SourceEven
 
 
 def _timestamp_of(document: Any, paths: FieldPaths) -> datetime | None:
-    return timestamp_or_none(_dig(document, paths.timestamp))
+    return read_timestamp(_dig(document, paths.timestamp), paths.timestamp_format)
 
 
 def line_timestamp(raw: bytes, paths: FieldPaths, max_line_bytes: int) -> datetime | None:

@@ -17,11 +17,11 @@ from sqlmodel import col
 
 from leakwatch.core.events import LEAKING_OUTCOMES, Outcome
 from leakwatch.core.stats import RateEstimate, rate_from_weight_sums
-from leakwatch.notify.outbox import outbox_summary
 from leakwatch.pipeline.alert import Price
 from leakwatch.store.alerts import OpenAlert, list_open
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import SamplingRun, VolumeCount
+from leakwatch.store.outbox import outbox_summary
 from leakwatch.store.queries import OutcomeCounts, outcome_counts
 
 VOLUME_DAYS = 7
