@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -36,6 +36,8 @@ DEFAULT_CONFIG_PATH = Path("leakwatch.toml")
 DEFAULT_DATABASE_URL = "sqlite:///leakwatch.db"
 DEFAULT_METRONOME_URL = "https://api.metronome.com"
 MAX_SAMPLE_AGE = timedelta(days=33)
+# Reports go to people (often through a group that ships them on): owner and group read.
+DEFAULT_REPORT_FILE_MODE = 0o640
 SECRET_KEYS = {
     "token": "METRONOME_BEARER_TOKEN",
     "bearer_token": "METRONOME_BEARER_TOKEN",
@@ -253,12 +255,29 @@ class UnitPrice(_Section):
     property: str = Field(min_length=1)
 
 
+def _octal_mode(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip().lower().removeprefix("0o")
+        if not text or any(c not in "01234567" for c in text):
+            raise ValueError(f'{value!r} is not an octal file mode; write e.g. "0640"')
+        value = int(text, 8)
+    allowed = isinstance(value, int) and 0o400 <= value <= 0o777 and not value & 0o133
+    if isinstance(value, int) and not isinstance(value, bool) and not allowed:
+        raise ValueError(
+            f"{value:#o} is not a report file mode: the owner must read it, and nobody "
+            "may execute it or write it but the owner (e.g. 0640, 0600, 0644)"
+        )
+    return value
+
+
 class ReportSettings(_Section):
     weekly: str = "mon 09:00"
     timezone: str = "UTC"
     out_dir: Path = Path("reports")
     prices: dict[str, float | UnitPrice] = Field(default_factory=dict)
     currency: str = "$"
+    # Report files' mode: TOML 0o640 or "0640". Never writable by others.
+    file_mode: Annotated[int, BeforeValidator(_octal_mode)] = DEFAULT_REPORT_FILE_MODE
 
     def quantity_properties(self) -> dict[str, str]:
         """Event type → the property whose value is priced per unit (from `prices`)."""
@@ -326,6 +345,22 @@ class Settings(_Section):
                     raise ValueError(f"two {label} are named {name!r}; names must be unique")
                 seen.add(name)
         return self
+
+    def secret_values(self) -> list[str]:
+        """Every secret these settings hold, for the log redactor.
+
+        The tokens and the webhook, and the passwords inside the store's and the SQL
+        sources' URLs (as written and decoded).
+        """
+        values = [
+            secret.get_secret_value()
+            for secret in (self.metronome_token, self.slack_bot_token, self.slack_webhook_url)
+            if secret is not None
+        ]
+        values += url_passwords(self.database_url)
+        for source in self.sources:
+            values += url_passwords(source.url)
+        return values
 
     def source(self, name: str) -> SourceSettings:
         for source in self.sources:
@@ -454,7 +489,46 @@ def _clean_secret(variable: str, secret: SecretStr | None) -> SecretStr | None:
             f"{variable} contains spaces, control or non-ASCII characters (value not shown); "
             "set it to the token alone"
         )
+    if variable == "SLACK_WEBHOOK_URL" and not _is_https_or_loopback(value):
+        raise ValueError(
+            "SLACK_WEBHOOK_URL is not an https:// URL (value not shown); set it to the "
+            "incoming-webhook URL Slack gave you, https://hooks.slack.com/services/…"
+        )
     return SecretStr(value)
+
+
+def _is_https_or_loopback(url: str) -> bool:
+    """An https URL, or plain http to this machine (a local test server)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return False
+    if parts.scheme == "https" and host:
+        return True
+    return parts.scheme == "http" and is_loopback_host(host)
+
+
+def url_passwords(url: str | None) -> list[str]:
+    """The password in a URL, as written (percent-encoded) and decoded; [] when none."""
+    try:
+        password = urlsplit(url).password if url else None
+    except ValueError:
+        return []
+    return [password, unquote(password)] if password else []
+
+
+def environment_secrets(environ: Mapping[str, str]) -> list[str]:
+    """Every secret the environment holds, raw, for redaction before Settings exist.
+
+    A command that fails while loading its settings must still not print them.
+    """
+    values = [
+        environ.get(name, "").strip()
+        for name in ("METRONOME_BEARER_TOKEN", "SLACK_BOT_TOKEN", "SLACK_WEBHOOK_URL")
+    ]
+    values += url_passwords(environ.get("LEAKWATCH_DATABASE_URL"))
+    return [v for v in values if v]
 
 
 def is_loopback_host(host: str | None) -> bool:

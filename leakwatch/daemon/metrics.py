@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 from leakwatch.core.events import DECIDED_OUTCOMES, LEAKING_OUTCOMES, Outcome
+from leakwatch.core.reconcile import RECONCILED_WINDOW
 from leakwatch.core.results import CycleSummary
 from leakwatch.store.billing import MetricTotals, reconciled_totals
 from leakwatch.store.models import BadLineCount, Notification
@@ -28,7 +29,6 @@ from leakwatch.store.queries import outcome_counts
 SEARCH_LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 CYCLE_DURATION_BUCKETS_S = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 RECENT_WINDOW = timedelta(hours=24)
-RECONCILED_WINDOW = timedelta(days=7)
 
 
 @dataclass(frozen=True)

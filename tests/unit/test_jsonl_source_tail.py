@@ -162,3 +162,17 @@ def test_a_tail_out_of_time_stops_at_a_line_and_resumes_there(tmp_path: Path) ->
     assert states[:4] == [(False, True, 100)] * 3 + [(True, False, 50)]
     assert states[4:] == [(True, False, 0)] * 2
     assert tail.total() == 350
+
+
+def test_a_carriage_return_inside_a_line_is_json_whitespace_not_a_line_end(
+    tmp_path: Path,
+) -> None:
+    """Found by tests/reliability/test_fuzz.py: one event with `\\r` in it was two bad lines."""
+    log = tmp_path / "app.jsonl"
+    event = lines(0, 1).replace(b'", "', b'",\r"', 1)
+    assert b"\r" in event
+    log.write_bytes(event + b"\x00\r\x00\n" + lines(1, 1).replace(b"\n", b"\r\n"))
+    tail = Tailer(str(log), tmp_path / "state")
+    result = tail.source.scan_new((), now=NOW)
+    assert sum(v.events for v in result.volumes.values()) == 2
+    assert sum(result.bad_lines.values()) == 1
