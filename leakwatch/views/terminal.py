@@ -183,6 +183,15 @@ def print_status(out: Console, view: StatusView) -> None:
         if last.get("error"):
             line += f" — {last['error']}"
         out.print(line, markup=False)
+    estimated = sorted(name for name, state in view.volumes.items() if state == "estimated")
+    if estimated:
+        out.print(
+            "volumes estimated from the draw (the tail is still counting the history): "
+            + ", ".join(estimated),
+            markup=False,
+        )
+    elif view.volumes:
+        out.print("volumes counted by the tail", markup=False)
 
 
 def print_alerts(out: Console, alerts: Sequence[OpenAlert]) -> None:
