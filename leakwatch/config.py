@@ -186,6 +186,9 @@ class ChecksSettings(_Section):
     recheck_unmatched_customer_every: PositiveDuration = timedelta(hours=6)
     # Share of each cycle's search budget reserved for re-checks when both compete.
     recheck_share: float = Field(default=0.3, ge=0, le=1)
+    # How long a cycle tails before it draws; a longer history is counted after the
+    # lookups, over the next cycles, with volumes estimated from the draw meanwhile.
+    tail_slice: Duration = timedelta(seconds=5)
 
 
 class ReconcileSettings(_Section):

@@ -98,6 +98,25 @@ def volumes_in(
     return {key: Volume(events, quantity) for key, (events, quantity) in acc.items()}
 
 
+def with_source_total(
+    volumes: Mapping[Segment, Volume], source: str, events: float
+) -> dict[Segment, Volume]:
+    """Scale one source's segment volumes to a total estimated elsewhere (the draw).
+
+    For a source whose tail is still reading its history the counts are partial: they
+    give the mix of event types, `events` gives the level. Unchanged when the source
+    has no counts to take the mix from.
+    """
+    counted = sum(v.events for (s, _), v in volumes.items() if s == source)
+    if counted <= 0:
+        return dict(volumes)
+    factor = events / counted
+    return {
+        segment: Volume(v.events * factor, v.quantity * factor) if segment[0] == source else v
+        for segment, v in volumes.items()
+    }
+
+
 def scaled(estimate: Estimate, factor: float) -> Estimate:
     return Estimate(estimate.point * factor, estimate.lo * factor, estimate.hi * factor)
 

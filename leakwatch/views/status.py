@@ -24,6 +24,7 @@ from leakwatch.core.exposure import (
     scope_exposure,
     segments_of,
     volumes_in,
+    with_source_total,
 )
 from leakwatch.core.pricing import Price
 from leakwatch.core.reconcile import RECONCILED_WINDOW, billed_ratio
@@ -81,6 +82,9 @@ class StatusView:
     outbox: dict[str, int]
     last_cycle: dict[str, Any] | None
     currency: str = "$"
+    # Per source, as of the last cycle: "counted" (the tail's exact volumes) or
+    # "estimated" (the tail is still reading the history; volume from the draw).
+    volumes: dict[str, str] = field(default_factory=dict)
     reconciled: list[ReconciledMetric] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,6 +101,7 @@ class StatusView:
             ],
             "outbox": self.outbox,
             "last_cycle": self.last_cycle,
+            "volumes": self.volumes,
             "reconciled_last_7_days": [asdict(r) for r in self.reconciled],
             "currency": self.currency,
         }
@@ -150,6 +155,11 @@ def build_status(
         last = session.execute(
             select(SamplingRun).order_by(col(SamplingRun.started_at).desc()).limit(1)
         ).scalar_one_or_none()
+    volume_states = _volume_states(last)
+    for name, per_day_events in _estimated_daily_volumes(last).items():
+        # Partial counts would understate the volume: the draw's estimate sets the
+        # level, the counts so far the mix of event types.
+        volumes = with_source_total(volumes, name, per_day_events * (window / timedelta(days=1)))
 
     def row(counts: OutcomeCounts, within: Callable[[Segment], bool] | None) -> RateRow:
         exposure = (
@@ -197,4 +207,30 @@ def build_status(
             "error": last.error,
         },
         currency=currency,
+        volumes=volume_states,
     )
+
+
+def _last_sources(last: SamplingRun | None) -> dict[str, dict[str, Any]]:
+    sources = (last.summary or {}).get("sources") if last is not None else None
+    return sources if isinstance(sources, dict) else {}
+
+
+def _volume_states(last: SamplingRun | None) -> dict[str, str]:
+    """Each source's volume state in the last cycle (older runs did not say: counted)."""
+    return {
+        name: str(report.get("volumes", "counted"))
+        for name, report in _last_sources(last).items()
+        if isinstance(report, dict)
+    }
+
+
+def _estimated_daily_volumes(last: SamplingRun | None) -> dict[str, float]:
+    """Daily volume estimated from the last draw, for sources still being counted."""
+    return {
+        name: float(report["events_per_day"])
+        for name, report in _last_sources(last).items()
+        if isinstance(report, dict)
+        and report.get("volumes") == "estimated"
+        and isinstance(report.get("events_per_day"), int | float)
+    }
