@@ -190,6 +190,7 @@ def check(
             summary = runtime.run_cycle(draw=not recheck_only)
             alerts = runtime.evaluate_alerts()
             sent = runtime.send_notifications()
+            runtime.catch_up_tail()
         finally:
             runtime.close()
         if as_json:

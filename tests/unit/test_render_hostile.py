@@ -1,9 +1,9 @@
 """Log-derived values that look like markup, formulas or terminal codes are shown inert."""
 
 import csv
-import re
 import io
 import json
+import re
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
