@@ -26,7 +26,7 @@ import psycopg
 import structlog
 from sqlalchemy.engine import make_url
 
-from leakwatch.errors import LeakwatchError
+from leakwatch.errors import LeakwatchError, UsageProblem
 
 # Keepalives notice a dead peer in about idle + interval × count seconds; the user
 # timeout bounds how long unacknowledged writes may hang.
@@ -175,6 +175,19 @@ class AnotherInstanceRunning(LeakwatchError):
     """A second daemon was started against a SQLite store that one already uses."""
 
 
+def store_lock(
+    database_url: str, *, key: int, state_dir: Path
+) -> "PostgresLeader | SqliteLockFile":
+    """The one lock per store that the daemon holds while it runs the jobs.
+
+    Postgres: the advisory lock `key` (replicas elect their leader with it). SQLite: an
+    exclusive lock file beside the database.
+    """
+    if make_url(database_url).get_backend_name() == "postgresql":
+        return PostgresLeader(database_url, key=key)
+    return SqliteLockFile(sqlite_lock_path(database_url, state_dir))
+
+
 def sqlite_lock_path(database_url: str, state_dir: Path) -> Path:
     """Where the single-instance lock lives: beside the database file, else in state_dir."""
     database = make_url(database_url).database
@@ -194,8 +207,15 @@ class SqliteLockFile:
     def try_acquire(self) -> bool:
         if self._handle is not None:
             return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("a+", encoding="utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = self.path.open("a+", encoding="utf-8")
+        except OSError as exc:
+            raise UsageProblem(
+                f"cannot create leakwatch's lock file {self.path}: {exc.strerror or exc}; "
+                "the directory of the SQLite database must be writable by this user (or "
+                "point LEAKWATCH_DATABASE_URL at a writable place)"
+            ) from None
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -255,4 +275,5 @@ __all__ = [
     "libpq_url",
     "migration_lock",
     "sqlite_lock_path",
+    "store_lock",
 ]
