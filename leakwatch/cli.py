@@ -61,7 +61,7 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except LeakwatchError as exc:
-        err.print(f"error: {exc}", markup=False, style="red")
+        err.print(f"error: {_redact(str(exc))}", markup=False, style="red")
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err.print("interrupted; what was recorded is kept")
@@ -73,12 +73,27 @@ def _user_errors() -> Iterator[None]:
         if os.environ.get("LEAKWATCH_DEBUG"):
             err.print_exception()
         err.print(
-            f"error: unexpected {type(exc).__name__}: {exc}\n"
+            f"error: unexpected {type(exc).__name__}: {_redact(str(exc))}\n"
             "this is a bug in leakwatch; set LEAKWATCH_DEBUG=1 to see the traceback",
             markup=False,
             style="red",
         )
         raise typer.Exit(1) from None
+
+
+def _redact(message: str) -> str:
+    """Remove secrets from a message for the terminal, as the log redactor would.
+
+    Before the message is printed (and wrapped): the secrets the command's logging
+    knows, plus every secret in the environment in case the settings never loaded.
+    """
+    from leakwatch.config import environment_secrets
+    from leakwatch.logs import SecretRedactor, redactor_in_use
+
+    redactor = redactor_in_use() or SecretRedactor()
+    for secret in environment_secrets(os.environ):
+        redactor.add(secret)
+    return redactor.redact_text(message)
 
 
 @contextmanager
@@ -132,6 +147,7 @@ def db_upgrade(config: ConfigOption = None) -> None:
 
     with _user_errors():
         settings = settings_for(config)
+        _setup_logs(settings, quiet=True)
         engine = open_engine(settings, migrate=True)
         out.print(f"database at revision {current_revision(engine)} (up to date)")
         engine.dispose()
@@ -228,6 +244,7 @@ def status(
     with _user_errors():
         span = _duration_option("--window", window)
         settings = settings_for(config)
+        _setup_logs(settings, quiet=True)
         engine = open_engine(settings)
         try:
             view = build_status(
@@ -245,6 +262,44 @@ def status(
         from leakwatch.views.terminal import print_status
 
         print_status(out, view)
+
+
+@app.command()
+def reconcile(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    days: Annotated[
+        int | None, typer.Option(min=1, max=33, help="Complete UTC days to compare (default 7).")
+    ] = None,
+    customer: Annotated[
+        str | None,
+        typer.Option(help="Only this customer: Metronome id, name or an ingest alias."),
+    ] = None,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Show rows within tolerance too.")
+    ] = False,
+) -> None:
+    """Expected vs billed per customer × metric × day, from Metronome's /v1/usage."""
+    from leakwatch.clock import SystemClock
+    from leakwatch.pipeline.runtime import Runtime
+    from leakwatch.wiring import settings_for
+
+    with _user_errors():
+        settings = settings_for(config)
+        _setup_logs(settings, quiet=as_json)
+        runtime = Runtime(settings, clock=SystemClock())
+        try:
+            result = runtime.reconcile(days=days, customer=customer)
+        finally:
+            runtime.close()
+        if as_json:
+            _print_json(result.to_dict())
+        else:
+            from leakwatch.views.terminal import print_reconciliation
+
+            print_reconciliation(out, result, currency=settings.report.currency, show_all=show_all)
+    if result.days and not result.rows and result.notes:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -280,6 +335,7 @@ def outcomes(
             if name not in known:
                 raise UsageProblem(f"--outcome {name!r}: use one of {', '.join(sorted(known))}")
         settings = settings_for(config)
+        _setup_logs(settings, quiet=True)
         engine = open_engine(settings)
         try:
             records = iter_outcomes(
@@ -452,6 +508,7 @@ def sample(
         if n < 1:
             raise UsageProblem("-n must be at least 1")
         settings = settings_for(config)
+        _setup_logs(settings, quiet=True)
         configured = settings.source(source)
         _require_files(configured, settings)
         with progress_bar(err, f"sampling {source}") as progress:
@@ -482,12 +539,13 @@ def alerts_list(
     from dataclasses import asdict
 
     from leakwatch.clock import SystemClock
-    from leakwatch.pipeline.alert import list_open
+    from leakwatch.store.alerts import list_open
     from leakwatch.store.db import session_factory
     from leakwatch.wiring import open_engine, settings_for
 
     with _user_errors():
         settings = settings_for(config)
+        _setup_logs(settings, quiet=True)
         engine = open_engine(settings)
         try:
             found = list_open(session_factory(engine), SystemClock().now())
@@ -510,13 +568,14 @@ def alerts_silence(
 ) -> None:
     """Stop an alert's notifications for a while; its state is kept."""
     from leakwatch.clock import SystemClock
-    from leakwatch.pipeline.alert import silence
+    from leakwatch.store.alerts import silence
     from leakwatch.store.db import session_factory
     from leakwatch.wiring import open_engine, settings_for
 
     with _user_errors():
         span = _duration_option("--for", duration)
         settings = settings_for(config)
+        _setup_logs(settings, quiet=True)
         _known_alert(settings, name)
         engine = open_engine(settings)
         until = SystemClock().now() + span
@@ -537,12 +596,13 @@ def alerts_ack(
 ) -> None:
     """Acknowledge a firing alert: no more reminders this episode."""
     from leakwatch.clock import SystemClock
-    from leakwatch.pipeline.alert import ack
+    from leakwatch.store.alerts import ack
     from leakwatch.store.db import session_factory
     from leakwatch.wiring import open_engine, settings_for
 
     with _user_errors():
         settings = settings_for(config)
+        _setup_logs(settings, quiet=True)
         engine = open_engine(settings)
         try:
             count = ack(session_factory(engine), name, scope=scope, now=SystemClock().now())
@@ -599,14 +659,8 @@ def _setup_logs(
 
     chosen = level or ("warning" if quiet or sys.stderr.isatty() else "info")
     redactor = configure_logging(level=chosen)
-    if settings is not None:
-        for secret in (
-            settings.metronome_token,
-            settings.slack_bot_token,
-            settings.slack_webhook_url,
-        ):
-            if secret is not None:
-                redactor.add(secret.get_secret_value())
+    for secret in settings.secret_values() if settings is not None else []:
+        redactor.add(secret)
 
 
 def _print_json(value: object) -> None:

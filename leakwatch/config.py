@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -36,6 +36,8 @@ DEFAULT_CONFIG_PATH = Path("leakwatch.toml")
 DEFAULT_DATABASE_URL = "sqlite:///leakwatch.db"
 DEFAULT_METRONOME_URL = "https://api.metronome.com"
 MAX_SAMPLE_AGE = timedelta(days=33)
+# Reports go to people (often through a group that ships them on): owner and group read.
+DEFAULT_REPORT_FILE_MODE = 0o640
 SECRET_KEYS = {
     "token": "METRONOME_BEARER_TOKEN",
     "bearer_token": "METRONOME_BEARER_TOKEN",
@@ -102,6 +104,19 @@ class MetronomeSettings(_Section):
 StratifyBy = Literal["event_type", "customer_id", "event_type,customer_id"]
 
 
+def _iana_zone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone, e.g. Europe/Berlin") from None
+    return value
+
+
+IanaZone = Annotated[str, AfterValidator(_iana_zone)]
+
+
 class FieldMapping(_Section):
     """Dotted paths from a log line (or column names of a table) to the event fields."""
 
@@ -110,16 +125,26 @@ class FieldMapping(_Section):
     event_type: str = "event_type"
     timestamp: str = "timestamp"
     properties: str = "properties"
+    # Epoch timestamps: their unit, or "auto" to read it from the magnitude.
+    timestamp_unit: Literal["auto", "s", "ms", "us", "ns"] = "auto"
+
+    def paths(self) -> dict[str, str]:
+        """The logical field → path/column mapping alone (without the unit)."""
+        return self.model_dump(exclude={"timestamp_unit"})
 
 
 class SourceSettings(_Section):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
-    type: Literal["jsonl", "sql"]
+    type: Literal["jsonl", "sql", "parquet"]
     path: str | None = None
     url: str | None = None
     table: str | None = None
     query: str | None = None
     fields: FieldMapping = FieldMapping()
+    # The zone of naive timestamps ("2026-11-20 12:00:00"); without it they are bad lines.
+    timezone: IanaZone | None = None
+    # fsspec options for object storage paths (s3://, gs://, az://), e.g. endpoint_url.
+    storage_options: dict[str, Any] = Field(default_factory=dict)
     settle_delay: Duration = timedelta(minutes=10)
     max_age: Duration = timedelta(days=33)
     sample_size: int = Field(default=500, ge=1, le=100_000)
@@ -131,8 +156,11 @@ class SourceSettings(_Section):
 
     @model_validator(mode="after")
     def _kind_fields(self) -> "SourceSettings":
-        if self.type == "jsonl" and not self.path:
-            raise ValueError("a jsonl source needs `path` (a file, a glob or a directory)")
+        if self.type in ("jsonl", "parquet") and not self.path:
+            raise ValueError(
+                f"a {self.type} source needs `path` (a file, a glob or a directory, "
+                "local or s3://…)"
+            )
         if self.type == "sql":
             if not self.url:
                 raise ValueError("a sql source needs `url` (an SQLAlchemy URL)")
@@ -156,6 +184,17 @@ class ChecksSettings(_Section):
     recheck_unmatched_customer_every: PositiveDuration = timedelta(hours=6)
     # Share of each cycle's search budget reserved for re-checks when both compete.
     recheck_share: float = Field(default=0.3, ge=0, le=1)
+
+
+class ReconcileSettings(_Section):
+    """Totals reconciliation through `POST /v1/usage` (see `leakwatch reconcile`)."""
+
+    every: PositiveDuration = timedelta(hours=24)  # how often the daemon reconciles
+    days: int = Field(default=7, ge=1, le=33)  # complete UTC days compared each run
+    settle: Duration = timedelta(days=3)  # a day older than this is final
+    tolerance: float = Field(default=0.001, ge=0, le=1)  # |billed − expected| / expected
+    # Pinned ingest alias → Metronome customer id (learned from search answers otherwise).
+    aliases: dict[str, str] = Field(default_factory=dict)
 
 
 RateName = Literal[
@@ -213,12 +252,29 @@ class UnitPrice(_Section):
     property: str = Field(min_length=1)
 
 
+def _octal_mode(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip().lower().removeprefix("0o")
+        if not text or any(c not in "01234567" for c in text):
+            raise ValueError(f'{value!r} is not an octal file mode; write e.g. "0640"')
+        value = int(text, 8)
+    allowed = isinstance(value, int) and 0o400 <= value <= 0o777 and not value & 0o133
+    if isinstance(value, int) and not isinstance(value, bool) and not allowed:
+        raise ValueError(
+            f"{value:#o} is not a report file mode: the owner must read it, and nobody "
+            "may execute it or write it but the owner (e.g. 0640, 0600, 0644)"
+        )
+    return value
+
+
 class ReportSettings(_Section):
     weekly: str = "mon 09:00"
     timezone: str = "UTC"
     out_dir: Path = Path("reports")
     prices: dict[str, float | UnitPrice] = Field(default_factory=dict)
     currency: str = "$"
+    # Report files' mode: TOML 0o640 or "0640". Never writable by others.
+    file_mode: Annotated[int, BeforeValidator(_octal_mode)] = DEFAULT_REPORT_FILE_MODE
 
     def quantity_properties(self) -> dict[str, str]:
         """Event type → the property whose value is priced per unit (from `prices`)."""
@@ -251,13 +307,7 @@ class ReportSettings(_Section):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not an IANA time zone, e.g. Europe/Berlin") from None
-        return value
+        return _iana_zone(value)
 
 
 class Settings(_Section):
@@ -273,6 +323,7 @@ class Settings(_Section):
     slack: SlackSettings = SlackSettings()
     daemon: DaemonSettings = DaemonSettings()
     report: ReportSettings = ReportSettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
     # Secrets: only from the environment, never printed (SecretStr).
     metronome_token: SecretStr | None = None
     slack_bot_token: SecretStr | None = None
@@ -291,6 +342,22 @@ class Settings(_Section):
                     raise ValueError(f"two {label} are named {name!r}; names must be unique")
                 seen.add(name)
         return self
+
+    def secret_values(self) -> list[str]:
+        """Every secret these settings hold, for the log redactor.
+
+        The tokens and the webhook, and the passwords inside the store's and the SQL
+        sources' URLs (as written and decoded).
+        """
+        values = [
+            secret.get_secret_value()
+            for secret in (self.metronome_token, self.slack_bot_token, self.slack_webhook_url)
+            if secret is not None
+        ]
+        values += url_passwords(self.database_url)
+        for source in self.sources:
+            values += url_passwords(source.url)
+        return values
 
     def source(self, name: str) -> SourceSettings:
         for source in self.sources:
@@ -419,7 +486,46 @@ def _clean_secret(variable: str, secret: SecretStr | None) -> SecretStr | None:
             f"{variable} contains spaces, control or non-ASCII characters (value not shown); "
             "set it to the token alone"
         )
+    if variable == "SLACK_WEBHOOK_URL" and not _is_https_or_loopback(value):
+        raise ValueError(
+            "SLACK_WEBHOOK_URL is not an https:// URL (value not shown); set it to the "
+            "incoming-webhook URL Slack gave you, https://hooks.slack.com/services/…"
+        )
     return SecretStr(value)
+
+
+def _is_https_or_loopback(url: str) -> bool:
+    """An https URL, or plain http to this machine (a local test server)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return False
+    if parts.scheme == "https" and host:
+        return True
+    return parts.scheme == "http" and is_loopback_host(host)
+
+
+def url_passwords(url: str | None) -> list[str]:
+    """The password in a URL, as written (percent-encoded) and decoded; [] when none."""
+    try:
+        password = urlsplit(url).password if url else None
+    except ValueError:
+        return []
+    return [password, unquote(password)] if password else []
+
+
+def environment_secrets(environ: Mapping[str, str]) -> list[str]:
+    """Every secret the environment holds, raw, for redaction before Settings exist.
+
+    A command that fails while loading its settings must still not print them.
+    """
+    values = [
+        environ.get(name, "").strip()
+        for name in ("METRONOME_BEARER_TOKEN", "SLACK_BOT_TOKEN", "SLACK_WEBHOOK_URL")
+    ]
+    values += url_passwords(environ.get("LEAKWATCH_DATABASE_URL"))
+    return [v for v in values if v]
 
 
 def is_loopback_host(host: str | None) -> bool:

@@ -88,13 +88,20 @@ __all__ = ["open_engine", "require_token", "settings_for"]
 
 def source_spec(source: "SourceSettings", quantities: dict[str, str] | None = None) -> "SourceSpec":
     """Translate a configured source into the sources package's plain spec."""
+    from zoneinfo import ZoneInfo
+
+    from leakwatch.core.timestamps import TimestampFormat, TimestampUnit
     from leakwatch.sources.specs import JsonlSourceSpec, SqlSourceSpec
 
     quantities = quantities or {}
 
     common: dict[str, Any] = {
         "name": source.name,
-        "fields": source.fields.model_dump(),
+        "fields": source.fields.paths(),
+        "timestamp_format": TimestampFormat(
+            unit=TimestampUnit(source.fields.timestamp_unit),
+            zone=ZoneInfo(source.timezone) if source.timezone else None,
+        ),
         "settle_delay": source.settle_delay,
         "max_age": source.max_age,
         "sample_size": source.sample_size,
@@ -106,7 +113,12 @@ def source_spec(source: "SourceSettings", quantities: dict[str, str] | None = No
     try:
         if source.type == "jsonl":
             assert source.path is not None
-            return JsonlSourceSpec(path=source.path, max_line_bytes=source.max_line_bytes, **common)
+            return JsonlSourceSpec(
+                path=source.path,
+                max_line_bytes=source.max_line_bytes,
+                storage_options=source.storage_options,
+                **common,
+            )
         assert source.url is not None
         return SqlSourceSpec(url=source.url, table=source.table, query=source.query, **common)
     except ValueError as exc:

@@ -21,13 +21,18 @@ an event type filter (`in_values` / `not_in_values`) and property filters (`exis
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leakwatch.core.events import quantity_value
 
+if TYPE_CHECKING:
+    from leakwatch.core.report_content import Price
+
 REPRODUCIBLE = frozenset({"COUNT", "SUM", "MAX"})
+# What status and /metrics sum reconciled days over.
+RECONCILED_WINDOW = timedelta(days=7)
 
 
 class GapStatus(StrEnum):
@@ -127,41 +132,23 @@ class MetricDefinition:
         return quantity_value(properties, self.aggregation_key)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        """In the search answer's shape, so one parser reads both (see from_search)."""
+        type_filter: dict[str, Any] = {}
+        if self.event_type_in is not None:
+            type_filter["in_values"] = list(self.event_type_in)
+        if self.event_type_not_in is not None:
+            type_filter["not_in_values"] = list(self.event_type_not_in)
+        out: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
-            "aggregation_type": self.aggregation_type,
-            "aggregation_key": self.aggregation_key,
-            "event_type_in": list(self.event_type_in) if self.event_type_in is not None else None,
-            "event_type_not_in": (
-                list(self.event_type_not_in) if self.event_type_not_in is not None else None
-            ),
+            "event_type_filter": type_filter,
             "property_filters": [f.to_json() for f in self.property_filters],
         }
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> "MetricDefinition":
-        def strings(value: Any) -> tuple[str, ...] | None:
-            return tuple(str(v) for v in value) if isinstance(value, list) else None
-
-        return cls(
-            id=str(raw["id"]),
-            name=str(raw.get("name") or raw["id"]),
-            aggregation_type=raw.get("aggregation_type"),
-            aggregation_key=raw.get("aggregation_key"),
-            event_type_in=strings(raw.get("event_type_in")),
-            event_type_not_in=strings(raw.get("event_type_not_in")),
-            property_filters=tuple(
-                PropertyFilter(
-                    name=str(f["name"]),
-                    exists=f.get("exists") if isinstance(f.get("exists"), bool) else None,
-                    in_values=strings(f.get("in_values")),
-                    not_in_values=strings(f.get("not_in_values")),
-                )
-                for f in raw.get("property_filters") or ()
-                if isinstance(f, Mapping) and isinstance(f.get("name"), str)
-            ),
-        )
+        if self.aggregation_type is not None:
+            out["aggregation_type"] = self.aggregation_type
+        if self.aggregation_key is not None:
+            out["aggregation_key"] = self.aggregation_key
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,9 +204,7 @@ class Gap:
     @property
     def ratio(self) -> float | None:
         """billed / expected; None when nothing was expected."""
-        if self.expected == 0:
-            return None
-        return (self.billed or 0.0) / self.expected
+        return billed_ratio(self.expected, self.billed)
 
 
 @dataclass
@@ -243,14 +228,25 @@ class ExpectedTotals:
         event_type: str,
         day: date,
         properties: Mapping[str, Any],
+        expected_metrics: frozenset[str] = frozenset(),
     ) -> None:
+        """Count one source event toward every metric that should bill it.
+
+        A metric should bill an event that its filters match, and also one whose
+        event type the source config expects it in (`expected_metrics`): that is how a
+        filter missing a property value shows as a gap instead of vanishing.
+        """
         customer = self.aliases.get(customer_id)
         if customer is None:
             key = (customer_id, day)
             self.unattributed[key] = self.unattributed.get(key, 0) + 1
             return
         for definition in self.definitions:
-            if not definition.reproducible or not definition.matches(event_type, properties):
+            if not definition.reproducible:
+                continue
+            if definition.name not in expected_metrics and not definition.matches(
+                event_type, properties
+            ):
                 continue
             contribution = definition.contribution(properties)
             if contribution is None:
@@ -307,6 +303,13 @@ def compute_gaps(
     return rows
 
 
+def billed_ratio(expected: float, billed: float | None) -> float | None:
+    """billed / expected (1.0: all billed); None when nothing was expected."""
+    if expected == 0:
+        return None
+    return (billed or 0.0) / expected
+
+
 def gap_status(
     expected: float, billed: float | None, tolerance: float, absolute_tolerance: float = 0.0
 ) -> GapStatus:
@@ -322,3 +325,208 @@ def property_string(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerAlias:
+    """A customer id as the source writes it, and the Metronome customer it resolved to."""
+
+    alias: str
+    customer_id: str
+    customer_name: str | None
+
+
+@dataclass(frozen=True)
+class LearnedBilling:
+    """What search answers taught about billing: metric definitions and alias → customer."""
+
+    definitions: Mapping[str, MetricDefinition] = field(default_factory=dict)
+    aliases: Mapping[str, CustomerAlias] = field(default_factory=dict)
+
+
+METRIC_KEYS = ("matched_billable_metrics", "billable_metrics")
+
+
+def learn_billing(items: Iterable[Any]) -> LearnedBilling:
+    """Read metric definitions and customer aliases out of search answer items.
+
+    Each item is a `SearchItem` (its `raw` JSON holds the full metric objects) or a raw
+    dict. Metrics without an id are ignored; a malformed filter is dropped, not guessed.
+    Only accepted copies (not duplicates) that matched a customer teach an alias.
+    """
+    definitions: dict[str, MetricDefinition] = {}
+    aliases: dict[str, CustomerAlias] = {}
+    for item in items:
+        raw = getattr(item, "raw", item)
+        if not isinstance(raw, Mapping):
+            continue
+        for key in METRIC_KEYS:
+            for metric in raw.get(key) or ():
+                definition = metric_definition_from_search(metric)
+                if definition is not None:
+                    definitions[definition.id] = definition
+        customer = raw.get("matched_customer")
+        alias = raw.get("customer_id")
+        if (
+            isinstance(customer, Mapping)
+            and isinstance(customer.get("id"), str)
+            and isinstance(alias, str)
+            and not raw.get("is_duplicate")
+        ):
+            name = customer.get("name")
+            aliases[alias] = CustomerAlias(
+                alias, customer["id"], name if isinstance(name, str) else None
+            )
+            aliases.setdefault(
+                customer["id"],
+                CustomerAlias(
+                    customer["id"], customer["id"], name if isinstance(name, str) else None
+                ),
+            )
+    return LearnedBilling(definitions=definitions, aliases=aliases)
+
+
+def metric_definition_from_search(raw: Any) -> MetricDefinition | None:
+    """A `MatchedBillableMetric` (current or deprecated spellings) as a definition."""
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("id"), str):
+        return None
+
+    def strings(value: Any) -> tuple[str, ...] | None:
+        if not isinstance(value, list):
+            return None
+        return tuple(v if isinstance(v, str) else property_string(v) for v in value)
+
+    aggregation = raw.get("aggregation_type")
+    if not isinstance(aggregation, str):
+        deprecated = raw.get("aggregate")
+        aggregation = deprecated.upper() if isinstance(deprecated, str) else None
+    key = raw.get("aggregation_key")
+    if not isinstance(key, str):
+        keys = raw.get("aggregate_keys")
+        key = keys[0] if isinstance(keys, list) and keys and isinstance(keys[0], str) else None
+    type_filter = raw.get("event_type_filter")
+    type_filter = type_filter if isinstance(type_filter, Mapping) else {}
+    filters = []
+    for rule in raw.get("property_filters") or ():
+        if not isinstance(rule, Mapping) or not isinstance(rule.get("name"), str):
+            continue
+        exists = rule.get("exists")
+        filters.append(
+            PropertyFilter(
+                name=rule["name"],
+                exists=exists if isinstance(exists, bool) else None,
+                in_values=strings(rule.get("in_values")),
+                not_in_values=strings(rule.get("not_in_values")),
+            )
+        )
+    name = raw.get("name")
+    return MetricDefinition(
+        id=raw["id"],
+        name=name if isinstance(name, str) else raw["id"],
+        aggregation_type=aggregation,
+        aggregation_key=key,
+        event_type_in=strings(type_filter.get("in_values")),
+        event_type_not_in=strings(type_filter.get("not_in_values")),
+        property_filters=tuple(filters),
+    )
+
+
+def reconcile_days(now: datetime, days: int, *, search_window_days: int = 34) -> list[date]:
+    """The last `days` complete UTC days before `now`, oldest first, within the window.
+
+    Today is never reconciled: its usage is still arriving.
+    """
+    today = now.astimezone(UTC).date()
+    oldest = today - timedelta(days=search_window_days - 1)
+    return [d for d in (today - timedelta(days=k) for k in range(days, 0, -1)) if d >= oldest]
+
+
+def gap_money(
+    definition: MetricDefinition, difference: float, prices: Mapping[str, "Price"]
+) -> float | None:
+    """The money a gap is worth, where a price says it: None when no price fits the metric.
+
+    A metric filtered to one event type is priced by that type's price: per event for
+    COUNT, per unit for a SUM of the priced property.
+    """
+    if definition.event_type_in is None or len(definition.event_type_in) != 1:
+        return None
+    price = prices.get(definition.event_type_in[0])
+    if price is None:
+        return None
+    if definition.aggregation_type == "COUNT" and price.unit_property is None:
+        return float(difference * price.amount)
+    if definition.aggregation_type == "SUM" and price.unit_property == definition.aggregation_key:
+        return float(difference * price.amount)
+    return None
+
+
+def explain_with_samples(outcomes: Mapping[str, int]) -> str:
+    """Say what sampling saw for the same customer and metric, leaks first.
+
+    E.g. "samples: 3 of 71 missing, 1 unmatched_metric" or "samples: none yet".
+    """
+    decided = {k: v for k, v in outcomes.items() if k not in ("pending", "error", "expired")}
+    total = sum(decided.values())
+    if total == 0:
+        return "samples: none decided yet"
+    leaks = sorted(
+        ((k, v) for k, v in decided.items() if k != "matched" and v), key=lambda kv: -kv[1]
+    )
+    if not leaks:
+        return f"samples: all {total} matched"
+    first, *rest = leaks
+    parts = [f"{first[1]} of {total} {first[0]}"] + [f"{v} {k}" for k, v in rest]
+    return "samples: " + ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class ReconciledRow:
+    """One customer × metric × day, with its money and what sampling saw."""
+
+    gap: Gap
+    money: float | None
+    explanation: str
+
+    def to_dict(self) -> dict[str, Any]:
+        gap = self.gap
+        return {
+            "day": gap.day.isoformat(),
+            "customer_id": gap.customer_id,
+            "customer_name": gap.customer_name,
+            "metric_id": gap.metric_id,
+            "metric_name": gap.metric_name,
+            "expected": gap.expected,
+            "billed": gap.billed,
+            "difference": gap.difference,
+            "ratio": gap.ratio,
+            "events": gap.events,
+            "status": gap.status.value,
+            "money": self.money,
+            "explanation": self.explanation,
+        }
+
+
+@dataclass
+class ReconcileResult:
+    days: list[date]
+    rows: list[ReconciledRow] = field(default_factory=list)
+    skipped_metrics: dict[str, str] = field(default_factory=dict)  # name -> why
+    unattributed: dict[str, int] = field(default_factory=dict)  # alias -> events
+    notes: list[str] = field(default_factory=list)
+    settled_before: date | None = None
+
+    @property
+    def flagged(self) -> list[ReconciledRow]:
+        return [r for r in self.rows if r.gap.status is not GapStatus.OK]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "days": [d.isoformat() for d in self.days],
+            "rows": [r.to_dict() for r in self.rows],
+            "flagged": len(self.flagged),
+            "skipped_metrics": dict(self.skipped_metrics),
+            "unattributed_events": dict(self.unattributed),
+            "notes": list(self.notes),
+            "settled_before": self.settled_before.isoformat() if self.settled_before else None,
+        }

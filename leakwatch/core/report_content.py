@@ -27,6 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from leakwatch.core.events import DECIDED_OUTCOMES, LEAKING_OUTCOMES, Outcome
+from leakwatch.core.reconcile import billed_ratio
 from leakwatch.core.stats import (
     Estimate,
     Interval,
@@ -35,6 +36,7 @@ from leakwatch.core.stats import (
     rate_from_weight_sums,
     revenue_at_risk,
 )
+from leakwatch.core.text import code_text
 from leakwatch.core.weeks import IsoWeek, utc_day_fraction_in
 
 CONFIDENCE = 0.95
@@ -215,6 +217,18 @@ class Example:
 
 
 @dataclass(frozen=True, slots=True)
+class ReconciledRow:
+    """One reconciled customer × billable metric × UTC day (from the store)."""
+
+    day: date
+    customer: str
+    metric: str
+    expected: float
+    billed: float | None
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
 class ReportInputs:
     """Everything the queries return for one report: the week and the 8 before it."""
 
@@ -227,6 +241,7 @@ class ReportInputs:
     top_customers: Sequence[CustomerRow]
     leak_keys: Sequence[LeakKeyRow]
     examples: Sequence[Example]
+    reconciled: Sequence[ReconciledRow] = ()
 
 
 # ------------------------------------------------------------------ report content
@@ -337,6 +352,38 @@ class Health:
 
 
 @dataclass(frozen=True, slots=True)
+class BilledDay:
+    """Expected and billed for one metric on one UTC day, summed over customers."""
+
+    day: date
+    metric: str
+    expected: float
+    billed: float
+    billed_ratio: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class BilledGap:
+    day: date
+    customer: str
+    metric: str
+    expected: float
+    billed: float
+    difference: float
+    billed_ratio: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class BilledVsSent:
+    """The week's totals reconciliation: exact, for the metrics leakwatch can reproduce."""
+
+    by_day: list[BilledDay]
+    biggest_gaps: list[BilledGap]
+    flagged: int
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
 class ReportContent:
     """One week's report, ready for any renderer."""
 
@@ -361,6 +408,7 @@ class ReportContent:
     health: Health
     examples: dict[str, list[Example]]
     notes: list[str] = field(default_factory=list)
+    billed_vs_sent: BilledVsSent | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict: datetimes and dates as ISO 8601 strings."""
@@ -666,9 +714,46 @@ def build_content(
         health=health,
         examples=examples,
         notes=notes,
+        billed_vs_sent=billed_vs_sent(inputs.reconciled),
     )
     summary = summarize(content, is_last_week=week == IsoWeek.last_complete(generated_at, timezone))
     return _replace_summary(content, summary)
+
+
+BIGGEST_GAPS = 5
+
+
+def billed_vs_sent(rows: Sequence[ReconciledRow]) -> BilledVsSent | None:
+    """Sum reconciled rows per metric and day; the biggest flagged gaps, largest first."""
+    if not rows:
+        return None
+    days: dict[tuple[date, str], list[float]] = {}
+    for row in rows:
+        slot = days.setdefault((row.day, row.metric), [0.0, 0.0])
+        slot[0] += row.expected
+        slot[1] += row.billed or 0.0
+    flagged = [r for r in rows if r.status != "ok"]
+    flagged.sort(key=lambda r: (-abs((r.billed or 0.0) - r.expected), r.day, r.customer))
+    return BilledVsSent(
+        by_day=[
+            BilledDay(day, metric, expected, billed, billed_ratio(expected, billed))
+            for (day, metric), (expected, billed) in sorted(days.items())
+        ],
+        biggest_gaps=[
+            BilledGap(
+                r.day,
+                r.customer,
+                r.metric,
+                r.expected,
+                r.billed or 0.0,
+                (r.billed or 0.0) - r.expected,
+                billed_ratio(r.expected, r.billed),
+            )
+            for r in flagged[:BIGGEST_GAPS]
+        ],
+        flagged=len(flagged),
+        rows=len(rows),
+    )
 
 
 def _replace_summary(content: ReportContent, summary: str) -> ReportContent:
@@ -812,11 +897,11 @@ def _main_cause(
     customer = max(by_customer, key=lambda c: (by_customer[c], c)) if by_customer else None
     customer_share = by_customer[customer] / sum(by_customer.values()) if customer else 0.0
     if outcome == Outcome.UNMATCHED_CUSTOMER.value and customer is not None:
-        description = f"unknown customer alias `{customer}`"
+        description = f"unknown customer alias `{code_text(customer)}`"
         if customer_share < 0.999:
             description += f" ({_percent(customer_share)} of these; others too)"
     elif customer is not None and customer_share >= 0.5:
-        description = f"{_CAUSE_TEXT[outcome]} (mostly customer `{customer}`)"
+        description = f"{_CAUSE_TEXT[outcome]} (mostly customer `{code_text(customer)}`)"
     else:
         description = _CAUSE_TEXT[outcome]
     return Cause(outcome, share, description, customer)
@@ -856,18 +941,22 @@ def _notes(segments: Sequence[SegmentReport], prices: Mapping[str, Price]) -> li
         "Volume is counted per UTC day; days straddling the week's start or end are "
         "split by the hours inside the week (assumes even traffic within those days).",
     ]
-    few = [f"{s.source}/{s.event_type}" for s in segments if s.few_samples and s.decided > 0]
+    few = [
+        f"{s.source}/{code_text(s.event_type)}" for s in segments if s.few_samples and s.decided > 0
+    ]
     if few:
         notes.append(
             f"Fewer than {FEW_SAMPLES} decided samples for {', '.join(few)}: "
             "intervals are wide, read the point estimates with care."
         )
-    no_volume = [f"{s.source}/{s.event_type}" for s in segments if s.volume_events is None]
+    no_volume = [
+        f"{s.source}/{code_text(s.event_type)}" for s in segments if s.volume_events is None
+    ]
     if no_volume:
         notes.append(
             f"No volume counts for {', '.join(no_volume)}: leaked events cannot be estimated."
         )
-    unpriced = sorted({s.event_type for s in segments if s.event_type not in prices})
+    unpriced = sorted({code_text(s.event_type) for s in segments if s.event_type not in prices})
     if unpriced:
         notes.append(f"No price configured for {', '.join(unpriced)}: no revenue estimate.")
     return notes
@@ -1013,7 +1102,7 @@ def summarize(content: ReportContent, *, is_last_week: bool) -> str:
             f"leaked; the leak rate is below {format_percent(upper)} (95% upper bound)."
         )
     assert headline.leak_rate is not None
-    segment_name = f"{headline.event_type} events"
+    segment_name = f"{code_text(headline.event_type)} events"
     if len({s.source for s in content.segments}) > 1:
         segment_name += f" from `{headline.source}`"
     parts = [f"About {format_rate_interval(headline.leak_rate)} of {segment_name}"]
@@ -1037,7 +1126,8 @@ def summarize(content: ReportContent, *, is_last_week: bool) -> str:
     worse = _clearly_worse_segment(headline, others)
     if worse is not None and worse.leak_rate is not None:
         sentence += (
-            f" Worst rate: {format_rate_interval(worse.leak_rate)} of {worse.event_type} events"
+            f" Worst rate: {format_rate_interval(worse.leak_rate)} of "
+            f"{code_text(worse.event_type)} events"
         )
         if len({s.source for s in content.segments}) > 1:
             sentence += f" from `{worse.source}`"

@@ -23,8 +23,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from leakwatch.core.alerting import (
@@ -35,18 +33,20 @@ from leakwatch.core.alerting import (
     HealthKind,
     NotificationKind,
     Observation,
-    acknowledge,
     evaluate,
     evaluate_health,
 )
 from leakwatch.core.durations import format_duration
-from leakwatch.core.stats import Interval, rate_from_weight_sums
-from leakwatch.errors import LeakwatchError, UnknownAlertError
+from leakwatch.core.results import AlertResult
+from leakwatch.core.stats import rate_from_weight_sums
+from leakwatch.errors import LeakwatchError
 from leakwatch.notify.blocks import AlertView, MessageKind, render
 from leakwatch.notify.outbox import NotificationKind as OutboxKind
-from leakwatch.notify.outbox import NotificationStatus, enqueue
+from leakwatch.notify.outbox import enqueue
+from leakwatch.store.alerts import alerts_of_rule, apply_state, lock_or_create, state_of
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import Alert, AlertTransition, VolumeCount
+from leakwatch.store.outbox import NotificationStatus
 from leakwatch.store.queries import OutcomeCounts, example_transactions, outcome_counts
 
 
@@ -58,18 +58,6 @@ class UnitPriceLike(Protocol):
 
 
 Price = float | UnitPriceLike
-
-
-@dataclass(frozen=True, slots=True)
-class AlertResult:
-    """What one evaluation decided for one alert, for logs, the CLI and tests."""
-
-    alert_id: int
-    rule_name: str
-    scope: str
-    status: AlertStatus
-    notification: NotificationKind | None
-    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +141,7 @@ def evaluate_alerts(
             groups = {c.group: c for c in outcome_counts(session, since=since, until=now, by=by)}
             if by is not None:
                 # Open alerts of groups with no samples now must still be stepped.
-                for alert in _alerts_of(session, rule.name):
+                for alert in alerts_of_rule(session, rule.name):
                     group = alert.scope.partition("=")[2] if alert.scope else None
                     if group is not None and group not in groups and alert.status != "inactive":
                         groups[group] = OutcomeCounts(group=group)
@@ -212,10 +200,10 @@ def evaluate_health_alerts(
     results: list[AlertResult] = []
     for kind, scope, failing, detail in signals.conditions():
         with transaction(sessions) as session:
-            alert = _get_or_create(
+            alert = lock_or_create(
                 session, kind.value, scope, kind="health", severity=_HEALTH_SEVERITY[kind]
             )
-            state = _state_of(alert)
+            state = state_of(alert)
             decision = evaluate_health(
                 kind, failing, state, now, for_=for_, repeat_interval=repeat_interval
             )
@@ -251,8 +239,8 @@ def _evaluate_one(
     scope = scope_of(by, group)
     since = now - rule.window
     with transaction(sessions) as session:
-        alert = _get_or_create(session, rule.name, scope, kind="rate", severity=rule.severity.value)
-        state = _state_of(alert)
+        alert = lock_or_create(session, rule.name, scope, kind="rate", severity=rule.severity.value)
+        state = state_of(alert)
         observation = _observation(rule, counts)
         decision = evaluate(rule, state, observation, now)
         estimate = decision.estimate
@@ -390,112 +378,6 @@ def _day_share(day: date, since: datetime, until: datetime) -> float:
     return max(0.0, min(1.0, overlap / span))
 
 
-def _alerts_of(session: Session, rule_name: str) -> list[Alert]:
-    return list(session.exec(select(Alert).where(Alert.rule_name == rule_name)).all())
-
-
-def _locked(session: Session, rule_name: str, scope: str) -> Alert | None:
-    """Read one alert row and lock it until the caller's transaction ends.
-
-    Two evaluations can overlap: a leader that lost its lock is still finishing its
-    pass while the new leader starts one. Without the lock both read the same state,
-    both decide "fire" (or "resolve") and both record it; with it the second waits and
-    then decides on what the first wrote. (SQLite ignores FOR UPDATE; it has one
-    writer and, with the lock file, one daemon.)
-    """
-    return session.exec(
-        select(Alert)
-        .where(Alert.rule_name == rule_name, Alert.scope == scope)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).first()
-
-
-def _get_or_create(
-    session: Session, rule_name: str, scope: str, *, kind: str, severity: str
-) -> Alert:
-    """The alert row for (rule, scope), locked for this transaction; created if new."""
-    alert = _locked(session, rule_name, scope)
-    if alert is not None:
-        return alert
-    # A silence set on the rule (any scope) covers groups that appear later.
-    silences = [a.silenced_until for a in _alerts_of(session, rule_name) if a.silenced_until]
-    values = {
-        "rule_name": rule_name,
-        "scope": scope,
-        "kind": kind,
-        "severity": severity,
-        "status": "inactive",
-        "episode": 0,
-        "observation": {},
-        "silenced_until": max(silences) if silences else None,
-    }
-    # Two evaluators creating the same alert: one inserts, the other finds its row.
-    dialect = session.get_bind().dialect.name
-    insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
-    session.execute(
-        insert_fn(Alert)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["rule_name", "scope"])
-    )
-    alert = _locked(session, rule_name, scope)
-    assert alert is not None
-    return alert
-
-
-def _interval_json(interval: Interval | None) -> list[float] | None:
-    return None if interval is None else [interval.lo, interval.hi]
-
-
-def _interval_of(value: Any) -> Interval | None:
-    if isinstance(value, list) and len(value) == 2:
-        return Interval(float(value[0]), float(value[1]))
-    return None
-
-
-def _state_of(alert: Alert) -> AlertState:
-    """Read the core's state from an `Alert` row.
-
-    `announced` and the intervals have no columns of their own; they ride in the
-    row's `observation` document under "state".
-    """
-    kept: Mapping[str, Any] = (alert.observation or {}).get("state") or {}
-    return AlertState(
-        status=AlertStatus(alert.status),
-        since=alert.since,
-        episode=alert.episode,
-        announced=bool(kept.get("announced", False)),
-        last_notified_at=alert.last_notified_at,
-        notified_interval=_interval_of(kept.get("notified_interval")),
-        last_rate=kept.get("last_rate"),
-        last_interval=_interval_of(kept.get("last_interval")),
-        silenced_until=alert.silenced_until,
-        acked=alert.acked_at is not None,
-    )
-
-
-def _apply_state(alert: Alert, state: AlertState, now: datetime, facts: Mapping[str, Any]) -> None:
-    alert.status = state.status.value
-    alert.since = state.since
-    alert.episode = state.episode
-    alert.last_notified_at = state.last_notified_at
-    alert.silenced_until = state.silenced_until
-    if not state.acked:
-        alert.acked_at = None
-    elif alert.acked_at is None:
-        alert.acked_at = now
-    alert.last_evaluated_at = now
-    alert.observation = {
-        **facts,
-        "state": {
-            "announced": state.announced,
-            "notified_interval": _interval_json(state.notified_interval),
-            "last_rate": state.last_rate,
-            "last_interval": _interval_json(state.last_interval),
-        },
-    }
-
-
 def _record(
     session: Session,
     alert: Alert,
@@ -515,7 +397,7 @@ def _record(
         alert.resolved_at = None
     if before.status is AlertStatus.FIRING and after.status is AlertStatus.INACTIVE:
         alert.resolved_at = now
-    _apply_state(alert, after, now, facts)
+    apply_state(alert, after, now, facts)
     session.add(alert)
 
     changed = after.status is not before.status
@@ -611,137 +493,6 @@ def _enqueue_notifications(
         status=status,
         note=note,
     )
-
-
-# --- for the CLI: `leakwatch alerts`, `alerts silence NAME --for 4h`, `alerts ack NAME`
-
-
-@dataclass(frozen=True, slots=True)
-class OpenAlert:
-    """One alert as `leakwatch alerts` and `leakwatch status` show it."""
-
-    id: int
-    rule_name: str
-    scope: str
-    kind: str
-    severity: str
-    status: str
-    episode: int
-    since: datetime | None
-    opened_at: datetime | None
-    silenced_until: datetime | None
-    acked_at: datetime | None
-    last_evaluated_at: datetime | None
-    rate: float | None
-    lower: float | None
-    upper: float | None
-    samples: int | None
-    slack_ts: str | None
-
-
-def list_open(
-    sessions: SessionFactory, now: datetime, *, include_silenced: bool = True
-) -> list[OpenAlert]:
-    """List alerts that are pending or firing, and (optionally) any currently silenced."""
-    with transaction(sessions) as session:
-        rows = session.exec(select(Alert).order_by(col(Alert.rule_name), col(Alert.scope))).all()
-        found: list[OpenAlert] = []
-        for alert in rows:
-            silenced = alert.silenced_until is not None and alert.silenced_until > now
-            if alert.status == "inactive" and not (include_silenced and silenced):
-                continue
-            seen: Mapping[str, Any] = alert.observation or {}
-            found.append(
-                OpenAlert(
-                    id=alert.id or 0,
-                    rule_name=alert.rule_name,
-                    scope=alert.scope,
-                    kind=alert.kind,
-                    severity=alert.severity,
-                    status=alert.status,
-                    episode=alert.episode,
-                    since=alert.since,
-                    opened_at=alert.opened_at,
-                    silenced_until=alert.silenced_until if silenced else None,
-                    acked_at=alert.acked_at,
-                    last_evaluated_at=alert.last_evaluated_at,
-                    rate=seen.get("rate"),
-                    lower=seen.get("lower"),
-                    upper=seen.get("upper"),
-                    samples=seen.get("samples"),
-                    slack_ts=alert.slack_ts,
-                )
-            )
-        return found
-
-
-def _matching(session: Session, rule_name: str, scope: str | None) -> list[Alert]:
-    # Locked like an evaluation's read, so an ack cannot land on an episode that an
-    # evaluation is resolving at the same moment.
-    query = select(Alert).where(Alert.rule_name == rule_name)
-    if scope is not None:
-        query = query.where(Alert.scope == scope)
-    return list(session.exec(query.order_by(col(Alert.id)).with_for_update()).all())
-
-
-def silence(
-    sessions: SessionFactory, rule_name: str, until: datetime, *, scope: str | None = None
-) -> int:
-    """Suppress notifications of a rule (every scope, or one) until `until`.
-
-    State keeps moving while silenced. A rule never evaluated yet gets a row now, so a
-    silence can be set ahead of trouble; groups that appear later inherit it.
-    Returns how many alerts were silenced.
-    """
-    with transaction(sessions) as session:
-        alerts = _matching(session, rule_name, scope)
-        if not alerts:
-            alerts = [
-                _get_or_create(session, rule_name, scope or "", kind="rate", severity="warning")
-            ]
-        for alert in alerts:
-            alert.silenced_until = until
-            session.add(alert)
-    structlog.get_logger().info(
-        "alert.silenced", rule=rule_name, scope=scope, until=until.isoformat()
-    )
-    return len(alerts)
-
-
-def unsilence(sessions: SessionFactory, rule_name: str, *, scope: str | None = None) -> int:
-    """Lift a silence early; returns how many alerts it covered."""
-    with transaction(sessions) as session:
-        alerts = _matching(session, rule_name, scope)
-        for alert in alerts:
-            alert.silenced_until = None
-            session.add(alert)
-    structlog.get_logger().info("alert.unsilenced", rule=rule_name, scope=scope)
-    return len(alerts)
-
-
-def ack(
-    sessions: SessionFactory, rule_name: str, now: datetime, *, scope: str | None = None
-) -> int:
-    """Acknowledge firing alerts of a rule: no more updates or repeats this episode.
-
-    Raises UnknownAlertError when nothing by that name exists. Returns how many
-    firing alerts were acknowledged (others are left alone).
-    """
-    with transaction(sessions) as session:
-        alerts = _matching(session, rule_name, scope)
-        if not alerts:
-            raise UnknownAlertError(
-                f"no alert named {rule_name!r}" + (f" with scope {scope!r}" if scope else "")
-            )
-        acked = 0
-        for alert in alerts:
-            state = acknowledge(_state_of(alert))
-            if state.acked and alert.acked_at is None:
-                alert.acked_at = now
-                session.add(alert)
-                acked += 1
-    structlog.get_logger().info("alert.acked", rule=rule_name, scope=scope, alerts=acked)
-    return acked
 
 
 def rules_by_name(rules: Iterable[AlertRule]) -> dict[str, AlertRule]:

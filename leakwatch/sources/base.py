@@ -6,13 +6,13 @@ per-file checkpoint, and the tally of bad lines.
 
 import random
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Protocol
 
-from leakwatch.core.events import SampledEvent
+from leakwatch.core.events import SampledEvent, SourceEvent
 from leakwatch.core.sampling import Window
 
 MAX_EXAMPLES_PER_REASON = 5
@@ -160,3 +160,10 @@ class Source(Protocol):
         now: datetime,
         progress: ProgressCallback | None = None,
     ) -> ScanResult: ...
+
+    def iter_events(self, start: datetime, end: datetime) -> Iterator[SourceEvent]:
+        """Every usable event with start ≤ timestamp < end, once (bad lines skipped).
+
+        For reconciliation, which reads each settled day once more; not a hot path.
+        """
+        ...

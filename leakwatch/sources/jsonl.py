@@ -5,23 +5,27 @@ draw costs O(samples) seeks, not O(history): the window's byte range is found by
 search on a time-ordered log, then uniform byte offsets pick the line containing each,
 kept with probability c / len(line) (exactly uniform over lines). Stratified draws, and
 logs that are not time-ordered, take one pass over the window instead (with a warning
-for the latter). `scan_new` tails appended bytes once per cycle for exact volumes.
+for the latter). `scan_new` tails appended bytes once per cycle for exact volumes: it
+reads large blocks and decodes only the fields it counts (`lines.tail_decoder`), and
+its memory stays within a block and `max_line_bytes` whatever the input — an over-long
+line is dropped to its newline, a `.gz` is read no further than `inflate_limit`.
 """
 
 import bisect
 import glob
 import hashlib
 import itertools
+import operator
 import os
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from leakwatch.core.events import SampledEvent, SourceEvent, quantity_value
+from leakwatch.core.events import SampledEvent, SourceEvent, quantity_number, quantity_value
 from leakwatch.core.sampling import (
     StratifiedReservoir,
     Window,
@@ -33,6 +37,7 @@ from leakwatch.core.sampling import (
     stratum_of,
 )
 from leakwatch.sources.base import (
+    MAX_EXAMPLE_CHARS,
     BadLineReason,
     BadLineTally,
     FileCheckpoint,
@@ -42,13 +47,22 @@ from leakwatch.sources.base import (
     VolumeDelta,
     VolumeKey,
 )
-from leakwatch.sources.lines import FieldPaths, line_timestamp, parse_line
+from leakwatch.sources.lines import (
+    FieldPaths,
+    TailDecoder,
+    line_timestamp,
+    parse_line,
+    tail_decoder,
+)
 from leakwatch.sources.readers import (
     FINGERPRINT_BYTES,
     ContentReader,
+    InflateLimitExceeded,
     PlainReader,
     fingerprint,
     fingerprint_matches,
+    inflate_limit,
+    inflate_limit_note,
     inflate_stream,
     open_gz,
     prune_sidecars,
@@ -57,7 +71,8 @@ from leakwatch.sources.readers import (
 )
 from leakwatch.sources.specs import JsonlSourceSpec
 
-READ_BLOCK_BYTES = 4 << 20
+# Large reads: fewer system calls, and each block is decoded in one call.
+READ_BLOCK_BYTES = 8 << 20
 PROBE_BYTES = 4096
 ORDER_PROBES = 33
 LINEAR_SEARCH_BYTES = 1 << 16
@@ -150,9 +165,9 @@ class JsonlSource:
 
     def __init__(self, spec: JsonlSourceSpec, *, state_dir: Path) -> None:
         self.spec = spec
-        self._paths = FieldPaths.from_mapping(spec.fields)
+        self._paths = FieldPaths.from_mapping(spec.fields, spec.timestamp_format)
         self._index_dir = state_dir / "gzindex" / _safe_name(spec.name)
-        self._scan_fields = parse_stratify_by(spec.stratify_by) or ("event_type",)
+        self._fast = tail_decoder(self._paths, spec.quantity_properties.values())
 
     @property
     def name(self) -> str:
@@ -215,6 +230,27 @@ class JsonlSource:
             for segment in segments:
                 segment.reader.close()
 
+    def iter_events(self, start: datetime, end: datetime) -> Iterator[SourceEvent]:
+        """Every usable event with start ≤ timestamp < end (the window found by search)."""
+        # Window is open at both ends; widen by a microsecond and filter exactly below.
+        window = Window(start - timedelta(microseconds=1), end)
+        segments = self._segments(window, _DrawState(), None)
+        tally = BadLineTally()
+        try:
+            for segment in segments:
+                lines = _iter_lines(
+                    segment.reader, segment.lo, segment.hi, self.spec.max_line_bytes, tally
+                )
+                for _offset, raw in lines:
+                    parsed = parse_line(raw, self._paths, self.spec.max_line_bytes)
+                    if isinstance(parsed, BadLineReason):
+                        continue
+                    if start <= parsed.timestamp < end:
+                        yield parsed
+        finally:
+            for segment in segments:
+                segment.reader.close()
+
     def _segments(
         self, window: Window, state: _DrawState, progress: ProgressCallback | None
     ) -> list[_Segment]:
@@ -240,7 +276,11 @@ class JsonlSource:
             if head_key in seen_heads:
                 continue
             seen_heads.add(head_key)
-            reader = self._open(path, progress)
+            try:
+                reader = self._open(path, progress)
+            except InflateLimitExceeded as error:
+                state.warnings.append(str(error))
+                continue
             segment = self._locate(path, reader, window)
             if segment is None:
                 reader.close()
@@ -316,7 +356,7 @@ class JsonlSource:
                 hi = start
         position = lo
         block = reader.pread(lo, hi - lo)
-        for raw in block.splitlines(keepends=True):
+        for raw in _lines_of(block):
             line_ts = line_timestamp(raw, self._paths, self.spec.max_line_bytes)
             if line_ts is not None and line_ts >= target:
                 return position
@@ -434,7 +474,10 @@ class JsonlSource:
         total = sum(s.hi - s.lo for s in segments)
         done = 0
         for index, segment in enumerate(segments):
-            for start, raw in _iter_lines(segment.reader, segment.lo, segment.hi):
+            lines = _iter_lines(
+                segment.reader, segment.lo, segment.hi, self.spec.max_line_bytes, state.tally
+            )
+            for start, raw in lines:
                 parsed = parse_line(raw, self._paths, self.spec.max_line_bytes)
                 if isinstance(parsed, BadLineReason):
                     state.tally.add(parsed, raw)
@@ -498,7 +541,6 @@ class JsonlSource:
         del now
         tally = BadLineTally()
         volumes: defaultdict[VolumeKey, list[float]] = defaultdict(lambda: [0, 0.0])
-        strata: set[str] = set()
         notes: list[str] = []
         claimed: set[str] = set()
         updated: list[FileCheckpoint] = []
@@ -530,10 +572,11 @@ class JsonlSource:
                 if same_path:
                     notes.append(f"{path}: new content at this path (rotated), reading it")
             counted = _Counts()
-            end = self._tail(path, start, counted, tally, strata, progress)
-            for key, (events, quantity) in counted.volumes.items():
-                volumes[key][0] += events
-                volumes[key][1] += quantity
+            end = self._tail(path, start, counted, tally, progress, notes)
+            for (event_type, day), events in counted.events.items():
+                slot = volumes[VolumeKey(event_type, day)]
+                slot[0] += events
+                slot[1] += counted.quantities.get((event_type, day), 0.0)
             bytes_read += end - start
             lines_read += counted.lines
             file_key = match.file_key if match is not None else _new_file_key(path, head)
@@ -562,7 +605,7 @@ class JsonlSource:
                 k: VolumeDelta(events=int(v[0]), quantity_sum=float(v[1]))
                 for k, v in volumes.items()
             },
-            strata_seen=frozenset(strata),
+            strata_seen=frozenset(key.event_type for key in volumes),
             bad_lines=tally.frozen_counts(),
             bad_examples=tally.frozen_examples(),
             checkpoints=tuple(updated),
@@ -577,18 +620,24 @@ class JsonlSource:
         start: int,
         counted: "_Counts",
         tally: BadLineTally,
-        strata: set[str],
         progress: ProgressCallback | None,
+        notes: list[str],
     ) -> int:
         """Count complete lines from `start`; return the offset after the last one."""
         if path.suffix == ".gz":
-            with path.open("rb") as raw, inflate_stream(raw) as handle:
+            compressed = path.stat().st_size
+            limit = inflate_limit(compressed)
+            with path.open("rb") as raw, inflate_stream(raw) as inflated:
+                handle = _Capped(inflated, limit)
                 _skip(handle, start)
-                return self._count_stream(handle, start, counted, tally, strata, None, 0)
-        with path.open("rb") as handle:
-            handle.seek(start)
-            total = os.fstat(handle.fileno()).st_size - start
-            return self._count_stream(handle, start, counted, tally, strata, progress, total)
+                end = self._count_stream(handle, start, counted, tally, None, 0)
+            if handle.over_limit:
+                notes.append(inflate_limit_note(path, compressed, limit))
+            return end
+        with path.open("rb", buffering=0) as plain:
+            plain.seek(start)
+            total = os.fstat(plain.fileno()).st_size - start
+            return self._count_stream(plain, start, counted, tally, progress, total)
 
     def _count_stream(
         self,
@@ -596,61 +645,191 @@ class JsonlSource:
         start: int,
         counted: "_Counts",
         tally: BadLineTally,
-        strata: set[str],
         progress: ProgressCallback | None,
         total: int,
     ) -> int:
-        position = start
-        carry = b""
-        while True:
-            block = handle.read(READ_BLOCK_BYTES)
-            if not block:
-                break
-            data = carry + block if carry else block
-            cut = data.rfind(b"\n") + 1
-            carry = data[cut:]
-            for raw in data[:cut].splitlines(keepends=True):
-                counted.add(raw, self, tally, strata)
-            position += cut
+        blocks = _LineBlocks(handle, start, self.spec.max_line_bytes, tally)
+        for block_start, block in blocks:
+            counted.add_block(block, self, tally)
             if progress is not None:
-                progress(position - start, max(total, position - start))
-        return position
+                done = block_start + len(block) - start
+                progress(done, max(total, done))
+        return blocks.position
 
 
 class _Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
+class _Capped:
+    """A stream that ends after `limit` bytes, remembering that it was cut short."""
+
+    def __init__(self, handle: _Readable, limit: int) -> None:
+        self._handle = handle
+        self._left = limit
+        self.over_limit = False
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._left <= 0:
+            self.over_limit = self.over_limit or bool(self._handle.read(1))
+            return b""
+        block = self._handle.read(min(size, self._left) if size >= 0 else self._left)
+        self._left -= len(block)
+        return block
+
+
+class _LineBlocks:
+    """Cut a stream into blocks of complete lines; memory stays within a block and a line.
+
+    A line that grows past `max_line_bytes` without a newline is not held: it is
+    dropped up to its newline and counted once as `too_long` (a gzip bomb of one huge
+    line costs time, not memory). `position` is the offset just after the last
+    complete line handed out or dropped; an unterminated line at the end is left
+    for later, as a line still being written.
+    """
+
+    def __init__(
+        self, handle: _Readable, start: int, max_line_bytes: int, tally: BadLineTally
+    ) -> None:
+        self._handle = handle
+        self._max = max_line_bytes
+        self._tally = tally
+        self.position = start
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        carry = b""
+        line_start = self.position
+        dropping: bytes | None = None
+        while True:
+            block = self._handle.read(READ_BLOCK_BYTES)
+            if not block:
+                return
+            if dropping is not None:
+                newline = block.find(b"\n")
+                line_start += len(block) if newline < 0 else newline + 1
+                if newline < 0:
+                    continue
+                self._tally.add(BadLineReason.TOO_LONG, dropping)
+                dropping = None
+                self.position = line_start
+                block = block[newline + 1 :]
+            data = carry + block if carry else block
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                yield line_start, data[:cut] if cut < len(data) else data
+                line_start += cut
+                self.position = line_start
+            carry = data[cut:]
+            if len(carry) > self._max:
+                dropping = carry[:MAX_EXAMPLE_CHARS]
+                line_start += len(carry)
+                carry = b""
+
+
 @dataclass
 class _Counts:
-    volumes: defaultdict[VolumeKey, list[float]] = field(
-        default_factory=lambda: defaultdict(lambda: [0, 0.0])
+    events: Counter[tuple[str, date]] = field(default_factory=Counter)
+    quantities: defaultdict[tuple[str, date], float] = field(
+        default_factory=lambda: defaultdict(float)
     )
     lines: int = 0
     first: datetime | None = None
     last: datetime | None = None
 
-    def add(self, raw: bytes, source: JsonlSource, tally: BadLineTally, strata: set[str]) -> None:
+    def add_block(self, block: bytes, source: "JsonlSource", tally: BadLineTally) -> None:
+        """Count a block of complete lines: the fast path when every line is plain."""
+        fast = source._fast
+        if fast is not None and no_line_longer(block, source.spec.max_line_bytes):
+            decoded = fast.decode_block(block)
+            if decoded is not None and self._add_decoded(decoded, fast, source):
+                # Blank lines are skipped by the decoder, as `add` does not count them.
+                self.lines += len(decoded)
+                return
+        for raw in _lines_of(block):
+            self.add(raw, source, tally)
+
+    def _add_decoded(self, decoded: list[Any], fast: TailDecoder, source: "JsonlSource") -> bool:
+        """Count decoded lines; False (nothing counted) when a timestamp has no zone."""
+        if not decoded:
+            return True
+        stamps = list(map(fast.timestamp, decoded))
+        zones = set(map(_ZONE, stamps))
+        if zones != {UTC}:
+            if None in zones:
+                return False
+            stamps = [stamp.astimezone(UTC) for stamp in stamps]
+        days = list(map(datetime.date, stamps))
+        types = list(map(fast.event_type, decoded))
+        self.events.update(zip(types, days, strict=True))
+        quantity_of = source.spec.quantity_properties
+        if quantity_of:
+            attrs = fast.property_attrs
+            for event_type, day, item in zip(types, days, decoded, strict=True):
+                name = quantity_of.get(event_type)
+                if name is not None:
+                    number = quantity_number(getattr(fast.properties(item), attrs[name]))
+                    if number is not None:
+                        self.quantities[(event_type, day)] += number
+        low, high = min(stamps), max(stamps)
+        if self.first is None or low < self.first:
+            self.first = low
+        if self.last is None or high > self.last:
+            self.last = high
+        return True
+
+    def add(self, raw: bytes, source: "JsonlSource", tally: BadLineTally) -> None:
+        if not raw.strip():
+            return  # a blank line is neither an event nor a bad line
         self.lines += 1
         parsed = parse_line(raw, source._paths, source.spec.max_line_bytes)
         if isinstance(parsed, BadLineReason):
             tally.add(parsed, raw)
             return
-        slot = self.volumes[VolumeKey(parsed.event_type, parsed.timestamp.date())]
-        slot[0] += 1
+        key = (parsed.event_type, parsed.timestamp.date())
+        self.events[key] += 1
         quantity = quantity_value(
             parsed.properties, source.spec.quantity_properties.get(parsed.event_type)
         )
         if quantity is not None:
-            slot[1] += quantity
-        strata.add(stratum_of(parsed, source._scan_fields) or "")
+            self.quantities[key] += quantity
         if self.first is None or parsed.timestamp < self.first:
             self.first = parsed.timestamp
         if self.last is None or parsed.timestamp > self.last:
             self.last = parsed.timestamp
 
 
-def _skip(handle: "_Readable", count: int) -> None:
+_ZONE = operator.attrgetter("tzinfo")
+
+
+def _lines_of(data: bytes) -> list[bytes]:
+    """Split `data` into lines on `\n` only, keeping it (a last unended line is kept too).
+
+    Not `splitlines`: a lone `\r` is JSON whitespace inside a line, not a line end
+    (the sampler's offsets split on `\n` too, so every path sees the same lines).
+    """
+    lines = [line + b"\n" for line in data.split(b"\n")]
+    unended = lines.pop()[:-1]
+    if unended:
+        lines.append(unended)
+    return lines
+
+
+def no_line_longer(block: bytes, max_line_bytes: int) -> bool:
+    """Say whether every line of `block` is at most `max_line_bytes` long, cheaply.
+
+    A line longer than M holds a newline-free run of at least M bytes, which covers a
+    whole aligned window of M // 2 bytes: a newline in every such window rules it out.
+    """
+    window = max_line_bytes // 2
+    if len(block) <= max_line_bytes:
+        return True
+    return all(
+        block.find(b"\n", index, index + window) >= 0
+        for index in range(0, len(block) - window + 1, window)
+    )
+
+
+def _skip(handle: _Readable, count: int) -> None:
     remaining = count
     while remaining > 0:
         block = handle.read(min(READ_BLOCK_BYTES, remaining))
@@ -659,24 +838,32 @@ def _skip(handle: "_Readable", count: int) -> None:
         remaining -= len(block)
 
 
-def _iter_lines(reader: ContentReader, lo: int, hi: int) -> Iterator[tuple[int, bytes]]:
-    position = lo
-    carry = b""
-    carry_start = lo
-    while position < hi:
-        block = reader.pread(position, min(READ_BLOCK_BYTES, hi - position))
-        if not block:
-            return
-        data = carry + block if carry else block
-        base = carry_start
-        cut = data.rfind(b"\n") + 1
-        offset = base
-        for raw in data[:cut].splitlines(keepends=True):
+def _iter_lines(
+    reader: ContentReader, lo: int, hi: int, max_line_bytes: int, tally: BadLineTally
+) -> Iterator[tuple[int, bytes]]:
+    """Yield (offset, line) for the complete lines in [lo, hi); over-long ones are dropped."""
+    for block_start, block in _LineBlocks(_RangeStream(reader, lo, hi), lo, max_line_bytes, tally):
+        offset = block_start
+        for raw in _lines_of(block):
             yield offset, raw
             offset += len(raw)
-        carry = data[cut:]
-        carry_start = base + cut
-        position += len(block)
+
+
+class _RangeStream:
+    """Read [lo, hi) of a `ContentReader` as a stream."""
+
+    def __init__(self, reader: ContentReader, lo: int, hi: int) -> None:
+        self._reader = reader
+        self._position = lo
+        self._hi = hi
+
+    def read(self, size: int = -1, /) -> bytes:
+        length = self._hi - self._position if size < 0 else min(size, self._hi - self._position)
+        if length <= 0:
+            return b""
+        block = self._reader.pread(self._position, length)
+        self._position += len(block)
+        return block
 
 
 def _cumulative(segments: list[_Segment]) -> list[int]:

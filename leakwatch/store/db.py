@@ -22,6 +22,7 @@ from sqlmodel import Session
 
 from alembic import command
 from leakwatch.errors import StoreError
+from leakwatch.files import create_private, make_private_dir
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -75,26 +76,27 @@ def sqlite_file_problem(database: str | None) -> str | None:
     """Say why a SQLite file cannot be used here (and what to do), or None if it can.
 
     SQLite in WAL mode writes `-wal` and `-shm` files beside the database, and the
-    daemon its lock file: the directory must exist and be writable, even to read.
+    daemon its lock file: the folder must be writable, even to read. A missing folder
+    is made (0700) when the engine is built, so its nearest existing parent must be.
     """
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
     path = Path(database)
-    folder = path.parent
-    fix = "or point LEAKWATCH_DATABASE_URL (or database_url) at a writable place"
-    if not folder.exists():
-        return f"the directory {folder} does not exist; create it (mkdir -p {folder}) {fix}"
-    if not folder.is_dir():
-        return f"{folder} is not a directory; {fix.removeprefix('or ')}"
+    fix = "point LEAKWATCH_DATABASE_URL (or database_url) at a writable place"
     if path.is_dir():
         return f"{path} is a directory, not a database file; name a file in it"
+    folder = path.parent
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is not a directory; {fix}"
     if not os.access(folder, os.W_OK | os.X_OK):
         return (
             f"the directory {folder} is not writable by this user (SQLite writes its "
-            f"journal and lock files beside the database); make it writable {fix}"
+            f"journal and lock files beside the database); make it writable, or {fix}"
         )
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):
-        return f"{path} cannot be read and written by this user; fix its permissions {fix}"
+        return f"{path} cannot be read and written by this user; fix its permissions, or {fix}"
     return None
 
 
@@ -117,8 +119,27 @@ def make_engine(url: str) -> Engine:
         shown = parsed.render_as_string(hide_password=True)
         raise StoreError(f"database_url {shown}: {str(exc).splitlines()[0]}") from exc
     if parsed.get_backend_name() == "sqlite":
+        _create_sqlite_file(parsed.database)
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _create_sqlite_file(database: str | None) -> None:
+    """Create a new SQLite file 0600 before SQLite does (it would follow the umask).
+
+    Its -wal and -shm files take the database file's mode, so the store's samples
+    and alerts stay readable by their owner only; a missing folder is made 0700. An
+    existing file keeps its mode.
+    """
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if not path.exists():
+        try:
+            make_private_dir(path.parent)
+            create_private(path)
+        except OSError as exc:
+            raise StoreError(f"cannot create the SQLite file {path}: {exc.strerror}") from None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

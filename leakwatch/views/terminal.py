@@ -9,10 +9,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from leakwatch.notify.outbox import SendReport
-from leakwatch.pipeline.alert import AlertResult, OpenAlert
-from leakwatch.pipeline.check import CycleSummary
+from leakwatch.core.reconcile import ReconcileResult
+from leakwatch.core.results import AlertResult, CycleSummary, SendReport
 from leakwatch.sources.base import SampleResult
+from leakwatch.store.alerts import OpenAlert
 from leakwatch.views.lookup import LookupResult
 from leakwatch.views.status import RateRow, StatusView
 
@@ -152,6 +152,20 @@ def print_status(out: Console, view: StatusView) -> None:
                 "not in rates: " + ", ".join(f"{v} {k}" for k, v in undecided.items() if v),
                 markup=False,
             )
+    if view.reconciled:
+        table = Table(title="billed vs sent, reconciled over the last 7 days (exact)")
+        for header in ("metric", "expected", "billed", "gap", "days flagged"):
+            table.add_column(header, overflow="fold")
+        for r in view.reconciled:
+            gap = "" if r.billed_ratio is None else f" ({r.billed_ratio - 1:+.2%})"
+            table.add_row(
+                escape(r.metric),
+                _amount(r.expected),
+                _amount(r.billed),
+                _amount(r.difference) + gap,
+                f"{r.flagged_days} of {r.days}",
+            )
+        out.print(table)
     print_alerts(out, view.open_alerts)
     if view.outbox:
         out.print(
@@ -261,3 +275,62 @@ def progress_bar(console: Console, label: str) -> Iterator[Callable[[int, int], 
             progress.update(task, completed=done, total=total or None)
 
         yield update
+
+
+def _amount(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def print_reconciliation(
+    out: Console, result: ReconcileResult, *, currency: str = "$", show_all: bool = False
+) -> None:
+    """Expected vs billed per customer × metric × day: flagged rows, then what was skipped."""
+    if result.days:
+        out.print(
+            f"expected (from your record) vs billed (Metronome /v1/usage), "
+            f"{result.days[0]} to {result.days[-1]} (UTC days)",
+            markup=False,
+        )
+    for note in result.notes:
+        out.print(note, markup=False)
+    shown = result.rows if show_all else result.flagged
+    if result.rows:
+        table = Table(title="gaps" if not show_all else "all customer × metric × days")
+        for header in ("day", "customer", "metric", "expected", "billed", "gap", "money", "why"):
+            table.add_column(header, overflow="fold")
+        for row in shown:
+            gap = row.gap
+            ratio = f" ({gap.difference / gap.expected:+.1%})" if gap.expected else ""
+            table.add_row(
+                gap.day.isoformat(),
+                escape(gap.customer_name or gap.customer_id),
+                escape(gap.metric_name),
+                _amount(gap.expected),
+                _amount(gap.billed),
+                _amount(gap.difference) + ratio,
+                "–" if row.money is None else f"{currency}{row.money:,.2f}",
+                escape(row.explanation if gap.status.value != "ok" else ""),
+            )
+        if shown:
+            out.print(table)
+        ok = len(result.rows) - len(result.flagged)
+        out.print(
+            f"{len(result.flagged)} flagged, {ok} of {len(result.rows)} within tolerance",
+            markup=False,
+        )
+    if result.skipped_metrics:
+        out.print(
+            "not reconciled: "
+            + "; ".join(f"{name} ({why})" for name, why in sorted(result.skipped_metrics.items())),
+            markup=False,
+        )
+    if result.unattributed:
+        top = sorted(result.unattributed.items(), key=lambda kv: -kv[1])[:5]
+        out.print(
+            "events under customer ids no lookup has resolved to a Metronome customer "
+            "(an alias Metronome does not know, or one not sampled yet; pin it in "
+            "[reconcile] aliases): " + ", ".join(f"{escape(a)} {n}" for a, n in top),
+            markup=False,
+        )

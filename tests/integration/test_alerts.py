@@ -12,14 +12,8 @@ from leakwatch.clock import FakeClock
 from leakwatch.core.alerting import AlertRule, AlertStatus, GroupBy, NotificationKind, RateKind
 from leakwatch.core.events import Outcome
 from leakwatch.notify.outbox import OutboxSender
-from leakwatch.pipeline.alert import (
-    HealthSignals,
-    ack,
-    evaluate_alerts,
-    evaluate_health_alerts,
-    list_open,
-    silence,
-)
+from leakwatch.pipeline.alert import HealthSignals, evaluate_alerts, evaluate_health_alerts
+from leakwatch.store.alerts import ack, list_open, silence
 from leakwatch.store.db import SessionFactory, make_engine, session_factory, transaction
 from leakwatch.store.models import Alert, AlertTransition, Notification, SampledEvent, VolumeCount
 from tests.fakes.fake_slack import FakeSlack

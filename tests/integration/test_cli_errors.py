@@ -94,12 +94,11 @@ def test_a_sqlite_file_in_a_read_only_directory_exits_2_saying_what_to_fix(
     ("make_url", "says"),
     [
         (lambda tmp: "sqlite://lw.db", "sqlite:///lw.db"),
-        (lambda tmp: f"sqlite:///{tmp / 'missing' / 'lw.db'}", "does not exist"),
         (lambda tmp: f"sqlite:///{tmp / 'a-file' / 'lw.db'}", "is not a directory"),
         (lambda tmp: f"sqlite:///{tmp}", "is a directory"),
         (lambda tmp: "mysql://u:hunter2@db/x", "not supported"),
     ],
-    ids=["two-slashes", "no-directory", "file-as-directory", "directory-as-file", "backend"],
+    ids=["two-slashes", "file-as-directory", "directory-as-file", "backend"],
 )
 @pytest.mark.parametrize("command", [["status"], ["run"]], ids=" ".join)
 def test_a_bad_database_url_exits_2_naming_it_with_the_password_masked(
@@ -111,7 +110,7 @@ def test_a_bad_database_url_exits_2_naming_it_with_the_password_masked(
     result = leakwatch(*command, cwd=tmp_path, env=env)
     assert result.returncode == 2, result.stderr
     assert says in result.stderr
-    assert url.replace("hunter2", "***") in result.stderr
-    assert "hunter2" not in result.stderr
+    shown, _, after = url.partition("hunter2")
+    assert shown in result.stderr and after in result.stderr  # named ...
+    assert "hunter2" not in result.stderr  # ... with its password masked
     assert_clear(result.stderr)
-    assert not (tmp_path / "missing").exists(), "made a directory for a bad URL"

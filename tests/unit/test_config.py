@@ -150,3 +150,18 @@ def test_environment_reads_only_its_own_names() -> None:
     env = Environment.model_validate({"SLACK_BOT_TOKEN": "xoxb-abc", "UNRELATED": "1"})
     assert env.slack_bot_token is not None
     assert env.slack_bot_token.get_secret_value() == "xoxb-abc"
+
+
+def test_timestamp_shape_settings_are_checked() -> None:
+    from leakwatch.config import ConfigError, settings_from_mapping
+
+    base = {"name": "gw", "type": "jsonl", "path": "/var/log/x.jsonl"}
+    ok = settings_from_mapping(
+        {"sources": [{**base, "timezone": "Europe/Berlin", "fields": {"timestamp_unit": "ms"}}]}
+    )
+    assert ok.sources[0].fields.timestamp_unit == "ms"
+    assert "timestamp_unit" not in ok.sources[0].fields.paths()
+    with pytest.raises(ConfigError, match="not an IANA time zone"):
+        settings_from_mapping({"sources": [{**base, "timezone": "Mars/Olympus"}]})
+    with pytest.raises(ConfigError, match="timestamp_unit"):
+        settings_from_mapping({"sources": [{**base, "fields": {"timestamp_unit": "weeks"}}]})

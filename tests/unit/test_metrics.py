@@ -7,9 +7,9 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from leakwatch.core.results import CycleSummary
 from leakwatch.daemon.health import Role, StatusView, judge_health, parse_address
 from leakwatch.daemon.metrics import DaemonMetrics, StoreSnapshot, sample_value
-from leakwatch.pipeline.check import CycleSummary
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 EVERY = timedelta(minutes=15)
