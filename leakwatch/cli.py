@@ -190,6 +190,7 @@ def check(
             summary = runtime.run_cycle(draw=not recheck_only)
             alerts = runtime.evaluate_alerts()
             sent = runtime.send_notifications()
+            runtime.catch_up_tail()
         finally:
             runtime.close()
         if as_json:
@@ -501,6 +502,7 @@ def sample(
     from leakwatch.clock import SystemClock
     from leakwatch.errors import UsageProblem
     from leakwatch.sources import sample_source
+    from leakwatch.views.export import json_line
     from leakwatch.views.terminal import print_sample_counts, progress_bar
     from leakwatch.wiring import settings_for, source_spec
 
@@ -525,7 +527,7 @@ def sample(
             record["_weight"] = drawn.weight
             if drawn.stratum is not None:
                 record["_stratum"] = drawn.stratum
-            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+            sys.stdout.write(json_line(record) + "\n")
         print_sample_counts(err, result)
 
 

@@ -16,7 +16,6 @@ from leakwatch.clock import Clock
 from leakwatch.config import AlertRuleSettings, Settings
 from leakwatch.core.alerting import AlertRule, GroupBy, RateKind, Severity
 from leakwatch.core.durations import format_duration
-from leakwatch.core.report_content import parse_prices
 from leakwatch.core.results import AlertResult, CycleSummary, SendReport
 from leakwatch.errors import LeakwatchError
 from leakwatch.metronome.client import SearchObserver
@@ -159,6 +158,14 @@ class Runtime:
         self.last_summary = summary
         return summary
 
+    def catch_up_tail(self) -> bool:
+        """Count more of a long history in what is left of the cycle's time.
+
+        Run after the cycle's lookups (and `check`'s alerts), so they never wait for
+        it; True once every source's volumes are counted (see `CheckCycle.catch_up`).
+        """
+        return self.cycle.catch_up()
+
     def reconcile(
         self, *, days: int | None = None, customer: str | None = None
     ) -> "ReconcileResult":
@@ -175,7 +182,7 @@ class Runtime:
                 days=days or config.days,
                 settle=config.settle,
                 tolerance=config.tolerance,
-                prices=parse_prices(self.settings.report.price_table()),
+                prices=self.settings.report.prices,
                 customer=customer,
                 pinned_aliases=config.aliases,
                 expectations={

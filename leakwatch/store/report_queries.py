@@ -29,7 +29,6 @@ from leakwatch.core.report_content import (
     OutcomeRow,
     ReconciledRow,
     ReportInputs,
-    VolumeRow,
 )
 from leakwatch.core.weeks import IsoWeek, utc_days_touching, week_utc_dates
 from leakwatch.store.billing import load_reconciled
@@ -39,8 +38,8 @@ from leakwatch.store.models import (
     BadLineCount,
     SampledEvent,
     SamplingRun,
-    VolumeCount,
 )
+from leakwatch.store.queries import volume_rows
 
 EXAMPLES_PER_OUTCOME = 3
 TOP_CUSTOMERS = 10
@@ -106,25 +105,6 @@ def fetch_outcome_rows(
     ]
 
 
-def fetch_volume_rows(session: Session, first_day: date, last_day: date) -> list[VolumeRow]:
-    """Event counts per source, type and UTC day in [first_day, last_day]."""
-    day = col(VolumeCount.day)
-    query = (
-        select(
-            col(VolumeCount.source),
-            col(VolumeCount.event_type),
-            day,
-            func.coalesce(func.sum(col(VolumeCount.events)), 0),
-            func.coalesce(func.sum(col(VolumeCount.quantity_sum)), 0.0),
-        )
-        .where(day >= first_day, day <= last_day)
-        .group_by(col(VolumeCount.source), col(VolumeCount.event_type), day)
-    )
-    return [
-        VolumeRow(str(s), str(t), d, int(n), float(q)) for s, t, d, n, q in session.execute(query)
-    ]
-
-
 def fetch_bad_lines(session: Session, first_day: date, last_day: date) -> list[BadLineRow]:
     day = col(BadLineCount.day)
     query = (
@@ -156,6 +136,26 @@ def fetch_cycles(session: Session, start: datetime, end: datetime) -> list[Cycle
         CycleRow(str(s), int(n), int(r), int(rl), int(e))
         for s, n, r, rl, e in session.execute(query)
     ]
+
+
+def fetch_volumes_estimated(session: Session, start: datetime, end: datetime) -> tuple[str, ...]:
+    """Sources whose volumes the week's last cycle still estimated (tail catching up)."""
+    last = session.execute(
+        select(col(SamplingRun.summary))
+        .where(_in_range(col(SamplingRun.started_at), start, end))
+        .order_by(col(SamplingRun.started_at).desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    sources = last.get("sources") if isinstance(last, dict) else None
+    if not isinstance(sources, dict):
+        return ()
+    return tuple(
+        sorted(
+            name
+            for name, report in sources.items()
+            if isinstance(report, dict) and report.get("volumes") == "estimated"
+        )
+    )
 
 
 def fetch_alert_transitions(
@@ -300,13 +300,14 @@ def fetch_report_inputs(
     return ReportInputs(
         weeks=weeks,
         outcome_rows=fetch_outcome_rows(session, bounds),
-        volume_rows=fetch_volume_rows(session, first_volume_day, last_volume_day),
+        volume_rows=volume_rows(session, first_volume_day, last_volume_day),
         bad_lines=fetch_bad_lines(session, first_bad_day, last_bad_day),
         cycles=fetch_cycles(session, start, end),
         alert_transitions=fetch_alert_transitions(session, start, end),
         top_customers=fetch_top_customers(session, start, end),
         leak_keys=fetch_leak_keys(session, start, end),
         examples=fetch_examples(session, start, end),
+        volumes_estimated=fetch_volumes_estimated(session, start, end),
         reconciled=fetch_reconciled(session, first_bad_day, last_bad_day),
     )
 
