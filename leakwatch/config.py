@@ -36,6 +36,8 @@ DEFAULT_CONFIG_PATH = Path("leakwatch.toml")
 DEFAULT_DATABASE_URL = "sqlite:///leakwatch.db"
 DEFAULT_METRONOME_URL = "https://api.metronome.com"
 MAX_SAMPLE_AGE = timedelta(days=33)
+# Reports go to people (often through a group that ships them on): owner and group read.
+DEFAULT_REPORT_FILE_MODE = 0o640
 SECRET_KEYS = {
     "token": "METRONOME_BEARER_TOKEN",
     "bearer_token": "METRONOME_BEARER_TOKEN",
@@ -250,12 +252,29 @@ class UnitPrice(_Section):
     property: str = Field(min_length=1)
 
 
+def _octal_mode(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip().lower().removeprefix("0o")
+        if not text or any(c not in "01234567" for c in text):
+            raise ValueError(f'{value!r} is not an octal file mode; write e.g. "0640"')
+        value = int(text, 8)
+    allowed = isinstance(value, int) and 0o400 <= value <= 0o777 and not value & 0o133
+    if isinstance(value, int) and not isinstance(value, bool) and not allowed:
+        raise ValueError(
+            f"{value:#o} is not a report file mode: the owner must read it, and nobody "
+            "may execute it or write it but the owner (e.g. 0640, 0600, 0644)"
+        )
+    return value
+
+
 class ReportSettings(_Section):
     weekly: str = "mon 09:00"
     timezone: str = "UTC"
     out_dir: Path = Path("reports")
     prices: dict[str, float | UnitPrice] = Field(default_factory=dict)
     currency: str = "$"
+    # Report files' mode: TOML 0o640 or "0640". Never writable by others.
+    file_mode: Annotated[int, BeforeValidator(_octal_mode)] = DEFAULT_REPORT_FILE_MODE
 
     def quantity_properties(self) -> dict[str, str]:
         """Event type → the property whose value is priced per unit (from `prices`)."""

@@ -19,6 +19,9 @@ Metronome branch, the leader's lock, the alert stage); the rest are defined here
 `cli.py` prints a `LeakwatchError` as `error: <message>` and exits with its `exit_code`.
 Anything else that reaches the command line is a bug in leakwatch and says so: no code
 raises a bare `ValueError` (or `LookupError`, `KeyError`) for something a user typed.
+A signal caught inside the room that raises it (the gzip reader's inflate limit, which
+the JSONL source turns into a source warning) is no part of the tree; tests/unit/
+test_errors.py names each.
 """
 
 

@@ -23,12 +23,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leakwatch.core.events import quantity_value
-from leakwatch.core.report_content import Price
+
+if TYPE_CHECKING:
+    from leakwatch.core.report_content import Price
 
 REPRODUCIBLE = frozenset({"COUNT", "SUM", "MAX"})
+# What status and /metrics sum reconciled days over.
+RECONCILED_WINDOW = timedelta(days=7)
 
 
 class GapStatus(StrEnum):
@@ -200,9 +204,7 @@ class Gap:
     @property
     def ratio(self) -> float | None:
         """billed / expected; None when nothing was expected."""
-        if self.expected == 0:
-            return None
-        return (self.billed or 0.0) / self.expected
+        return billed_ratio(self.expected, self.billed)
 
 
 @dataclass
@@ -299,6 +301,13 @@ def compute_gaps(
                     )
                 )
     return rows
+
+
+def billed_ratio(expected: float, billed: float | None) -> float | None:
+    """billed / expected (1.0: all billed); None when nothing was expected."""
+    if expected == 0:
+        return None
+    return (billed or 0.0) / expected
 
 
 def gap_status(
@@ -433,7 +442,7 @@ def reconcile_days(now: datetime, days: int, *, search_window_days: int = 34) ->
 
 
 def gap_money(
-    definition: MetricDefinition, difference: float, prices: Mapping[str, Price]
+    definition: MetricDefinition, difference: float, prices: Mapping[str, "Price"]
 ) -> float | None:
     """The money a gap is worth, where a price says it: None when no price fits the metric.
 

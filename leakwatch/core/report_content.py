@@ -27,6 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from leakwatch.core.events import DECIDED_OUTCOMES, LEAKING_OUTCOMES, Outcome
+from leakwatch.core.reconcile import billed_ratio
 from leakwatch.core.stats import (
     Estimate,
     Interval,
@@ -216,6 +217,18 @@ class Example:
 
 
 @dataclass(frozen=True, slots=True)
+class ReconciledRow:
+    """One reconciled customer × billable metric × UTC day (from the store)."""
+
+    day: date
+    customer: str
+    metric: str
+    expected: float
+    billed: float | None
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
 class ReportInputs:
     """Everything the queries return for one report: the week and the 8 before it."""
 
@@ -228,6 +241,7 @@ class ReportInputs:
     top_customers: Sequence[CustomerRow]
     leak_keys: Sequence[LeakKeyRow]
     examples: Sequence[Example]
+    reconciled: Sequence[ReconciledRow] = ()
 
 
 # ------------------------------------------------------------------ report content
@@ -338,6 +352,38 @@ class Health:
 
 
 @dataclass(frozen=True, slots=True)
+class BilledDay:
+    """Expected and billed for one metric on one UTC day, summed over customers."""
+
+    day: date
+    metric: str
+    expected: float
+    billed: float
+    billed_ratio: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class BilledGap:
+    day: date
+    customer: str
+    metric: str
+    expected: float
+    billed: float
+    difference: float
+    billed_ratio: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class BilledVsSent:
+    """The week's totals reconciliation: exact, for the metrics leakwatch can reproduce."""
+
+    by_day: list[BilledDay]
+    biggest_gaps: list[BilledGap]
+    flagged: int
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
 class ReportContent:
     """One week's report, ready for any renderer."""
 
@@ -362,6 +408,7 @@ class ReportContent:
     health: Health
     examples: dict[str, list[Example]]
     notes: list[str] = field(default_factory=list)
+    billed_vs_sent: BilledVsSent | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict: datetimes and dates as ISO 8601 strings."""
@@ -667,9 +714,46 @@ def build_content(
         health=health,
         examples=examples,
         notes=notes,
+        billed_vs_sent=billed_vs_sent(inputs.reconciled),
     )
     summary = summarize(content, is_last_week=week == IsoWeek.last_complete(generated_at, timezone))
     return _replace_summary(content, summary)
+
+
+BIGGEST_GAPS = 5
+
+
+def billed_vs_sent(rows: Sequence[ReconciledRow]) -> BilledVsSent | None:
+    """Sum reconciled rows per metric and day; the biggest flagged gaps, largest first."""
+    if not rows:
+        return None
+    days: dict[tuple[date, str], list[float]] = {}
+    for row in rows:
+        slot = days.setdefault((row.day, row.metric), [0.0, 0.0])
+        slot[0] += row.expected
+        slot[1] += row.billed or 0.0
+    flagged = [r for r in rows if r.status != "ok"]
+    flagged.sort(key=lambda r: (-abs((r.billed or 0.0) - r.expected), r.day, r.customer))
+    return BilledVsSent(
+        by_day=[
+            BilledDay(day, metric, expected, billed, billed_ratio(expected, billed))
+            for (day, metric), (expected, billed) in sorted(days.items())
+        ],
+        biggest_gaps=[
+            BilledGap(
+                r.day,
+                r.customer,
+                r.metric,
+                r.expected,
+                r.billed or 0.0,
+                (r.billed or 0.0) - r.expected,
+                billed_ratio(r.expected, r.billed),
+            )
+            for r in flagged[:BIGGEST_GAPS]
+        ],
+        flagged=len(flagged),
+        rows=len(rows),
+    )
 
 
 def _replace_summary(content: ReportContent, summary: str) -> ReportContent:

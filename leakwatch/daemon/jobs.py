@@ -28,6 +28,8 @@ ALERTS_EVERY = timedelta(minutes=1)
 RETENTION_AT = (3, 30)  # hour, minute in UTC: daily, off the top of the hour
 # A new leader's first minutes go to its first cycle; the catch-up report follows.
 CATCH_UP_DELAY = timedelta(seconds=30)
+# Reconciliation needs what the first cycles learn (metric definitions, aliases).
+RECONCILE_DELAY = timedelta(minutes=5)
 
 
 class DaemonRuntime(Protocol):
@@ -46,6 +48,8 @@ class DaemonRuntime(Protocol):
     def weekly_report_missed(self, now: datetime) -> bool: ...
 
     def apply_retention(self) -> int: ...
+
+    def reconcile(self) -> object: ...
 
 
 class Jobs:
@@ -86,6 +90,9 @@ class Jobs:
     def retention(self) -> None:
         self._run("retention", self._runtime.apply_retention)
 
+    def reconcile(self) -> None:
+        self._run("reconcile", self._reconcile)
+
     def weekly_report_missed(self, now: datetime) -> bool:
         """Whether to catch up on a weekly report no leader wrote (False if unsure)."""
         try:
@@ -118,6 +125,10 @@ class Jobs:
             self._runtime.send_notifications()
             raise
         self._runtime.send_notifications()
+        self.refresh_store_metrics()
+
+    def _reconcile(self) -> None:
+        self._runtime.reconcile()
         self.refresh_store_metrics()
 
     def refresh_store_metrics(self) -> None:
@@ -187,8 +198,10 @@ def schedule_jobs(
 
     The first cycle runs at `first_cycle_at` (the previous leader's last start plus one
     interval, or now), then every `checks.every`. Alerts and the outbox run every
-    minute (or every cycle, if cycles are more frequent). Grace times are generous so
-    a late run still happens, once (coalesced), instead of being skipped.
+    minute (or every cycle, if cycles are more frequent); totals reconciliation every
+    `reconcile.every` (daily by default), first a few minutes after taking the lead.
+    Grace times are generous so a late run still happens, once (coalesced), instead of
+    being skipped.
     """
     every_s = settings.checks.every.total_seconds()
     alerts_s = min(ALERTS_EVERY.total_seconds(), every_s)
@@ -228,6 +241,16 @@ def schedule_jobs(
             misfire_grace_time=int(timedelta(hours=12).total_seconds()),
             replace_existing=True,
         )
+    reconcile_s = settings.reconcile.every.total_seconds()
+    scheduler.add_job(
+        jobs.reconcile,
+        IntervalTrigger(seconds=reconcile_s, start_date=now + RECONCILE_DELAY, timezone=UTC),
+        id="reconcile",
+        name="totals reconciliation",
+        next_run_time=now + RECONCILE_DELAY,
+        misfire_grace_time=max(int(reconcile_s), 60),
+        replace_existing=True,
+    )
     scheduler.add_job(
         jobs.retention,
         CronTrigger(hour=RETENTION_AT[0], minute=RETENTION_AT[1], timezone=UTC),

@@ -15,6 +15,7 @@ the database file. A second instance fails at start-up with a message that says 
 """
 
 import contextlib
+import errno
 import fcntl
 import os
 import threading
@@ -27,6 +28,7 @@ import structlog
 from sqlalchemy.engine import make_url
 
 from leakwatch.errors import LeakwatchError
+from leakwatch.files import make_private_dir, open_private
 
 # Keepalives notice a dead peer in about idle + interval × count seconds; the user
 # timeout bounds how long unacknowledged writes may hang.
@@ -194,8 +196,16 @@ class SqliteLockFile:
     def try_acquire(self) -> bool:
         if self._handle is not None:
             return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("a+", encoding="utf-8")
+        make_private_dir(self.path.parent)
+        try:
+            handle = os.fdopen(open_private(self.path), "r+", encoding="utf-8")
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise LeakwatchError(
+                    f"lock file {self.path} is a symlink; leakwatch does not follow it "
+                    "(remove it, or check who planted it)"
+                ) from None
+            raise
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

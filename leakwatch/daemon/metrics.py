@@ -19,7 +19,9 @@ from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 from leakwatch.core.events import DECIDED_OUTCOMES, LEAKING_OUTCOMES, Outcome
+from leakwatch.core.reconcile import RECONCILED_WINDOW
 from leakwatch.core.results import CycleSummary
+from leakwatch.store.billing import MetricTotals, reconciled_totals
 from leakwatch.store.models import BadLineCount, Notification
 from leakwatch.store.queries import outcome_counts
 
@@ -41,6 +43,8 @@ class StoreSnapshot:
     outbox: dict[str, int] = field(default_factory=dict)
     # (source, reason) -> bad lines ever counted
     bad_lines: dict[tuple[str, str], int] = field(default_factory=dict)
+    # billable metric -> totals over the reconciled days of the last week
+    reconciled: dict[str, MetricTotals] = field(default_factory=dict)
 
 
 def read_store_snapshot(session: Session, *, now: datetime) -> StoreSnapshot:
@@ -71,8 +75,16 @@ def read_store_snapshot(session: Session, *, now: datetime) -> StoreSnapshot:
             ).group_by(col(BadLineCount.source), col(BadLineCount.reason))
         )
     }
+    reconciled = {
+        t.metric_name: t for t in reconciled_totals(session, since=(now - RECONCILED_WINDOW).date())
+    }
     return StoreSnapshot(
-        taken_at=now, samples=samples, leak_rate=leak_rate, outbox=outbox, bad_lines=bad_lines
+        taken_at=now,
+        samples=samples,
+        leak_rate=leak_rate,
+        outbox=outbox,
+        bad_lines=bad_lines,
+        reconciled=reconciled,
     )
 
 
@@ -114,6 +126,29 @@ class _StoreCollector(Collector):
         for (source, reason), count in sorted(snapshot.bad_lines.items()):
             bad.add_metric([source, reason], count)
         yield bad
+        families = {
+            "expected": GaugeMetricFamily(
+                "leakwatch_reconciled_expected",
+                "What the source says Metronome should hold, summed over the reconciled days "
+                "of the last 7 (COUNT/SUM metrics), by billable metric.",
+                labels=["metric"],
+            ),
+            "billed": GaugeMetricFamily(
+                "leakwatch_reconciled_billed",
+                "What Metronome's /v1/usage holds for the same customers and days, by metric.",
+                labels=["metric"],
+            ),
+            "flagged": GaugeMetricFamily(
+                "leakwatch_reconciled_flagged_days",
+                "Customer × day rows whose billed total is outside the tolerance, by metric.",
+                labels=["metric"],
+            ),
+        }
+        for name, totals in sorted(snapshot.reconciled.items()):
+            families["expected"].add_metric([name], totals.expected)
+            families["billed"].add_metric([name], totals.billed)
+            families["flagged"].add_metric([name], totals.flagged)
+        yield from families.values()
         if snapshot.taken_at is not None:
             yield GaugeMetricFamily(
                 "leakwatch_store_snapshot_timestamp_seconds",

@@ -33,10 +33,9 @@ import structlog
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.executors.base import BaseExecutor, run_job
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import col
 
 from leakwatch.clock import Clock
 from leakwatch.config import Settings
@@ -52,8 +51,8 @@ from leakwatch.daemon.leader import (
 )
 from leakwatch.daemon.metrics import DaemonMetrics
 from leakwatch.errors import LeakwatchError, StoreError, UsageProblem
+from leakwatch.store import runs
 from leakwatch.store.db import transaction
-from leakwatch.store.models import SamplingRun
 from leakwatch.wiring import metronome_endpoint, require_token, source_spec
 
 # Leave this much of the shutdown allowance for releasing the lock and closing up.
@@ -347,10 +346,10 @@ class Daemon:
         """One interval after the last cycle any leader started; now if that has passed."""
         try:
             with transaction(jobs.sessions) as session:
-                last = session.execute(select(func.max(col(SamplingRun.started_at)))).scalar()
+                last = runs.last_started_at(session)
         except SQLAlchemyError:
             return now
-        if not isinstance(last, datetime):
+        if last is None:
             return now
         return max(now, last + self.settings.checks.every)
 

@@ -13,9 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from leakwatch.clock import Clock
 from leakwatch.core.budget import cycle_budget, split_budget
@@ -34,10 +33,10 @@ from leakwatch.metronome.errors import TokenRejected
 from leakwatch.sources.base import ScanResult, Source
 from leakwatch.sources.checkpoints import CheckpointStore
 from leakwatch.sources.jsonl import JsonlSource
+from leakwatch.store import runs
 from leakwatch.store.billing import save_learned_billing
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import SampledEvent as SampledEventRow
-from leakwatch.store.models import SamplingRun, SourceState
 from leakwatch.store.outcomes import (
     NEW_ROW,
     RecheckPolicy,
@@ -123,20 +122,7 @@ class CheckCycle:
         now = self._clock.now()
         started_monotonic = self._clock.monotonic()
         with transaction(self._sessions) as session:
-            # One leader runs one cycle at a time: a run still "running" now belongs
-            # to a process that died mid-cycle. Say so, so no report counts it as live.
-            # (Should a live run be caught, a manual check beside the daemon, its own
-            # finish writes its real status back.)
-            session.execute(
-                update(SamplingRun)
-                .where(col(SamplingRun.status) == "running")
-                .values(status="abandoned", finished_at=now, error="the process ended mid-cycle")
-            )
-            run = SamplingRun(started_at=now, status="running")
-            session.add(run)
-            session.flush()
-            assert run.id is not None
-            run_id = run.id
+            run_id = runs.start_run(session, now)
         summary = CycleSummary(run_id=run_id, started_at=now)
         log.info("cycle.started", run_id=run_id, sources=len(self._sources))
         try:
@@ -477,36 +463,23 @@ class CheckCycle:
 
     def _finish_run(self, summary: CycleSummary) -> None:
         with transaction(self._sessions) as session:
-            run = session.get(SamplingRun, summary.run_id)
-            if run is None:
-                return
-            run.finished_at = summary.finished_at
-            run.status = summary.status
-            run.sampled = sum(r.drawn for r in summary.sources.values())
-            run.new_events = sum(r.new_events for r in summary.sources.values())
-            run.rechecked = summary.rechecked
-            run.search_requests = summary.search_requests
-            run.search_rate_limited = summary.search_rate_limited
-            run.search_errors = summary.search_errors
-            run.error = summary.error[:2000] if summary.error else None
-            run.summary = summary.to_dict()
-            session.add(run)
+            runs.finish_run(session, summary)
 
 
 def _note_scan(
     session: Session, configured: ConfiguredSource, scan: ScanResult, now: datetime
 ) -> None:
     """Record what the daemon last saw of a source, with the scan's own increments."""
-    state = session.get(SourceState, configured.name) or SourceState(
-        name=configured.name, kind=type(configured.source).__name__
+    runs.note_scan(
+        session,
+        configured.name,
+        kind=type(configured.source).__name__,
+        now=now,
+        saw_new_events=any(delta.events for delta in scan.volumes.values()),
+        newest_event_at=max(
+            (c.last_event_at for c in scan.checkpoints if c.last_event_at), default=None
+        ),
     )
-    state.last_scan_at = now
-    if any(delta.events for delta in scan.volumes.values()):
-        state.last_new_events_at = now
-    newest = max((c.last_event_at for c in scan.checkpoints if c.last_event_at), default=None)
-    if newest is not None:
-        state.newest_event_at = newest
-    session.add(state)
 
 
 def _snapshot(client: SearchClient) -> tuple[int, int, int]:

@@ -13,14 +13,16 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
+from leakwatch.config import DEFAULT_REPORT_FILE_MODE
 from leakwatch.core.report_content import Price, ReportContent, build_content, parse_prices
 from leakwatch.core.weeks import IsoWeek
 from leakwatch.errors import ConfigError, UsageProblem
+from leakwatch.files import dir_mode_for, make_private_dir, write_private
 from leakwatch.notify.report_send import SendDecision, SendResult, send_report
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.report_queries import fetch_report_inputs
 from leakwatch.store.report_record import save_content
-from leakwatch.views.report_chart import render_trend_png
+from leakwatch.views.report_chart import render_billed_png, render_trend_png
 from leakwatch.views.report_render import render_html, render_json, render_markdown
 
 __all__ = [
@@ -91,23 +93,32 @@ def _week(text: str) -> IsoWeek:
         raise UsageProblem(str(exc)) from None
 
 
-def write_report(content: ReportContent, out_dir: Path) -> list[Path]:
+def write_report(
+    content: ReportContent, out_dir: Path, *, mode: int = DEFAULT_REPORT_FILE_MODE
+) -> list[Path]:
     """Write `leakage-<week>.{md,html,json,png}` into `out_dir`; return the paths.
 
     Order: PNG, HTML, Markdown, JSON. Each file is written to a temporary name and
-    renamed, so a reader never sees half a report.
+    renamed, so a reader never sees half a report. Files get `mode` (default 0640:
+    the owner and its group, e.g. whoever ships reports on); a new `out_dir` the
+    matching folder mode.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(out_dir, dir_mode_for(mode))
     stem = f"leakage-{content.week}"
     png = render_trend_png(content)
-    outputs: list[tuple[Path, bytes]] = [
-        (out_dir / f"{stem}.png", png),
-        (out_dir / f"{stem}.html", render_html(content, png).encode("utf-8")),
-        (out_dir / f"{stem}.md", render_markdown(content, chart_filename=f"{stem}.png").encode()),
+    billed_png = render_billed_png(content)
+    billed_name = f"{stem}-billed.png" if billed_png is not None else None
+    markdown = render_markdown(
+        content, chart_filename=f"{stem}.png", billed_chart_filename=billed_name
+    )
+    outputs: list[tuple[Path, bytes]] = [(out_dir / f"{stem}.png", png)]
+    if billed_png is not None and billed_name is not None:
+        outputs.append((out_dir / billed_name, billed_png))
+    outputs += [
+        (out_dir / f"{stem}.html", render_html(content, png, billed_png).encode("utf-8")),
+        (out_dir / f"{stem}.md", markdown.encode()),
         (out_dir / f"{stem}.json", render_json(content).encode("utf-8")),
     ]
     for path, data in outputs:
-        partial = path.with_name(path.name + ".partial")
-        partial.write_bytes(data)
-        partial.replace(path)
+        write_private(path, data, mode)
     return [path for path, _ in outputs]

@@ -11,8 +11,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import structlog
-from sqlalchemy import func, select
-from sqlmodel import col
 
 from leakwatch.clock import Clock
 from leakwatch.config import AlertRuleSettings, Settings
@@ -31,8 +29,8 @@ from leakwatch.pipeline.alert import (
     evaluate_alerts,
     evaluate_health_alerts,
 )
+from leakwatch.store import runs
 from leakwatch.store.db import session_factory, transaction
-from leakwatch.store.models import SamplingRun, SourceState
 from leakwatch.store.retention import drop_old_detail
 from leakwatch.wiring import build_check_cycle, build_search_client, open_engine
 
@@ -277,12 +275,8 @@ class Runtime:
         stale: dict[str, bool] = {}
         details = dict(self.health.details)
         with transaction(self.sessions) as session:
-            states = {s.name: s for s in session.execute(select(SourceState)).scalars()}
-            last_finished = session.execute(
-                select(func.max(SamplingRun.finished_at)).where(
-                    col(SamplingRun.status) == "finished"
-                )
-            ).scalar_one_or_none()
+            states = runs.source_states(session)
+            last_finished = runs.last_finished_at(session)
         for source in self.settings.sources:
             state = states.get(source.name)
             if state is None or state.last_scan_at is None:

@@ -259,7 +259,7 @@ def _report(console: Console, runtime: Runtime, settings: Settings, clock: FakeC
         prices=settings.report.price_table(),
         checks_every=settings.checks.every,
     )
-    paths = write_report(content, settings.report.out_dir)
+    paths = write_report(content, settings.report.out_dir, mode=settings.report.file_mode)
     console.print(
         f"[bold]6. The weekly report[/] ({content.week}, at {format_timestamp(clock.now())})"
     )

@@ -363,7 +363,7 @@ class JsonlSource:
                 hi = start
         position = lo
         block = reader.pread(lo, hi - lo)
-        for raw in block.splitlines(keepends=True):
+        for raw in _lines_of(block):
             line_ts = line_timestamp(raw, self._paths, self.spec.max_line_bytes)
             if line_ts is not None and line_ts >= target:
                 return position
@@ -752,7 +752,7 @@ class _Counts:
                 # Blank lines are skipped by the decoder, as `add` does not count them.
                 self.lines += len(decoded)
                 return
-        for raw in block.splitlines(keepends=True):
+        for raw in _lines_of(block):
             self.add(raw, source, tally)
 
     def _add_decoded(self, decoded: list[Any], fast: TailDecoder, source: "JsonlSource") -> bool:
@@ -808,6 +808,19 @@ class _Counts:
 _ZONE = operator.attrgetter("tzinfo")
 
 
+def _lines_of(data: bytes) -> list[bytes]:
+    """Split `data` into lines on `\n` only, keeping it (a last unended line is kept too).
+
+    Not `splitlines`: a lone `\r` is JSON whitespace inside a line, not a line end
+    (the sampler's offsets split on `\n` too, so every path sees the same lines).
+    """
+    lines = [line + b"\n" for line in data.split(b"\n")]
+    unended = lines.pop()[:-1]
+    if unended:
+        lines.append(unended)
+    return lines
+
+
 def no_line_longer(block: bytes, max_line_bytes: int) -> bool:
     """Say whether every line of `block` is at most `max_line_bytes` long, cheaply.
 
@@ -838,7 +851,7 @@ def _iter_lines(
     """Yield (offset, line) for the complete lines in [lo, hi); over-long ones are dropped."""
     for block_start, block in _LineBlocks(_RangeStream(reader, lo, hi), lo, max_line_bytes, tally):
         offset = block_start
-        for raw in block.splitlines(keepends=True):
+        for raw in _lines_of(block):
             yield offset, raw
             offset += len(raw)
 

@@ -20,6 +20,7 @@ from typing import BinaryIO, Protocol, cast
 
 from isal import igzip, isal_zlib
 
+from leakwatch.files import atomic_writer, make_private_dir, write_private
 from leakwatch.sources.base import ProgressCallback
 from leakwatch.sources.objects import LogPath, ObjectPath
 
@@ -164,22 +165,21 @@ def build_gz_sidecar(
 ) -> None:
     """Inflate `path` once and store its content as independently inflatable chunks.
 
-    Written to temporary names and renamed, so a crash never leaves a half index that
-    a later run would trust.
+    Written to temporary names and renamed, the metadata last, so a crash never leaves
+    a half index that a later run would trust.
     """
-    data_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_data = data_path.with_suffix(".lwz.tmp")
-    tmp_meta = meta_path.with_suffix(".json.tmp")
+    make_private_dir(data_path.parent)
     offsets = array("Q", [0])
     compressor = isal_zlib.compressobj(1, isal_zlib.DEFLATED, -15)
     total_compressed = path.stat().st_size
     limit = inflate_limit(total_compressed)
     size = 0
     written = 0
+    # The sidecar holds the whole log: private (0600), whatever the log's own mode.
     with (
         path.open("rb") as raw,
         inflate_stream(raw) as inflated,
-        tmp_data.open("wb") as out,
+        atomic_writer(data_path) as out,
     ):
         pending = b""
         while True:
@@ -197,14 +197,14 @@ def build_gz_sidecar(
                 size += len(piece)
             pending = data[usable:]
             if size > limit:
-                out.close()
-                tmp_data.unlink(missing_ok=True)
+                # Raised inside the writer: its temporary is removed, nothing renamed.
                 raise InflateLimitExceeded(inflate_limit_note(path, total_compressed, limit))
             if progress is not None:
                 progress(raw.tell(), total_compressed)
             if not block:
                 break
-    tmp_meta.write_text(
+    write_private(
+        meta_path,
         json.dumps(
             {
                 "format": SIDECAR_FORMAT,
@@ -213,10 +213,8 @@ def build_gz_sidecar(
                 "chunk_bytes": GZ_CHUNK_BYTES,
                 "offsets_hex": offsets.tobytes().hex(),
             }
-        )
+        ).encode(),
     )
-    tmp_data.replace(data_path)
-    tmp_meta.replace(meta_path)
 
 
 def prune_sidecars(index_dir: Path, keep: set[Path]) -> None:

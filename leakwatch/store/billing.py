@@ -7,9 +7,11 @@ upsert on their natural key (customer × metric × day), so a reconciliation run
 """
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import delete
+from sqlalchemy import case, delete, func
+from sqlalchemy import select as sql_select
 from sqlmodel import Session, col, select
 
 from leakwatch.core.reconcile import (
@@ -181,3 +183,35 @@ def sample_outcomes(
         slot = counts.setdefault((alias, event_type, at.date()), {})
         slot[outcome] = slot.get(outcome, 0) + 1
     return counts
+
+
+@dataclass(frozen=True, slots=True)
+class MetricTotals:
+    """Expected and billed summed over reconciled days, and the days flagged."""
+
+    metric_name: str
+    expected: float
+    billed: float
+    flagged: int
+    rows: int
+
+
+def reconciled_totals(session: Session, *, since: date) -> list[MetricTotals]:
+    """Per billable metric, over the reconciled days from `since` (one GROUP BY)."""
+    flagged = func.sum(case((col(ReconciledDay.status) != "ok", 1), else_=0))
+    rows = session.execute(
+        sql_select(
+            col(ReconciledDay.metric_name),
+            func.sum(ReconciledDay.expected),
+            func.sum(func.coalesce(ReconciledDay.billed, 0.0)),
+            flagged,
+            func.count(),
+        )
+        .where(col(ReconciledDay.day) >= since)
+        .group_by(col(ReconciledDay.metric_name))
+        .order_by(col(ReconciledDay.metric_name))
+    )
+    return [
+        MetricTotals(str(name), float(expected or 0), float(billed or 0), int(bad or 0), int(n))
+        for name, expected, billed, bad, n in rows
+    ]

@@ -21,6 +21,7 @@ from sqlmodel import Session
 
 from alembic import command
 from leakwatch.errors import StoreError
+from leakwatch.files import create_private, make_private_dir
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -60,8 +61,27 @@ def make_engine(url: str) -> Engine:
     except (NoSuchModuleError, ImportError) as exc:
         raise StoreError(f"cannot load the driver for {parsed.drivername}: {exc}") from exc
     if parsed.get_backend_name() == "sqlite":
+        _create_sqlite_file(parsed.database)
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _create_sqlite_file(database: str | None) -> None:
+    """Create a new SQLite file 0600 before SQLite does (it would follow the umask).
+
+    Its -wal and -shm files take the database file's mode, so the store's samples
+    and alerts stay readable by their owner only; a missing folder is made 0700. An
+    existing file keeps its mode.
+    """
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if not path.exists():
+        try:
+            make_private_dir(path.parent)
+            create_private(path)
+        except OSError as exc:
+            raise StoreError(f"cannot create the SQLite file {path}: {exc.strerror}") from None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

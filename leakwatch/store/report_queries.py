@@ -10,7 +10,7 @@ over the weeks' UTC bounds, so DST-shortened weeks are exact.
 """
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,10 +27,12 @@ from leakwatch.core.report_content import (
     Example,
     LeakKeyRow,
     OutcomeRow,
+    ReconciledRow,
     ReportInputs,
     VolumeRow,
 )
 from leakwatch.core.weeks import IsoWeek, utc_days_touching, week_utc_dates
+from leakwatch.store.billing import load_reconciled
 from leakwatch.store.models import (
     Alert,
     AlertTransition,
@@ -305,4 +307,20 @@ def fetch_report_inputs(
         top_customers=fetch_top_customers(session, start, end),
         leak_keys=fetch_leak_keys(session, start, end),
         examples=fetch_examples(session, start, end),
+        reconciled=fetch_reconciled(session, first_bad_day, last_bad_day),
     )
+
+
+def fetch_reconciled(session: Session, first_day: date, last_day: date) -> list[ReconciledRow]:
+    """Reconciled customer × metric × UTC days from `first_day` to `last_day` inclusive."""
+    return [
+        ReconciledRow(
+            day=row.day,
+            customer=row.customer_name or row.customer_id,
+            metric=row.metric_name,
+            expected=row.expected,
+            billed=row.billed,
+            status=row.status,
+        )
+        for row in load_reconciled(session, since=first_day, until=last_day + timedelta(days=1))
+    ]

@@ -185,6 +185,59 @@ def _totals_line(content: ReportContent) -> str:
 # ----------------------------------------------------------------------- Markdown
 
 
+def _quantity(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def _billed_share(ratio: float | None) -> str:
+    return "–" if ratio is None else format_percent(ratio)
+
+
+BILLED_TITLE = "Billed vs sent (exact, from Metronome's usage totals)"
+
+
+def _billed_day_rows(content: ReportContent) -> tuple[list[str], list[list[str]]]:
+    section = content.billed_vs_sent
+    rows = [] if section is None else section.by_day
+    return ["Day", "Metric", "Sent", "Billed", "Billed share"], [
+        [
+            r.day.isoformat(),
+            r.metric,
+            _quantity(r.expected),
+            _quantity(r.billed),
+            _billed_share(r.billed_ratio),
+        ]
+        for r in rows
+    ]
+
+
+def _billed_gap_rows(content: ReportContent) -> tuple[list[str], list[list[str]]]:
+    section = content.billed_vs_sent
+    rows = [] if section is None else section.biggest_gaps
+    return ["Day", "Customer", "Metric", "Sent", "Billed", "Gap"], [
+        [
+            r.day.isoformat(),
+            r.customer,
+            r.metric,
+            _quantity(r.expected),
+            _quantity(r.billed),
+            _quantity(r.difference)
+            + ("" if r.billed_ratio is None else f" ({format_percent(r.billed_ratio - 1)})"),
+        ]
+        for r in rows
+    ]
+
+
+def _billed_line(content: ReportContent) -> str:
+    section = content.billed_vs_sent
+    if section is None:
+        return "No reconciled days this week (see `leakwatch reconcile`)."
+    return (
+        f"{section.flagged} of {section.rows} customer × metric × days billed outside the "
+        "tolerance."
+    )
+
+
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 
@@ -200,7 +253,12 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]
     return [*lines, ""]
 
 
-def render_markdown(content: ReportContent, *, chart_filename: str | None = None) -> str:
+def render_markdown(
+    content: ReportContent,
+    *,
+    chart_filename: str | None = None,
+    billed_chart_filename: str | None = None,
+) -> str:
     """The report as Markdown (GitHub flavour tables)."""
     out = [f"# Leakage report {week_label(content)}", "", content.summary, ""]
     if content.has_data:
@@ -220,6 +278,13 @@ def render_markdown(content: ReportContent, *, chart_filename: str | None = None
             )
         out.append("")
     out += ["## Outcomes", "", *_md_table(*_outcome_rows(content))]
+    out += [f"## {BILLED_TITLE}", "", _billed_line(content), ""]
+    if content.billed_vs_sent is not None:
+        if billed_chart_filename:
+            out += [f"![Billed share of sent usage by day]({billed_chart_filename})", ""]
+        out += [*_md_table(*_billed_day_rows(content))]
+        if content.billed_vs_sent.biggest_gaps:
+            out += ["Biggest gaps:", "", *_md_table(*_billed_gap_rows(content))]
     out += ["## Trend (8 weeks)", "", *_md_table(*_trend_rows(content))]
     out += ["## Top customers by leaked events", "", *_md_table(*_customer_rows(content))]
     out += [
@@ -288,7 +353,9 @@ def _inline_code(text: str) -> str:
     return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
-def render_html(content: ReportContent, chart_png: bytes | None) -> str:
+def render_html(
+    content: ReportContent, chart_png: bytes | None, billed_png: bytes | None = None
+) -> str:
     """A single self-contained page: inline CSS, the chart as a data: URI, no scripts."""
     if not content.has_data:
         summary_class = "summary nodata"
@@ -326,6 +393,20 @@ def render_html(content: ReportContent, chart_png: bytes | None) -> str:
         )
         parts += ["<h2>Main causes</h2>", f"<ul>{items}</ul>"]
     parts += ["<h2>Outcomes</h2>", _html_table(*_outcome_rows(content))]
+    parts += [
+        f"<h2>{html.escape(BILLED_TITLE)}</h2>",
+        f"<p>{_inline_code(_billed_line(content))}</p>",
+    ]
+    if content.billed_vs_sent is not None:
+        if billed_png is not None:
+            encoded = base64.b64encode(billed_png).decode("ascii")
+            parts.append(
+                '<figure id="billed-chart"><img alt="Billed share of sent usage by day" '
+                f'src="data:image/png;base64,{encoded}"></figure>'
+            )
+        parts.append(_html_table(*_billed_day_rows(content)))
+        if content.billed_vs_sent.biggest_gaps:
+            parts += ["<p>Biggest gaps:</p>", _html_table(*_billed_gap_rows(content))]
     parts += ["<h2>Trend (8 weeks)</h2>", _html_table(*_trend_rows(content))]
     parts += ["<h2>Top customers by leaked events</h2>", _html_table(*_customer_rows(content))]
     parts += [

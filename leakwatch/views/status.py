@@ -16,9 +16,11 @@ from sqlalchemy import func, select
 from sqlmodel import col
 
 from leakwatch.core.events import LEAKING_OUTCOMES, Outcome
+from leakwatch.core.reconcile import RECONCILED_WINDOW, billed_ratio
 from leakwatch.core.stats import RateEstimate, rate_from_weight_sums
 from leakwatch.pipeline.alert import Price
 from leakwatch.store.alerts import OpenAlert, list_open
+from leakwatch.store.billing import reconciled_totals
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import SamplingRun, VolumeCount
 from leakwatch.store.outbox import outbox_summary
@@ -46,6 +48,19 @@ class RateRow:
     revenue_at_risk_per_day: float | None = None
 
 
+@dataclass(frozen=True)
+class ReconciledMetric:
+    """One billable metric's reconciled totals over the last week (exact, not sampled)."""
+
+    metric: str
+    expected: float
+    billed: float
+    difference: float
+    billed_ratio: float | None
+    flagged_days: int
+    days: int
+
+
 @dataclass
 class StatusView:
     now: datetime
@@ -58,6 +73,7 @@ class StatusView:
     outbox: dict[str, int]
     last_cycle: dict[str, Any] | None
     currency: str = "$"
+    reconciled: list[ReconciledMetric] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +89,7 @@ class StatusView:
             ],
             "outbox": self.outbox,
             "last_cycle": self.last_cycle,
+            "reconciled_last_7_days": [asdict(r) for r in self.reconciled],
             "currency": self.currency,
         }
 
@@ -154,6 +171,7 @@ def build_status(
         types = outcome_counts(session, since=since, until=now, by="event_type")
         customers = outcome_counts(session, since=since, until=now, by="customer_id")
         outbox = outbox_summary(session)
+        reconciled = reconciled_totals(session, since=(now - RECONCILED_WINDOW).date())
         last = session.execute(
             select(SamplingRun).order_by(col(SamplingRun.started_at).desc()).limit(1)
         ).scalar_one_or_none()
@@ -191,6 +209,18 @@ def build_status(
             if c.leaks
         ],
         open_alerts=list_open(sessions, now),
+        reconciled=[
+            ReconciledMetric(
+                metric=t.metric_name,
+                expected=t.expected,
+                billed=t.billed,
+                difference=t.billed - t.expected,
+                billed_ratio=billed_ratio(t.expected, t.billed),
+                flagged_days=t.flagged,
+                days=t.rows,
+            )
+            for t in reconciled
+        ],
         outbox=dict(outbox.counts),
         last_cycle=None
         if last is None

@@ -152,6 +152,20 @@ def print_status(out: Console, view: StatusView) -> None:
                 "not in rates: " + ", ".join(f"{v} {k}" for k, v in undecided.items() if v),
                 markup=False,
             )
+    if view.reconciled:
+        table = Table(title="billed vs sent, reconciled over the last 7 days (exact)")
+        for header in ("metric", "expected", "billed", "gap", "days flagged"):
+            table.add_column(header, overflow="fold")
+        for r in view.reconciled:
+            gap = "" if r.billed_ratio is None else f" ({r.billed_ratio - 1:+.2%})"
+            table.add_row(
+                escape(r.metric),
+                _amount(r.expected),
+                _amount(r.billed),
+                _amount(r.difference) + gap,
+                f"{r.flagged_days} of {r.days}",
+            )
+        out.print(table)
     print_alerts(out, view.open_alerts)
     if view.outbox:
         out.print(

@@ -20,6 +20,7 @@ import pytest
 from leakwatch.clock import FakeClock
 from leakwatch.config import Environment, settings_from_mapping
 from leakwatch.core.reconcile import GapStatus
+from leakwatch.daemon.metrics import DaemonMetrics, read_store_snapshot, sample_value
 from leakwatch.pipeline.runtime import Runtime
 from leakwatch.simulator import PropertyFilter, SimulatorServer, SimulatorState
 from leakwatch.store.billing import load_reconciled
@@ -231,3 +232,93 @@ def test_one_customer_and_before_any_lookup(runtime: Runtime) -> None:
     runtime.run_cycle()
     only_globex = runtime.reconcile(customer="globex")
     assert {r.gap.customer_id for r in only_globex.rows} == {GLOBEX}
+
+
+def test_metrics_show_expected_billed_and_flagged_per_metric(runtime: Runtime) -> None:
+    runtime.run_cycle()
+    runtime.reconcile()
+    metrics = DaemonMetrics()
+    with transaction(runtime.sessions) as session:
+        metrics.set_snapshot(read_store_snapshot(session, now=NOW))
+    r = metrics.registry
+    expected_calls = 40 * 3 + 5
+    assert sample_value(r, "leakwatch_reconciled_expected", metric="API calls") == expected_calls
+    assert sample_value(r, "leakwatch_reconciled_billed", metric="API calls") == expected_calls - 8
+    assert sample_value(r, "leakwatch_reconciled_flagged_days", metric="API calls") == 2
+    assert sample_value(r, "leakwatch_reconciled_flagged_days", metric="GPU seconds") == 1
+
+
+def test_the_daemon_schedules_reconciliation_daily_after_its_first_cycles(
+    runtime: Runtime, clock: FakeClock
+) -> None:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from leakwatch.daemon.health import DaemonStatus
+    from leakwatch.daemon.jobs import RECONCILE_DELAY, Jobs, schedule_jobs
+
+    scheduler = BackgroundScheduler(timezone=UTC)
+    jobs = Jobs(
+        runtime,
+        clock=clock,
+        metrics=DaemonMetrics(),
+        status=DaemonStatus(clock),
+        may_run=lambda: True,
+    )
+    schedule_jobs(scheduler, jobs, runtime.settings, now=NOW, first_cycle_at=NOW)
+    job = scheduler.get_job("reconcile")
+    assert job is not None
+    assert job.next_run_time == NOW + RECONCILE_DELAY
+    assert job.trigger.interval == timedelta(days=1)
+
+
+def test_status_shows_the_reconciled_totals_per_metric(runtime: Runtime) -> None:
+    from leakwatch.views.status import build_status
+
+    runtime.run_cycle()
+    runtime.reconcile()
+    view = build_status(runtime.sessions, now=NOW, window=timedelta(hours=24))
+    by_metric = {r["metric"]: r for r in view.to_dict()["reconciled_last_7_days"]}
+    calls = by_metric["API calls"]
+    assert (calls["expected"], calls["billed"], calls["difference"]) == (125, 117, -8)
+    assert calls["billed_ratio"] == pytest.approx(117 / 125)
+    assert (calls["flagged_days"], calls["days"]) == (2, 3)
+    assert by_metric["GPU seconds"]["difference"] == pytest.approx(-5000)
+
+
+def test_the_weekly_report_shows_billed_vs_sent_with_its_chart(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    from leakwatch.pipeline.report_build import build_report, write_report
+
+    runtime.run_cycle()
+    runtime.reconcile()
+    content = build_report(
+        runtime.sessions,
+        week="2026-W47",
+        now=NOW,
+        timezone=ZoneInfo("UTC"),
+        prices={},
+        checks_every=None,
+    )
+    section = content.billed_vs_sent
+    assert section is not None
+    assert (section.flagged, section.rows) == (3, 6)
+    biggest = section.biggest_gaps[0]
+    assert (biggest.customer, biggest.metric, biggest.difference) == (
+        "Globex",
+        "GPU seconds",
+        -5000,
+    )
+    day1 = next(r for r in section.by_day if r.day == DAYS[0] and r.metric == "API calls")
+    assert (day1.expected, day1.billed) == (40, 37)
+    paths = write_report(content, tmp_path / "reports")
+    names = {p.name for p in paths}
+    assert "leakage-2026-W47-billed.png" in names
+    markdown = (tmp_path / "reports" / "leakage-2026-W47.md").read_text()
+    assert "Billed vs sent" in markdown and "leakage-2026-W47-billed.png" in markdown
+    html_page = (tmp_path / "reports" / "leakage-2026-W47.html").read_text()
+    assert 'id="billed-chart"' in html_page
+    report_json = json.loads((tmp_path / "reports" / "leakage-2026-W47.json").read_text())
+    assert report_json["billed_vs_sent"]["flagged"] == 3

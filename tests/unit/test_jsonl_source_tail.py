@@ -146,3 +146,17 @@ def test_sampling_while_the_log_grows_sees_a_consistent_snapshot(tmp_path: Path)
     after = tail.source.sample(200, now=NOW, rng=random.Random(1))
     assert len(before.events) == 50
     assert any(int(e.event.transaction_id[1:]) >= 400 for e in after.events)
+
+
+def test_a_carriage_return_inside_a_line_is_json_whitespace_not_a_line_end(
+    tmp_path: Path,
+) -> None:
+    """Found by tests/reliability/test_fuzz.py: one event with `\\r` in it was two bad lines."""
+    log = tmp_path / "app.jsonl"
+    event = lines(0, 1).replace(b'", "', b'",\r"', 1)
+    assert b"\r" in event
+    log.write_bytes(event + b"\x00\r\x00\n" + lines(1, 1).replace(b"\n", b"\r\n"))
+    tail = Tailer(str(log), tmp_path / "state")
+    result = tail.source.scan_new((), now=NOW)
+    assert sum(v.events for v in result.volumes.values()) == 2
+    assert sum(result.bad_lines.values()) == 1
