@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -184,6 +184,9 @@ class ChecksSettings(_Section):
     recheck_unmatched_customer_every: PositiveDuration = timedelta(hours=6)
     # Share of each cycle's search budget reserved for re-checks when both compete.
     recheck_share: float = Field(default=0.3, ge=0, le=1)
+    # How long a cycle tails before it draws; a longer history is counted after the
+    # lookups, over the next cycles, with volumes estimated from the draw meanwhile.
+    tail_slice: Duration = timedelta(seconds=5)
 
 
 class ReconcileSettings(_Section):
@@ -343,6 +346,22 @@ class Settings(_Section):
                 seen.add(name)
         return self
 
+    def secret_values(self) -> list[str]:
+        """Every secret these settings hold, for the log redactor.
+
+        The tokens and the webhook, and the passwords inside the store's and the SQL
+        sources' URLs (as written and decoded).
+        """
+        values = [
+            secret.get_secret_value()
+            for secret in (self.metronome_token, self.slack_bot_token, self.slack_webhook_url)
+            if secret is not None
+        ]
+        values += url_passwords(self.database_url)
+        for source in self.sources:
+            values += url_passwords(source.url)
+        return values
+
     def source(self, name: str) -> SourceSettings:
         for source in self.sources:
             if source.name == name:
@@ -470,7 +489,46 @@ def _clean_secret(variable: str, secret: SecretStr | None) -> SecretStr | None:
             f"{variable} contains spaces, control or non-ASCII characters (value not shown); "
             "set it to the token alone"
         )
+    if variable == "SLACK_WEBHOOK_URL" and not _is_https_or_loopback(value):
+        raise ValueError(
+            "SLACK_WEBHOOK_URL is not an https:// URL (value not shown); set it to the "
+            "incoming-webhook URL Slack gave you, https://hooks.slack.com/services/…"
+        )
     return SecretStr(value)
+
+
+def _is_https_or_loopback(url: str) -> bool:
+    """An https URL, or plain http to this machine (a local test server)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return False
+    if parts.scheme == "https" and host:
+        return True
+    return parts.scheme == "http" and is_loopback_host(host)
+
+
+def url_passwords(url: str | None) -> list[str]:
+    """The password in a URL, as written (percent-encoded) and decoded; [] when none."""
+    try:
+        password = urlsplit(url).password if url else None
+    except ValueError:
+        return []
+    return [password, unquote(password)] if password else []
+
+
+def environment_secrets(environ: Mapping[str, str]) -> list[str]:
+    """Every secret the environment holds, raw, for redaction before Settings exist.
+
+    A command that fails while loading its settings must still not print them.
+    """
+    values = [
+        environ.get(name, "").strip()
+        for name in ("METRONOME_BEARER_TOKEN", "SLACK_BOT_TOKEN", "SLACK_WEBHOOK_URL")
+    ]
+    values += url_passwords(environ.get("LEAKWATCH_DATABASE_URL"))
+    return [v for v in values if v]
 
 
 def is_loopback_host(host: str | None) -> bool:

@@ -241,6 +241,8 @@ class ReportInputs:
     top_customers: Sequence[CustomerRow]
     leak_keys: Sequence[LeakKeyRow]
     examples: Sequence[Example]
+    # Sources whose tail was still counting their history at the week's last cycle.
+    volumes_estimated: Sequence[str] = ()
     reconciled: Sequence[ReconciledRow] = ()
 
 
@@ -690,7 +692,7 @@ def build_content(
         )
         for c in inputs.top_customers
     ]
-    notes = _notes(segments, prices)
+    notes = _notes(segments, prices, inputs.volumes_estimated)
     first_day = week.monday
     has_data = totals.sampled > 0
     content = ReportContent(
@@ -933,7 +935,11 @@ def _health(
     )
 
 
-def _notes(segments: Sequence[SegmentReport], prices: Mapping[str, Price]) -> list[str]:
+def _notes(
+    segments: Sequence[SegmentReport],
+    prices: Mapping[str, Price],
+    volumes_estimated: Sequence[str] = (),
+) -> list[str]:
     notes = [
         "Samples count in the week of their event timestamp. Rates are leaking / decided "
         "samples (pending, expired and errored lookups excluded), weighted by inverse "
@@ -955,6 +961,12 @@ def _notes(segments: Sequence[SegmentReport], prices: Mapping[str, Price]) -> li
     if no_volume:
         notes.append(
             f"No volume counts for {', '.join(no_volume)}: leaked events cannot be estimated."
+        )
+    if volumes_estimated:
+        names = ", ".join(code_text(name) for name in sorted(volumes_estimated))
+        notes.append(
+            f"Volumes of {names} are estimated, not counted: the tail was still reading "
+            "their history at the week's last cycle, so leaked events are understated."
         )
     unpriced = sorted({code_text(s.event_type) for s in segments if s.event_type not in prices})
     if unpriced:

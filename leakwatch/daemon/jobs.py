@@ -39,6 +39,8 @@ class DaemonRuntime(Protocol):
 
     def run_cycle(self) -> CycleSummary: ...
 
+    def catch_up_tail(self) -> bool: ...
+
     def evaluate_alerts(self) -> object: ...
 
     def send_notifications(self) -> object: ...
@@ -113,6 +115,8 @@ class Jobs:
         if summary.status == "finished" and summary.finished_at is not None:
             self._status.cycle_succeeded(summary.finished_at)
         self.refresh_store_metrics()
+        # A long history is counted after the lookups; the alert job runs meanwhile.
+        self._runtime.catch_up_tail()
         return summary
 
     def _alerts_and_outbox(self) -> None:

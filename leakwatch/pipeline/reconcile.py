@@ -173,6 +173,7 @@ def _expected(
                 day=event.timestamp.astimezone(UTC).date(),
                 properties=event.properties,
                 expected_metrics=expected_by_type.get(event.event_type, frozenset()),
+                identity=hash((event.transaction_id, event.payload_hash)),
             )
     return totals
 

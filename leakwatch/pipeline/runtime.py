@@ -159,6 +159,14 @@ class Runtime:
         self.last_summary = summary
         return summary
 
+    def catch_up_tail(self) -> bool:
+        """Count more of a long history in what is left of the cycle's time.
+
+        Run after the cycle's lookups (and `check`'s alerts), so they never wait for
+        it; True once every source's volumes are counted (see `CheckCycle.catch_up`).
+        """
+        return self.cycle.catch_up()
+
     def reconcile(
         self, *, days: int | None = None, customer: str | None = None
     ) -> "ReconcileResult":

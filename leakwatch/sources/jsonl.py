@@ -43,6 +43,7 @@ from leakwatch.sources.base import (
     ProgressCallback,
     SampleResult,
     ScanResult,
+    StopCheck,
     VolumeDelta,
     VolumeKey,
 )
@@ -537,13 +538,16 @@ class JsonlSource:
         *,
         now: datetime,
         progress: ProgressCallback | None = None,
+        should_stop: StopCheck | None = None,
     ) -> ScanResult:
         """Read what was appended since `checkpoints`, once; return increments and new ones.
 
         Files are matched to checkpoints by the fingerprint of their first KiB, so a
         rename (rotation) continues where it stopped, a compressed rotated file is not
         read again, a new file starts at 0, and a file that shrank (truncation) is
-        re-read from its start.
+        re-read from its start. When `should_stop` says so (checked between blocks),
+        the read ends at a line boundary: files not reached keep their checkpoints,
+        and the result says it has not caught up.
         """
         del now
         tally = BadLineTally()
@@ -551,7 +555,8 @@ class JsonlSource:
         notes: list[str] = []
         claimed: set[str] = set()
         updated: list[FileCheckpoint] = []
-        bytes_read = lines_read = 0
+        bytes_read = lines_read = bytes_behind = 0
+        stopped = False
         paths = sorted(self.files(), key=lambda p: (p.suffix == ".gz", p.name))
         for path in paths:
             head = read_head(path)
@@ -561,6 +566,15 @@ class JsonlSource:
             match = _match_checkpoint(checkpoints, path, head, claimed)
             if match is not None and match.file_key in claimed:
                 continue  # the same content under another name (rotation in progress)
+            if not stopped and bytes_read and should_stop is not None and should_stop():
+                stopped = True  # (each scan reads at least one block: progress is certain)
+            if stopped and not _read_through(match, path, st.st_size, st.st_mtime):
+                # Out of time: keep where this file stood, count what is left of it.
+                if match is not None:
+                    claimed.add(match.file_key)
+                    updated.append(_replace_path(match, path))
+                bytes_behind += _left_to_read(match, path, st.st_size)
+                continue
             start = 0
             if match is not None:
                 claimed.add(match.file_key)
@@ -579,7 +593,10 @@ class JsonlSource:
                 if same_path:
                     notes.append(f"{path}: new content at this path (rotated), reading it")
             counted = _Counts()
-            end = self._tail(path, start, counted, tally, progress, notes)
+            end, finished = self._tail(path, start, counted, tally, progress, notes, should_stop)
+            if not finished:
+                stopped = True
+                bytes_behind += max(0, st.st_size - end) if path.suffix != ".gz" else st.st_size
             for (event_type, day), events in counted.events.items():
                 slot = volumes[VolumeKey(event_type, day)]
                 slot[0] += events
@@ -594,7 +611,8 @@ class JsonlSource:
                     file_key=file_key,
                     path=str(path),
                     offset=end,
-                    size=st.st_size if path.suffix == ".gz" else end,
+                    # A .gz is done when its size and mtime match; one cut short is not.
+                    size=end if path.suffix != ".gz" else (st.st_size if finished else 0),
                     mtime=st.st_mtime,
                     lines=previous_lines + counted.lines,
                     head_fingerprint=fingerprint(head[:FINGERPRINT_BYTES]),
@@ -619,6 +637,8 @@ class JsonlSource:
             bytes_read=bytes_read,
             lines_read=lines_read,
             notes=tuple(notes),
+            caught_up=not stopped,
+            bytes_behind=bytes_behind,
         )
 
     def _tail(
@@ -629,22 +649,24 @@ class JsonlSource:
         tally: BadLineTally,
         progress: ProgressCallback | None,
         notes: list[str],
-    ) -> int:
-        """Count complete lines from `start`; return the offset after the last one."""
+        should_stop: StopCheck | None,
+    ) -> tuple[int, bool]:
+        """Count complete lines from `start`; return the offset after the last one read
+        and whether the file was read to its end (False: stopped by `should_stop`)."""
         if path.suffix == ".gz":
             compressed = path.stat().st_size
             limit = inflate_limit(compressed)
             with path.open("rb") as raw, inflate_stream(raw) as inflated:
                 handle = _Capped(inflated, limit)
                 _skip(handle, start)
-                end = self._count_stream(handle, start, counted, tally, None, 0)
+                ended = self._count_stream(handle, start, counted, tally, None, 0, should_stop)
             if handle.over_limit:
                 notes.append(inflate_limit_note(path, compressed, limit))
-            return end
+            return ended
         with path.open("rb", buffering=0) as plain:
             plain.seek(start)
             total = path.stat().st_size - start
-            return self._count_stream(plain, start, counted, tally, progress, total)
+            return self._count_stream(plain, start, counted, tally, progress, total, should_stop)
 
     def _count_stream(
         self,
@@ -654,14 +676,15 @@ class JsonlSource:
         tally: BadLineTally,
         progress: ProgressCallback | None,
         total: int,
-    ) -> int:
-        blocks = _LineBlocks(handle, start, self.spec.max_line_bytes, tally)
+        should_stop: StopCheck | None,
+    ) -> tuple[int, bool]:
+        blocks = _LineBlocks(handle, start, self.spec.max_line_bytes, tally, should_stop)
         for block_start, block in blocks:
             counted.add_block(block, self, tally)
             if progress is not None:
                 done = block_start + len(block) - start
                 progress(done, max(total, done))
-        return blocks.position
+        return blocks.position, not blocks.stopped
 
 
 class _Readable(Protocol):
@@ -688,7 +711,9 @@ class _Capped:
 class _LineBlocks:
     """Cut a stream into blocks of complete lines; memory stays within a block and a line.
 
-    A line that grows past `max_line_bytes` without a newline is not held: it is
+    At least one block is read; after that `should_stop` may end the read (with
+    content left) at a line boundary. A line that grows past `max_line_bytes` without
+    a newline is not held: it is
     dropped up to its newline and counted once as `too_long` (a gzip bomb of one huge
     line costs time, not memory). `position` is the offset just after the last
     complete line handed out or dropped; an unterminated line at the end is left
@@ -696,21 +721,34 @@ class _LineBlocks:
     """
 
     def __init__(
-        self, handle: _Readable, start: int, max_line_bytes: int, tally: BadLineTally
+        self,
+        handle: _Readable,
+        start: int,
+        max_line_bytes: int,
+        tally: BadLineTally,
+        should_stop: StopCheck | None = None,
     ) -> None:
         self._handle = handle
         self._max = max_line_bytes
         self._tally = tally
+        self._should_stop = should_stop
         self.position = start
+        # True when `should_stop` ended the read with content left (at `position`).
+        self.stopped = False
 
     def __iter__(self) -> Iterator[tuple[int, bytes]]:
         carry = b""
         line_start = self.position
         dropping: bytes | None = None
+        first = True
         while True:
             block = self._handle.read(READ_BLOCK_BYTES)
             if not block:
                 return
+            if not first and self._should_stop is not None and self._should_stop():
+                self.stopped = True
+                return
+            first = False
             if dropping is not None:
                 newline = block.find(b"\n")
                 line_start += len(block) if newline < 0 else newline + 1
@@ -900,6 +938,22 @@ def _match_checkpoint(
 
 def _replace_path(checkpoint: FileCheckpoint, path: LogPath) -> FileCheckpoint:
     return replace(checkpoint, path=str(path))
+
+
+def _read_through(match: FileCheckpoint | None, path: LogPath, size: int, mtime: float) -> bool:
+    """Whether the checkpoint says this file was read to its end (nothing left to do)."""
+    if match is None:
+        return False
+    if path.suffix == ".gz":
+        return (match.size, match.mtime) == (size, mtime)
+    return match.offset == size
+
+
+def _left_to_read(match: FileCheckpoint | None, path: LogPath, size: int) -> int:
+    """Bytes of this file not read yet (compressed bytes for a `.gz`, a rough share)."""
+    if path.suffix == ".gz" or match is None or match.offset > size:
+        return size
+    return size - match.offset
 
 
 def _new_file_key(path: LogPath, head: bytes) -> str:

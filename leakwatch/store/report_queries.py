@@ -158,6 +158,26 @@ def fetch_cycles(session: Session, start: datetime, end: datetime) -> list[Cycle
     ]
 
 
+def fetch_volumes_estimated(session: Session, start: datetime, end: datetime) -> tuple[str, ...]:
+    """Sources whose volumes the week's last cycle still estimated (tail catching up)."""
+    last = session.execute(
+        select(col(SamplingRun.summary))
+        .where(_in_range(col(SamplingRun.started_at), start, end))
+        .order_by(col(SamplingRun.started_at).desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    sources = last.get("sources") if isinstance(last, dict) else None
+    if not isinstance(sources, dict):
+        return ()
+    return tuple(
+        sorted(
+            name
+            for name, report in sources.items()
+            if isinstance(report, dict) and report.get("volumes") == "estimated"
+        )
+    )
+
+
 def fetch_alert_transitions(
     session: Session, start: datetime, end: datetime
 ) -> list[AlertTransitionRow]:
@@ -307,6 +327,7 @@ def fetch_report_inputs(
         top_customers=fetch_top_customers(session, start, end),
         leak_keys=fetch_leak_keys(session, start, end),
         examples=fetch_examples(session, start, end),
+        volumes_estimated=fetch_volumes_estimated(session, start, end),
         reconciled=fetch_reconciled(session, first_bad_day, last_bad_day),
     )
 

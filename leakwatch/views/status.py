@@ -73,6 +73,9 @@ class StatusView:
     outbox: dict[str, int]
     last_cycle: dict[str, Any] | None
     currency: str = "$"
+    # Per source, as of the last cycle: "counted" (the tail's exact volumes) or
+    # "estimated" (the tail is still reading the history; volume from the draw).
+    volumes: dict[str, str] = field(default_factory=dict)
     reconciled: list[ReconciledMetric] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,6 +92,7 @@ class StatusView:
             ],
             "outbox": self.outbox,
             "last_cycle": self.last_cycle,
+            "volumes": self.volumes,
             "reconciled_last_7_days": [asdict(r) for r in self.reconciled],
             "currency": self.currency,
         }
@@ -176,6 +180,10 @@ def build_status(
             select(SamplingRun).order_by(col(SamplingRun.started_at).desc()).limit(1)
         ).scalar_one_or_none()
     source_volume = _daily_volumes(sessions, now, "source")
+    volumes = _volume_states(last)
+    for name, per_day in _estimated_daily_volumes(last).items():
+        # Partial counts would understate the volume: the draw's estimate stands in.
+        source_volume[name] = per_day
     type_volume = _daily_volumes(sessions, now, "event_type")
     type_quantity = _daily_volumes(sessions, now, "event_type", measure="quantity")
     customers.sort(key=lambda c: (-c.leaks, -c.total, c.group or ""))
@@ -235,4 +243,30 @@ def build_status(
             "error": last.error,
         },
         currency=currency,
+        volumes=volumes,
     )
+
+
+def _last_sources(last: SamplingRun | None) -> dict[str, dict[str, Any]]:
+    sources = (last.summary or {}).get("sources") if last is not None else None
+    return sources if isinstance(sources, dict) else {}
+
+
+def _volume_states(last: SamplingRun | None) -> dict[str, str]:
+    """Each source's volume state in the last cycle (older runs did not say: counted)."""
+    return {
+        name: str(report.get("volumes", "counted"))
+        for name, report in _last_sources(last).items()
+        if isinstance(report, dict)
+    }
+
+
+def _estimated_daily_volumes(last: SamplingRun | None) -> dict[str, float]:
+    """Daily volume estimated from the last draw, for sources still being counted."""
+    return {
+        name: float(report["events_per_day"])
+        for name, report in _last_sources(last).items()
+        if isinstance(report, dict)
+        and report.get("volumes") == "estimated"
+        and isinstance(report.get("events_per_day"), int | float)
+    }
