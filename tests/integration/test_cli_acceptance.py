@@ -232,3 +232,39 @@ def test_sample_of_a_path_that_matches_no_file_is_an_error(
     assert result.returncode == 1
     assert "no file matches" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_second_check_while_one_searches_exits_1_and_searches_nothing(
+    slow: SlowWorld,
+) -> None:
+    """One instance per store searches: the daemon's lock guards `check` too.
+
+    The first check is frozen (SIGSTOP) mid-lookups, holding the lock, so the second
+    meets it for certain, whatever the machine's speed.
+    """
+    with slow.start_check() as first:
+        first.send_signal(signal.SIGSTOP)
+        try:
+            second = subprocess.run(
+                [sys.executable, "-m", "leakwatch", "check"],
+                cwd=slow.cwd,
+                env=slow.env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        finally:
+            first.send_signal(signal.SIGCONT)
+        stdout, stderr = first.communicate(timeout=120)
+    assert second.returncode == 1, second.stderr
+    assert "another leakwatch" in second.stderr
+    said = " ".join(second.stderr.split())  # rich wraps long lines
+    assert "One leakwatch (the daemon or a check) searches Metronome per store" in said
+    assert "Traceback" not in second.stderr
+    assert first.returncode == 0, stderr
+    assert "finished" in stdout
+    rows, runs = slow.recorded()
+    assert runs == ["finished"]  # the second recorded no run, looked nothing up
+    assert all(r.attempts == 1 for r in rows)
+    _assert_true_outcomes(slow, rows)
