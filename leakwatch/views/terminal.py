@@ -292,6 +292,10 @@ def _amount(value: float | None) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 
 
+def _signed_money(value: float, currency: str) -> str:
+    return f"{'-' if value < 0 else ''}{currency}{abs(value):,.2f}"
+
+
 def print_reconciliation(
     out: Console, result: ReconcileResult, *, currency: str = "$", show_all: bool = False
 ) -> None:
@@ -319,7 +323,7 @@ def print_reconciliation(
                 _amount(gap.expected),
                 _amount(gap.billed),
                 _amount(gap.difference) + ratio,
-                "–" if row.money is None else f"{currency}{row.money:,.2f}",
+                "–" if row.money is None else _signed_money(row.money, currency),
                 escape(row.explanation if gap.status.value != "ok" else ""),
             )
         if shown:
