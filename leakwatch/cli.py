@@ -179,20 +179,22 @@ def check(
 ) -> None:
     """Run one cycle: sample, search, record, re-check, evaluate alerts, notify."""
     from leakwatch.clock import SystemClock
+    from leakwatch.daemon.leader import searching_alone
     from leakwatch.pipeline.runtime import Runtime
     from leakwatch.wiring import settings_for
 
     with _user_errors(), _first_interrupt_stops() as stopping:
         settings = settings_for(config)
         _setup_logs(settings, quiet=as_json)
-        runtime = Runtime(settings, clock=SystemClock(), should_stop=stopping.is_set)
-        try:
-            summary = runtime.run_cycle(draw=not recheck_only)
-            alerts = runtime.evaluate_alerts()
-            sent = runtime.send_notifications()
-            runtime.catch_up_tail()
-        finally:
-            runtime.close()
+        with searching_alone(settings):
+            runtime = Runtime(settings, clock=SystemClock(), should_stop=stopping.is_set)
+            try:
+                summary = runtime.run_cycle(draw=not recheck_only)
+                alerts = runtime.evaluate_alerts()
+                sent = runtime.send_notifications()
+                runtime.catch_up_tail()
+            finally:
+                runtime.close()
         if as_json:
             body = summary.to_dict()
             body["alerts"] = [
