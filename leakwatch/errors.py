@@ -5,8 +5,9 @@
     │   └── ConfigError          the config file or environment has problems (`problems`)
     ├── StoreError               the store cannot be used: unreachable, schema not current
     ├── UnknownAlertError        no alert by that name (and scope) exists yet
-    ├── AnotherInstanceRunning   another daemon holds the SQLite store (daemon/leader.py)
+    ├── AnotherInstanceRunning   another daemon or check holds the store's lock (daemon/leader.py)
     ├── AlertEvaluationFailed    some alert rules could not be evaluated (pipeline/alert.py)
+    ├── ObjectStoreError         object storage cannot be listed or read (sources/objects.py)
     └── MetronomeError           the Metronome edge (metronome/errors.py draws its branch)
         ├── TokenRejected        401/403: the bearer token is wrong or lacks rights
         ├── IngestRejected       400 on ingest: the batch is invalid
@@ -18,6 +19,9 @@ Metronome branch, the leader's lock, the alert stage); the rest are defined here
 `cli.py` prints a `LeakwatchError` as `error: <message>` and exits with its `exit_code`.
 Anything else that reaches the command line is a bug in leakwatch and says so: no code
 raises a bare `ValueError` (or `LookupError`, `KeyError`) for something a user typed.
+A signal caught inside the room that raises it (the gzip reader's inflate limit, which
+the JSONL source turns into a source warning) is no part of the tree; tests/unit/
+test_errors.py names each.
 """
 
 

@@ -223,7 +223,7 @@ def monitor_update(
     """Add one batch (`leaks` of `samples` decided outcomes) to both CUSUMs.
 
     Counts may be fractional: a weighted batch enters as its Kish-effective counts
-    (`effective_batch`).
+    (rate × n_eff of n_eff, `core.stats.rate_from_weight_sums`).
     """
     if samples <= 0:
         return state
@@ -256,21 +256,6 @@ def monitor_over(
     for leaks, samples in batches:
         state = monitor_update(config, state, leaks, samples)
     return state
-
-
-def effective_batch(
-    weighted_leaks: float, weighted_decided: float, weighted_decided_squares: float
-) -> tuple[float, float]:
-    """A weighted batch as (leaks, samples) a Bernoulli test can take: Kish's n_eff.
-
-    n_eff = (Σw)² / Σw² and leaks = rate × n_eff, so equal weights give back the raw
-    counts and a stratified draw counts for what it is worth about the whole traffic.
-    """
-    if weighted_decided <= 0 or weighted_decided_squares <= 0:
-        return 0.0, 0.0
-    samples = weighted_decided * weighted_decided / weighted_decided_squares
-    rate = min(1.0, max(0.0, weighted_leaks / weighted_decided))
-    return rate * samples, samples
 
 
 def _run_after(

@@ -54,11 +54,13 @@ def produce_weekly_report(
         week=week,
         now=now,
         timezone=settings.report.timezone,
-        prices=settings.report.price_table(),
+        prices=settings.report.prices,
         checks_every=settings.checks.every,
         currency=settings.report.currency,
     )
-    paths = write_report(content, out_dir or settings.report.out_dir)
+    paths = write_report(
+        content, out_dir or settings.report.out_dir, mode=settings.report.file_mode
+    )
     outcome = ReportOutcome(content=content, paths=paths)
     if send:
         outcome.sent = _send(settings, sessions, content, paths, now=now, force=force)

@@ -11,14 +11,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import structlog
-from sqlalchemy import func, select
-from sqlmodel import col
 
 from leakwatch.clock import Clock
 from leakwatch.config import AlertRuleSettings, Settings
 from leakwatch.core.alerting import AlertRule, DecisionTest, GroupBy, RateKind, Severity
 from leakwatch.core.durations import format_duration
-from leakwatch.core.report_content import parse_prices
 from leakwatch.core.results import AlertResult, CycleSummary, SendReport
 from leakwatch.errors import LeakwatchError
 from leakwatch.metronome.client import SearchObserver
@@ -31,8 +28,8 @@ from leakwatch.pipeline.alert import (
     evaluate_alerts,
     evaluate_health_alerts,
 )
+from leakwatch.store import runs
 from leakwatch.store.db import session_factory, transaction
-from leakwatch.store.models import SamplingRun, SourceState
 from leakwatch.store.retention import drop_old_detail
 from leakwatch.wiring import build_check_cycle, build_search_client, open_engine
 
@@ -162,6 +159,14 @@ class Runtime:
         self.last_summary = summary
         return summary
 
+    def catch_up_tail(self) -> bool:
+        """Count more of a long history in what is left of the cycle's time.
+
+        Run after the cycle's lookups (and `check`'s alerts), so they never wait for
+        it; True once every source's volumes are counted (see `CheckCycle.catch_up`).
+        """
+        return self.cycle.catch_up()
+
     def reconcile(
         self, *, days: int | None = None, customer: str | None = None
     ) -> "ReconcileResult":
@@ -178,7 +183,7 @@ class Runtime:
                 days=days or config.days,
                 settle=config.settle,
                 tolerance=config.tolerance,
-                prices=parse_prices(self.settings.report.price_table()),
+                prices=self.settings.report.prices,
                 customer=customer,
                 pinned_aliases=config.aliases,
                 expectations={
@@ -278,12 +283,8 @@ class Runtime:
         stale: dict[str, bool] = {}
         details = dict(self.health.details)
         with transaction(self.sessions) as session:
-            states = {s.name: s for s in session.execute(select(SourceState)).scalars()}
-            last_finished = session.execute(
-                select(func.max(SamplingRun.finished_at)).where(
-                    col(SamplingRun.status) == "finished"
-                )
-            ).scalar_one_or_none()
+            states = runs.source_states(session)
+            last_finished = runs.last_finished_at(session)
         for source in self.settings.sources:
             state = states.get(source.name)
             if state is None or state.last_scan_at is None:
