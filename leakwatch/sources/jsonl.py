@@ -12,7 +12,6 @@ line is dropped to its newline, a `.gz` is read no further than `inflate_limit`.
 """
 
 import bisect
-import glob
 import hashlib
 import itertools
 import operator
@@ -57,7 +56,7 @@ from leakwatch.sources.lines import (
     parse_line,
     tail_decoder,
 )
-from leakwatch.sources.objects import LogPath, ObjectPath, is_object_url, list_objects
+from leakwatch.sources.objects import LogPath, ObjectPath, list_files
 from leakwatch.sources.readers import (
     FINGERPRINT_BYTES,
     ContentReader,
@@ -275,16 +274,7 @@ class JsonlSource:
 
         An object-storage URL (`s3://bucket/prefix/*.jsonl*`) lists objects instead.
         """
-        if is_object_url(self.spec.path):
-            return list(list_objects(self.spec.path, self.spec.storage_options))
-        target = Path(self.spec.path)
-        if target.is_dir():
-            candidates = [p for p in target.iterdir() if p.is_file()]
-        elif any(ch in self.spec.path for ch in "*?["):
-            candidates = [Path(p) for p in glob.glob(self.spec.path) if Path(p).is_file()]
-        else:
-            candidates = [target] if target.is_file() else []
-        return sorted(p for p in candidates if not p.name.startswith("."))
+        return list_files(self.spec.path, self.spec.storage_options)
 
     def _open(self, path: LogPath, progress: ProgressCallback | None) -> ContentReader:
         if path.suffix == ".gz":
