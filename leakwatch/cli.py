@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from leakwatch.config import Settings, SourceSettings
+from leakwatch.core.formatting import format_instant
 from leakwatch.errors import LeakwatchError
 
 app = typer.Typer(
@@ -585,7 +586,7 @@ def alerts_silence(
         finally:
             engine.dispose()
         out.print(
-            f"silenced {count} alert(s) of {name!r} until {until:%Y-%m-%d %H:%M} UTC", markup=False
+            f"silenced {count} alert(s) of {name!r} until {format_instant(until)}", markup=False
         )
 
 
