@@ -663,6 +663,7 @@ def sample(
     from leakwatch.clock import SystemClock
     from leakwatch.errors import UsageProblem
     from leakwatch.sources import sample_source
+    from leakwatch.views.export import json_line
     from leakwatch.views.terminal import print_sample_counts, progress_bar
     from leakwatch.wiring import settings_for, source_spec
 
@@ -687,7 +688,7 @@ def sample(
             record["_weight"] = drawn.weight
             if drawn.stratum is not None:
                 record["_stratum"] = drawn.stratum
-            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+            sys.stdout.write(json_line(record) + "\n")
         print_sample_counts(err, result)
 
 

@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    PlainValidator,
     SecretStr,
     ValidationError,
     field_validator,
@@ -30,6 +31,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from leakwatch.core.durations import format_duration, parse_duration
+from leakwatch.core.pricing import Price, parse_price, quantity_properties
 from leakwatch.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("leakwatch.toml")
@@ -250,9 +252,9 @@ class DaemonSettings(_Section):
         return value
 
 
-class UnitPrice(_Section):
-    per_unit: float = Field(ge=0)
-    property: str = Field(min_length=1)
+# A number (per event) or { per_unit = 0.0004, property = "seconds" }, read by the one
+# parser into the one `Price` type that status, alerts, the report and /metrics use.
+PriceSetting = Annotated[Price, PlainValidator(parse_price)]
 
 
 def _octal_mode(value: Any) -> Any:
@@ -274,25 +276,14 @@ class ReportSettings(_Section):
     weekly: str = "mon 09:00"
     timezone: str = "UTC"
     out_dir: Path = Path("reports")
-    prices: dict[str, float | UnitPrice] = Field(default_factory=dict)
+    prices: dict[str, PriceSetting] = Field(default_factory=dict)
     currency: str = "$"
     # Report files' mode: TOML 0o640 or "0640". Never writable by others.
     file_mode: Annotated[int, BeforeValidator(_octal_mode)] = DEFAULT_REPORT_FILE_MODE
 
     def quantity_properties(self) -> dict[str, str]:
         """Event type → the property whose value is priced per unit (from `prices`)."""
-        return {
-            name: price.property
-            for name, price in self.prices.items()
-            if isinstance(price, UnitPrice)
-        }
-
-    def price_table(self) -> dict[str, Any]:
-        """Prices as plain values: a number per event, or {per_unit, property}."""
-        return {
-            name: price.model_dump() if isinstance(price, UnitPrice) else price
-            for name, price in self.prices.items()
-        }
+        return quantity_properties(self.prices)
 
     @field_validator("weekly")
     @classmethod

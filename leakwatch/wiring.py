@@ -11,11 +11,12 @@ from urllib.parse import urlsplit
 
 import structlog
 from sqlalchemy import Engine
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from leakwatch.config import Settings, load_settings
 from leakwatch.errors import StoreError, UsageProblem
-from leakwatch.store.db import head_revision, is_up_to_date, make_engine, upgrade
+from leakwatch.store.db import head_revision, is_up_to_date, make_engine, store_url, upgrade
 
 if TYPE_CHECKING:
     from leakwatch.clock import Clock
@@ -29,6 +30,14 @@ if TYPE_CHECKING:
 def settings_for(config: Path | None, *, require_file: bool = False) -> Settings:
     """Load settings; a problem raises ConfigError (a UsageProblem) naming every key."""
     return load_settings(config, require_file=require_file)
+
+
+def checked_store_url(settings: Settings) -> URL:
+    """The store's URL, checked before anything connects (UsageProblem says what to fix)."""
+    try:
+        return store_url(settings.database_url)
+    except StoreError as exc:
+        raise UsageProblem(str(exc)) from None
 
 
 def open_engine(settings: Settings, *, migrate: bool = True) -> Engine:
@@ -50,7 +59,7 @@ def _open_store(
     try:
         engine = make_engine(settings.database_url)
     except StoreError as exc:
-        raise UsageProblem(f"database_url: {exc}") from None
+        raise UsageProblem(str(exc)) from None
     try:
         if migrate:
             revisions = upgrade(engine)

@@ -23,12 +23,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from leakwatch.core.events import quantity_value
-
-if TYPE_CHECKING:
-    from leakwatch.core.report_content import Price
+from leakwatch.core.pricing import Price
 
 REPRODUCIBLE = frozenset({"COUNT", "SUM", "MAX"})
 # What status and /metrics sum reconciled days over.

@@ -27,7 +27,7 @@ import psycopg
 import structlog
 from sqlalchemy.engine import make_url
 
-from leakwatch.errors import LeakwatchError
+from leakwatch.errors import LeakwatchError, UsageProblem
 from leakwatch.files import make_private_dir, open_private
 
 # Keepalives notice a dead peer in about idle + interval × count seconds; the user
@@ -177,6 +177,19 @@ class AnotherInstanceRunning(LeakwatchError):
     """A second daemon was started against a SQLite store that one already uses."""
 
 
+def store_lock(
+    database_url: str, *, key: int, state_dir: Path
+) -> "PostgresLeader | SqliteLockFile":
+    """The one lock per store that the daemon holds while it runs the jobs.
+
+    Postgres: the advisory lock `key` (replicas elect their leader with it). SQLite: an
+    exclusive lock file beside the database.
+    """
+    if make_url(database_url).get_backend_name() == "postgresql":
+        return PostgresLeader(database_url, key=key)
+    return SqliteLockFile(sqlite_lock_path(database_url, state_dir))
+
+
 def sqlite_lock_path(database_url: str, state_dir: Path) -> Path:
     """Where the single-instance lock lives: beside the database file, else in state_dir."""
     database = make_url(database_url).database
@@ -196,8 +209,8 @@ class SqliteLockFile:
     def try_acquire(self) -> bool:
         if self._handle is not None:
             return True
-        make_private_dir(self.path.parent)
         try:
+            make_private_dir(self.path.parent)
             handle = os.fdopen(open_private(self.path), "r+", encoding="utf-8")
         except OSError as exc:
             if exc.errno == errno.ELOOP:
@@ -205,7 +218,11 @@ class SqliteLockFile:
                     f"lock file {self.path} is a symlink; leakwatch does not follow it "
                     "(remove it, or check who planted it)"
                 ) from None
-            raise
+            raise UsageProblem(
+                f"cannot create leakwatch's lock file {self.path}: {exc.strerror or exc}; "
+                "the directory of the SQLite database must be writable by this user (or "
+                "point LEAKWATCH_DATABASE_URL at a writable place)"
+            ) from None
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -265,4 +282,5 @@ __all__ = [
     "libpq_url",
     "migration_lock",
     "sqlite_lock_path",
+    "store_lock",
 ]

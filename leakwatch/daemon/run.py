@@ -42,18 +42,12 @@ from leakwatch.config import Settings
 from leakwatch.core.durations import format_duration
 from leakwatch.daemon.health import STALE_AFTER_CYCLES, DaemonStatus, HealthServer, Role
 from leakwatch.daemon.jobs import Jobs, schedule_jobs
-from leakwatch.daemon.leader import (
-    Leadership,
-    PostgresLeader,
-    SqliteLockFile,
-    migration_lock,
-    sqlite_lock_path,
-)
+from leakwatch.daemon.leader import Leadership, SqliteLockFile, migration_lock, store_lock
 from leakwatch.daemon.metrics import DaemonMetrics
 from leakwatch.errors import LeakwatchError, StoreError, UsageProblem
 from leakwatch.store import runs
 from leakwatch.store.db import transaction
-from leakwatch.wiring import metronome_endpoint, require_token, source_spec
+from leakwatch.wiring import checked_store_url, metronome_endpoint, require_token, source_spec
 
 # Leave this much of the shutdown allowance for releasing the lock and closing up.
 SHUTDOWN_MARGIN_S = 1.0
@@ -182,13 +176,11 @@ class Daemon:
         self._leading = threading.Event()
         self._wake = threading.Event()
         self._scheduled = False
-        self.leader: Leadership
-        if _is_postgres(settings):
-            self.leader = PostgresLeader(settings.database_url, key=settings.daemon.leader_lock_key)
-        else:
-            self.leader = SqliteLockFile(
-                sqlite_lock_path(settings.database_url, settings.state_dir)
-            )
+        # A URL that cannot be used says so now, before any lock file is made for it.
+        checked_store_url(settings)
+        self.leader: Leadership = store_lock(
+            settings.database_url, key=settings.daemon.leader_lock_key, state_dir=settings.state_dir
+        )
 
     def should_stop(self) -> bool:
         """What the running cycle polls: stop looking up on shutdown or lost leadership."""
@@ -246,6 +238,7 @@ class Daemon:
             metrics=self.metrics,
             status=self.status,
             may_run=self.may_run,
+            prices=settings.report.prices,
         )
         health = HealthServer(
             settings.daemon.health_address,

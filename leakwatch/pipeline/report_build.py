@@ -8,13 +8,13 @@ Markdown, HTML, JSON and PNG files; `send_report` posts to Slack once per week.
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
 
 from leakwatch.config import DEFAULT_REPORT_FILE_MODE
-from leakwatch.core.report_content import Price, ReportContent, build_content, parse_prices
+from leakwatch.core.pricing import Price
+from leakwatch.core.report_content import ReportContent, build_content
 from leakwatch.core.weeks import IsoWeek
 from leakwatch.errors import ConfigError, UsageProblem
 from leakwatch.files import dir_mode_for, make_private_dir, write_private
@@ -32,7 +32,6 @@ __all__ = [
     "SendDecision",
     "SendResult",
     "build_report",
-    "parse_prices",
     "send_report",
     "write_report",
 ]
@@ -44,7 +43,7 @@ def build_report(
     week: str | None,
     now: datetime,
     timezone: str | ZoneInfo,
-    prices: Mapping[str, Any],
+    prices: Mapping[str, Price],
     checks_every: timedelta | None,
     currency: str = "$",
 ) -> ReportContent:
@@ -54,13 +53,12 @@ def build_report(
     """
     zone = _zone(timezone)
     iso_week = _week(week) if week else IsoWeek.last_complete(now, zone)
-    parsed_prices = parse_prices(prices)
     with transaction(sessions) as session:
         inputs = fetch_report_inputs(session, iso_week, zone)
     content = build_content(
         inputs,
         timezone=zone,
-        prices=parsed_prices,
+        prices=prices,
         generated_at=now,
         checks_every=checks_every,
         currency=currency,

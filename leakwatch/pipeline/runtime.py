@@ -16,7 +16,6 @@ from leakwatch.clock import Clock
 from leakwatch.config import AlertRuleSettings, Settings
 from leakwatch.core.alerting import AlertRule, GroupBy, RateKind, Severity
 from leakwatch.core.durations import format_duration
-from leakwatch.core.report_content import parse_prices
 from leakwatch.core.results import AlertResult, CycleSummary, SendReport
 from leakwatch.errors import LeakwatchError
 from leakwatch.metronome.client import SearchObserver
@@ -183,7 +182,7 @@ class Runtime:
                 days=days or config.days,
                 settle=config.settle,
                 tolerance=config.tolerance,
-                prices=parse_prices(self.settings.report.price_table()),
+                prices=self.settings.report.prices,
                 customer=customer,
                 pinned_aliases=config.aliases,
                 expectations={

@@ -266,7 +266,7 @@ def _report(console: Console, runtime: Runtime, settings: Settings, clock: FakeC
         week=str(week),
         now=clock.now(),
         timezone=settings.report.timezone,
-        prices=settings.report.price_table(),
+        prices=settings.report.prices,
         checks_every=settings.checks.every,
     )
     paths = write_report(content, settings.report.out_dir, mode=settings.report.file_mode)

@@ -1,9 +1,12 @@
 """The simulated Metronome over HTTP: `POST /v1/ingest`, `/v1/events/search`, `/v1/usage`.
 
-Does I/O: a stdlib `ThreadingHTTPServer` bound to loopback by default. Each request
-passes, in order: routing → bearer auth (401) → the endpoint's token bucket (429 with
-`Retry-After` and `retry-after-ms`) → injected faults (500, slow, dropped connection,
-malformed body) → the state. Importable for tests (`SimulatorServer` as a context
+Does I/O: a stdlib threading HTTP server (bounded threads, socket timeouts: see
+`leakwatch.serving`) bound to loopback by default. Each request passes, in order:
+routing → bearer auth (401) → body size (413), all before the body is read → the
+endpoint's token bucket (429 with
+`Retry-After` and `retry-after-ms`) → injected faults (a scripted 429, 500, an answer
+held past the client's timeout, slow, dropped connection, a body cut short, malformed
+body) → the state. Importable for tests (`SimulatorServer` as a context
 manager on an ephemeral port) and runnable in the foreground (`serve`).
 """
 
@@ -16,13 +19,13 @@ import sys
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from leakwatch.clock import Clock, SystemClock
-from leakwatch.serving import serve_in_thread, stop_serving
+from leakwatch.serving import BoundedHTTPServer, serve_in_thread, stop_serving
 from leakwatch.simulator.state import (
     MALFORMED_KINDS,
     FaultKind,
@@ -101,24 +104,29 @@ class _Handler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = -1
+        # Route, credentials and size are judged from the headers alone: a body is read
+        # only for an authenticated request of an acceptable size. Any answer given
+        # before reading it hangs up, or the unread body would be parsed as a request.
         if length < 0:
-            # Without a usable length the body's end is unknown: answer and hang up.
             self.close_connection = True
             self._send_json(400, {"message": "Content-Length is not a non-negative integer"})
             return
-        if length > MAX_BODY_BYTES:
-            self._send_json(413, {"message": "request body too large"})
-            return
-        raw_body = self.rfile.read(length) if length else b""
         if endpoint is None:
+            self.close_connection = True
             self._send_json(404, {"message": f"no such route: POST {path}"})
             return
         stats = sim.stats[endpoint]
         stats.bump("requests")
         if not sim.token_matches(self.headers.get("Authorization", "")):
             stats.bump("unauthorized")
+            self.close_connection = True
             self._send_json(401, {"message": "Unauthorized: missing or invalid bearer token"})
             return
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True
+            self._send_json(413, {"message": "request body too large"})
+            return
+        raw_body = self.rfile.read(length) if length else b""
         wait_s = sim.rate_limit_wait_s(endpoint)
         if wait_s > 0:
             stats.bump("rate_limited")
@@ -132,6 +140,18 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         fault = sim.draw_fault(endpoint)
+        if fault is FaultKind.RATE_LIMITED:
+            stats.bump("rate_limited")
+            self._send_json(
+                429,
+                {"message": "Too many requests"},
+                headers={"Retry-After": "1", "retry-after-ms": "1000"},
+            )
+            return
+        if fault is FaultKind.TIMEOUT:
+            stats.bump("faults")
+            self._hang(sim.state.faults.hang_s)
+            return
         if fault is FaultKind.SLOW:
             sim.clock.sleep(sim.state.faults.slow_delay_s)
         elif fault is FaultKind.SERVER_ERROR:
@@ -199,6 +219,10 @@ class _Handler(BaseHTTPRequestHandler):
             stats.bump("faults")
             self._send_raw(200, b"[" * 100_000 + b"]" * 100_000, "application/json")
             return
+        if fault is FaultKind.TRUNCATED_BODY:
+            stats.bump("faults")
+            self._send_truncated(json.dumps(items).encode("utf-8"))
+            return
         stats.bump("ok")
         self._send_json(200, items)
 
@@ -240,6 +264,28 @@ class _Handler(BaseHTTPRequestHandler):
         if payload:
             self.wfile.write(payload)
 
+    def _send_truncated(self, payload: bytes) -> None:
+        """Promise the whole body, send half of it, hang up: a proxy dying mid-answer."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload) + 2))
+        self.end_headers()
+        self.wfile.write(payload[: len(payload) // 2 + 1])
+        self.wfile.flush()
+        self._drop_connection()
+
+    def _hang(self, hang_s: float) -> None:
+        """Answer nothing until the client gives up (closes) or `hang_s` real seconds pass.
+
+        Real time on purpose: a client's timeout is a socket timeout, whatever clock
+        the test runs on.
+        """
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.settimeout(hang_s)
+            self.connection.recv(1)
+        self._drop_connection()
+
     def _drop_connection(self) -> None:
         """Close the socket without a byte of answer, as a crashing proxy would."""
         self.close_connection = True
@@ -247,13 +293,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
 
 
-class _SimulatorHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
+class _SimulatorHTTPServer(BoundedHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], simulator: "SimulatorServer") -> None:
         self.simulator = simulator
-        super().__init__(address, _Handler)
+        # Idle keep-alive connections and half-sent requests are dropped after a minute.
+        super().__init__(address, _Handler, max_threads=128, request_timeout_s=60.0)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Ignore clients that hung up (a timed-out client is a normal test scenario)."""
@@ -323,6 +369,12 @@ class SimulatorServer:
             rate_rps, burst if burst is not None else max(1.0, rate_rps), self.clock
         )
 
+    def set_token(self, token: str) -> None:
+        """Accept only `token` from now on: revoking the old one mid-run, or restoring it."""
+        if not token:
+            raise ValueError("the simulator needs a non-empty bearer token")
+        self._token = token
+
     def token_matches(self, authorization: str) -> bool:
         scheme, _, presented = authorization.partition(" ")
         if scheme.lower() != "bearer":
@@ -349,6 +401,8 @@ class SimulatorServer:
             (faults.drop_connection_rate, FaultKind.DROP_CONNECTION),
             (faults.malformed_rate, None),
             (faults.slow_rate, FaultKind.SLOW),
+            (faults.timeout_rate, FaultKind.TIMEOUT),
+            (faults.truncated_rate, FaultKind.TRUNCATED_BODY),
         ):
             if draw < rate:
                 return kind if kind is not None else self.state.choose(MALFORMED_KINDS)

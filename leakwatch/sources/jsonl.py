@@ -16,7 +16,6 @@ import glob
 import hashlib
 import itertools
 import operator
-import os
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -55,6 +54,7 @@ from leakwatch.sources.lines import (
     parse_line,
     tail_decoder,
 )
+from leakwatch.sources.objects import LogPath, ObjectPath, is_object_url, list_objects
 from leakwatch.sources.readers import (
     FINGERPRINT_BYTES,
     ContentReader,
@@ -90,7 +90,7 @@ UNORDERED_WARNING = "log not time-ordered: fell back to a scan"
 class _Segment:
     """The part of one file whose lines may fall in the window: [lo, hi) in content bytes."""
 
-    path: Path
+    path: LogPath
     reader: ContentReader
     lo: int
     hi: int
@@ -176,8 +176,13 @@ class JsonlSource:
 
     # -- files ------------------------------------------------------------------------
 
-    def files(self) -> list[Path]:
-        """List the source's files in name order: a path, a directory, or a glob."""
+    def files(self) -> list[LogPath]:
+        """List the source's files in name order: a path, a directory, or a glob.
+
+        An object-storage URL (`s3://bucket/prefix/*.jsonl*`) lists objects instead.
+        """
+        if is_object_url(self.spec.path):
+            return list(list_objects(self.spec.path, self.spec.storage_options))
         target = Path(self.spec.path)
         if target.is_dir():
             candidates = [p for p in target.iterdir() if p.is_file()]
@@ -187,9 +192,11 @@ class JsonlSource:
             candidates = [target] if target.is_file() else []
         return sorted(p for p in candidates if not p.name.startswith("."))
 
-    def _open(self, path: Path, progress: ProgressCallback | None) -> ContentReader:
+    def _open(self, path: LogPath, progress: ProgressCallback | None) -> ContentReader:
         if path.suffix == ".gz":
             return open_gz(path, self._index_dir, progress)
+        if isinstance(path, ObjectPath):
+            return path.reader()
         return PlainReader(path)
 
     # -- sampling ---------------------------------------------------------------------
@@ -311,7 +318,7 @@ class JsonlSource:
             position = end
         return None
 
-    def _locate(self, path: Path, reader: ContentReader, window: Window) -> _Segment | None:
+    def _locate(self, path: LogPath, reader: ContentReader, window: Window) -> _Segment | None:
         """Find the byte range that may hold window events; whole file if not ordered."""
         end = _complete_end(reader)
         if end == 0:
@@ -636,7 +643,7 @@ class JsonlSource:
 
     def _tail(
         self,
-        path: Path,
+        path: LogPath,
         start: int,
         counted: "_Counts",
         tally: BadLineTally,
@@ -658,7 +665,7 @@ class JsonlSource:
             return ended
         with path.open("rb", buffering=0) as plain:
             plain.seek(start)
-            total = os.fstat(plain.fileno()).st_size - start
+            total = path.stat().st_size - start
             return self._count_stream(plain, start, counted, tally, progress, total, should_stop)
 
     def _count_stream(
@@ -918,7 +925,7 @@ def _pick(segments: list[_Segment], cumulative: list[int], point: int) -> tuple[
 
 
 def _match_checkpoint(
-    checkpoints: tuple[FileCheckpoint, ...], path: Path, head: bytes, claimed: set[str]
+    checkpoints: tuple[FileCheckpoint, ...], path: LogPath, head: bytes, claimed: set[str]
 ) -> FileCheckpoint | None:
     matches = [c for c in checkpoints if fingerprint_matches(c.head_fingerprint, head)]
     if not matches:
@@ -929,11 +936,11 @@ def _match_checkpoint(
     return pool[0]
 
 
-def _replace_path(checkpoint: FileCheckpoint, path: Path) -> FileCheckpoint:
+def _replace_path(checkpoint: FileCheckpoint, path: LogPath) -> FileCheckpoint:
     return replace(checkpoint, path=str(path))
 
 
-def _read_through(match: FileCheckpoint | None, path: Path, size: int, mtime: float) -> bool:
+def _read_through(match: FileCheckpoint | None, path: LogPath, size: int, mtime: float) -> bool:
     """Whether the checkpoint says this file was read to its end (nothing left to do)."""
     if match is None:
         return False
@@ -942,14 +949,14 @@ def _read_through(match: FileCheckpoint | None, path: Path, size: int, mtime: fl
     return match.offset == size
 
 
-def _left_to_read(match: FileCheckpoint | None, path: Path, size: int) -> int:
+def _left_to_read(match: FileCheckpoint | None, path: LogPath, size: int) -> int:
     """Bytes of this file not read yet (compressed bytes for a `.gz`, a rough share)."""
     if path.suffix == ".gz" or match is None or match.offset > size:
         return size
     return size - match.offset
 
 
-def _new_file_key(path: Path, head: bytes) -> str:
+def _new_file_key(path: LogPath, head: bytes) -> str:
     st = path.stat()
     digest = hashlib.sha256(head + f"{st.st_dev}:{st.st_ino}".encode()).hexdigest()[:32]
     return f"file:{digest}"

@@ -29,7 +29,6 @@ from leakwatch.core.report_content import (
     OutcomeRow,
     ReconciledRow,
     ReportInputs,
-    VolumeRow,
 )
 from leakwatch.core.weeks import IsoWeek, utc_days_touching, week_utc_dates
 from leakwatch.store.billing import load_reconciled
@@ -39,8 +38,8 @@ from leakwatch.store.models import (
     BadLineCount,
     SampledEvent,
     SamplingRun,
-    VolumeCount,
 )
+from leakwatch.store.queries import volume_rows
 
 EXAMPLES_PER_OUTCOME = 3
 TOP_CUSTOMERS = 10
@@ -103,25 +102,6 @@ def fetch_outcome_rows(
             weighted_quantity_sum=float(wq),
         )
         for b, s, t, o, n, w, w2, wq in session.execute(query)
-    ]
-
-
-def fetch_volume_rows(session: Session, first_day: date, last_day: date) -> list[VolumeRow]:
-    """Event counts per source, type and UTC day in [first_day, last_day]."""
-    day = col(VolumeCount.day)
-    query = (
-        select(
-            col(VolumeCount.source),
-            col(VolumeCount.event_type),
-            day,
-            func.coalesce(func.sum(col(VolumeCount.events)), 0),
-            func.coalesce(func.sum(col(VolumeCount.quantity_sum)), 0.0),
-        )
-        .where(day >= first_day, day <= last_day)
-        .group_by(col(VolumeCount.source), col(VolumeCount.event_type), day)
-    )
-    return [
-        VolumeRow(str(s), str(t), d, int(n), float(q)) for s, t, d, n, q in session.execute(query)
     ]
 
 
@@ -320,7 +300,7 @@ def fetch_report_inputs(
     return ReportInputs(
         weeks=weeks,
         outcome_rows=fetch_outcome_rows(session, bounds),
-        volume_rows=fetch_volume_rows(session, first_volume_day, last_volume_day),
+        volume_rows=volume_rows(session, first_volume_day, last_volume_day),
         bad_lines=fetch_bad_lines(session, first_bad_day, last_bad_day),
         cycles=fetch_cycles(session, start, end),
         alert_transitions=fetch_alert_transitions(session, start, end),

@@ -7,6 +7,7 @@ base64 PNG), loads nothing from anywhere, and reflows to a phone's width.
 import base64
 import html
 import json
+import re
 from collections.abc import Sequence
 
 from leakwatch.core.report_content import (
@@ -20,7 +21,7 @@ from leakwatch.core.report_content import (
     week_label,
 )
 from leakwatch.core.stats import Estimate, RateEstimate
-from leakwatch.core.text import escape_mrkdwn, mrkdwn
+from leakwatch.core.text import code_text, escape_mrkdwn, mrkdwn, one_line
 
 SLACK_SECTION_LIMIT = 3000
 
@@ -164,7 +165,11 @@ def _example_lines(content: ReportContent) -> list[tuple[str, list[str]]]:
     return [
         (
             outcome,
-            [f"`{e.transaction_id}` ({e.source}/{e.event_type}, {e.customer_id})" for e in ex],
+            [
+                f"`{code_text(e.transaction_id)}` "
+                f"({e.source}/{code_text(e.event_type)}, {code_text(e.customer_id)})"
+                for e in ex
+            ],
         )
         for outcome, ex in content.examples.items()
     ]
@@ -238,18 +243,33 @@ def _billed_line(content: ReportContent) -> str:
     )
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|")
+# Markdown's inline syntax, escaped with a backslash: emphasis, code, links and images,
+# raw HTML and entities, table pipes, strikethrough, headings; `_` only where it could
+# open or close emphasis (not inside a word like api_request).
+_MD_SPECIAL = re.compile(r"[\\`*\[\]<>&|~#]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+
+
+def _md_text(text: str) -> str:
+    """Text shown as written in Markdown: one line, every inline syntax character escaped."""
+    return _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), one_line(text))
+
+
+def _md_inline(text: str) -> str:
+    """Like `_md_text`, but `backticked` parts stay code spans (whose content is literal)."""
+    parts = one_line(text).split("`")
+    if len(parts) % 2 == 0:  # an unclosed backtick is literal text: escape what follows it
+        parts[-2:] = [parts[-2] + "`" + parts[-1]]
+    return "`".join(part if i % 2 else _md_text(part) for i, part in enumerate(parts))
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     if not rows:
         return ["_none_", ""]
     lines = [
-        "| " + " | ".join(_md_escape(h) for h in header) + " |",
+        "| " + " | ".join(_md_text(h) for h in header) + " |",
         "|" + "|".join("---" for _ in header) + "|",
     ]
-    lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(_md_text(c) for c in row) + " |" for row in rows]
     return [*lines, ""]
 
 
@@ -260,7 +280,7 @@ def render_markdown(
     billed_chart_filename: str | None = None,
 ) -> str:
     """The report as Markdown (GitHub flavour tables)."""
-    out = [f"# Leakage report {week_label(content)}", "", content.summary, ""]
+    out = [f"# Leakage report {week_label(content)}", "", _md_inline(content.summary), ""]
     if content.has_data:
         out += [f"**Totals:** {_totals_line(content)}", ""]
     if chart_filename:
@@ -272,7 +292,8 @@ def render_markdown(
         for s in causes:
             assert s.main_cause is not None
             out.append(
-                f"- {s.source}/{s.event_type}: {s.main_cause.description} "
+                f"- {_md_text(s.source)}/{_md_text(s.event_type)}: "
+                f"{_md_inline(s.main_cause.description)} "
                 f"({format_percent(s.main_cause.share_of_leaks)} of leaks are "
                 f"{s.main_cause.outcome})"
             )
@@ -292,14 +313,15 @@ def render_markdown(
         "",
         *_md_table(*_alert_rows(content)),
     ]
-    out += ["## Sampler health", "", *[f"- {line}" for line in _health_lines(content)], ""]
+    out += ["## Sampler health", "", *[f"- {_md_text(line)}" for line in _health_lines(content)]]
+    out.append("")
     out += ["## Example transaction ids", ""]
     examples = _example_lines(content)
     if not examples:
         out += ["_none_", ""]
     for outcome, ids in examples:
-        out.append(f"- **{outcome}**: " + ", ".join(ids))
-    out += ["", "## Notes", "", *[f"- {n}" for n in content.notes], ""]
+        out.append(f"- **{outcome}**: " + ", ".join(_md_inline(i) for i in ids))
+    out += ["", "## Notes", "", *[f"- {_md_text(n)}" for n in content.notes], ""]
     out.append(f"_Generated {content.generated_at:%Y-%m-%d %H:%M} UTC by leakwatch._")
     return "\n".join(out) + "\n"
 
