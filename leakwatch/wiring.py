@@ -110,7 +110,7 @@ def source_spec(source: "SourceSettings", quantities: dict[str, str] | None = No
     from zoneinfo import ZoneInfo
 
     from leakwatch.core.timestamps import TimestampFormat, TimestampUnit
-    from leakwatch.sources.specs import JsonlSourceSpec, SqlSourceSpec
+    from leakwatch.sources.specs import JsonlSourceSpec, ParquetSourceSpec, SqlSourceSpec
 
     quantities = quantities or {}
 
@@ -137,6 +137,11 @@ def source_spec(source: "SourceSettings", quantities: dict[str, str] | None = No
                 max_line_bytes=source.max_line_bytes,
                 storage_options=source.storage_options,
                 **common,
+            )
+        if source.type == "parquet":
+            assert source.path is not None
+            return ParquetSourceSpec(
+                path=source.path, storage_options=source.storage_options, **common
             )
         assert source.url is not None
         return SqlSourceSpec(url=source.url, table=source.table, query=source.query, **common)
