@@ -287,10 +287,10 @@ def test_sequential_rule_reads_the_window_cycle_by_cycle_and_says_why(
     body = "\n".join(
         b["text"]["text"] for b in root.blocks if "text" in b and b["type"] == "section"
     )
-    assert "Why:" in body and "3% of 500 lookups leaked (15)" in body
-    assert "chance of seeing so many by luck under 1% is below 1 in" in body
+    assert "Why:" in body and "3.0% of 500 lookups leaked (15)" in body
+    assert "chance of seeing so many by luck under 1.0% is below 1 in" in body
     [open_alert] = list_open(sessions, clock.now())
-    assert open_alert.why.startswith("3% of 500 lookups leaked")
+    assert open_alert.why.startswith("3.0% of 500 lookups leaked")
     # Fixed: two clean cycles clear it — as fast as it fired, not a day later.
     assert cycle(1, 499) == [None]
     assert cycle(0, 500) == [NotificationKind.RESOLVE]
