@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from leakwatch.core.formatting import format_instant, format_interval
 from leakwatch.core.reconcile import ReconcileResult
 from leakwatch.core.results import AlertResult, CycleSummary, SendReport
 from leakwatch.core.text import one_line
@@ -32,16 +33,6 @@ def _plain(value: object) -> str:
 
 
 LEAK_ORDER = ("missing", "unmatched_customer", "unmatched_metric", "duplicate", "mismatch")
-
-
-def pct(value: float | None) -> str:
-    if value is None:
-        return "–"
-    if value == 0:
-        return "0%"
-    if value < 0.001:
-        return f"{value:.3%}"
-    return f"{value:.2%}" if value < 0.1 else f"{value:.1%}"
 
 
 def print_cycle_summary(
@@ -133,7 +124,7 @@ def _rate_table(title: str, rows: Sequence[RateRow], *, volume: bool, currency: 
         cells = [_markup(row.group), str(row.sampled), str(row.decided)]
         cells += [str(row.counts.get(name, 0) or "") for name in LEAK_ORDER]
         if row.decided:
-            cells.append(f"{pct(row.leak_rate)} ({pct(row.lower)}–{pct(row.upper)})")
+            cells.append(format_interval(row.leak_rate, row.lower, row.upper))
         else:
             cells.append("no decided samples")
         if volume:
@@ -147,7 +138,7 @@ def _rate_table(title: str, rows: Sequence[RateRow], *, volume: bool, currency: 
 
 def print_status(out: Console, view: StatusView) -> None:
     hours = view.window.total_seconds() / 3600
-    out.print(f"samples drawn in the last {hours:g}h, as of {view.now:%Y-%m-%d %H:%M} UTC")
+    out.print(f"samples drawn in the last {hours:g}h, as of {format_instant(view.now)}")
     if view.overall.sampled == 0:
         out.print("no samples in this window yet: run `leakwatch check` or `leakwatch run`")
     else:
@@ -225,8 +216,8 @@ def print_alerts(out: Console, alerts: Sequence[OpenAlert]) -> None:
         table.add_column(column)
     for alert in alerts:
         rate = (
-            f"{pct(alert.rate)} ({pct(alert.lower)}–{pct(alert.upper)})"
-            if alert.rate is not None
+            format_interval(alert.rate, alert.lower, alert.upper)
+            if alert.rate is not None and alert.lower is not None and alert.upper is not None
             else ""
         )
         note = []
@@ -239,7 +230,7 @@ def print_alerts(out: Console, alerts: Sequence[OpenAlert]) -> None:
             _markup(alert.scope or "all"),
             alert.severity,
             alert.status,
-            f"{alert.since:%Y-%m-%d %H:%M}" if alert.since else "",
+            format_instant(alert.since) if alert.since else "",
             rate,
             ", ".join(note),
         )
@@ -277,7 +268,7 @@ def print_lookup(out: Console, results: Sequence[LookupResult]) -> None:
 def print_sample_counts(err: Console, result: SampleResult) -> None:
     err.print(
         f"drew {len(result.events)} of ≈{result.population:,.0f} events in the window "
-        f"{result.window.start:%Y-%m-%d %H:%M} – {result.window.end:%Y-%m-%d %H:%M} UTC",
+        f"{format_instant(result.window.start)} – {format_instant(result.window.end)}",
         markup=False,
     )
     for stratum, population in sorted(result.strata_populations.items()):
