@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from leakwatch.core.formatting import format_instant, format_interval
+from leakwatch.core.formatting import format_instant, format_interval, format_percent
 from leakwatch.core.reconcile import ReconcileResult
 from leakwatch.core.results import AlertResult, CycleSummary, SendReport
 from leakwatch.core.text import one_line
@@ -190,7 +190,7 @@ def print_status(out: Console, view: StatusView) -> None:
             line += f" — {_plain(last['error'])}"
         out.print(line, markup=False)
     shares = [
-        f"{name} {pct(share.rate)} ({share.bad:,} of {share.bad + share.usable:,})"
+        f"{name} {format_percent(share.rate)} ({share.bad:,} of {share.bad + share.usable:,})"
         for name, share in view.bad_lines.items()
         if share.rate is not None
     ]
@@ -420,7 +420,8 @@ def print_sources(out: Console, view: SourcesView) -> None:
         else:
             out.print("  no events counted yet: run `leakwatch check`", markup=False)
         if source.bad_lines:
-            rate = "" if source.bad_line_rate is None else f" ({pct(source.bad_line_rate)})"
+            share = source.bad_line_rate
+            rate = "" if share is None else f" ({format_percent(share)})"
             total = sum(b.count for b in source.bad_lines)
             out.print(f"  bad lines in the window: {total:,}{rate}", markup=False)
             for bad in source.bad_lines:
