@@ -53,6 +53,4 @@ def sample_source(
             progress=progress,
         )
     finally:
-        engine = getattr(source, "engine", None)
-        if engine is not None:
-            engine.dispose()
+        source.close()

@@ -186,6 +186,28 @@ class JsonlSource:
             candidates = [target] if target.is_file() else []
         return sorted(p for p in candidates if not p.name.startswith("."))
 
+    def problems(self) -> list[str]:
+        try:
+            files = self.files()
+        except OSError as exc:
+            return [f"cannot list {self.spec.path}: {exc}"]
+        if not files:
+            return [
+                f"no file matches {self.spec.path!r}; "
+                "check the path (a file, a glob or a directory)"
+            ]
+        found: list[str] = []
+        for path in files:
+            try:
+                with path.open("rb") as handle:
+                    handle.read(1)
+            except OSError as exc:
+                found.append(f"cannot read {path}: {exc}")
+        return found
+
+    def close(self) -> None:
+        """Nothing to release: files are opened per read."""
+
     def _open(self, path: Path, progress: ProgressCallback | None) -> ContentReader:
         if path.suffix == ".gz":
             return open_gz(path, self._index_dir, progress)
