@@ -61,7 +61,7 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except LeakwatchError as exc:
-        err.print(f"error: {exc}", markup=False, style="red")
+        err.print(f"error: {_redact(str(exc))}", markup=False, style="red")
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err.print("interrupted; what was recorded is kept")
@@ -73,12 +73,27 @@ def _user_errors() -> Iterator[None]:
         if os.environ.get("LEAKWATCH_DEBUG"):
             err.print_exception()
         err.print(
-            f"error: unexpected {type(exc).__name__}: {exc}\n"
+            f"error: unexpected {type(exc).__name__}: {_redact(str(exc))}\n"
             "this is a bug in leakwatch; set LEAKWATCH_DEBUG=1 to see the traceback",
             markup=False,
             style="red",
         )
         raise typer.Exit(1) from None
+
+
+def _redact(message: str) -> str:
+    """Remove secrets from a message for the terminal, as the log redactor would.
+
+    Before the message is printed (and wrapped): the secrets the command's logging
+    knows, plus every secret in the environment in case the settings never loaded.
+    """
+    from leakwatch.config import environment_secrets
+    from leakwatch.logs import SecretRedactor, redactor_in_use
+
+    redactor = redactor_in_use() or SecretRedactor()
+    for secret in environment_secrets(os.environ):
+        redactor.add(secret)
+    return redactor.redact_text(message)
 
 
 @contextmanager
@@ -132,6 +147,7 @@ def db_upgrade(config: ConfigOption = None) -> None:
 
     with _user_errors():
         settings = settings_for(config)
+        _setup_logs(settings, quiet=True)
         engine = open_engine(settings, migrate=True)
         out.print(f"database at revision {current_revision(engine)} (up to date)")
         engine.dispose()
@@ -173,6 +189,7 @@ def check(
             summary = runtime.run_cycle(draw=not recheck_only)
             alerts = runtime.evaluate_alerts()
             sent = runtime.send_notifications()
+            runtime.catch_up_tail()
         finally:
             runtime.close()
         if as_json:
@@ -227,6 +244,7 @@ def status(
     with _user_errors():
         span = _duration_option("--window", window)
         settings = settings_for(config)
+        _setup_logs(settings, quiet=True)
         engine = open_engine(settings)
         try:
             view = build_status(
@@ -316,6 +334,7 @@ def outcomes(
             if name not in known:
                 raise UsageProblem(f"--outcome {name!r}: use one of {', '.join(sorted(known))}")
         settings = settings_for(config)
+        _setup_logs(settings, quiet=True)
         engine = open_engine(settings)
         try:
             records = iter_outcomes(
@@ -483,6 +502,7 @@ def sample(
     from leakwatch.clock import SystemClock
     from leakwatch.errors import UsageProblem
     from leakwatch.sources import sample_source
+    from leakwatch.views.export import json_line
     from leakwatch.views.terminal import print_sample_counts, progress_bar
     from leakwatch.wiring import settings_for, source_spec
 
@@ -490,6 +510,7 @@ def sample(
         if n < 1:
             raise UsageProblem("-n must be at least 1")
         settings = settings_for(config)
+        _setup_logs(settings, quiet=True)
         configured = settings.source(source)
         _require_readable(configured, settings)
         with progress_bar(err, f"sampling {source}") as progress:
@@ -506,7 +527,7 @@ def sample(
             record["_weight"] = drawn.weight
             if drawn.stratum is not None:
                 record["_stratum"] = drawn.stratum
-            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+            sys.stdout.write(json_line(record) + "\n")
         print_sample_counts(err, result)
 
 
@@ -526,6 +547,7 @@ def alerts_list(
 
     with _user_errors():
         settings = settings_for(config)
+        _setup_logs(settings, quiet=True)
         engine = open_engine(settings)
         try:
             found = list_open(session_factory(engine), SystemClock().now())
@@ -555,6 +577,7 @@ def alerts_silence(
     with _user_errors():
         span = _duration_option("--for", duration)
         settings = settings_for(config)
+        _setup_logs(settings, quiet=True)
         _known_alert(settings, name)
         engine = open_engine(settings)
         until = SystemClock().now() + span
@@ -581,6 +604,7 @@ def alerts_ack(
 
     with _user_errors():
         settings = settings_for(config)
+        _setup_logs(settings, quiet=True)
         engine = open_engine(settings)
         try:
             count = ack(session_factory(engine), name, scope=scope, now=SystemClock().now())
@@ -637,14 +661,8 @@ def _setup_logs(
 
     chosen = level or ("warning" if quiet or sys.stderr.isatty() else "info")
     redactor = configure_logging(level=chosen)
-    if settings is not None:
-        for secret in (
-            settings.metronome_token,
-            settings.slack_bot_token,
-            settings.slack_webhook_url,
-        ):
-            if secret is not None:
-                redactor.add(secret.get_secret_value())
+    for secret in settings.secret_values() if settings is not None else []:
+        redactor.add(secret)
 
 
 def _print_json(value: object) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    PlainValidator,
     SecretStr,
     ValidationError,
     field_validator,
@@ -30,6 +31,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from leakwatch.core.durations import format_duration, parse_duration
+from leakwatch.core.pricing import Price, parse_price, quantity_properties
 from leakwatch.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("leakwatch.toml")
@@ -184,6 +186,9 @@ class ChecksSettings(_Section):
     recheck_unmatched_customer_every: PositiveDuration = timedelta(hours=6)
     # Share of each cycle's search budget reserved for re-checks when both compete.
     recheck_share: float = Field(default=0.3, ge=0, le=1)
+    # How long a cycle tails before it draws; a longer history is counted after the
+    # lookups, over the next cycles, with volumes estimated from the draw meanwhile.
+    tail_slice: Duration = timedelta(seconds=5)
 
 
 class ReconcileSettings(_Section):
@@ -247,9 +252,9 @@ class DaemonSettings(_Section):
         return value
 
 
-class UnitPrice(_Section):
-    per_unit: float = Field(ge=0)
-    property: str = Field(min_length=1)
+# A number (per event) or { per_unit = 0.0004, property = "seconds" }, read by the one
+# parser into the one `Price` type that status, alerts, the report and /metrics use.
+PriceSetting = Annotated[Price, PlainValidator(parse_price)]
 
 
 def _octal_mode(value: Any) -> Any:
@@ -271,25 +276,14 @@ class ReportSettings(_Section):
     weekly: str = "mon 09:00"
     timezone: str = "UTC"
     out_dir: Path = Path("reports")
-    prices: dict[str, float | UnitPrice] = Field(default_factory=dict)
+    prices: dict[str, PriceSetting] = Field(default_factory=dict)
     currency: str = "$"
     # Report files' mode: TOML 0o640 or "0640". Never writable by others.
     file_mode: Annotated[int, BeforeValidator(_octal_mode)] = DEFAULT_REPORT_FILE_MODE
 
     def quantity_properties(self) -> dict[str, str]:
         """Event type → the property whose value is priced per unit (from `prices`)."""
-        return {
-            name: price.property
-            for name, price in self.prices.items()
-            if isinstance(price, UnitPrice)
-        }
-
-    def price_table(self) -> dict[str, Any]:
-        """Prices as plain values: a number per event, or {per_unit, property}."""
-        return {
-            name: price.model_dump() if isinstance(price, UnitPrice) else price
-            for name, price in self.prices.items()
-        }
+        return quantity_properties(self.prices)
 
     @field_validator("weekly")
     @classmethod
@@ -342,6 +336,22 @@ class Settings(_Section):
                     raise ValueError(f"two {label} are named {name!r}; names must be unique")
                 seen.add(name)
         return self
+
+    def secret_values(self) -> list[str]:
+        """Every secret these settings hold, for the log redactor.
+
+        The tokens and the webhook, and the passwords inside the store's and the SQL
+        sources' URLs (as written and decoded).
+        """
+        values = [
+            secret.get_secret_value()
+            for secret in (self.metronome_token, self.slack_bot_token, self.slack_webhook_url)
+            if secret is not None
+        ]
+        values += url_passwords(self.database_url)
+        for source in self.sources:
+            values += url_passwords(source.url)
+        return values
 
     def source(self, name: str) -> SourceSettings:
         for source in self.sources:
@@ -470,7 +480,46 @@ def _clean_secret(variable: str, secret: SecretStr | None) -> SecretStr | None:
             f"{variable} contains spaces, control or non-ASCII characters (value not shown); "
             "set it to the token alone"
         )
+    if variable == "SLACK_WEBHOOK_URL" and not _is_https_or_loopback(value):
+        raise ValueError(
+            "SLACK_WEBHOOK_URL is not an https:// URL (value not shown); set it to the "
+            "incoming-webhook URL Slack gave you, https://hooks.slack.com/services/…"
+        )
     return SecretStr(value)
+
+
+def _is_https_or_loopback(url: str) -> bool:
+    """An https URL, or plain http to this machine (a local test server)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return False
+    if parts.scheme == "https" and host:
+        return True
+    return parts.scheme == "http" and is_loopback_host(host)
+
+
+def url_passwords(url: str | None) -> list[str]:
+    """The password in a URL, as written (percent-encoded) and decoded; [] when none."""
+    try:
+        password = urlsplit(url).password if url else None
+    except ValueError:
+        return []
+    return [password, unquote(password)] if password else []
+
+
+def environment_secrets(environ: Mapping[str, str]) -> list[str]:
+    """Every secret the environment holds, raw, for redaction before Settings exist.
+
+    A command that fails while loading its settings must still not print them.
+    """
+    values = [
+        environ.get(name, "").strip()
+        for name in ("METRONOME_BEARER_TOKEN", "SLACK_BOT_TOKEN", "SLACK_WEBHOOK_URL")
+    ]
+    values += url_passwords(environ.get("LEAKWATCH_DATABASE_URL"))
+    return [v for v in values if v]
 
 
 def is_loopback_host(host: str | None) -> bool:

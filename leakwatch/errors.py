@@ -7,6 +7,7 @@
     ├── UnknownAlertError        no alert by that name (and scope) exists yet
     ├── AnotherInstanceRunning   another daemon holds the SQLite store (daemon/leader.py)
     ├── AlertEvaluationFailed    some alert rules could not be evaluated (pipeline/alert.py)
+    ├── ObjectStoreError         object storage cannot be listed or read (sources/objects.py)
     └── MetronomeError           the Metronome edge (metronome/errors.py draws its branch)
         ├── TokenRejected        401/403: the bearer token is wrong or lacks rights
         ├── IngestRejected       400 on ingest: the batch is invalid

@@ -204,6 +204,7 @@ def build_check_cycle(
                 unmatched_customer_every=settings.checks.recheck_unmatched_customer_every,
             ),
             default_policy=classify_policy(settings, None),
+            tail_slice=settings.checks.tail_slice,
         ),
         rng=rng,
         should_stop=should_stop or (lambda: False),

@@ -76,7 +76,11 @@ def parse_timestamp(text: str) -> datetime:
     parsed = datetime.fromisoformat(normalized)
     if parsed.tzinfo is None:
         raise ValueError(f"timestamp has no time zone: {text!r}")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        # Year 1 east of UTC or year 9999 west of it: no instant Python can hold.
+        raise ValueError(f"timestamp out of range: {text!r}") from None
 
 
 def timestamp_or_none(value: Any) -> datetime | None:

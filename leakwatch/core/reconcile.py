@@ -26,7 +26,7 @@ from enum import StrEnum
 from typing import Any
 
 from leakwatch.core.events import quantity_value
-from leakwatch.core.report_content import Price
+from leakwatch.core.pricing import Price
 
 REPRODUCIBLE = frozenset({"COUNT", "SUM", "MAX"})
 # What status and /metrics sum reconciled days over.
@@ -218,6 +218,10 @@ class ExpectedTotals:
     aliases: Mapping[str, str]
     totals: dict[ExpectedKey, Expectation] = field(default_factory=dict)
     unattributed: dict[tuple[str, date], int] = field(default_factory=dict)
+    resends: int = 0
+    # Identities seen per event day: a resend (same transaction id and payload, so the
+    # same timestamp and day) is billed once by Metronome's dedup, so it counts once.
+    _seen: dict[date, set[int]] = field(default_factory=dict, repr=False)
 
     def add(
         self,
@@ -227,13 +231,22 @@ class ExpectedTotals:
         day: date,
         properties: Mapping[str, Any],
         expected_metrics: frozenset[str] = frozenset(),
+        identity: int | None = None,
     ) -> None:
         """Count one source event toward every metric that should bill it.
 
         A metric should bill an event that its filters match, and also one whose
         event type the source config expects it in (`expected_metrics`): that is how a
-        filter missing a property value shows as a gap instead of vanishing.
+        filter missing a property value shows as a gap instead of vanishing. `identity`
+        (transaction id and payload) makes a logged resend count once; two different
+        events sharing a transaction id both count, and Metronome's dedup drops one.
         """
+        if identity is not None:
+            seen = self._seen.setdefault(day, set())
+            if identity in seen:
+                self.resends += 1
+                return
+            seen.add(identity)
         customer = self.aliases.get(customer_id)
         if customer is None:
             key = (customer_id, day)
@@ -440,7 +453,7 @@ def reconcile_days(now: datetime, days: int, *, search_window_days: int = 34) ->
 
 
 def gap_money(
-    definition: MetricDefinition, difference: float, prices: Mapping[str, Price]
+    definition: MetricDefinition, difference: float, prices: Mapping[str, "Price"]
 ) -> float | None:
     """The money a gap is worth, where a price says it: None when no price fits the metric.
 

@@ -23,8 +23,18 @@ class SourceReport:
     drawn: int = 0
     newly_recorded: int = 0
     population: float = 0.0
+    # Whether the tail has counted the whole history (exact volumes) or, still
+    # catching up, volumes are estimated from the draw: `events_per_day` below.
+    volumes_counted: bool = True
+    tail_behind_bytes: int = 0
+    events_per_day: float | None = None
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+
+    @property
+    def volumes(self) -> str:
+        """`counted` (the tail's exact counts) or `estimated` (from the draw)."""
+        return "counted" if self.volumes_counted else "estimated"
 
 
 @dataclass
@@ -77,6 +87,11 @@ class CycleSummary:
                     "drawn": r.drawn,
                     "newly_recorded": r.newly_recorded,
                     "population": round(r.population),
+                    "volumes": r.volumes,
+                    "tail_behind_bytes": r.tail_behind_bytes,
+                    "events_per_day": (
+                        None if r.events_per_day is None else round(r.events_per_day, 1)
+                    ),
                     "warnings": r.warnings,
                     "error": r.error,
                 }

@@ -8,7 +8,7 @@ the metrics and the health status current.
 """
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -19,6 +19,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from leakwatch.clock import Clock
 from leakwatch.config import Settings
+from leakwatch.core.pricing import Price
 from leakwatch.core.results import CycleSummary
 from leakwatch.daemon.health import DaemonStatus
 from leakwatch.daemon.metrics import DaemonMetrics, read_store_snapshot
@@ -38,6 +39,8 @@ class DaemonRuntime(Protocol):
     sessions: SessionFactory
 
     def run_cycle(self) -> CycleSummary: ...
+
+    def catch_up_tail(self) -> bool: ...
 
     def evaluate_alerts(self) -> object: ...
 
@@ -63,8 +66,10 @@ class Jobs:
         metrics: DaemonMetrics,
         status: DaemonStatus,
         may_run: Callable[[], bool],
+        prices: Mapping[str, Price] | None = None,
     ) -> None:
         self._runtime = runtime
+        self._prices = dict(prices or {})
         self._clock = clock
         self._metrics = metrics
         self._status = status
@@ -113,6 +118,8 @@ class Jobs:
         if summary.status == "finished" and summary.finished_at is not None:
             self._status.cycle_succeeded(summary.finished_at)
         self.refresh_store_metrics()
+        # A long history is counted after the lookups; the alert job runs meanwhile.
+        self._runtime.catch_up_tail()
         return summary
 
     def _alerts_and_outbox(self) -> None:
@@ -134,7 +141,8 @@ class Jobs:
     def refresh_store_metrics(self) -> None:
         """Re-read the store-backed gauges (a few aggregate queries)."""
         with transaction(self._runtime.sessions) as session:
-            self._metrics.set_snapshot(read_store_snapshot(session, now=self._clock.now()))
+            snapshot = read_store_snapshot(session, now=self._clock.now(), prices=self._prices)
+            self._metrics.set_snapshot(snapshot)
 
     # -- the guard ---------------------------------------------------------------------
 

@@ -213,6 +213,7 @@ class Daemon:
             metrics=self.metrics,
             status=self.status,
             may_run=self.may_run,
+            prices=settings.report.prices,
         )
         health = HealthServer(
             settings.daemon.health_address,

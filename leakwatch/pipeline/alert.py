@@ -19,11 +19,11 @@ reconciled), an ack stops updates and repeats for the current episode.
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from leakwatch.core.alerting import (
     AlertRule,
@@ -37,27 +37,24 @@ from leakwatch.core.alerting import (
     evaluate_health,
 )
 from leakwatch.core.durations import format_duration
+from leakwatch.core.exposure import Exposure, scope_exposure, volumes_in
+from leakwatch.core.pricing import Price
 from leakwatch.core.results import AlertResult
-from leakwatch.core.stats import rate_from_weight_sums
 from leakwatch.errors import LeakwatchError
 from leakwatch.notify.blocks import AlertView, MessageKind, render
 from leakwatch.notify.outbox import NotificationKind as OutboxKind
 from leakwatch.notify.outbox import enqueue
 from leakwatch.store.alerts import alerts_of_rule, apply_state, lock_or_create, state_of
 from leakwatch.store.db import SessionFactory, transaction
-from leakwatch.store.models import Alert, AlertTransition, VolumeCount
+from leakwatch.store.models import Alert, AlertTransition
 from leakwatch.store.outbox import NotificationStatus
-from leakwatch.store.queries import OutcomeCounts, example_transactions, outcome_counts
-
-
-class UnitPriceLike(Protocol):
-    """A price per unit of a quantity property (config's `UnitPrice`)."""
-
-    @property
-    def per_unit(self) -> float: ...
-
-
-Price = float | UnitPriceLike
+from leakwatch.store.queries import (
+    OutcomeCounts,
+    example_transactions,
+    outcome_counts,
+    segment_counts,
+    volume_rows,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +243,9 @@ def _evaluate_one(
         estimate = decision.estimate
         leaked = revenue = None
         if estimate is not None:
-            leaked, revenue = _estimates(session, estimate.rate, by, group, since, now, prices)
+            exposure = _exposure(session, rule, by, group, since, now, prices or {})
+            leaked = exposure.leaked_events.point if exposure.leaked_events else None
+            revenue = exposure.revenue_at_risk.point if exposure.revenue_at_risk else None
         examples: list[str] = []
         if decision.notification in (
             NotificationKind.FIRE,
@@ -297,85 +296,42 @@ def _evaluate_one(
 
 
 def _observation(rule: AlertRule, counts: OutcomeCounts) -> Observation:
-    """Counts as the core wants them; the weighted estimate when the sample is stratified."""
-    plain = Observation.from_counts(rule.rate, counts.counts)
-    decided_outcomes = [o for o in counts.counts if o.is_decided]
-    weight_decided = counts.weight(decided_outcomes)
-    if plain.decided <= 0 or abs(weight_decided - plain.decided) < 1e-9:
-        return plain
-    squares = sum(counts.weights_squared.get(o, 0.0) for o in decided_outcomes)
-    if weight_decided <= 0 or squares <= 0:
-        return plain
-    weighted = rate_from_weight_sums(
-        plain.leaks,
-        plain.decided,
-        counts.weight(rule.rate.outcomes),
-        weight_decided,
-        squares,
-        rule.confidence,
+    """Counts as the core wants them, with the one weighted estimate of the rule's rate."""
+    return Observation(
+        leaks=counts.count(rule.rate.outcomes),
+        decided=counts.decided,
+        weighted=counts.rate(rule.rate.outcomes, rule.confidence),
     )
-    return Observation(leaks=plain.leaks, decided=plain.decided, weighted=weighted)
 
 
-def _estimates(
+def _exposure(
     session: Session,
-    rate: float,
+    rule: AlertRule,
     by: str | None,
     group: str | None,
     since: datetime,
     until: datetime,
-    prices: Mapping[str, Price] | None,
-) -> tuple[float | None, float | None]:
-    """Leaked events and revenue at risk over the window, when volumes are known.
+    prices: Mapping[str, Price],
+) -> Exposure:
+    """Leaked events and revenue at risk of the rule's outcomes over its window.
 
-    Volume is counted per UTC day by the tailer; a day partly inside the window
-    counts in proportion. No per-customer volume exists, so a customer scope has none.
+    The rule shared with status, the report and /metrics (`core.exposure`): each
+    (source, event type) segment in scope at its own rate × its volume over the window.
+    No per-customer volume exists, so a customer scope has none.
     """
     if by == "customer_id":
-        return None, None
-    query = select(VolumeCount).where(
-        col(VolumeCount.day) >= since.date(), col(VolumeCount.day) <= until.date()
+        return Exposure()
+    segments = segment_counts(
+        session,
+        since=since,
+        until=until,
+        source=group if by == "source" else None,
+        event_type=group if by == "event_type" else None,
     )
-    if by == "event_type" and group is not None:
-        query = query.where(VolumeCount.event_type == group)
-    if by == "source" and group is not None:
-        query = query.where(VolumeCount.source == group)
-    events_by_type: dict[str, float] = {}
-    quantity_by_type: dict[str, float] = {}
-    for row in session.exec(query).all():
-        share = _day_share(row.day, since, until)
-        events_by_type[row.event_type] = (
-            events_by_type.get(row.event_type, 0.0) + row.events * share
-        )
-        quantity_by_type[row.event_type] = (
-            quantity_by_type.get(row.event_type, 0.0) + row.quantity_sum * share
-        )
-    if not events_by_type:
-        return None, None
-    leaked = rate * sum(events_by_type.values())
-    if not prices:
-        return leaked, None
-    revenue = 0.0
-    for event_type, events in events_by_type.items():
-        price = prices.get(event_type)
-        if price is None:
-            continue
-        if isinstance(price, float | int):
-            revenue += rate * events * float(price)
-        else:
-            revenue += rate * quantity_by_type.get(event_type, 0.0) * price.per_unit
-    return leaked, revenue
-
-
-def _day_share(day: date, since: datetime, until: datetime) -> float:
-    """The share of a day's count that falls inside [since, until)."""
-    start = datetime.combine(day, time(0), tzinfo=UTC)
-    counted_until = min(start + timedelta(days=1), until)
-    span = (counted_until - start).total_seconds()
-    if span <= 0:
-        return 0.0
-    overlap = (counted_until - max(start, since)).total_seconds()
-    return max(0.0, min(1.0, overlap / span))
+    volumes = volumes_in(volume_rows(session, since.date(), until.date()), since, until, until)
+    return scope_exposure(
+        segments, volumes, prices, outcomes=rule.rate.outcomes, confidence=rule.confidence
+    )
 
 
 def _record(

@@ -80,6 +80,11 @@ class CycleSettings:
     recheck_share: float
     recheck: RecheckPolicy
     default_policy: ClassifyPolicy
+    # How long a cycle tails before it draws. What was appended since the last cycle
+    # fits easily; a long history does not, and is counted after the lookups instead
+    # (`CheckCycle.catch_up`), over as many cycles as it takes, while volumes are
+    # estimated from the draw. So the first cycle on a year of logs checks at once.
+    tail_slice: timedelta = timedelta(seconds=5)
 
 
 class CheckCycle:
@@ -106,6 +111,9 @@ class CheckCycle:
         self._rng = rng or random.Random()
         self._should_stop = should_stop
         self._policies: Mapping[str, ConfiguredSource] = {s.name: s for s in self._sources}
+        # Sources whose tail stopped short (their history is not all counted yet).
+        self._behind: set[str] = set()
+        self._catch_up_until: float | None = None
 
     @property
     def sources(self) -> list[Source]:
@@ -125,7 +133,8 @@ class CheckCycle:
         summary = CycleSummary(run_id=run_id, started_at=now)
         log.info("cycle.started", run_id=run_id, sources=len(self._sources))
         try:
-            self._tail_sources(summary, now)
+            tail_until = started_monotonic + self._settings.tail_slice.total_seconds()
+            self._tail_sources(summary, now, tail_until)
             self._check(summary, now, started_monotonic, draw=draw)
             summary.status = "finished"
         except TokenRejected as exc:
@@ -164,24 +173,66 @@ class CheckCycle:
 
     # -- steps -----------------------------------------------------------------------
 
-    def _tail_sources(self, summary: CycleSummary, now: datetime) -> None:
+    def catch_up(self) -> bool:
+        """Go on tailing sources whose history is not counted yet, within the cycle's time.
+
+        Called after the cycle (and, by `check`, after its alerts): the lookups and
+        alerts never wait for a long history. Returns whether every source caught up.
+        """
+        log = structlog.get_logger()
+        until = self._catch_up_until
+        while self._behind and until is not None and self._clock.monotonic() < until:
+            if self._should_stop():
+                break
+            now = self._clock.now()
+            for configured in [s for s in self._sources if s.name in self._behind]:
+                try:
+                    scan = self._tail_one(configured, now, until)
+                except (OSError, ValueError) as exc:
+                    log.warning("source.unreadable", source=configured.name, error=str(exc))
+                    self._behind.discard(configured.name)
+                    continue
+                log.info(
+                    "tail.caught_up" if scan.caught_up else "tail.behind",
+                    source=configured.name,
+                    lines_read=scan.lines_read,
+                    bytes_behind=scan.bytes_behind,
+                )
+        return not self._behind
+
+    def _tail_one(self, configured: ConfiguredSource, now: datetime, until: float) -> ScanResult:
+        """Read one source's appended lines until `until`; commit counts with checkpoints."""
+        # Load, read the files outside any transaction, then apply the increments and
+        # the new checkpoints together, atomically.
+        with transaction(self._sessions) as session:
+            known = self._checkpoints(session, now).load(configured.name)
+        scan = configured.source.scan_new(
+            known,
+            now=now,
+            should_stop=lambda: self._should_stop() or self._clock.monotonic() >= until,
+        )
+        with transaction(self._sessions) as session:
+            self._checkpoints(session, now).apply(scan, day=now.date())
+            _note_scan(session, configured, scan, now)
+        if scan.caught_up:
+            self._behind.discard(configured.name)
+        else:
+            self._behind.add(configured.name)
+        return scan
+
+    def _tail_sources(self, summary: CycleSummary, now: datetime, until: float) -> None:
         """Read what was appended since last time: exact volumes and bad lines."""
         log = structlog.get_logger()
         for configured in self._sources:
             report = summary.sources.setdefault(configured.name, SourceReport(configured.name))
             try:
-                # Load, read the files outside any transaction, then apply the
-                # increments and the new checkpoints together, atomically.
-                with transaction(self._sessions) as session:
-                    known = self._checkpoints(session, now).load(configured.name)
-                scan = configured.source.scan_new(known, now=now)
-                with transaction(self._sessions) as session:
-                    self._checkpoints(session, now).apply(scan, day=now.date())
-                    _note_scan(session, configured, scan, now)
+                scan = self._tail_one(configured, now, until)
             except (OSError, ValueError) as exc:
                 report.error = f"cannot read source: {exc}"
                 log.warning("source.unreadable", source=configured.name, error=str(exc))
                 continue
+            report.volumes_counted = scan.caught_up
+            report.tail_behind_bytes = scan.bytes_behind
             # Every non-empty read leaves a checkpoint: only without any is it worth
             # asking the source what is wrong (almost always a path matching no file,
             # not a quiet pipeline).
@@ -224,7 +275,8 @@ class CheckCycle:
         with transaction(self._sessions) as session:
             due = due_rows(session, now=now, limit=recheck_ids + unspent)
         summary.rechecked = len(due)
-        self._search_and_record(summary, drawn, due, now, started_monotonic + budget.seconds)
+        self._catch_up_until = started_monotonic + budget.seconds
+        self._search_and_record(summary, drawn, due, now, self._catch_up_until)
 
     def _draw(
         self, summary: CycleSummary, now: datetime, shares: Mapping[str, int]
@@ -258,6 +310,8 @@ class CheckCycle:
                     fresh.setdefault(identity, sample)
             report.drawn = len(result.events)
             report.population = result.population
+            window_days = (result.window.end - result.window.start) / timedelta(days=1)
+            report.events_per_day = result.population / window_days if window_days else None
             report.warnings.extend(result.warnings)
             drawn.extend(fresh.values())
             log.info(

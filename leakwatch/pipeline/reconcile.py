@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import structlog
 
+from leakwatch.core.pricing import Price
 from leakwatch.core.reconcile import (
     CustomerAlias,
     ExpectedTotals,
@@ -28,7 +29,6 @@ from leakwatch.core.reconcile import (
     gap_money,
     reconcile_days,
 )
-from leakwatch.core.report_content import Price
 from leakwatch.metronome.client import SearchClient
 from leakwatch.sources.base import Source
 from leakwatch.store.billing import load_aliases, load_definitions, sample_outcomes, save_reconciled
@@ -173,6 +173,7 @@ def _expected(
                 day=event.timestamp.astimezone(UTC).date(),
                 properties=event.properties,
                 expected_metrics=expected_by_type.get(event.event_type, frozenset()),
+                identity=hash((event.transaction_id, event.payload_hash)),
             )
     return totals
 

@@ -54,7 +54,7 @@ def produce_weekly_report(
         week=week,
         now=now,
         timezone=settings.report.timezone,
-        prices=settings.report.price_table(),
+        prices=settings.report.prices,
         checks_every=settings.checks.every,
         currency=settings.report.currency,
     )

@@ -17,7 +17,6 @@ from leakwatch.clock import Clock
 from leakwatch.config import Settings
 from leakwatch.core.alerting import AlertRule
 from leakwatch.core.durations import format_duration
-from leakwatch.core.report_content import parse_prices
 from leakwatch.core.results import AlertResult, CycleSummary, SendReport
 from leakwatch.errors import LeakwatchError
 from leakwatch.metronome.client import SearchClient
@@ -129,6 +128,14 @@ class Runtime:
         self.last_summary = summary
         return summary
 
+    def catch_up_tail(self) -> bool:
+        """Count more of a long history in what is left of the cycle's time.
+
+        Run after the cycle's lookups (and `check`'s alerts), so they never wait for
+        it; True once every source's volumes are counted (see `CheckCycle.catch_up`).
+        """
+        return self.cycle.catch_up()
+
     def reconcile(
         self, *, days: int | None = None, customer: str | None = None
     ) -> "ReconcileResult":
@@ -145,7 +152,7 @@ class Runtime:
                 days=days or config.days,
                 settle=config.settle,
                 tolerance=config.tolerance,
-                prices=parse_prices(self.settings.report.price_table()),
+                prices=self.settings.report.prices,
                 customer=customer,
                 pinned_aliases=config.aliases,
                 expectations={

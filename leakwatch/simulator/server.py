@@ -2,8 +2,9 @@
 
 Does I/O: a stdlib `ThreadingHTTPServer` bound to loopback by default. Each request
 passes, in order: routing → bearer auth (401) → the endpoint's token bucket (429 with
-`Retry-After` and `retry-after-ms`) → injected faults (500, slow, dropped connection,
-malformed body) → the state. Importable for tests (`SimulatorServer` as a context
+`Retry-After` and `retry-after-ms`) → injected faults (a scripted 429, 500, an answer
+held past the client's timeout, slow, dropped connection, a body cut short, malformed
+body) → the state. Importable for tests (`SimulatorServer` as a context
 manager on an ephemeral port) and runnable in the foreground (`serve`).
 """
 
@@ -132,6 +133,18 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         fault = sim.draw_fault(endpoint)
+        if fault is FaultKind.RATE_LIMITED:
+            stats.bump("rate_limited")
+            self._send_json(
+                429,
+                {"message": "Too many requests"},
+                headers={"Retry-After": "1", "retry-after-ms": "1000"},
+            )
+            return
+        if fault is FaultKind.TIMEOUT:
+            stats.bump("faults")
+            self._hang(sim.state.faults.hang_s)
+            return
         if fault is FaultKind.SLOW:
             sim.clock.sleep(sim.state.faults.slow_delay_s)
         elif fault is FaultKind.SERVER_ERROR:
@@ -199,6 +212,10 @@ class _Handler(BaseHTTPRequestHandler):
             stats.bump("faults")
             self._send_raw(200, b"[" * 100_000 + b"]" * 100_000, "application/json")
             return
+        if fault is FaultKind.TRUNCATED_BODY:
+            stats.bump("faults")
+            self._send_truncated(json.dumps(items).encode("utf-8"))
+            return
         stats.bump("ok")
         self._send_json(200, items)
 
@@ -239,6 +256,28 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if payload:
             self.wfile.write(payload)
+
+    def _send_truncated(self, payload: bytes) -> None:
+        """Promise the whole body, send half of it, hang up: a proxy dying mid-answer."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload) + 2))
+        self.end_headers()
+        self.wfile.write(payload[: len(payload) // 2 + 1])
+        self.wfile.flush()
+        self._drop_connection()
+
+    def _hang(self, hang_s: float) -> None:
+        """Answer nothing until the client gives up (closes) or `hang_s` real seconds pass.
+
+        Real time on purpose: a client's timeout is a socket timeout, whatever clock
+        the test runs on.
+        """
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.settimeout(hang_s)
+            self.connection.recv(1)
+        self._drop_connection()
 
     def _drop_connection(self) -> None:
         """Close the socket without a byte of answer, as a crashing proxy would."""
@@ -323,6 +362,12 @@ class SimulatorServer:
             rate_rps, burst if burst is not None else max(1.0, rate_rps), self.clock
         )
 
+    def set_token(self, token: str) -> None:
+        """Accept only `token` from now on: revoking the old one mid-run, or restoring it."""
+        if not token:
+            raise ValueError("the simulator needs a non-empty bearer token")
+        self._token = token
+
     def token_matches(self, authorization: str) -> bool:
         scheme, _, presented = authorization.partition(" ")
         if scheme.lower() != "bearer":
@@ -349,6 +394,8 @@ class SimulatorServer:
             (faults.drop_connection_rate, FaultKind.DROP_CONNECTION),
             (faults.malformed_rate, None),
             (faults.slow_rate, FaultKind.SLOW),
+            (faults.timeout_rate, FaultKind.TIMEOUT),
+            (faults.truncated_rate, FaultKind.TRUNCATED_BODY),
         ):
             if draw < rate:
                 return kind if kind is not None else self.state.choose(MALFORMED_KINDS)

@@ -68,6 +68,13 @@ class FaultKind(StrEnum):
     # deeper than any parser's stack.
     BAD_ENCODING = "bad_encoding"
     DEEP_NESTING = "deep_nesting"
+    # Drawn by their own rates (`timeout_rate`, `truncated_rate`) or scripted: an answer
+    # that never comes (held until the client hangs up, at most `hang_s` real seconds),
+    # a body cut short of its Content-Length; and, scripted only, a 429 whatever the
+    # bucket says (a storm from a client sharing the account).
+    TIMEOUT = "timeout"
+    TRUNCATED_BODY = "truncated_body"
+    RATE_LIMITED = "rate_limited"
 
 
 MALFORMED_KINDS = (FaultKind.MALFORMED_JSON, FaultKind.WRONG_SHAPE, FaultKind.MISSING_FIELD)
@@ -88,6 +95,9 @@ class Faults:
     slow_delay_s: float = 0.5
     drop_connection_rate: float = 0.0
     malformed_rate: float = 0.0
+    timeout_rate: float = 0.0
+    truncated_rate: float = 0.0
+    hang_s: float = 30.0
     silent_drop_rate: float = 0.0
     silent_drop_ids: set[str] = field(default_factory=set)
     scripted: list[FaultKind] = field(default_factory=list)
@@ -101,6 +111,7 @@ class Faults:
         """Turn every fault off."""
         self.server_error_rate = self.slow_rate = self.drop_connection_rate = 0.0
         self.malformed_rate = self.silent_drop_rate = 0.0
+        self.timeout_rate = self.truncated_rate = 0.0
         self.silent_drop_ids.clear()
         self.scripted.clear()
 

@@ -20,6 +20,8 @@ MAX_EXAMPLE_CHARS = 300
 
 # Called with (bytes done, bytes total) as a long read advances; the CLI draws a bar.
 ProgressCallback = Callable[[int, int], None]
+# Asked between blocks of a long read: True stops it at a line boundary (a time budget).
+StopCheck = Callable[[], bool]
 
 
 class BadLineReason(StrEnum):
@@ -113,6 +115,10 @@ class ScanResult:
     bytes_read: int
     lines_read: int
     notes: tuple[str, ...] = ()
+    # False when the read stopped (a time budget) before the end of what is there:
+    # volumes so far are exact but partial, and `bytes_behind` are still to be read.
+    caught_up: bool = True
+    bytes_behind: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +165,7 @@ class Source(Protocol):
         *,
         now: datetime,
         progress: ProgressCallback | None = None,
+        should_stop: StopCheck | None = None,
     ) -> ScanResult: ...
 
     def iter_events(self, start: datetime, end: datetime) -> Iterator[SourceEvent]:

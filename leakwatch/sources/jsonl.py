@@ -16,7 +16,6 @@ import glob
 import hashlib
 import itertools
 import operator
-import os
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -44,6 +43,7 @@ from leakwatch.sources.base import (
     ProgressCallback,
     SampleResult,
     ScanResult,
+    StopCheck,
     VolumeDelta,
     VolumeKey,
 )
@@ -54,6 +54,7 @@ from leakwatch.sources.lines import (
     parse_line,
     tail_decoder,
 )
+from leakwatch.sources.objects import LogPath, ObjectPath, is_object_url, list_objects
 from leakwatch.sources.readers import (
     FINGERPRINT_BYTES,
     ContentReader,
@@ -89,7 +90,7 @@ UNORDERED_WARNING = "log not time-ordered: fell back to a scan"
 class _Segment:
     """The part of one file whose lines may fall in the window: [lo, hi) in content bytes."""
 
-    path: Path
+    path: LogPath
     reader: ContentReader
     lo: int
     hi: int
@@ -175,8 +176,13 @@ class JsonlSource:
 
     # -- files ------------------------------------------------------------------------
 
-    def files(self) -> list[Path]:
-        """List the source's files in name order: a path, a directory, or a glob."""
+    def files(self) -> list[LogPath]:
+        """List the source's files in name order: a path, a directory, or a glob.
+
+        An object-storage URL (`s3://bucket/prefix/*.jsonl*`) lists objects instead.
+        """
+        if is_object_url(self.spec.path):
+            return list(list_objects(self.spec.path, self.spec.storage_options))
         target = Path(self.spec.path)
         if target.is_dir():
             candidates = [p for p in target.iterdir() if p.is_file()]
@@ -208,9 +214,11 @@ class JsonlSource:
     def close(self) -> None:
         """Nothing to release: files are opened per read."""
 
-    def _open(self, path: Path, progress: ProgressCallback | None) -> ContentReader:
+    def _open(self, path: LogPath, progress: ProgressCallback | None) -> ContentReader:
         if path.suffix == ".gz":
             return open_gz(path, self._index_dir, progress)
+        if isinstance(path, ObjectPath):
+            return path.reader()
         return PlainReader(path)
 
     # -- sampling ---------------------------------------------------------------------
@@ -332,7 +340,7 @@ class JsonlSource:
             position = end
         return None
 
-    def _locate(self, path: Path, reader: ContentReader, window: Window) -> _Segment | None:
+    def _locate(self, path: LogPath, reader: ContentReader, window: Window) -> _Segment | None:
         """Find the byte range that may hold window events; whole file if not ordered."""
         end = _complete_end(reader)
         if end == 0:
@@ -378,7 +386,7 @@ class JsonlSource:
                 hi = start
         position = lo
         block = reader.pread(lo, hi - lo)
-        for raw in block.splitlines(keepends=True):
+        for raw in _lines_of(block):
             line_ts = line_timestamp(raw, self._paths, self.spec.max_line_bytes)
             if line_ts is not None and line_ts >= target:
                 return position
@@ -552,13 +560,16 @@ class JsonlSource:
         *,
         now: datetime,
         progress: ProgressCallback | None = None,
+        should_stop: StopCheck | None = None,
     ) -> ScanResult:
         """Read what was appended since `checkpoints`, once; return increments and new ones.
 
         Files are matched to checkpoints by the fingerprint of their first KiB, so a
         rename (rotation) continues where it stopped, a compressed rotated file is not
         read again, a new file starts at 0, and a file that shrank (truncation) is
-        re-read from its start.
+        re-read from its start. When `should_stop` says so (checked between blocks),
+        the read ends at a line boundary: files not reached keep their checkpoints,
+        and the result says it has not caught up.
         """
         del now
         tally = BadLineTally()
@@ -566,7 +577,8 @@ class JsonlSource:
         notes: list[str] = []
         claimed: set[str] = set()
         updated: list[FileCheckpoint] = []
-        bytes_read = lines_read = 0
+        bytes_read = lines_read = bytes_behind = 0
+        stopped = False
         paths = sorted(self.files(), key=lambda p: (p.suffix == ".gz", p.name))
         for path in paths:
             head = read_head(path)
@@ -576,6 +588,15 @@ class JsonlSource:
             match = _match_checkpoint(checkpoints, path, head, claimed)
             if match is not None and match.file_key in claimed:
                 continue  # the same content under another name (rotation in progress)
+            if not stopped and bytes_read and should_stop is not None and should_stop():
+                stopped = True  # (each scan reads at least one block: progress is certain)
+            if stopped and not _read_through(match, path, st.st_size, st.st_mtime):
+                # Out of time: keep where this file stood, count what is left of it.
+                if match is not None:
+                    claimed.add(match.file_key)
+                    updated.append(_replace_path(match, path))
+                bytes_behind += _left_to_read(match, path, st.st_size)
+                continue
             start = 0
             if match is not None:
                 claimed.add(match.file_key)
@@ -594,7 +615,10 @@ class JsonlSource:
                 if same_path:
                     notes.append(f"{path}: new content at this path (rotated), reading it")
             counted = _Counts()
-            end = self._tail(path, start, counted, tally, progress, notes)
+            end, finished = self._tail(path, start, counted, tally, progress, notes, should_stop)
+            if not finished:
+                stopped = True
+                bytes_behind += max(0, st.st_size - end) if path.suffix != ".gz" else st.st_size
             for (event_type, day), events in counted.events.items():
                 slot = volumes[VolumeKey(event_type, day)]
                 slot[0] += events
@@ -609,7 +633,8 @@ class JsonlSource:
                     file_key=file_key,
                     path=str(path),
                     offset=end,
-                    size=st.st_size if path.suffix == ".gz" else end,
+                    # A .gz is done when its size and mtime match; one cut short is not.
+                    size=end if path.suffix != ".gz" else (st.st_size if finished else 0),
                     mtime=st.st_mtime,
                     lines=previous_lines + counted.lines,
                     head_fingerprint=fingerprint(head[:FINGERPRINT_BYTES]),
@@ -634,32 +659,36 @@ class JsonlSource:
             bytes_read=bytes_read,
             lines_read=lines_read,
             notes=tuple(notes),
+            caught_up=not stopped,
+            bytes_behind=bytes_behind,
         )
 
     def _tail(
         self,
-        path: Path,
+        path: LogPath,
         start: int,
         counted: "_Counts",
         tally: BadLineTally,
         progress: ProgressCallback | None,
         notes: list[str],
-    ) -> int:
-        """Count complete lines from `start`; return the offset after the last one."""
+        should_stop: StopCheck | None,
+    ) -> tuple[int, bool]:
+        """Count complete lines from `start`; return the offset after the last one read
+        and whether the file was read to its end (False: stopped by `should_stop`)."""
         if path.suffix == ".gz":
             compressed = path.stat().st_size
             limit = inflate_limit(compressed)
             with path.open("rb") as raw, inflate_stream(raw) as inflated:
                 handle = _Capped(inflated, limit)
                 _skip(handle, start)
-                end = self._count_stream(handle, start, counted, tally, None, 0)
+                ended = self._count_stream(handle, start, counted, tally, None, 0, should_stop)
             if handle.over_limit:
                 notes.append(inflate_limit_note(path, compressed, limit))
-            return end
+            return ended
         with path.open("rb", buffering=0) as plain:
             plain.seek(start)
-            total = os.fstat(plain.fileno()).st_size - start
-            return self._count_stream(plain, start, counted, tally, progress, total)
+            total = path.stat().st_size - start
+            return self._count_stream(plain, start, counted, tally, progress, total, should_stop)
 
     def _count_stream(
         self,
@@ -669,14 +698,15 @@ class JsonlSource:
         tally: BadLineTally,
         progress: ProgressCallback | None,
         total: int,
-    ) -> int:
-        blocks = _LineBlocks(handle, start, self.spec.max_line_bytes, tally)
+        should_stop: StopCheck | None,
+    ) -> tuple[int, bool]:
+        blocks = _LineBlocks(handle, start, self.spec.max_line_bytes, tally, should_stop)
         for block_start, block in blocks:
             counted.add_block(block, self, tally)
             if progress is not None:
                 done = block_start + len(block) - start
                 progress(done, max(total, done))
-        return blocks.position
+        return blocks.position, not blocks.stopped
 
 
 class _Readable(Protocol):
@@ -703,7 +733,9 @@ class _Capped:
 class _LineBlocks:
     """Cut a stream into blocks of complete lines; memory stays within a block and a line.
 
-    A line that grows past `max_line_bytes` without a newline is not held: it is
+    At least one block is read; after that `should_stop` may end the read (with
+    content left) at a line boundary. A line that grows past `max_line_bytes` without
+    a newline is not held: it is
     dropped up to its newline and counted once as `too_long` (a gzip bomb of one huge
     line costs time, not memory). `position` is the offset just after the last
     complete line handed out or dropped; an unterminated line at the end is left
@@ -711,21 +743,34 @@ class _LineBlocks:
     """
 
     def __init__(
-        self, handle: _Readable, start: int, max_line_bytes: int, tally: BadLineTally
+        self,
+        handle: _Readable,
+        start: int,
+        max_line_bytes: int,
+        tally: BadLineTally,
+        should_stop: StopCheck | None = None,
     ) -> None:
         self._handle = handle
         self._max = max_line_bytes
         self._tally = tally
+        self._should_stop = should_stop
         self.position = start
+        # True when `should_stop` ended the read with content left (at `position`).
+        self.stopped = False
 
     def __iter__(self) -> Iterator[tuple[int, bytes]]:
         carry = b""
         line_start = self.position
         dropping: bytes | None = None
+        first = True
         while True:
             block = self._handle.read(READ_BLOCK_BYTES)
             if not block:
                 return
+            if not first and self._should_stop is not None and self._should_stop():
+                self.stopped = True
+                return
+            first = False
             if dropping is not None:
                 newline = block.find(b"\n")
                 line_start += len(block) if newline < 0 else newline + 1
@@ -767,7 +812,7 @@ class _Counts:
                 # Blank lines are skipped by the decoder, as `add` does not count them.
                 self.lines += len(decoded)
                 return
-        for raw in block.splitlines(keepends=True):
+        for raw in _lines_of(block):
             self.add(raw, source, tally)
 
     def _add_decoded(self, decoded: list[Any], fast: TailDecoder, source: "JsonlSource") -> bool:
@@ -823,6 +868,19 @@ class _Counts:
 _ZONE = operator.attrgetter("tzinfo")
 
 
+def _lines_of(data: bytes) -> list[bytes]:
+    """Split `data` into lines on `\n` only, keeping it (a last unended line is kept too).
+
+    Not `splitlines`: a lone `\r` is JSON whitespace inside a line, not a line end
+    (the sampler's offsets split on `\n` too, so every path sees the same lines).
+    """
+    lines = [line + b"\n" for line in data.split(b"\n")]
+    unended = lines.pop()[:-1]
+    if unended:
+        lines.append(unended)
+    return lines
+
+
 def no_line_longer(block: bytes, max_line_bytes: int) -> bool:
     """Say whether every line of `block` is at most `max_line_bytes` long, cheaply.
 
@@ -853,7 +911,7 @@ def _iter_lines(
     """Yield (offset, line) for the complete lines in [lo, hi); over-long ones are dropped."""
     for block_start, block in _LineBlocks(_RangeStream(reader, lo, hi), lo, max_line_bytes, tally):
         offset = block_start
-        for raw in block.splitlines(keepends=True):
+        for raw in _lines_of(block):
             yield offset, raw
             offset += len(raw)
 
@@ -889,7 +947,7 @@ def _pick(segments: list[_Segment], cumulative: list[int], point: int) -> tuple[
 
 
 def _match_checkpoint(
-    checkpoints: tuple[FileCheckpoint, ...], path: Path, head: bytes, claimed: set[str]
+    checkpoints: tuple[FileCheckpoint, ...], path: LogPath, head: bytes, claimed: set[str]
 ) -> FileCheckpoint | None:
     matches = [c for c in checkpoints if fingerprint_matches(c.head_fingerprint, head)]
     if not matches:
@@ -900,11 +958,27 @@ def _match_checkpoint(
     return pool[0]
 
 
-def _replace_path(checkpoint: FileCheckpoint, path: Path) -> FileCheckpoint:
+def _replace_path(checkpoint: FileCheckpoint, path: LogPath) -> FileCheckpoint:
     return replace(checkpoint, path=str(path))
 
 
-def _new_file_key(path: Path, head: bytes) -> str:
+def _read_through(match: FileCheckpoint | None, path: LogPath, size: int, mtime: float) -> bool:
+    """Whether the checkpoint says this file was read to its end (nothing left to do)."""
+    if match is None:
+        return False
+    if path.suffix == ".gz":
+        return (match.size, match.mtime) == (size, mtime)
+    return match.offset == size
+
+
+def _left_to_read(match: FileCheckpoint | None, path: LogPath, size: int) -> int:
+    """Bytes of this file not read yet (compressed bytes for a `.gz`, a rough share)."""
+    if path.suffix == ".gz" or match is None or match.offset > size:
+        return size
+    return size - match.offset
+
+
+def _new_file_key(path: LogPath, head: bytes) -> str:
     st = path.stat()
     digest = hashlib.sha256(head + f"{st.st_dev}:{st.st_ino}".encode()).hexdigest()[:32]
     return f"file:{digest}"

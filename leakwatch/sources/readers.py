@@ -22,6 +22,7 @@ from isal import igzip, isal_zlib
 
 from leakwatch.files import atomic_writer, make_private_dir, write_private
 from leakwatch.sources.base import ProgressCallback
+from leakwatch.sources.objects import LogPath, ObjectPath
 
 GZ_CHUNK_BYTES = 1 << 15
 # BFINAL=1, fixed Huffman, end-of-block: the shortest valid final deflate block.
@@ -44,7 +45,7 @@ def inflate_limit(compressed_bytes: int) -> int:
     return max(MIN_INFLATE_LIMIT_BYTES, MAX_INFLATE_RATIO * compressed_bytes)
 
 
-def inflate_limit_note(path: Path, compressed_bytes: int, limit: int) -> str:
+def inflate_limit_note(path: "LogPath", compressed_bytes: int, limit: int) -> str:
     """Say that a file was cut short at the inflate limit."""
     return (
         f"{path}: inflates beyond {limit:,} bytes ({compressed_bytes:,} compressed; the limit "
@@ -131,20 +132,22 @@ class ChunkedGzReader:
         os.close(self._fd)
 
 
-def file_identity(path: Path) -> str:
-    """Name a file's exact version: device, inode, size and mtime."""
+def file_identity(path: "LogPath") -> str:
+    """Name a file's exact version: device, inode, size and mtime (an object: its ETag)."""
+    if isinstance(path, ObjectPath):
+        return path.identity()
     st = path.stat()
     raw = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
-def sidecar_paths(index_dir: Path, path: Path) -> tuple[Path, Path]:
+def sidecar_paths(index_dir: Path, path: "LogPath") -> tuple[Path, Path]:
     key = file_identity(path)
     return index_dir / f"{key}.lwz", index_dir / f"{key}.json"
 
 
 def open_gz(
-    path: Path, index_dir: Path, progress: ProgressCallback | None = None
+    path: "LogPath", index_dir: Path, progress: ProgressCallback | None = None
 ) -> ChunkedGzReader:
     """Open a `.gz` for random access, building its sidecar on first use."""
     data_path, meta_path = sidecar_paths(index_dir, path)
@@ -158,7 +161,7 @@ def open_gz(
 
 
 def build_gz_sidecar(
-    path: Path, data_path: Path, meta_path: Path, progress: ProgressCallback | None = None
+    path: "LogPath", data_path: Path, meta_path: Path, progress: ProgressCallback | None = None
 ) -> None:
     """Inflate `path` once and store its content as independently inflatable chunks.
 
@@ -223,8 +226,10 @@ def prune_sidecars(index_dir: Path, keep: set[Path]) -> None:
             candidate.unlink(missing_ok=True)
 
 
-def read_head(path: Path, length: int = FINGERPRINT_BYTES) -> bytes:
+def read_head(path: "LogPath", length: int = FINGERPRINT_BYTES) -> bytes:
     """Read the first `length` bytes of content (inflated for `.gz`)."""
+    if isinstance(path, ObjectPath):
+        return path.read_head(length)
     if path.suffix == ".gz":
         with path.open("rb") as raw, inflate_stream(raw) as handle:
             return handle.read(length)

@@ -50,6 +50,7 @@ from leakwatch.sources.base import (
     ProgressCallback,
     SampleResult,
     ScanResult,
+    StopCheck,
     VolumeDelta,
     VolumeKey,
 )
@@ -654,6 +655,7 @@ class SqlSource:
         *,
         now: datetime,
         progress: ProgressCallback | None = None,
+        should_stop: StopCheck | None = None,
     ) -> ScanResult:
         """Count rows that settled since the watermark, per event type and UTC day.
 
@@ -661,7 +663,7 @@ class SqlSource:
         table is not an append-only log, and re-counting history would cost what the
         checkpoint exists to save.
         """
-        del progress
+        del progress, should_stop  # one aggregate query: nothing to pace
         previous = next((c for c in checkpoints if c.file_key == SQL_CHECKPOINT_KEY), None)
         upper = now - self.spec.settle_delay
         lower = (

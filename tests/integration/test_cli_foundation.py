@@ -22,6 +22,7 @@ COMMANDS = [
     ["alerts"],
     ["alerts", "silence"],
     ["alerts", "ack"],
+    ["reconcile"],
 ]
 
 
@@ -61,6 +62,7 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
         "simulator",
         "sample",
         "alerts",
+        "reconcile",
     ):
         assert command in result.stdout
 

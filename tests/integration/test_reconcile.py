@@ -4,7 +4,9 @@ A source log and a simulated Metronome share one history over three complete day
 Injected: three Acme API calls dropped on day 1; five Acme calls on day 2 to an
 endpoint the metric's filter misses (the source expects them in "API calls"); a large
 Globex GPU event (5,000 s) dropped on day 3; seven events under an alias no customer
-has. Nothing else differs, so every other customer × metric × day must reconcile.
+has; one GPU event changed in flight (13 s logged, 40 s billed). A logged resend is
+billed once and is no gap. Nothing else differs, so every other customer × metric ×
+day must reconcile.
 Learning is real: a check cycle looks samples up and keeps the definitions it sees.
 Runs on SQLite and Postgres (the `db_url` fixture).
 """
@@ -123,8 +125,19 @@ def _history() -> tuple[list[dict[str, Any]], set[str]]:
             endpoint="/v1/a",
             user="h",
         )
+    # A logged resend (same line twice) is billed once and is no gap.
+    events.append(dict(next(e for e in events if e["transaction_id"] == "api-2-5")))
     events.sort(key=lambda e: e["timestamp"])
     return events, dropped
+
+
+def _as_ingested(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What reached Metronome: one GPU event was changed in flight (13 s logged, 40 sent)."""
+    sent = [dict(e) for e in events]
+    for event in sent:
+        if event["transaction_id"] == "gpu-1-3":
+            event["properties"] = {**event["properties"], "seconds": 40}
+    return sent
 
 
 @pytest.fixture
@@ -137,8 +150,9 @@ def sim(clock: FakeClock) -> Iterator[SimulatorServer]:
     state = _state(clock)
     events, dropped = _history()
     state.faults.silent_drop_ids.update(dropped)
-    for start in range(0, len(events), 100):
-        state.ingest(events[start : start + 100])
+    sent = _as_ingested(events)
+    for start in range(0, len(sent), 100):
+        state.ingest(sent[start : start + 100])
     with running_simulator(clock, state=state) as server:
         yield server
 
@@ -190,8 +204,12 @@ def test_each_injected_gap_is_found_to_the_unit_and_nothing_else(runtime: Runtim
     assert set(flagged) == {
         (ACME, CALLS, DAYS[0]),
         (ACME, CALLS, DAYS[1]),
+        (GLOBEX, SECONDS, DAYS[1]),
         (GLOBEX, SECONDS, DAYS[2]),
     }
+    changed = flagged[(GLOBEX, SECONDS, DAYS[1])]
+    assert changed.gap.difference == pytest.approx(40 - 13)
+    assert changed.gap.status is GapStatus.OVER
     dropped_calls = flagged[(ACME, CALLS, DAYS[0])]
     assert (dropped_calls.gap.expected, dropped_calls.gap.billed) == (40, 37)
     assert dropped_calls.gap.status is GapStatus.UNDER
@@ -246,7 +264,7 @@ def test_metrics_show_expected_billed_and_flagged_per_metric(runtime: Runtime) -
     assert sample_value(r, "leakwatch_reconciled_expected", metric="API calls") == expected_calls
     assert sample_value(r, "leakwatch_reconciled_billed", metric="API calls") == expected_calls - 8
     assert sample_value(r, "leakwatch_reconciled_flagged_days", metric="API calls") == 2
-    assert sample_value(r, "leakwatch_reconciled_flagged_days", metric="GPU seconds") == 1
+    assert sample_value(r, "leakwatch_reconciled_flagged_days", metric="GPU seconds") == 2
 
 
 def test_the_daemon_schedules_reconciliation_daily_after_its_first_cycles(
@@ -283,4 +301,43 @@ def test_status_shows_the_reconciled_totals_per_metric(runtime: Runtime) -> None
     assert (calls["expected"], calls["billed"], calls["difference"]) == (125, 117, -8)
     assert calls["billed_ratio"] == pytest.approx(117 / 125)
     assert (calls["flagged_days"], calls["days"]) == (2, 3)
-    assert by_metric["GPU seconds"]["difference"] == pytest.approx(-5000)
+    assert by_metric["GPU seconds"]["difference"] == pytest.approx(-5000 + 27)
+
+
+def test_the_weekly_report_shows_billed_vs_sent_with_its_chart(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    from leakwatch.pipeline.report_build import build_report, write_report
+
+    runtime.run_cycle()
+    runtime.reconcile()
+    content = build_report(
+        runtime.sessions,
+        week="2026-W47",
+        now=NOW,
+        timezone=ZoneInfo("UTC"),
+        prices={},
+        checks_every=None,
+    )
+    section = content.billed_vs_sent
+    assert section is not None
+    assert (section.flagged, section.rows) == (4, 6)
+    biggest = section.biggest_gaps[0]
+    assert (biggest.customer, biggest.metric, biggest.difference) == (
+        "Globex",
+        "GPU seconds",
+        -5000,
+    )
+    day1 = next(r for r in section.by_day if r.day == DAYS[0] and r.metric == "API calls")
+    assert (day1.expected, day1.billed) == (40, 37)
+    paths = write_report(content, tmp_path / "reports")
+    names = {p.name for p in paths}
+    assert "leakage-2026-W47-billed.png" in names
+    markdown = (tmp_path / "reports" / "leakage-2026-W47.md").read_text()
+    assert "Billed vs sent" in markdown and "leakage-2026-W47-billed.png" in markdown
+    html_page = (tmp_path / "reports" / "leakage-2026-W47.html").read_text()
+    assert 'id="billed-chart"' in html_page
+    report_json = json.loads((tmp_path / "reports" / "leakage-2026-W47.json").read_text())
+    assert report_json["billed_vs_sent"]["flagged"] == 4

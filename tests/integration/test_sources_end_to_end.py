@@ -2,10 +2,12 @@
 
 The same log (with dropped events, an unknown alias, an unmetered type, collisions,
 payloads changed in flight and harmless resends) is placed where real companies keep
-it — a local file with epoch-millisecond times, a Postgres table, a MariaDB table —
+it — a local file with epoch-millisecond times, an S3 object (plain and .gz, on moto's
+server), a Postgres table, a MariaDB table (with timestamps and with epoch ms) —
 and checked against the simulator over loopback, with the store on SQLite.
 """
 
+import gzip
 import random
 from collections.abc import Callable, Iterator
 from datetime import UTC
@@ -16,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from leakwatch.simulator.scenario import Scenario
+from tests.fakes.moto_s3 import MotoS3, put
 from tests.integration.test_check_cycle import World, _world, assert_true_outcomes
 from tests.source_tables import mariadb_database, postgres_database
 
@@ -94,7 +97,16 @@ def sql_source(engine: sa.Engine, **extra: Any) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(params=["jsonl-epoch-ms", "postgres-table", "mariadb-table", "mariadb-epoch-ms"])
+@pytest.fixture(
+    params=[
+        "jsonl-epoch-ms",
+        "s3-plain",
+        "s3-gz",
+        "postgres-table",
+        "mariadb-table",
+        "mariadb-epoch-ms",
+    ]
+)
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     store_url = f"sqlite:///{tmp_path / 'store.db'}"
     from leakwatch.store.db import make_engine, upgrade
@@ -105,6 +117,19 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     kind: str = request.param
     if kind == "jsonl-epoch-ms":
         yield from _world(store_url, tmp_path, strings=False, place=jsonl_epoch_ms)
+        return
+    if kind.startswith("s3"):
+        server: MotoS3 = request.getfixturevalue("moto_s3")
+        bucket: str = request.getfixturevalue("bucket")
+        compressed = kind.endswith("gz")
+
+        def upload(scenario: Scenario, _: Path) -> dict[str, Any]:
+            data = scenario.log_bytes()
+            key = "gateway/usage.jsonl" + (".gz" if compressed else "")
+            put(server, bucket, key, gzip.compress(data) if compressed else data)
+            return {"type": "jsonl", "path": f"s3://{bucket}/gateway/*.jsonl*"}
+
+        yield from _world(store_url, tmp_path, strings=False, place=upload)
         return
     database = postgres_database if kind.startswith("postgres") else mariadb_database
     epoch_ms = kind.endswith("epoch-ms")
