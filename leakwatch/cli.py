@@ -179,19 +179,21 @@ def check(
 ) -> None:
     """Run one cycle: sample, search, record, re-check, evaluate alerts, notify."""
     from leakwatch.clock import SystemClock
+    from leakwatch.daemon.leader import searching_alone
     from leakwatch.wiring import build_runtime, settings_for
 
     with _user_errors(), _first_interrupt_stops() as stopping:
         settings = settings_for(config)
         _setup_logs(settings, quiet=as_json)
-        runtime = build_runtime(settings, clock=SystemClock(), should_stop=stopping.is_set)
-        try:
-            summary = runtime.run_cycle(draw=not recheck_only)
-            alerts = runtime.evaluate_alerts()
-            sent = runtime.send_notifications()
-            runtime.catch_up_tail()
-        finally:
-            runtime.close()
+        with searching_alone(settings):
+            runtime = build_runtime(settings, clock=SystemClock(), should_stop=stopping.is_set)
+            try:
+                summary = runtime.run_cycle(draw=not recheck_only)
+                alerts = runtime.evaluate_alerts()
+                sent = runtime.send_notifications()
+                runtime.catch_up_tail()
+            finally:
+                runtime.close()
         if as_json:
             body = summary.to_dict()
             body["alerts"] = [
@@ -445,7 +447,14 @@ def simulator(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8787,
     token: Annotated[
         str | None,
-        typer.Option(help="Bearer token to accept (default: $METRONOME_BEARER_TOKEN)."),
+        typer.Option(
+            help="Bearer token to accept (default: $METRONOME_BEARER_TOKEN). Visible to "
+            "other local users in the process list: prefer the variable or --token-file."
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option("--token-file", help="Read the bearer token to accept from this file."),
     ] = None,
     rate_limit: Annotated[
         float, typer.Option("--rate-limit", help="Search requests per second allowed (0: none).")
@@ -470,9 +479,27 @@ def simulator(
     from leakwatch.simulator import serve
 
     with _user_errors():
-        accepted = token or os.environ.get("METRONOME_BEARER_TOKEN")
+        if token is not None and token_file is not None:
+            raise UsageProblem("give --token or --token-file, not both")
+        if token_file is not None:
+            try:
+                token = token_file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UsageProblem(f"--token-file {token_file}: cannot read it ({exc})") from None
+            if not token:
+                raise UsageProblem(f"--token-file {token_file}: the file is empty")
+        elif token is not None:
+            err.print(
+                "warning: --token puts the token on the command line, where other local users "
+                "can read it; prefer METRONOME_BEARER_TOKEN or --token-file",
+                style="yellow",
+            )
+        accepted = token or os.environ.get("METRONOME_BEARER_TOKEN", "").strip()
         if not accepted:
-            raise UsageProblem("give --token or set METRONOME_BEARER_TOKEN: the token to accept")
+            raise UsageProblem(
+                "give --token-file, set METRONOME_BEARER_TOKEN, or give --token: the token "
+                "to accept"
+            )
         if not 0 <= fault_rate <= 1:
             raise UsageProblem(f"--fault-rate {fault_rate}: use a share between 0 and 1")
         if seed is not None and not seed.exists():

@@ -5,7 +5,7 @@
     │   └── ConfigError          the config file or environment has problems (`problems`)
     ├── StoreError               the store cannot be used: unreachable, schema not current
     ├── UnknownAlertError        no alert by that name (and scope) exists yet
-    ├── AnotherInstanceRunning   another daemon holds the SQLite store (daemon/leader.py)
+    ├── AnotherInstanceRunning   another daemon or check holds the store's lock (daemon/leader.py)
     ├── AlertEvaluationFailed    some alert rules could not be evaluated (pipeline/alert.py)
     ├── ObjectStoreError         object storage cannot be listed or read (sources/objects.py)
     └── MetronomeError           the Metronome edge (metronome/errors.py draws its branch)

@@ -14,11 +14,12 @@ from urllib.parse import urlsplit
 
 import structlog
 from sqlalchemy import Engine
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from leakwatch.config import Settings, load_settings
 from leakwatch.errors import LeakwatchError, StoreError, UsageProblem
-from leakwatch.store.db import is_up_to_date, make_engine, upgrade
+from leakwatch.store.db import is_up_to_date, make_engine, store_url, upgrade
 
 if TYPE_CHECKING:
     from leakwatch.clock import Clock
@@ -40,12 +41,20 @@ def settings_for(config: Path | None, *, require_file: bool = False) -> Settings
     return load_settings(config, require_file=require_file)
 
 
+def checked_store_url(settings: Settings) -> URL:
+    """The store's URL, checked before anything connects (UsageProblem says what to fix)."""
+    try:
+        return store_url(settings.database_url)
+    except StoreError as exc:
+        raise UsageProblem(str(exc)) from None
+
+
 def open_engine(settings: Settings, *, migrate: bool = True) -> Engine:
     """Connect to the store and bring its schema up to date (or check it is)."""
     try:
         engine = make_engine(settings.database_url)
     except StoreError as exc:
-        raise UsageProblem(f"database_url: {exc}") from None
+        raise UsageProblem(str(exc)) from None
     try:
         if migrate:
             upgrade(engine)
@@ -329,11 +338,13 @@ def build_runtime(
 
 
 def build_leader(settings: Settings) -> "Leadership":
-    """A Postgres advisory lock elects the leader; an embedded SQLite store uses a lock file."""
-    from sqlalchemy.engine import make_url
+    """The store's one lock: a Postgres advisory lock elects the leader; SQLite, a lock file.
 
-    from leakwatch.daemon.leader import PostgresLeader, SqliteLockFile, sqlite_lock_path
+    A URL that cannot be used says so first, before any lock file is made for it.
+    """
+    from leakwatch.daemon.leader import store_lock
 
-    if make_url(settings.database_url).get_backend_name() == "postgresql":
-        return PostgresLeader(settings.database_url, key=settings.daemon.leader_lock_key)
-    return SqliteLockFile(sqlite_lock_path(settings.database_url, settings.state_dir))
+    checked_store_url(settings)
+    return store_lock(
+        settings.database_url, key=settings.daemon.leader_lock_key, state_dir=settings.state_dir
+    )

@@ -7,6 +7,7 @@ after each cycle and each outbox pass, and served from that snapshot: a scrape n
 touches the database.
 """
 
+import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -309,6 +310,43 @@ class DaemonMetrics:
         return PrometheusSearchObserver(self)
 
 
+# A failure reason carries Metronome's (or a proxy's) own words; as a label it would make
+# a new time series per message. The label is its kind; the words go to the log.
+REASON_BUCKETS = (
+    "timeout",
+    "connection_error",
+    "rate_limited",
+    "malformed",
+    "auth",
+    "http_4xx",
+    "http_5xx",
+    "other",
+)
+_HTTP_CODE = re.compile(r"(?:http )?(\d{3})\b")
+
+
+def reason_bucket(reason: str) -> str:
+    """The kind of a search failure reason, one of `REASON_BUCKETS` (bounded cardinality)."""
+    text = reason.lower()
+    if text.startswith("timed out") or text.startswith("timeout"):
+        return "timeout"
+    if text.startswith("connection"):
+        return "connection_error"
+    if text.startswith("rate limited"):
+        return "rate_limited"
+    if text.startswith("malformed"):
+        return "malformed"
+    code = _HTTP_CODE.match(text)
+    if code is not None:
+        status = int(code.group(1))
+        if status in (401, 403):
+            return "auth"
+        if status == 429:
+            return "rate_limited"
+        return "http_5xx" if status >= 500 else "http_4xx"
+    return "other"
+
+
 class PrometheusSearchObserver:
     """The search client's `SearchObserver`, counting into `DaemonMetrics`."""
 
@@ -320,13 +358,13 @@ class PrometheusSearchObserver:
         self._metrics.search_latency.observe(latency_s)
 
     def on_retry(self, reason: str) -> None:
-        self._metrics.search_retries.labels(reason=reason).inc()
+        self._metrics.search_retries.labels(reason=reason_bucket(reason)).inc()
 
     def on_rate_limited(self, wait_s: float) -> None:
         self._metrics.search_rate_limited.inc()
 
     def on_failed(self, reason: str, id_count: int) -> None:
-        self._metrics.search_failed_ids.labels(reason=reason).inc(id_count)
+        self._metrics.search_failed_ids.labels(reason=reason_bucket(reason)).inc(id_count)
 
 
 def metric_samples(registry: CollectorRegistry) -> Iterator[tuple[str, dict[str, str], float]]:

@@ -41,11 +41,7 @@ from leakwatch.config import Settings
 from leakwatch.core.durations import format_duration
 from leakwatch.daemon.health import STALE_AFTER_CYCLES, DaemonStatus, HealthServer, Role
 from leakwatch.daemon.jobs import Jobs, schedule_jobs
-from leakwatch.daemon.leader import (
-    Leadership,
-    SqliteLockFile,
-    migration_lock,
-)
+from leakwatch.daemon.leader import Leadership, SqliteLockFile, migration_lock
 from leakwatch.daemon.metrics import DaemonMetrics
 from leakwatch.errors import LeakwatchError, StoreError, UsageProblem
 from leakwatch.store import runs

@@ -1,7 +1,9 @@
 """The simulated Metronome over HTTP: `POST /v1/ingest`, `/v1/events/search`, `/v1/usage`.
 
-Does I/O: a stdlib `ThreadingHTTPServer` bound to loopback by default. Each request
-passes, in order: routing → bearer auth (401) → the endpoint's token bucket (429 with
+Does I/O: a stdlib threading HTTP server (bounded threads, socket timeouts: see
+`leakwatch.serving`) bound to loopback by default. Each request passes, in order:
+routing → bearer auth (401) → body size (413), all before the body is read → the
+endpoint's token bucket (429 with
 `Retry-After` and `retry-after-ms`) → injected faults (a scripted 429, 500, an answer
 held past the client's timeout, slow, dropped connection, a body cut short, malformed
 body) → the state. Importable for tests (`SimulatorServer` as a context
@@ -17,13 +19,13 @@ import sys
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from leakwatch.clock import Clock, SystemClock
-from leakwatch.serving import serve_in_thread, stop_serving
+from leakwatch.serving import BoundedHTTPServer, serve_in_thread, stop_serving
 from leakwatch.simulator.state import (
     MALFORMED_KINDS,
     FaultKind,
@@ -102,24 +104,29 @@ class _Handler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = -1
+        # Route, credentials and size are judged from the headers alone: a body is read
+        # only for an authenticated request of an acceptable size. Any answer given
+        # before reading it hangs up, or the unread body would be parsed as a request.
         if length < 0:
-            # Without a usable length the body's end is unknown: answer and hang up.
             self.close_connection = True
             self._send_json(400, {"message": "Content-Length is not a non-negative integer"})
             return
-        if length > MAX_BODY_BYTES:
-            self._send_json(413, {"message": "request body too large"})
-            return
-        raw_body = self.rfile.read(length) if length else b""
         if endpoint is None:
+            self.close_connection = True
             self._send_json(404, {"message": f"no such route: POST {path}"})
             return
         stats = sim.stats[endpoint]
         stats.bump("requests")
         if not sim.token_matches(self.headers.get("Authorization", "")):
             stats.bump("unauthorized")
+            self.close_connection = True
             self._send_json(401, {"message": "Unauthorized: missing or invalid bearer token"})
             return
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True
+            self._send_json(413, {"message": "request body too large"})
+            return
+        raw_body = self.rfile.read(length) if length else b""
         wait_s = sim.rate_limit_wait_s(endpoint)
         if wait_s > 0:
             stats.bump("rate_limited")
@@ -286,13 +293,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
 
 
-class _SimulatorHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
+class _SimulatorHTTPServer(BoundedHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], simulator: "SimulatorServer") -> None:
         self.simulator = simulator
-        super().__init__(address, _Handler)
+        # Idle keep-alive connections and half-sent requests are dropped after a minute.
+        super().__init__(address, _Handler, max_threads=128, request_timeout_s=60.0)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Ignore clients that hung up (a timed-out client is a normal test scenario)."""

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import text
 
 from leakwatch.clock import FakeClock
-from leakwatch.config import load_settings
+from leakwatch.config import Settings, load_settings
 from leakwatch.daemon.health import DaemonStatus
 from leakwatch.daemon.jobs import Jobs
 from leakwatch.daemon.metrics import DaemonMetrics
@@ -30,7 +30,7 @@ from leakwatch.metronome.client import SearchClient
 from leakwatch.pipeline.runtime import Runtime
 from leakwatch.simulator import SimulatorServer, build_demo_state
 from leakwatch.simulator.scenario import Scenario, build_scenario, ingest_scenario
-from tests.fakes.fake_slack import FakeSlack
+from tests.fakes.fake_slack_files import FakeSlackWithFiles
 
 TOKEN = "reliability-metronome-token-5b1e"
 SLACK_TOKEN = "xoxb-reliability-slack-token-77aa"
@@ -89,7 +89,7 @@ def write_config(
 class World:
     clock: FakeClock
     simulator: SimulatorServer
-    slack: FakeSlack
+    slack: FakeSlackWithFiles
     scenario: Scenario
     runtime: Runtime
     jobs: Jobs
@@ -169,8 +169,24 @@ class World:
         )
 
 
+@dataclass
+class Served:
+    """The outside world of one test: Metronome (simulator), Slack (fake), a config."""
+
+    clock: FakeClock
+    simulator: SimulatorServer
+    slack: FakeSlackWithFiles
+    scenario: Scenario
+    config_path: Path
+    log_path: Path
+    env: dict[str, str]
+
+    def settings(self) -> Settings:
+        return load_settings(self.config_path, environ=self.env)
+
+
 @contextmanager
-def cycle_world(
+def served(
     tmp_path: Path,
     *,
     events: int = 1200,
@@ -179,7 +195,8 @@ def cycle_world(
     database_url: str | None = None,
     extra_config: str = "",
     seed: int = 9,
-) -> Iterator[World]:
+) -> Iterator[Served]:
+    """Start the simulator (the scenario ingested) and the fake Slack; write the config."""
     clock = FakeClock(START)
     scenario = build_scenario(now=clock.now(), events=events, seed=seed)
     log = tmp_path / "usage.jsonl"
@@ -189,13 +206,14 @@ def cycle_world(
     state.faults.hang_s = 5.0
     with (
         SimulatorServer(state, token=TOKEN, clock=clock) as simulator,
-        FakeSlack(now_s=lambda: clock.now().timestamp()) as slack,
+        FakeSlackWithFiles() as slack,
     ):
         with SearchClient(
             base_url=simulator.base_url, token=TOKEN, clock=clock, requests_per_second=1000
         ) as client:
             ingest_scenario(scenario, client.ingest)
         slack.state.token = SLACK_TOKEN
+        slack.state.now_s = lambda: clock.now().timestamp()
         config = tmp_path / "leakwatch.toml"
         write_config(
             config,
@@ -212,12 +230,30 @@ def cycle_world(
             "SLACK_BOT_TOKEN": SLACK_TOKEN,
             "LEAKWATCH_SLACK_BASE_URL": slack.base_url,
         }
-        settings = load_settings(config, environ=env)
+        yield Served(clock, simulator, slack, scenario, config, log, env)
+
+
+@contextmanager
+def cycle_world(tmp_path: Path, **options: Any) -> Iterator[World]:
+    """`served`, plus a Runtime and the daemon's Jobs in this process (see `World`)."""
+    with served(tmp_path, **options) as world:
         metrics = DaemonMetrics()
-        runtime = Runtime(settings, clock=clock, observer=metrics.observer())
-        status = DaemonStatus(clock)
-        jobs = Jobs(runtime, clock=clock, metrics=metrics, status=status, may_run=lambda: True)
+        runtime = Runtime(world.settings(), clock=world.clock, observer=metrics.observer())
+        status = DaemonStatus(world.clock)
+        jobs = Jobs(
+            runtime, clock=world.clock, metrics=metrics, status=status, may_run=lambda: True
+        )
         try:
-            yield World(clock, simulator, slack, scenario, runtime, jobs, status, metrics, log)
+            yield World(
+                world.clock,
+                world.simulator,
+                world.slack,
+                world.scenario,
+                runtime,
+                jobs,
+                status,
+                metrics,
+                world.log_path,
+            )
         finally:
             runtime.close()
