@@ -55,7 +55,7 @@ from leakwatch.sources.lines import (
     parse_line,
     tail_decoder,
 )
-from leakwatch.sources.objects import LogPath, ObjectPath, list_files
+from leakwatch.sources.objects import LogPath, ObjectPath, file_problems, list_files
 from leakwatch.sources.readers import (
     FINGERPRINT_BYTES,
     ContentReader,
@@ -276,23 +276,7 @@ class JsonlSource:
         return list_files(self.spec.path, self.spec.storage_options)
 
     def problems(self) -> list[str]:
-        try:
-            files = self.files()
-        except OSError as exc:
-            return [f"cannot list {self.spec.path}: {exc}"]
-        if not files:
-            return [
-                f"no file matches {self.spec.path!r}; "
-                "check the path (a file, a glob or a directory)"
-            ]
-        found: list[str] = []
-        for path in files:
-            try:
-                with path.open("rb") as handle:
-                    handle.read(1)
-            except OSError as exc:
-                found.append(f"cannot read {path}: {exc}")
-        return found
+        return file_problems(self.spec.path, self.files)
 
     def close(self) -> None:
         """Nothing to release: files are opened per read."""
