@@ -266,6 +266,11 @@ class JsonlSource:
     def name(self) -> str:
         return self.spec.name
 
+    @property
+    def index_dir(self) -> Path:
+        """Where this source's `.gz` seek indexes (sidecars) live."""
+        return self._index_dir
+
     # -- files ------------------------------------------------------------------------
 
     def files(self) -> list[LogPath]:
