@@ -12,13 +12,13 @@ line is dropped to its newline, a `.gz` is read no further than `inflate_limit`.
 """
 
 import bisect
-import glob
 import hashlib
 import itertools
 import operator
 import random
+import re
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -33,7 +33,9 @@ from leakwatch.core.sampling import (
     estimate_population,
     parse_stratify_by,
     sampling_window,
+    settled_since,
     stratum_of,
+    window_share_of_day,
 )
 from leakwatch.sources.base import (
     MAX_EXAMPLE_CHARS,
@@ -54,7 +56,7 @@ from leakwatch.sources.lines import (
     parse_line,
     tail_decoder,
 )
-from leakwatch.sources.objects import LogPath, ObjectPath, is_object_url, list_objects
+from leakwatch.sources.objects import LogPath, ObjectPath, list_files
 from leakwatch.sources.readers import (
     FINGERPRINT_BYTES,
     ContentReader,
@@ -71,6 +73,14 @@ from leakwatch.sources.readers import (
     sidecar_paths,
 )
 from leakwatch.sources.specs import JsonlSourceSpec
+from leakwatch.sources.strata_index import (
+    FileCounter,
+    FileStrata,
+    StrataIndex,
+    index_path,
+    load_index,
+    save_index,
+)
 
 # Large reads: fewer system calls, and each block is decoded in one call.
 READ_BLOCK_BYTES = 8 << 20
@@ -83,6 +93,13 @@ MIN_ACCEPT_BYTES = 16
 # and it is exact where rejection would keep hitting lines it already took.
 SCAN_IF_LINES_PER_SAMPLE_BELOW = 4
 ATTEMPTS_PER_SAMPLE = 200
+# A stratified draw without the tail's index first meets this many lines per sample
+# (at least MIN_PILOT) to estimate stratum sizes.
+PILOT_PER_SAMPLE = 4
+MIN_PILOT = 2000
+# The index may lag the files by this share of the window's bytes (lines appended
+# since the tail ran) and still be trusted for stratum sizes.
+INDEX_SLACK = 0.01
 UNORDERED_WARNING = "log not time-ordered: fell back to a scan"
 
 
@@ -101,6 +118,80 @@ class _Segment:
 class _DrawState:
     tally: BadLineTally = field(default_factory=BadLineTally)
     warnings: list[str] = field(default_factory=list)
+
+
+class _OffsetDrawer:
+    """Uniform line draws by byte offset: one attempt per `draw` (see the module doc).
+
+    Keeps what estimating the window's line count needs: the inverse lengths of
+    the lines met, and how many accepted lines were eligible.
+    """
+
+    def __init__(
+        self,
+        source: "JsonlSource",
+        window: Window,
+        segments: list[_Segment],
+        probe_lengths: list[int],
+        rng: random.Random,
+        state: _DrawState,
+    ) -> None:
+        self._source = source
+        self._window = window
+        self._segments = segments
+        self._rng = rng
+        self._state = state
+        self._cumulative = _cumulative(segments)
+        self._total = self._cumulative[-1]
+        # Half the shortest line seen: below every real line unless lengths vary wildly,
+        # and any line shorter than c is reported, because it would be under-sampled.
+        self.accept_bytes = max(MIN_ACCEPT_BYTES, min(probe_lengths, default=64) // 2)
+        self.inverse_lengths: list[float] = []
+        self.attempts = self.accepted = self.eligible = self.short_lines = 0
+
+    def draw(self) -> tuple[int, int, SourceEvent] | None:
+        """Try one offset: (segment, line start, event) for an eligible line, else None."""
+        self.attempts += 1
+        if self._total <= 0:
+            return None
+        max_line = self._source.spec.max_line_bytes
+        point = self._rng.randrange(self._total)
+        index = bisect.bisect_right(self._cumulative, point) - 1
+        segment = self._segments[index]
+        offset = segment.lo + point - self._cumulative[index]
+        bounds = _line_bounds(segment.reader, offset, segment.lo, segment.hi, max_line)
+        if bounds is None:
+            self._state.tally.add(BadLineReason.TOO_LONG, segment.reader.pread(offset, 200))
+            self.inverse_lengths.append(0.0)
+            return None
+        start, end = bounds
+        length = end - start
+        self.inverse_lengths.append(1.0 / length)
+        self.short_lines += length < self.accept_bytes
+        if not accept_by_length(length, self.accept_bytes, self._rng):
+            return None
+        self.accepted += 1
+        raw = segment.reader.pread(start, length)
+        parsed = parse_line(raw, self._source._paths, max_line)
+        if isinstance(parsed, BadLineReason):
+            self._state.tally.add(parsed, raw)
+            return None
+        if not self._window.contains(parsed.timestamp):
+            return None
+        self.eligible += 1
+        return index, start, parsed
+
+    def population(self) -> float:
+        """Estimate the eligible lines in the window from the draws so far."""
+        lines_in_range = estimate_population(self._total, self.inverse_lengths)
+        return lines_in_range * self.eligible / self.accepted if self.accepted else 0.0
+
+    def warn_short_lines(self) -> None:
+        if self.short_lines:
+            self._state.warnings.append(
+                f"{self.short_lines} lines shorter than the acceptance length "
+                f"{self.accept_bytes} B: they are slightly under-sampled"
+            )
 
 
 def _complete_end(reader: ContentReader) -> int:
@@ -169,10 +260,17 @@ class JsonlSource:
         self._paths = FieldPaths.from_mapping(spec.fields, spec.timestamp_format)
         self._index_dir = state_dir / "gzindex" / _safe_name(spec.name)
         self._fast = tail_decoder(self._paths, spec.quantity_properties.values())
+        self._strata_fields = parse_stratify_by(spec.stratify_by)
+        self._strata_path = index_path(state_dir, spec.name)
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def index_dir(self) -> Path:
+        """Where this source's `.gz` seek indexes (sidecars) live."""
+        return self._index_dir
 
     # -- files ------------------------------------------------------------------------
 
@@ -181,16 +279,7 @@ class JsonlSource:
 
         An object-storage URL (`s3://bucket/prefix/*.jsonl*`) lists objects instead.
         """
-        if is_object_url(self.spec.path):
-            return list(list_objects(self.spec.path, self.spec.storage_options))
-        target = Path(self.spec.path)
-        if target.is_dir():
-            candidates = [p for p in target.iterdir() if p.is_file()]
-        elif any(ch in self.spec.path for ch in "*?["):
-            candidates = [Path(p) for p in glob.glob(self.spec.path) if Path(p).is_file()]
-        else:
-            candidates = [target] if target.is_file() else []
-        return sorted(p for p in candidates if not p.name.startswith("."))
+        return list_files(self.spec.path, self.spec.storage_options)
 
     def _open(self, path: LogPath, progress: ProgressCallback | None) -> ContentReader:
         if path.suffix == ".gz":
@@ -210,9 +299,14 @@ class JsonlSource:
         stratify_by: str | None = None,
         floor: int = 0,
         progress: ProgressCallback | None = None,
+        since: datetime | None = None,
     ) -> SampleResult:
         """Draw up to `n` events from the window, uniformly or stratified."""
-        window = sampling_window(now, self.spec.settle_delay, self.spec.max_age)
+        window = settled_since(
+            sampling_window(now, self.spec.settle_delay, self.spec.max_age),
+            since,
+            self.spec.settle_delay,
+        )
         fields = parse_stratify_by(stratify_by)
         state = _DrawState()
         segments = self._segments(window, state, progress)
@@ -225,13 +319,13 @@ class JsonlSource:
             estimated_lines = estimate_population(
                 total_bytes, [1.0 / length for length in line_lengths]
             )
-            if (
-                fields
-                or not all_ordered
-                or estimated_lines < SCAN_IF_LINES_PER_SAMPLE_BELOW * max(n, 1)
-            ):
+            if not all_ordered or estimated_lines < SCAN_IF_LINES_PER_SAMPLE_BELOW * max(n, 1):
                 return self._sample_by_scan(
                     n, window, segments, fields, floor, rng, state, progress
+                )
+            if fields:
+                return self._sample_stratified(
+                    n, window, segments, fields, floor, line_lengths, rng, state
                 )
             return self._sample_by_offsets(n, window, segments, line_lengths, rng, state)
         finally:
@@ -397,56 +491,17 @@ class JsonlSource:
         rng: random.Random,
         state: _DrawState,
     ) -> SampleResult:
-        total_bytes = sum(s.hi - s.lo for s in segments)
-        cumulative = _cumulative(segments)
-        # Half the shortest line seen: below every real line unless lengths vary wildly,
-        # and any line shorter than c is reported, because it would be under-sampled.
-        accept_bytes = max(MIN_ACCEPT_BYTES, min(probe_lengths, default=64) // 2)
-        inverse_lengths: list[float] = []
+        drawer = _OffsetDrawer(self, window, segments, probe_lengths, rng, state)
         taken: set[tuple[int, int]] = set()
         events: list[SourceEvent] = []
-        accepted = eligible = short_lines = 0
-        attempts = 0
-        while len(events) < n and attempts < ATTEMPTS_PER_SAMPLE * n:
-            attempts += 1
-            point = rng.randrange(total_bytes)
-            index = bisect.bisect_right(cumulative, point) - 1
-            segment = segments[index]
-            offset = segment.lo + point - cumulative[index]
-            bounds = _line_bounds(
-                segment.reader, offset, segment.lo, segment.hi, self.spec.max_line_bytes
-            )
-            if bounds is None:
-                state.tally.add(BadLineReason.TOO_LONG, segment.reader.pread(offset, 200))
-                inverse_lengths.append(0.0)
+        while len(events) < n and drawer.attempts < ATTEMPTS_PER_SAMPLE * n:
+            drawn = drawer.draw()
+            if drawn is None or drawn[:2] in taken:
                 continue
-            start, end = bounds
-            length = end - start
-            inverse_lengths.append(1.0 / length)
-            short_lines += length < accept_bytes
-            if not accept_by_length(length, accept_bytes, rng):
-                continue
-            accepted += 1
-            parsed = parse_line(
-                segment.reader.pread(start, length), self._paths, self.spec.max_line_bytes
-            )
-            if isinstance(parsed, BadLineReason):
-                state.tally.add(parsed, segment.reader.pread(start, length))
-                continue
-            if not window.contains(parsed.timestamp):
-                continue
-            eligible += 1
-            if (index, start) in taken:
-                continue
-            taken.add((index, start))
-            events.append(parsed)
-        if short_lines:
-            state.warnings.append(
-                f"{short_lines} lines shorter than the acceptance length {accept_bytes} B: "
-                "they are slightly under-sampled"
-            )
-        lines_in_range = estimate_population(total_bytes, inverse_lengths)
-        population = lines_in_range * eligible / accepted if accepted else 0.0
+            taken.add(drawn[:2])
+            events.append(drawn[2])
+        drawer.warn_short_lines()
+        population = drawer.population()
         weight = population / len(events) if events else 0.0
         return SampleResult(
             source=self.name,
@@ -461,6 +516,162 @@ class JsonlSource:
             bad_examples=state.tally.frozen_examples(),
             warnings=tuple(state.warnings),
         )
+
+    def _sample_stratified(
+        self,
+        n: int,
+        window: Window,
+        segments: list[_Segment],
+        fields: tuple[str, ...],
+        floor: int,
+        probe_lengths: list[int],
+        rng: random.Random,
+        state: _DrawState,
+    ) -> SampleResult:
+        """Stratified draws in O(samples): rejection from uniform seeks, plus the index.
+
+        Stratum sizes come from the tail's index (`strata_index`): lines per stratum
+        and UTC day, the window's edge days prorated. Strata whose lines the index
+        holds (the rare ones) are drawn from those offsets directly; the others by
+        uniform line draws, each kept while its stratum still needs lines — which
+        is a simple random sample within the stratum. When the index does not cover
+        the files yet (the tail is still counting the history), sizes are estimated
+        from a pilot of uniform draws instead, and strata too rare to meet are missed.
+        """
+        drawer = _OffsetDrawer(self, window, segments, probe_lengths, rng, state)
+        known = self._indexed_strata(segments, window) if fields == self._strata_fields else None
+        hits: Counter[str] = Counter()
+        pool: dict[str, list[tuple[int, int, SourceEvent]]] = defaultdict(list)
+        seen: set[tuple[int, int]] = set()
+
+        def offer(drawn: tuple[int, int, SourceEvent], want: Mapping[str, int]) -> None:
+            stratum = stratum_of(drawn[2], fields) or ""
+            hits[stratum] += 1
+            if drawn[:2] not in seen and len(pool[stratum]) < want.get(stratum, n):
+                seen.add(drawn[:2])
+                pool[stratum].append(drawn)
+
+        if known is None:
+            state.warnings.append(
+                "strata sizes estimated from the draw: the tail has not counted the "
+                "history yet (strata too rare to meet are not drawn until it has)"
+            )
+            pilot = max(PILOT_PER_SAMPLE * n, MIN_PILOT)
+            while sum(hits.values()) < pilot and drawer.attempts < ATTEMPTS_PER_SAMPLE * n:
+                drawn = drawer.draw()
+                if drawn is not None:
+                    offer(drawn, {})
+            lines = drawer.population()
+            total_hits = sum(hits.values())
+            populations = {h: lines * c / total_hits for h, c in hits.items()} if hits else {}
+            indexed: dict[str, list[tuple[int, int]]] = {}
+        else:
+            populations, indexed = known
+        allocation = allocate(populations, n, floor)
+        picks: dict[str, list[tuple[int, int, SourceEvent | None]]] = {}
+        for stratum, lines_at in indexed.items():
+            count = allocation.get(stratum, 0)
+            if count:
+                chosen = rng.sample(lines_at, min(count, len(lines_at)))
+                picks[stratum] = [(i, start, None) for i, start in chosen]
+        want = {h: k for h, k in allocation.items() if k and h not in indexed}
+        for stratum in list(pool):
+            del pool[stratum][want.get(stratum, 0) :]
+        cap = ATTEMPTS_PER_SAMPLE * n + drawer.attempts
+        while drawer.attempts < cap and any(len(pool[h]) < k for h, k in want.items()):
+            drawn = drawer.draw()
+            if drawn is not None:
+                offer(drawn, want)
+        drawer.warn_short_lines()
+        short = sorted(h for h, k in want.items() if len(pool[h]) < k)
+        if short:
+            state.warnings.append(
+                f"{len(short)} strata got fewer draws than allocated (too rare to meet by "
+                f"uniform seeks, and not in the index): {', '.join(short[:5])}"
+            )
+        for stratum, drawn_lines in pool.items():
+            if drawn_lines:
+                picks[stratum] = [(i, start, event) for i, start, event in drawn_lines]
+        sampled: list[SampledEvent] = []
+        for stratum, chosen_lines in picks.items():
+            events = [e for e in (self._event_at(segments, pick) for pick in chosen_lines) if e]
+            if not events:
+                continue
+            weight = populations[stratum] / len(events)
+            sampled.extend(
+                SampledEvent(source=self.name, event=e, weight=weight, stratum=stratum)
+                for e in events
+            )
+        return SampleResult(
+            source=self.name,
+            window=window,
+            events=tuple(sampled),
+            population=float(sum(populations.values())),
+            population_exact=False,
+            strata_populations=dict(populations),
+            bad_lines=state.tally.frozen_counts(),
+            bad_examples=state.tally.frozen_examples(),
+            warnings=tuple(state.warnings),
+        )
+
+    def _event_at(
+        self, segments: list[_Segment], pick: tuple[int, int, SourceEvent | None]
+    ) -> SourceEvent | None:
+        """The event of a pick: drawn already, or read at an indexed offset."""
+        index, start, event = pick
+        if event is not None:
+            return event
+        reader = segments[index].reader
+        bounds = _line_bounds(reader, start, start, reader.size, self.spec.max_line_bytes)
+        if bounds is None:
+            return None
+        parsed = parse_line(
+            reader.pread(bounds[0], bounds[1] - bounds[0]), self._paths, self.spec.max_line_bytes
+        )
+        return parsed if isinstance(parsed, SourceEvent) else None
+
+    def _indexed_strata(
+        self, segments: list[_Segment], window: Window
+    ) -> tuple[dict[str, float], dict[str, list[tuple[int, int]]]] | None:
+        """Stratum sizes in the window and the rare strata's lines, from the tail's index.
+
+        None when the index does not cover every file (a file not counted, counted
+        with a gap, or with more than `INDEX_SLACK` of its window range still unread).
+        """
+        index = load_index(self._strata_path, self._strata_fields)
+        entries: list[FileStrata] = []
+        for segment in segments:
+            key = _strata_key(index, read_head(segment.path))
+            entry = index.files.get(key) if key is not None else None
+            if entry is None or not entry.complete:
+                return None
+            if segment.hi - entry.covered > INDEX_SLACK * (segment.hi - segment.lo):
+                return None
+            entries.append(entry)
+        shares: dict[int, float] = {}
+        populations: defaultdict[str, float] = defaultdict(float)
+        for entry in entries:
+            for stratum, per_day in entry.counts.items():
+                for ordinal, lines in per_day.items():
+                    share = shares.get(ordinal)
+                    if share is None:
+                        share = shares[ordinal] = window_share_of_day(
+                            date.fromordinal(ordinal), window
+                        )
+                    populations[stratum] += lines * share
+        common = {stratum for entry in entries for stratum in entry.common}
+        start_us, end_us = (int(t.timestamp() * 1_000_000) for t in (window.start, window.end))
+        indexed: dict[str, list[tuple[int, int]]] = {}
+        for seg_index, entry in enumerate(entries):
+            for stratum, lines_at in entry.rare.items():
+                if stratum in common:
+                    continue
+                indexed.setdefault(stratum, []).extend(
+                    (seg_index, offset) for offset, at in lines_at if start_us < at < end_us
+                )
+        for stratum, lines_at in indexed.items():
+            populations[stratum] = float(len(lines_at))  # exact where the index has them
+        return {h: p for h, p in populations.items() if p > 0}, indexed
 
     def _sample_by_scan(
         self,
@@ -557,12 +768,18 @@ class JsonlSource:
         updated: list[FileCheckpoint] = []
         bytes_read = lines_read = bytes_behind = 0
         stopped = False
+        fields = self._strata_fields
+        index = load_index(self._strata_path, fields) if fields else None
+        live_strata: set[str] = set()
         paths = sorted(self.files(), key=lambda p: (p.suffix == ".gz", p.name))
         for path in paths:
             head = read_head(path)
             if not head:
                 continue
             st = path.stat()
+            strata_key = _strata_key(index, head) if index is not None else None
+            if strata_key is not None:
+                live_strata.add(strata_key)
             match = _match_checkpoint(checkpoints, path, head, claimed)
             if match is not None and match.file_key in claimed:
                 continue  # the same content under another name (rotation in progress)
@@ -593,7 +810,17 @@ class JsonlSource:
                 if same_path:
                     notes.append(f"{path}: new content at this path (rotated), reading it")
             counted = _Counts()
+            if index is not None:
+                if strata_key is None or start == 0:
+                    strata_key = fingerprint(head[:FINGERPRINT_BYTES])
+                    index.files[strata_key] = FileStrata(path=str(path))
+                    live_strata.add(strata_key)
+                entry = index.files[strata_key]
+                entry.path = str(path)
+                counted.strata = FileCounter(entry, start)
             end, finished = self._tail(path, start, counted, tally, progress, notes, should_stop)
+            if counted.strata is not None:
+                counted.strata.finish()
             if not finished:
                 stopped = True
                 bytes_behind += max(0, st.st_size - end) if path.suffix != ".gz" else st.st_size
@@ -624,6 +851,8 @@ class JsonlSource:
                     ),
                 )
             )
+        if index is not None:
+            save_index(self._strata_path, index, live_strata)
         return ScanResult(
             source=self.name,
             volumes={
@@ -680,7 +909,7 @@ class JsonlSource:
     ) -> tuple[int, bool]:
         blocks = _LineBlocks(handle, start, self.spec.max_line_bytes, tally, should_stop)
         for block_start, block in blocks:
-            counted.add_block(block, self, tally)
+            counted.add_block(block_start, block, self, tally)
             if progress is not None:
                 done = block_start + len(block) - start
                 progress(done, max(total, done))
@@ -780,8 +1009,12 @@ class _Counts:
     lines: int = 0
     first: datetime | None = None
     last: datetime | None = None
+    # The stratified-draw index of the file being read (when the source stratifies).
+    strata: FileCounter | None = None
 
-    def add_block(self, block: bytes, source: "JsonlSource", tally: BadLineTally) -> None:
+    def add_block(
+        self, block_start: int, block: bytes, source: "JsonlSource", tally: BadLineTally
+    ) -> None:
         """Count a block of complete lines: the fast path when every line is plain."""
         fast = source._fast
         if fast is not None and no_line_longer(block, source.spec.max_line_bytes):
@@ -789,9 +1022,29 @@ class _Counts:
             if decoded is not None and self._add_decoded(decoded, fast, source):
                 # Blank lines are skipped by the decoder, as `add` does not count them.
                 self.lines += len(decoded)
+                if self.strata is not None:
+                    self._index_decoded(block_start, block, decoded, fast, source)
                 return
+        offset = block_start
         for raw in _lines_of(block):
-            self.add(raw, source, tally)
+            self.add(raw, source, tally, offset)
+            offset += len(raw)
+
+    def _index_decoded(
+        self,
+        block_start: int,
+        block: bytes,
+        decoded: list[Any],
+        fast: TailDecoder,
+        source: "JsonlSource",
+    ) -> None:
+        assert self.strata is not None
+        stamps = [_utc(stamp) for stamp in map(fast.timestamp, decoded)]
+        strata = fast.strata(decoded, source._strata_fields)
+        offsets = None
+        if self.strata.needs_offsets(strata, block_start):
+            offsets = _line_starts(block, block_start, len(decoded))
+        self.strata.add(strata, stamps, offsets, block_start + len(block))
 
     def _add_decoded(self, decoded: list[Any], fast: TailDecoder, source: "JsonlSource") -> bool:
         """Count decoded lines; False (nothing counted) when a timestamp has no zone."""
@@ -822,7 +1075,7 @@ class _Counts:
             self.last = high
         return True
 
-    def add(self, raw: bytes, source: "JsonlSource", tally: BadLineTally) -> None:
+    def add(self, raw: bytes, source: "JsonlSource", tally: BadLineTally, offset: int = 0) -> None:
         if not raw.strip():
             return  # a blank line is neither an event nor a bad line
         self.lines += 1
@@ -841,9 +1094,38 @@ class _Counts:
             self.first = parsed.timestamp
         if self.last is None or parsed.timestamp > self.last:
             self.last = parsed.timestamp
+        if self.strata is not None:
+            stratum = stratum_of(parsed, source._strata_fields) or ""
+            self.strata.add([stratum], [parsed.timestamp], [offset], offset + len(raw))
 
 
 _ZONE = operator.attrgetter("tzinfo")
+
+
+def _utc(stamp: datetime) -> datetime:
+    return stamp if stamp.tzinfo is UTC else stamp.astimezone(UTC)
+
+
+def _line_starts(block: bytes, base: int, expected: int) -> list[int]:
+    """Offsets of the non-blank lines of a block of complete lines (as the decoder sees them)."""
+    starts = [base]
+    starts.extend(base + match.end() for match in _NEWLINE.finditer(block))
+    starts.pop()
+    if len(starts) == expected:
+        return starts
+    lines = block.split(b"\n")
+    return [start for start, line in zip(starts, lines, strict=False) if line.strip()]
+
+
+_NEWLINE = re.compile(b"\n")
+
+
+def _strata_key(index: StrataIndex, head: bytes) -> str | None:
+    """The index entry of the file starting with `head` (its content's fingerprint)."""
+    for key in index.files:
+        if fingerprint_matches(key, head):
+            return key
+    return None
 
 
 def _lines_of(data: bytes) -> list[bytes]:

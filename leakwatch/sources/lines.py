@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import msgspec
 
 from leakwatch.core.events import SourceEvent
+from leakwatch.core.sampling import STRATUM_SEPARATOR
 from leakwatch.core.timestamps import DEFAULT_FORMAT, TimestampFormat, read_timestamp
 from leakwatch.sources.base import BadLineReason
 
@@ -177,6 +178,20 @@ class TailDecoder:
     properties: Callable[[Any], Any]
     # property name → attribute on the decoded properties struct
     property_attrs: Mapping[str, str]
+
+    def strata(self, decoded: list[Any], fields: tuple[str, ...]) -> list[str]:
+        """Each decoded line's stratum, named as `core.sampling.stratum_of` names it."""
+        columns = [
+            list(
+                map(
+                    str, map(self.event_type if name == "event_type" else self.customer_id, decoded)
+                )
+            )
+            for name in fields
+        ]
+        if len(columns) == 1:
+            return columns[0]
+        return list(map(STRATUM_SEPARATOR.join, zip(*columns, strict=True)))
 
     def decode_block(self, block: bytes) -> list[Any] | None:
         """Decode complete lines; None when a line is not a plain valid event."""

@@ -227,15 +227,35 @@ def test_stratified_draw_gives_rare_strata_their_floor_and_weights(tmp_path: Pat
         for i in range(2000)
     ]
     log.write_bytes(b"".join(lines))
-    result = source(log, tmp_path).sample(
-        50, now=NOW, rng=random.Random(2), stratify_by="event_type", floor=10
-    )
+    src = source(log, tmp_path, stratify_by="event_type")
+    src.scan_new((), now=NOW)  # the tail counts strata and keeps the rare one's offsets
+    result = src.sample(50, now=NOW, rng=random.Random(2), stratify_by="event_type", floor=10)
     by_stratum = Counter(e.stratum for e in result.events)
     assert by_stratum == {"rare": 10, "common": 40}
     assert result.strata_populations == {"rare": 20, "common": 1980}
+    assert result.warnings == ()
     # Horvitz–Thompson: the weights of a stratum's draws add up to its population.
     assert sum(e.weight for e in result.events if e.stratum == "rare") == pytest.approx(20)
     assert sum(e.weight for e in result.events) == pytest.approx(2000)
+
+
+def test_stratified_draw_before_the_tail_estimates_strata_from_a_pilot(tmp_path: Path) -> None:
+    """No index yet (the first cycle): sizes from uniform draws, and it says so."""
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(
+        b"".join(
+            event_line(i, NOW - timedelta(days=5) + i * timedelta(minutes=3), event_type=kind)
+            for i, kind in enumerate(["a", "a", "a", "b"] * 500)
+        )
+    )
+    src = source(log, tmp_path, stratify_by="event_type")
+    result = src.sample(40, now=NOW, rng=random.Random(3), stratify_by="event_type", floor=5)
+    drawn = Counter(e.stratum for e in result.events)
+    assert drawn.total() == 40
+    assert 7 <= drawn["b"] <= 14  # allocated in proportion to the estimated sizes
+    assert result.strata_populations["b"] == pytest.approx(500, rel=0.2)
+    assert sum(e.weight for e in result.events) == pytest.approx(2000, rel=0.1)
+    assert any("estimated from the draw" in w for w in result.warnings)
 
 
 def test_uniform_draw_matches_stratum_shares(tmp_path: Path) -> None:
@@ -350,3 +370,20 @@ def test_blank_lines_are_neither_events_nor_bad_lines(tmp_path: Path) -> None:
     assert sum(delta.events for delta in scan.volumes.values()) == 20
     drawn = source.sample(20, now=NOW, rng=random.Random(1))
     assert drawn.bad_lines == {}
+
+
+@pytest.mark.parametrize("stratify_by", [None, "event_type"])
+def test_since_draws_only_what_settled_after_the_previous_draw(
+    tmp_path: Path, stratify_by: str | None
+) -> None:
+    log = tmp_path / "events.jsonl"
+    # One event every 2 minutes, the last one a minute ago.
+    write_log(log, 3000, start=NOW - timedelta(minutes=5999), step=timedelta(minutes=2))
+    src = source(log, tmp_path)
+    previous = NOW - timedelta(minutes=30)
+    result = src.sample(50, now=NOW, rng=random.Random(4), since=previous, stratify_by=stratify_by)
+    assert result.events
+    earliest = previous - SETTLE
+    assert all(earliest < e.event.timestamp < NOW - SETTLE for e in result.events)
+    # 30 minutes of events at one per 2 minutes: fewer than asked, all of them.
+    assert len(result.events) == 15

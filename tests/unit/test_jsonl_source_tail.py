@@ -176,3 +176,29 @@ def test_a_carriage_return_inside_a_line_is_json_whitespace_not_a_line_end(
     result = tail.source.scan_new((), now=NOW)
     assert sum(v.events for v in result.volumes.values()) == 2
     assert sum(result.bad_lines.values()) == 1
+
+
+def test_the_tail_keeps_stratum_counts_and_rare_offsets_once(tmp_path: Path) -> None:
+    """Per-stratum day counts for stratified draws; a repeated scan adds nothing twice."""
+    from leakwatch.sources import strata_index
+
+    log = tmp_path / "app.jsonl"
+    log.write_bytes(lines(0, 30) + lines(30, 3, event_type="rare") + b"\n" + lines(33, 7))
+    spec = JsonlSourceSpec(
+        name="gw", path=str(log), max_age=timedelta(days=10), stratify_by="event_type"
+    )
+    source = make_source(spec, state_dir=tmp_path / "state")
+    first = source.scan_new((), now=NOW)
+    source.scan_new((), now=NOW)  # as after a crash before the checkpoint was stored
+    path = strata_index.index_path(tmp_path / "state", "gw")
+    index = strata_index.load_index(path, ("event_type",))
+    (entry,) = index.files.values()
+    assert entry.complete
+    assert entry.counts == {
+        "api": {DAY1.date().toordinal(): 37},
+        "rare": {DAY1.date().toordinal(): 3},
+    }
+    content = log.read_bytes()
+    offsets = [offset for offset, _at in entry.rare["rare"]]
+    assert [content[o : o + 20] for o in offsets] == [lines(i, 1)[:20] for i in range(30, 33)]
+    assert first.checkpoints[0].offset == entry.covered == len(content)
