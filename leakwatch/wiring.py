@@ -254,7 +254,7 @@ def build_source(settings: Settings, source: "SourceSettings") -> "Source":
 
 
 def alert_rule(rule: "AlertRuleSettings") -> "AlertRule":
-    from leakwatch.core.alerting import AlertRule, GroupBy, RateKind, Severity
+    from leakwatch.core.alerting import AlertRule, DecisionTest, GroupBy, RateKind, Severity
 
     return AlertRule(
         name=rule.name,
@@ -267,6 +267,7 @@ def alert_rule(rule: "AlertRuleSettings") -> "AlertRule":
         severity=Severity(rule.severity),
         for_=rule.for_,
         repeat_interval=rule.repeat_interval,
+        decision=DecisionTest(rule.decision),
     )
 
 
