@@ -115,6 +115,8 @@ class FileCounter:
         rare = self.entry.rare
         for i in [i for i, stratum in enumerate(strata) if stratum not in common]:
             stratum = strata[i]
+            if stratum in common:
+                continue  # it outgrew the limit earlier in this block
             kept = rare.get(stratum)
             if kept is None:
                 kept = rare[stratum] = []
