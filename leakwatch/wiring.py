@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from leakwatch.config import Settings, load_settings
 from leakwatch.errors import StoreError, UsageProblem
-from leakwatch.store.db import is_up_to_date, make_engine, store_url, upgrade
+from leakwatch.store.db import head_revision, is_up_to_date, make_engine, store_url, upgrade
 
 if TYPE_CHECKING:
     from leakwatch.clock import Clock
@@ -42,15 +42,31 @@ def checked_store_url(settings: Settings) -> URL:
 
 def open_engine(settings: Settings, *, migrate: bool = True) -> Engine:
     """Connect to the store and bring its schema up to date (or check it is)."""
+    engine, _revisions = _open_store(settings, migrate=migrate)
+    return engine
+
+
+def upgrade_store(settings: Settings) -> tuple[str | None, str | None]:
+    """Apply pending migrations; return the schema revision before and after."""
+    engine, revisions = _open_store(settings, migrate=True)
+    engine.dispose()
+    return revisions
+
+
+def _open_store(
+    settings: Settings, *, migrate: bool
+) -> tuple[Engine, tuple[str | None, str | None]]:
     try:
         engine = make_engine(settings.database_url)
     except StoreError as exc:
         raise UsageProblem(str(exc)) from None
     try:
         if migrate:
-            upgrade(engine)
+            revisions = upgrade(engine)
         elif not is_up_to_date(engine):
             raise StoreError("the database schema is not current; run `leakwatch db upgrade`")
+        else:
+            revisions = (head_revision(), head_revision())
     except OperationalError as exc:
         raise StoreError(
             f"cannot reach the database at {engine.url.render_as_string(hide_password=True)}: "
@@ -58,7 +74,10 @@ def open_engine(settings: Settings, *, migrate: bool = True) -> Engine:
         ) from None
     except SQLAlchemyError as exc:
         raise StoreError(f"database error: {_first_line(exc)}") from None
-    return engine
+    structlog.get_logger().debug(
+        "store.opened", url=engine.url.render_as_string(hide_password=True), migrated=migrate
+    )
+    return engine, revisions
 
 
 def require_token(settings: Settings) -> str:
@@ -91,7 +110,7 @@ def source_spec(source: "SourceSettings", quantities: dict[str, str] | None = No
     from zoneinfo import ZoneInfo
 
     from leakwatch.core.timestamps import TimestampFormat, TimestampUnit
-    from leakwatch.sources.specs import JsonlSourceSpec, SqlSourceSpec
+    from leakwatch.sources.specs import JsonlSourceSpec, ParquetSourceSpec, SqlSourceSpec
 
     quantities = quantities or {}
 
@@ -118,6 +137,11 @@ def source_spec(source: "SourceSettings", quantities: dict[str, str] | None = No
                 max_line_bytes=source.max_line_bytes,
                 storage_options=source.storage_options,
                 **common,
+            )
+        if source.type == "parquet":
+            assert source.path is not None
+            return ParquetSourceSpec(
+                path=source.path, storage_options=source.storage_options, **common
             )
         assert source.url is not None
         return SqlSourceSpec(url=source.url, table=source.table, query=source.query, **common)

@@ -38,6 +38,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from leakwatch.core.events import DECIDED_OUTCOMES, Outcome
+from leakwatch.core.formatting import format_percent
 from leakwatch.core.sequential import MonitorConfig, MonitorState
 from leakwatch.core.stats import Interval, RateEstimate, rate_estimate
 
@@ -212,9 +213,9 @@ def evaluate(
     )
     observed = replace(state, last_rate=estimate.rate, last_interval=estimate.interval)
     described = (
-        f"{rule.rate.value} {_pct(estimate.rate)} "
-        f"[{_pct(estimate.interval.lo)}, {_pct(estimate.interval.hi)}] "
-        f"vs threshold {_pct(rule.threshold)} over {observation.decided:g} decided"
+        f"{rule.rate.value} {format_percent(estimate.rate)} "
+        f"[{format_percent(estimate.interval.lo)}, {format_percent(estimate.interval.hi)}] "
+        f"vs threshold {format_percent(rule.threshold)} over {observation.decided:g} decided"
     )
     if (
         rule.by is not None
@@ -284,7 +285,7 @@ def explain_evidence(rule: AlertRule, evidence: MonitorState, groups: int = 1) -
     over, the odds Ville's bound exp(−evidence) for a rate at the threshold.
     """
     monitor = rule.monitor(groups)
-    threshold = _pct_plain(rule.threshold)
+    threshold = format_percent(rule.threshold)
     if evidence.breached(monitor) or (evidence.breach > 0 and not evidence.cleared(monitor)):
         seen = _run(evidence.breach_leaks, evidence.breach_samples)
         odds = _odds(evidence.breach)
@@ -310,7 +311,7 @@ def explain_evidence(rule: AlertRule, evidence: MonitorState, groups: int = 1) -
 
 def _run(leaks: int, samples: int) -> str:
     rate = leaks / samples if samples else 0.0
-    return f"{_pct_plain(rate)} of {samples:,} lookups leaked ({leaks:,})"
+    return f"{format_percent(rate)} of {samples:,} lookups leaked ({leaks:,})"
 
 
 def _odds(log_ratio: float) -> str:
@@ -320,10 +321,6 @@ def _odds(log_ratio: float) -> str:
         return f"{math.floor(value * 10) / 10:g}"
     digits = 10 ** max(0, math.floor(math.log10(value)) - 1)
     return f"{math.floor(value / digits) * digits:,}"
-
-
-def _pct_plain(value: float) -> str:
-    return f"{value * 100:.2g}%" if value < 0.1 else f"{value * 100:.0f}%"
 
 
 def evaluate_health(
@@ -478,7 +475,3 @@ def _notify(
     else:
         sent = replace(state, announced=True, last_notified_at=now, notified_interval=measured)
     return Decision(sent, notification, f"{why}; {dedup_reason}")
-
-
-def _pct(value: float) -> str:
-    return f"{value * 100:.2f}%"

@@ -12,7 +12,6 @@ line is dropped to its newline, a `.gz` is read no further than `inflate_limit`.
 """
 
 import bisect
-import glob
 import hashlib
 import itertools
 import operator
@@ -55,7 +54,7 @@ from leakwatch.sources.lines import (
     parse_line,
     tail_decoder,
 )
-from leakwatch.sources.objects import LogPath, ObjectPath, is_object_url, list_objects
+from leakwatch.sources.objects import LogPath, ObjectPath, list_files
 from leakwatch.sources.readers import (
     FINGERPRINT_BYTES,
     ContentReader,
@@ -266,6 +265,11 @@ class JsonlSource:
     def name(self) -> str:
         return self.spec.name
 
+    @property
+    def index_dir(self) -> Path:
+        """Where this source's `.gz` seek indexes (sidecars) live."""
+        return self._index_dir
+
     # -- files ------------------------------------------------------------------------
 
     def files(self) -> list[LogPath]:
@@ -273,16 +277,7 @@ class JsonlSource:
 
         An object-storage URL (`s3://bucket/prefix/*.jsonl*`) lists objects instead.
         """
-        if is_object_url(self.spec.path):
-            return list(list_objects(self.spec.path, self.spec.storage_options))
-        target = Path(self.spec.path)
-        if target.is_dir():
-            candidates = [p for p in target.iterdir() if p.is_file()]
-        elif any(ch in self.spec.path for ch in "*?["):
-            candidates = [Path(p) for p in glob.glob(self.spec.path) if Path(p).is_file()]
-        else:
-            candidates = [target] if target.is_file() else []
-        return sorted(p for p in candidates if not p.name.startswith("."))
+        return list_files(self.spec.path, self.spec.storage_options)
 
     def _open(self, path: LogPath, progress: ProgressCallback | None) -> ContentReader:
         if path.suffix == ".gz":

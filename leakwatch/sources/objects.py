@@ -19,6 +19,7 @@ SDK (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE`, `AWS_ENDPOINT_
 to the filesystem as given (e.g. `endpoint_url`, `anon`).
 """
 
+import glob
 import hashlib
 import zlib
 from collections import OrderedDict
@@ -192,6 +193,14 @@ class ObjectPath:
     def reader(self) -> "RangedReader":
         return RangedReader(self)
 
+    def open_random(self) -> BinaryIO:
+        """A seekable handle whose reads are ranged GETs of what is asked (Parquet)."""
+        try:
+            handle = self._fs.open(self.key, "rb", block_size=MIN_FETCH_BYTES, cache_type="bytes")
+        except Exception as exc:  # the SDK's own errors (botocore, …) are not OSError
+            raise ObjectStoreError(f"{self}: {_reason(exc)}") from None
+        return cast(BinaryIO, handle)
+
 
 class RangedReader:
     """Random access to a plain object: each miss one ranged GET, recent ranges kept."""
@@ -250,5 +259,22 @@ def list_objects(url: str, storage_options: Mapping[str, Any]) -> list[ObjectPat
     return sorted(o for o in objects if not o.name.startswith("."))
 
 
-# What the JSONL source reads: a local file or an object.
+# What a file source reads: a local file or an object.
 LogPath = Path | ObjectPath
+
+
+def list_files(path: str, storage_options: Mapping[str, Any]) -> list[LogPath]:
+    """List a source's files in name order: a path, a directory, a glob, or objects.
+
+    Hidden files (a writer's `.tmp`) are left out, locally and in object storage.
+    """
+    if is_object_url(path):
+        return list(list_objects(path, storage_options))
+    target = Path(path)
+    if target.is_dir():
+        candidates = [p for p in target.iterdir() if p.is_file()]
+    elif any(ch in path for ch in "*?["):
+        candidates = [Path(p) for p in glob.glob(path) if Path(p).is_file()]
+    else:
+        candidates = [target] if target.is_file() else []
+    return sorted(p for p in candidates if not p.name.startswith("."))
