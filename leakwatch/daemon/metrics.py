@@ -12,12 +12,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
+from leakwatch import __version__
 from leakwatch.core.events import DECIDED_OUTCOMES, LEAKING_OUTCOMES, Outcome
 from leakwatch.pipeline.check import CycleSummary
 from leakwatch.store.models import BadLineCount, Notification
@@ -180,6 +181,8 @@ class DaemonMetrics:
         self.job_failures = Counter(
             "leakwatch_job_failures", "Scheduled jobs that raised, by job.", ["job"], registry=r
         )
+        self.build = Info("leakwatch_build", "The leakwatch version running.", registry=r)
+        self.build.info({"version": __version__})
         for outcome in Outcome:
             self.verdicts.labels(outcome=outcome.value)
         self._snapshot = StoreSnapshot()
