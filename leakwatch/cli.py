@@ -11,13 +11,59 @@ from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 
 from leakwatch.config import Settings, SourceSettings
 from leakwatch.errors import LeakwatchError
+
+# Plain help, like git's and gh's: `-h` as well as `--help`, no type placeholders.
+HELP_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+
+class PlainCommand(TyperCommand):
+    """Help as git and gh write it: `lookup [OPTIONS] TRANSACTION_ID...`, no `<type>` labels.
+
+    Typer labels every argument with its Python type and wraps required ones in braces;
+    a user wants the metavar and what it is for. (Typer vendors click, so parameters are
+    told apart by click's `param_type_name`.)
+    """
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        return pieces + [
+            _argument_label(p) for p in self.get_params(ctx) if p.param_type_name == "argument"
+        ]
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        params = self.get_params(ctx)
+        arguments = [
+            (_argument_label(p), getattr(p, "help", None) or "")
+            for p in params
+            if p.param_type_name == "argument"
+        ]
+        options = [
+            record
+            for p in params
+            if p.param_type_name == "option" and (record := p.get_help_record(ctx)) is not None
+        ]
+        for title, rows in (("Arguments", arguments), ("Options", options)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def _argument_label(param: Any) -> str:
+    label = str(param.metavar or param.name or "").upper()
+    if param.nargs != 1 and not label.endswith("..."):
+        label += "..."
+    return label if param.required else f"[{label}]"
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 app = typer.Typer(
     name="leakwatch",
@@ -25,9 +71,20 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings=HELP_SETTINGS,
 )
-db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
-alerts_app = typer.Typer(help="Open alerts; silence or acknowledge them.")
+db_app = typer.Typer(
+    help="The store's schema.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings=HELP_SETTINGS,
+)
+alerts_app = typer.Typer(
+    help="Open alerts; silence or acknowledge them.",
+    rich_markup_mode=None,
+    context_settings=HELP_SETTINGS,
+)
 app.add_typer(db_app, name="db")
 app.add_typer(alerts_app, name="alerts")
 
@@ -36,11 +93,73 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         "-c",
+        metavar="PATH",
         help="Config file (default: $LEAKWATCH_CONFIG, else ./leakwatch.toml).",
         show_default=False,
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+# Set by the root options (or LEAKWATCH_LOG_LEVEL); wins over each command's default.
+_log_level: str | None = None
+
+
+def version() -> str:
+    """The installed distribution's version (the one pyproject.toml declares)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("leakwatch")
+    except PackageNotFoundError:
+        from leakwatch import __version__
+
+        return __version__
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"leakwatch {version()}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_show_version
+        ),
+    ] = False,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level",
+            metavar="LEVEL",
+            help="Log level on stderr: debug, info, warning or error "
+            "(default: $LEAKWATCH_LOG_LEVEL, else warning on a terminal, info otherwise).",
+            show_default=False,
+        ),
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log everything (same as --log-level debug).")
+    ] = False,
+) -> None:
+    """Catch revenue leakage in usage-based billing on Metronome.
+
+    Set LEAKWATCH_DEBUG=1 to see the traceback of an unexpected error.
+    """
+    global _log_level  # noqa: PLW0603  (one process, one command: the root options are global)
+    chosen = "debug" if verbose else (log_level or os.environ.get("LEAKWATCH_LOG_LEVEL"))
+    if chosen is not None and chosen.lower() not in LOG_LEVELS:
+        source = "--log-level" if log_level else "LEAKWATCH_LOG_LEVEL"
+        err.print(
+            f"error: {source} {chosen!r} is not a log level; use one of {', '.join(LOG_LEVELS)}",
+            markup=False,
+            style="red",
+        )
+        raise typer.Exit(2)
+    _log_level = chosen.lower() if chosen else None
 
 
 def _console(*, stderr: bool) -> Console:
@@ -61,7 +180,7 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except LeakwatchError as exc:
-        err.print(f"error: {exc}", markup=False, style="red")
+        err.print(f"error: {_redact(str(exc))}", markup=False, style="red")
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err.print("interrupted; what was recorded is kept")
@@ -73,12 +192,27 @@ def _user_errors() -> Iterator[None]:
         if os.environ.get("LEAKWATCH_DEBUG"):
             err.print_exception()
         err.print(
-            f"error: unexpected {type(exc).__name__}: {exc}\n"
+            f"error: unexpected {type(exc).__name__}: {_redact(str(exc))}\n"
             "this is a bug in leakwatch; set LEAKWATCH_DEBUG=1 to see the traceback",
             markup=False,
             style="red",
         )
         raise typer.Exit(1) from None
+
+
+def _redact(message: str) -> str:
+    """Remove secrets from a message for the terminal, as the log redactor would.
+
+    Before the message is printed (and wrapped): the secrets the command's logging
+    knows, plus every secret in the environment in case the settings never loaded.
+    """
+    from leakwatch.config import environment_secrets
+    from leakwatch.logs import SecretRedactor, redactor_in_use
+
+    redactor = redactor_in_use() or SecretRedactor()
+    for secret in environment_secrets(os.environ):
+        redactor.add(secret)
+    return redactor.redact_text(message)
 
 
 @contextmanager
@@ -106,7 +240,7 @@ def _first_interrupt_stops() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-@app.command()
+@app.command(cls=PlainCommand, short_help="Write a commented example leakwatch.toml.")
 def init(
     config: ConfigOption = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
@@ -124,24 +258,32 @@ def init(
         out.print(f"wrote {target}; edit [[sources]] and set METRONOME_BEARER_TOKEN", markup=False)
 
 
-@db_app.command("upgrade")
+@db_app.command("upgrade", cls=PlainCommand)
 def db_upgrade(config: ConfigOption = None) -> None:
     """Apply the store's migrations (creates the database schema)."""
-    from leakwatch.store.db import current_revision
-    from leakwatch.wiring import open_engine, settings_for
+    from leakwatch.wiring import settings_for, upgrade_store
 
     with _user_errors():
         settings = settings_for(config)
-        engine = open_engine(settings, migrate=True)
-        out.print(f"database at revision {current_revision(engine)} (up to date)")
-        engine.dispose()
+        _setup_logs(settings, quiet=True)
+        before, after = upgrade_store(settings)
+        if before is None:
+            out.print(f"created the schema at revision {after}", markup=False)
+        elif before == after:
+            out.print(f"already at revision {after} (up to date)", markup=False)
+        else:
+            out.print(f"upgraded the schema from revision {before} to {after}", markup=False)
 
 
-@app.command()
+@app.command(cls=PlainCommand, short_help="A self-contained tour on a simulated Metronome.")
 def demo(
     keep: Annotated[
         Path | None,
-        typer.Option("--keep", help="Keep the demo's files in this folder instead of a temp dir."),
+        typer.Option(
+            "--keep",
+            metavar="DIR",
+            help="Keep the demo's files in this folder instead of a temp dir.",
+        ),
     ] = None,
 ) -> None:
     """A self-contained tour: simulated Metronome, injected leaks, cycles, an alert, a report."""
@@ -153,7 +295,7 @@ def demo(
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=PlainCommand, short_help="Run one cycle: sample, look up, record, alert.")
 def check(
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -163,19 +305,22 @@ def check(
 ) -> None:
     """Run one cycle: sample, search, record, re-check, evaluate alerts, notify."""
     from leakwatch.clock import SystemClock
+    from leakwatch.daemon.leader import searching_alone
     from leakwatch.pipeline.runtime import Runtime
     from leakwatch.wiring import settings_for
 
     with _user_errors(), _first_interrupt_stops() as stopping:
         settings = settings_for(config)
         _setup_logs(settings, quiet=as_json)
-        runtime = Runtime(settings, clock=SystemClock(), should_stop=stopping.is_set)
-        try:
-            summary = runtime.run_cycle(draw=not recheck_only)
-            alerts = runtime.evaluate_alerts()
-            sent = runtime.send_notifications()
-        finally:
-            runtime.close()
+        with searching_alone(settings):
+            runtime = Runtime(settings, clock=SystemClock(), should_stop=stopping.is_set)
+            try:
+                summary = runtime.run_cycle(draw=not recheck_only)
+                alerts = runtime.evaluate_alerts()
+                sent = runtime.send_notifications()
+                runtime.catch_up_tail()
+            finally:
+                runtime.close()
         if as_json:
             body = summary.to_dict()
             body["alerts"] = [
@@ -199,7 +344,7 @@ def check(
         raise typer.Exit(130)
 
 
-@app.command()
+@app.command(cls=PlainCommand, short_help="Run the daemon: cycles, alerts, reports, /metrics.")
 def run(config: ConfigOption = None) -> None:
     """Run the daemon: scheduled cycles, alerts, weekly report, /healthz and /metrics."""
     from leakwatch.clock import SystemClock
@@ -213,11 +358,13 @@ def run(config: ConfigOption = None) -> None:
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=PlainCommand, short_help="How much is leaking: rates, intervals, money.")
 def status(
     config: ConfigOption = None,
     as_json: JsonOption = False,
-    window: Annotated[str, typer.Option(help="How far back to count samples.")] = "24h",
+    window: Annotated[
+        str, typer.Option(metavar="DURATION", help="How far back to count samples, e.g. 24h or 7d.")
+    ] = "24h",
 ) -> None:
     """Per source and outcome: counts, rates with confidence intervals; open alerts."""
     from leakwatch.clock import SystemClock
@@ -228,6 +375,7 @@ def status(
     with _user_errors():
         span = _duration_option("--window", window)
         settings = settings_for(config)
+        _setup_logs(settings, quiet=True)
         engine = open_engine(settings)
         try:
             view = build_status(
@@ -247,21 +395,68 @@ def status(
         print_status(out, view)
 
 
-@app.command()
+@app.command(cls=PlainCommand, short_help="Exact billed-vs-sent totals from /v1/usage.")
+def reconcile(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    days: Annotated[
+        int | None,
+        typer.Option(min=1, max=33, metavar="N", help="Complete UTC days to compare (default 7)."),
+    ] = None,
+    customer: Annotated[
+        str | None,
+        typer.Option(
+            metavar="CUSTOMER", help="Only this customer: Metronome id, name or an ingest alias."
+        ),
+    ] = None,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Show rows within tolerance too.")
+    ] = False,
+) -> None:
+    """Expected vs billed per customer × metric × day, from Metronome's /v1/usage."""
+    from leakwatch.clock import SystemClock
+    from leakwatch.pipeline.runtime import Runtime
+    from leakwatch.wiring import settings_for
+
+    with _user_errors():
+        settings = settings_for(config)
+        _setup_logs(settings, quiet=as_json)
+        runtime = Runtime(settings, clock=SystemClock())
+        try:
+            result = runtime.reconcile(days=days, customer=customer)
+        finally:
+            runtime.close()
+        if as_json:
+            _print_json(result.to_dict())
+        else:
+            from leakwatch.views.terminal import print_reconciliation
+
+            print_reconciliation(out, result, currency=settings.report.currency, show_all=show_all)
+    if result.days and not result.rows and result.notes:
+        raise typer.Exit(1)
+
+
+@app.command(cls=PlainCommand, short_help="Export sampled events with their outcome.")
 def outcomes(
     config: ConfigOption = None,
     outcome: Annotated[
-        list[str] | None, typer.Option("--outcome", help="Only these outcomes (repeatable).")
+        list[str] | None,
+        typer.Option("--outcome", metavar="OUTCOME", help="Only these outcomes (repeatable)."),
     ] = None,
-    since: Annotated[str, typer.Option(help="Sampled within this long ago.")] = "7d",
-    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    since: Annotated[
+        str, typer.Option(metavar="DURATION", help="Sampled within this long ago.")
+    ] = "7d",
+    source: Annotated[str | None, typer.Option(metavar="SOURCE", help="Only this source.")] = None,
     event_type: Annotated[
-        str | None, typer.Option("--event-type", help="Only this event type.")
+        str | None, typer.Option("--event-type", metavar="EVENT_TYPE", help="Only this event type.")
     ] = None,
     customer: Annotated[
-        str | None, typer.Option("--customer", help="Only this customer_id (as sent).")
+        str | None,
+        typer.Option("--customer", metavar="CUSTOMER_ID", help="Only this customer_id (as sent)."),
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+    fmt: Annotated[
+        str, typer.Option("--format", metavar="jsonl|csv", help="Output format.")
+    ] = "jsonl",
 ) -> None:
     """Export sampled events with their outcome, one per line."""
     from leakwatch.clock import SystemClock
@@ -280,6 +475,7 @@ def outcomes(
             if name not in known:
                 raise UsageProblem(f"--outcome {name!r}: use one of {', '.join(sorted(known))}")
         settings = settings_for(config)
+        _setup_logs(settings, quiet=True)
         engine = open_engine(settings)
         try:
             records = iter_outcomes(
@@ -301,9 +497,14 @@ def outcomes(
         err.print(f"{written} sampled events", markup=False)
 
 
-@app.command()
+@app.command(cls=PlainCommand, short_help="Show what Metronome holds for transaction ids.")
 def lookup(
-    transaction_ids: Annotated[list[str], typer.Argument(help="Transaction ids to look up.")],
+    transaction_ids: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="TRANSACTION_ID...", help="Transaction ids to look up.", show_default=False
+        ),
+    ],
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -344,19 +545,23 @@ def lookup(
         print_lookup(out, results)
 
 
-@app.command()
+@app.command(cls=PlainCommand, short_help="Write (and send) the weekly leakage report.")
 def report(
     config: ConfigOption = None,
     week: Annotated[
-        str | None, typer.Option(help="ISO week, e.g. 2026-W47 (default: last complete week).")
+        str | None,
+        typer.Option(
+            metavar="YYYY-Www", help="ISO week, e.g. 2026-W47 (default: last complete week)."
+        ),
     ] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder to write to.")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", metavar="DIR", help="Folder to write to.")
+    ] = None,
     send: Annotated[bool, typer.Option("--send", help="Post the summary to Slack.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Post again if already sent.")] = False,
 ) -> None:
     """Write the weekly leakage report (Markdown, HTML, JSON, PNG chart)."""
     from leakwatch.clock import SystemClock
-    from leakwatch.errors import UsageProblem
     from leakwatch.pipeline.report import produce_weekly_report
     from leakwatch.wiring import open_engine, settings_for
 
@@ -374,8 +579,6 @@ def report(
                 send=send,
                 force=force,
             )
-        except ValueError as exc:
-            raise UsageProblem(str(exc)) from None
         finally:
             engine.dispose()
         out.print(outcome.content.summary, markup=False)
@@ -385,27 +588,42 @@ def report(
             out.print(outcome.sent, markup=False)
 
 
-@app.command()
+@app.command(cls=PlainCommand, short_help="Serve the Metronome API simulator.")
 def simulator(
-    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8787,
+    host: Annotated[str, typer.Option(metavar="HOST", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on.")] = 8787,
     token: Annotated[
         str | None,
-        typer.Option(help="Bearer token to accept (default: $METRONOME_BEARER_TOKEN)."),
+        typer.Option(
+            metavar="TOKEN",
+            help="Bearer token to accept (default: $METRONOME_BEARER_TOKEN). Visible to "
+            "other local users in the process list: prefer the variable or --token-file.",
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file", metavar="FILE", help="Read the bearer token to accept from this file."
+        ),
     ] = None,
     rate_limit: Annotated[
-        float, typer.Option("--rate-limit", help="Search requests per second allowed (0: none).")
+        float,
+        typer.Option(
+            "--rate-limit", metavar="RPS", help="Search requests per second allowed (0: none)."
+        ),
     ] = 5.0,
     fault_rate: Annotated[
         float,
         typer.Option(
             "--fault-rate",
+            metavar="SHARE",
             help="Share of search requests that fail (500s, dropped connections, bad bodies, "
             "slow answers).",
         ),
     ] = 0.0,
     seed: Annotated[
-        Path | None, typer.Option("--seed", help="JSON file with customers, metrics, events.")
+        Path | None,
+        typer.Option("--seed", metavar="FILE", help="JSON file with customers, metrics, events."),
     ] = None,
 ) -> None:
     """Serve the Metronome API simulator (ingest and event search)."""
@@ -416,9 +634,27 @@ def simulator(
     from leakwatch.simulator import serve
 
     with _user_errors():
-        accepted = token or os.environ.get("METRONOME_BEARER_TOKEN")
+        if token is not None and token_file is not None:
+            raise UsageProblem("give --token or --token-file, not both")
+        if token_file is not None:
+            try:
+                token = token_file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UsageProblem(f"--token-file {token_file}: cannot read it ({exc})") from None
+            if not token:
+                raise UsageProblem(f"--token-file {token_file}: the file is empty")
+        elif token is not None:
+            err.print(
+                "warning: --token puts the token on the command line, where other local users "
+                "can read it; prefer METRONOME_BEARER_TOKEN or --token-file",
+                style="yellow",
+            )
+        accepted = token or os.environ.get("METRONOME_BEARER_TOKEN", "").strip()
         if not accepted:
-            raise UsageProblem("give --token or set METRONOME_BEARER_TOKEN: the token to accept")
+            raise UsageProblem(
+                "give --token-file, set METRONOME_BEARER_TOKEN, or give --token: the token "
+                "to accept"
+            )
         if not 0 <= fault_rate <= 1:
             raise UsageProblem(f"--fault-rate {fault_rate}: use a share between 0 and 1")
         if seed is not None and not seed.exists():
@@ -437,18 +673,25 @@ def simulator(
             raise LeakwatchError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
 
 
-@app.command()
+@app.command(cls=PlainCommand, short_help="Print a sample drawn from a source, unchecked.")
 def sample(
-    source: Annotated[str, typer.Argument(help="Name of a configured source.")],
+    source: Annotated[
+        str,
+        typer.Argument(metavar="SOURCE", help="Name of a configured source.", show_default=False),
+    ],
     config: ConfigOption = None,
-    n: Annotated[int, typer.Option("-n", "--count", help="How many events to draw.")] = 100,
-    seed: Annotated[int | None, typer.Option(help="Random seed, for a repeatable draw.")] = None,
+    n: Annotated[
+        int, typer.Option("-n", "--count", metavar="N", help="How many events to draw.")
+    ] = 100,
+    seed: Annotated[
+        int | None, typer.Option(metavar="N", help="Random seed, for a repeatable draw.")
+    ] = None,
 ) -> None:
     """Print a sample drawn from a source (JSON lines), without checking it."""
     from leakwatch.clock import SystemClock
-    from leakwatch.config import ConfigError
     from leakwatch.errors import UsageProblem
     from leakwatch.sources import sample_source
+    from leakwatch.views.export import json_line
     from leakwatch.views.terminal import print_sample_counts, progress_bar
     from leakwatch.wiring import settings_for, source_spec
 
@@ -456,10 +699,8 @@ def sample(
         if n < 1:
             raise UsageProblem("-n must be at least 1")
         settings = settings_for(config)
-        try:
-            configured = settings.source(source)
-        except ConfigError as exc:
-            raise UsageProblem(str(exc)) from None
+        _setup_logs(settings, quiet=True)
+        configured = settings.source(source)
         _require_files(configured, settings)
         with progress_bar(err, f"sampling {source}") as progress:
             result = sample_source(
@@ -475,7 +716,7 @@ def sample(
             record["_weight"] = drawn.weight
             if drawn.stratum is not None:
                 record["_stratum"] = drawn.stratum
-            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+            sys.stdout.write(json_line(record) + "\n")
         print_sample_counts(err, result)
 
 
@@ -489,12 +730,13 @@ def alerts_list(
     from dataclasses import asdict
 
     from leakwatch.clock import SystemClock
-    from leakwatch.pipeline.alert import list_open
+    from leakwatch.store.alerts import list_open
     from leakwatch.store.db import session_factory
     from leakwatch.wiring import open_engine, settings_for
 
     with _user_errors():
         settings = settings_for(config)
+        _setup_logs(settings, quiet=True)
         engine = open_engine(settings)
         try:
             found = list_open(session_factory(engine), SystemClock().now())
@@ -508,29 +750,34 @@ def alerts_list(
         print_alerts(out, found)
 
 
-@alerts_app.command("silence")
+@alerts_app.command("silence", cls=PlainCommand)
 def alerts_silence(
-    name: Annotated[str, typer.Argument(help="Alert rule name.")],
-    duration: Annotated[str, typer.Option("--for", help="How long, e.g. 4h.")] = "4h",
-    scope: Annotated[str | None, typer.Option(help="Only this group, e.g. event_type=x.")] = None,
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="Alert rule name.", show_default=False)
+    ],
+    duration: Annotated[
+        str, typer.Option("--for", metavar="DURATION", help="How long, e.g. 4h.")
+    ] = "4h",
+    scope: Annotated[
+        str | None, typer.Option(metavar="BY=VALUE", help="Only this group, e.g. event_type=x.")
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Stop an alert's notifications for a while; its state is kept."""
     from leakwatch.clock import SystemClock
-    from leakwatch.pipeline.alert import UnknownAlertError, silence
+    from leakwatch.store.alerts import silence
     from leakwatch.store.db import session_factory
     from leakwatch.wiring import open_engine, settings_for
 
     with _user_errors():
         span = _duration_option("--for", duration)
         settings = settings_for(config)
+        _setup_logs(settings, quiet=True)
         _known_alert(settings, name)
         engine = open_engine(settings)
         until = SystemClock().now() + span
         try:
             count = silence(session_factory(engine), name, scope=scope, until=until)
-        except UnknownAlertError as exc:
-            raise LeakwatchError(str(exc)) from None
         finally:
             engine.dispose()
         out.print(
@@ -538,25 +785,28 @@ def alerts_silence(
         )
 
 
-@alerts_app.command("ack")
+@alerts_app.command("ack", cls=PlainCommand)
 def alerts_ack(
-    name: Annotated[str, typer.Argument(help="Alert rule name.")],
-    scope: Annotated[str | None, typer.Option(help="Only this group, e.g. event_type=x.")] = None,
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="Alert rule name.", show_default=False)
+    ],
+    scope: Annotated[
+        str | None, typer.Option(metavar="BY=VALUE", help="Only this group, e.g. event_type=x.")
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Acknowledge a firing alert: no more reminders this episode."""
     from leakwatch.clock import SystemClock
-    from leakwatch.pipeline.alert import UnknownAlertError, ack
+    from leakwatch.store.alerts import ack
     from leakwatch.store.db import session_factory
     from leakwatch.wiring import open_engine, settings_for
 
     with _user_errors():
         settings = settings_for(config)
+        _setup_logs(settings, quiet=True)
         engine = open_engine(settings)
         try:
             count = ack(session_factory(engine), name, scope=scope, now=SystemClock().now())
-        except UnknownAlertError as exc:
-            raise LeakwatchError(str(exc)) from None
         finally:
             engine.dispose()
         out.print(f"acknowledged {count} alert(s) of {name!r}", markup=False)
@@ -608,16 +858,10 @@ def _setup_logs(
     """
     from leakwatch.logs import configure_logging
 
-    chosen = level or ("warning" if quiet or sys.stderr.isatty() else "info")
+    chosen = _log_level or level or ("warning" if quiet or sys.stderr.isatty() else "info")
     redactor = configure_logging(level=chosen)
-    if settings is not None:
-        for secret in (
-            settings.metronome_token,
-            settings.slack_bot_token,
-            settings.slack_webhook_url,
-        ):
-            if secret is not None:
-                redactor.add(secret.get_secret_value())
+    for secret in settings.secret_values() if settings is not None else []:
+        redactor.add(secret)
 
 
 def _print_json(value: object) -> None:

@@ -5,12 +5,14 @@ webhook) come only from the environment. A bad config is rejected before anythin
 runs, with the key, the bad value and what is allowed: `ConfigError.problems`.
 """
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -20,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    PlainValidator,
     SecretStr,
     ValidationError,
     field_validator,
@@ -28,11 +31,15 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from leakwatch.core.durations import format_duration, parse_duration
+from leakwatch.core.pricing import Price, parse_price, quantity_properties
+from leakwatch.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("leakwatch.toml")
 DEFAULT_DATABASE_URL = "sqlite:///leakwatch.db"
 DEFAULT_METRONOME_URL = "https://api.metronome.com"
 MAX_SAMPLE_AGE = timedelta(days=33)
+# Reports go to people (often through a group that ships them on): owner and group read.
+DEFAULT_REPORT_FILE_MODE = 0o640
 SECRET_KEYS = {
     "token": "METRONOME_BEARER_TOKEN",
     "bearer_token": "METRONOME_BEARER_TOKEN",
@@ -75,14 +82,6 @@ def _positive(value: timedelta) -> timedelta:
 PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 
 
-class ConfigError(Exception):
-    """The configuration cannot be used; `problems` says where and how to fix it."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
-
-
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -107,6 +106,19 @@ class MetronomeSettings(_Section):
 StratifyBy = Literal["event_type", "customer_id", "event_type,customer_id"]
 
 
+def _iana_zone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone, e.g. Europe/Berlin") from None
+    return value
+
+
+IanaZone = Annotated[str, AfterValidator(_iana_zone)]
+
+
 class FieldMapping(_Section):
     """Dotted paths from a log line (or column names of a table) to the event fields."""
 
@@ -115,16 +127,26 @@ class FieldMapping(_Section):
     event_type: str = "event_type"
     timestamp: str = "timestamp"
     properties: str = "properties"
+    # Epoch timestamps: their unit, or "auto" to read it from the magnitude.
+    timestamp_unit: Literal["auto", "s", "ms", "us", "ns"] = "auto"
+
+    def paths(self) -> dict[str, str]:
+        """The logical field → path/column mapping alone (without the unit)."""
+        return self.model_dump(exclude={"timestamp_unit"})
 
 
 class SourceSettings(_Section):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
-    type: Literal["jsonl", "sql"]
+    type: Literal["jsonl", "sql", "parquet"]
     path: str | None = None
     url: str | None = None
     table: str | None = None
     query: str | None = None
     fields: FieldMapping = FieldMapping()
+    # The zone of naive timestamps ("2026-11-20 12:00:00"); without it they are bad lines.
+    timezone: IanaZone | None = None
+    # fsspec options for object storage paths (s3://, gs://, az://), e.g. endpoint_url.
+    storage_options: dict[str, Any] = Field(default_factory=dict)
     settle_delay: Duration = timedelta(minutes=10)
     max_age: Duration = timedelta(days=33)
     sample_size: int = Field(default=500, ge=1, le=100_000)
@@ -136,8 +158,11 @@ class SourceSettings(_Section):
 
     @model_validator(mode="after")
     def _kind_fields(self) -> "SourceSettings":
-        if self.type == "jsonl" and not self.path:
-            raise ValueError("a jsonl source needs `path` (a file, a glob or a directory)")
+        if self.type in ("jsonl", "parquet") and not self.path:
+            raise ValueError(
+                f"a {self.type} source needs `path` (a file, a glob or a directory, "
+                "local or s3://…)"
+            )
         if self.type == "sql":
             if not self.url:
                 raise ValueError("a sql source needs `url` (an SQLAlchemy URL)")
@@ -161,6 +186,20 @@ class ChecksSettings(_Section):
     recheck_unmatched_customer_every: PositiveDuration = timedelta(hours=6)
     # Share of each cycle's search budget reserved for re-checks when both compete.
     recheck_share: float = Field(default=0.3, ge=0, le=1)
+    # How long a cycle tails before it draws; a longer history is counted after the
+    # lookups, over the next cycles, with volumes estimated from the draw meanwhile.
+    tail_slice: Duration = timedelta(seconds=5)
+
+
+class ReconcileSettings(_Section):
+    """Totals reconciliation through `POST /v1/usage` (see `leakwatch reconcile`)."""
+
+    every: PositiveDuration = timedelta(hours=24)  # how often the daemon reconciles
+    days: int = Field(default=7, ge=1, le=33)  # complete UTC days compared each run
+    settle: Duration = timedelta(days=3)  # a day older than this is final
+    tolerance: float = Field(default=0.001, ge=0, le=1)  # |billed − expected| / expected
+    # Pinned ingest alias → Metronome customer id (learned from search answers otherwise).
+    aliases: dict[str, str] = Field(default_factory=dict)
 
 
 RateName = Literal[
@@ -213,32 +252,38 @@ class DaemonSettings(_Section):
         return value
 
 
-class UnitPrice(_Section):
-    per_unit: float = Field(ge=0)
-    property: str = Field(min_length=1)
+# A number (per event) or { per_unit = 0.0004, property = "seconds" }, read by the one
+# parser into the one `Price` type that status, alerts, the report and /metrics use.
+PriceSetting = Annotated[Price, PlainValidator(parse_price)]
+
+
+def _octal_mode(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip().lower().removeprefix("0o")
+        if not text or any(c not in "01234567" for c in text):
+            raise ValueError(f'{value!r} is not an octal file mode; write e.g. "0640"')
+        value = int(text, 8)
+    allowed = isinstance(value, int) and 0o400 <= value <= 0o777 and not value & 0o133
+    if isinstance(value, int) and not isinstance(value, bool) and not allowed:
+        raise ValueError(
+            f"{value:#o} is not a report file mode: the owner must read it, and nobody "
+            "may execute it or write it but the owner (e.g. 0640, 0600, 0644)"
+        )
+    return value
 
 
 class ReportSettings(_Section):
     weekly: str = "mon 09:00"
     timezone: str = "UTC"
     out_dir: Path = Path("reports")
-    prices: dict[str, float | UnitPrice] = Field(default_factory=dict)
+    prices: dict[str, PriceSetting] = Field(default_factory=dict)
     currency: str = "$"
+    # Report files' mode: TOML 0o640 or "0640". Never writable by others.
+    file_mode: Annotated[int, BeforeValidator(_octal_mode)] = DEFAULT_REPORT_FILE_MODE
 
     def quantity_properties(self) -> dict[str, str]:
         """Event type → the property whose value is priced per unit (from `prices`)."""
-        return {
-            name: price.property
-            for name, price in self.prices.items()
-            if isinstance(price, UnitPrice)
-        }
-
-    def price_table(self) -> dict[str, Any]:
-        """Prices as plain values: a number per event, or {per_unit, property}."""
-        return {
-            name: price.model_dump() if isinstance(price, UnitPrice) else price
-            for name, price in self.prices.items()
-        }
+        return quantity_properties(self.prices)
 
     @field_validator("weekly")
     @classmethod
@@ -256,13 +301,7 @@ class ReportSettings(_Section):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not an IANA time zone, e.g. Europe/Berlin") from None
-        return value
+        return _iana_zone(value)
 
 
 class Settings(_Section):
@@ -278,6 +317,7 @@ class Settings(_Section):
     slack: SlackSettings = SlackSettings()
     daemon: DaemonSettings = DaemonSettings()
     report: ReportSettings = ReportSettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
     # Secrets: only from the environment, never printed (SecretStr).
     metronome_token: SecretStr | None = None
     slack_bot_token: SecretStr | None = None
@@ -296,6 +336,22 @@ class Settings(_Section):
                     raise ValueError(f"two {label} are named {name!r}; names must be unique")
                 seen.add(name)
         return self
+
+    def secret_values(self) -> list[str]:
+        """Every secret these settings hold, for the log redactor.
+
+        The tokens and the webhook, and the passwords inside the store's and the SQL
+        sources' URLs (as written and decoded).
+        """
+        values = [
+            secret.get_secret_value()
+            for secret in (self.metronome_token, self.slack_bot_token, self.slack_webhook_url)
+            if secret is not None
+        ]
+        values += url_passwords(self.database_url)
+        for source in self.sources:
+            values += url_passwords(source.url)
+        return values
 
     def source(self, name: str) -> SourceSettings:
         for source in self.sources:
@@ -348,6 +404,16 @@ def load_settings(
             raise ConfigError([f"{file_path}: not valid TOML: {exc}"]) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError([f"{file_path}: cannot read: {exc}"]) from None
+    elif path is None and env_values.get("LEAKWATCH_CONFIG"):
+        # A variable that names a file must name one that exists: a forgotten config
+        # mount must not start leakwatch on defaults (a new ./leakwatch.db, no sources).
+        raise ConfigError(
+            [
+                f"LEAKWATCH_CONFIG={file_path}: no such config file; fix the path or mount "
+                "the file there (`leakwatch init` writes an example), or unset "
+                "LEAKWATCH_CONFIG to use ./leakwatch.toml"
+            ]
+        )
     elif require_file or path is not None:
         raise ConfigError([f"{file_path}: no such config file; `leakwatch init` writes an example"])
     return settings_from_mapping(data, env, origin=str(file_path))
@@ -358,7 +424,7 @@ def settings_from_mapping(
 ) -> Settings:
     """Validate a parsed config mapping, with the environment laid over it."""
     env = env or Environment.model_validate({})
-    problems = _secret_problems(data)
+    problems = _secret_problems(data) + _file_base_url_problems(data, env)
     if problems:
         raise ConfigError([f"{origin}: {p}" for p in problems])
     merged: dict[str, Any] = {k: v for k, v in data.items()}
@@ -414,7 +480,81 @@ def _clean_secret(variable: str, secret: SecretStr | None) -> SecretStr | None:
             f"{variable} contains spaces, control or non-ASCII characters (value not shown); "
             "set it to the token alone"
         )
+    if variable == "SLACK_WEBHOOK_URL" and not _is_https_or_loopback(value):
+        raise ValueError(
+            "SLACK_WEBHOOK_URL is not an https:// URL (value not shown); set it to the "
+            "incoming-webhook URL Slack gave you, https://hooks.slack.com/services/…"
+        )
     return SecretStr(value)
+
+
+def _is_https_or_loopback(url: str) -> bool:
+    """An https URL, or plain http to this machine (a local test server)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return False
+    if parts.scheme == "https" and host:
+        return True
+    return parts.scheme == "http" and is_loopback_host(host)
+
+
+def url_passwords(url: str | None) -> list[str]:
+    """The password in a URL, as written (percent-encoded) and decoded; [] when none."""
+    try:
+        password = urlsplit(url).password if url else None
+    except ValueError:
+        return []
+    return [password, unquote(password)] if password else []
+
+
+def environment_secrets(environ: Mapping[str, str]) -> list[str]:
+    """Every secret the environment holds, raw, for redaction before Settings exist.
+
+    A command that fails while loading its settings must still not print them.
+    """
+    values = [
+        environ.get(name, "").strip()
+        for name in ("METRONOME_BEARER_TOKEN", "SLACK_BOT_TOKEN", "SLACK_WEBHOOK_URL")
+    ]
+    values += url_passwords(environ.get("LEAKWATCH_DATABASE_URL"))
+    return [v for v in values if v]
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Whether `host` names this machine (`localhost`, 127.0.0.0/8, ::1)."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _file_base_url_problems(data: Mapping[str, Any], env: Environment) -> list[str]:
+    """Refuse a config-file `metronome.base_url` that would carry the token in clear text.
+
+    The file holds no secrets, so it must not be able to send one anywhere it could be
+    read: it may name https URLs, and plain http only on loopback (the simulator).
+    `METRONOME_BASE_URL` from the environment, set by whoever holds the token, may
+    name any http(s) URL.
+    """
+    section = data.get("metronome")
+    if env.metronome_base_url or not isinstance(section, Mapping):
+        return []
+    value = section.get("base_url")
+    if not isinstance(value, str) or not value.startswith("http://"):
+        return []
+    if is_loopback_host(urlsplit(value).hostname):
+        return []
+    return [
+        f"metronome.base_url: {value!r} would send the Metronome token unencrypted; "
+        "the config file may name only https URLs (plain http only on loopback) — "
+        "use https, or set METRONOME_BASE_URL in the environment"
+    ]
 
 
 def _secret_problems(data: Mapping[str, Any], prefix: str = "") -> list[str]:

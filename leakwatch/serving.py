@@ -3,10 +3,57 @@
 Shared by the daemon's health endpoint and the Metronome simulator: both serve from
 a daemon thread (so a hung handler never keeps the process alive) and stop by
 shutting the loop down, closing the socket and joining the thread.
+
+`BoundedHTTPServer` keeps a client from exhausting the process: each connection's
+socket times out (a client that sends half a request, or idles, is dropped after
+`request_timeout_s`), and at most `max_threads` connections are served at once —
+one more is closed at once rather than given a thread.
 """
 
+import socket
 import threading
-from http.server import HTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
+from typing import Any
+
+
+class BoundedHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server with socket timeouts and a cap on concurrent connections."""
+
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        *,
+        max_threads: int,
+        request_timeout_s: float,
+    ) -> None:
+        self._slots = threading.BoundedSemaphore(max_threads)
+        self.request_timeout_s = request_timeout_s
+        super().__init__(address, handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, client = super().get_request()
+        connection.settimeout(self.request_timeout_s)
+        return connection, client
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            # Every thread is busy: shed this connection instead of queueing a thread.
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 def serve_in_thread(httpd: HTTPServer, *, name: str, poll_interval_s: float) -> threading.Thread:

@@ -7,13 +7,16 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
+import structlog
 from sqlalchemy import Engine
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from leakwatch.config import ConfigError, Settings, load_settings
-from leakwatch.errors import LeakwatchError, UsageProblem
-from leakwatch.store.db import StoreError, is_up_to_date, make_engine, upgrade
+from leakwatch.config import Settings, load_settings
+from leakwatch.errors import StoreError, UsageProblem
+from leakwatch.store.db import head_revision, is_up_to_date, make_engine, store_url, upgrade
 
 if TYPE_CHECKING:
     from leakwatch.clock import Clock
@@ -25,32 +28,56 @@ if TYPE_CHECKING:
 
 
 def settings_for(config: Path | None, *, require_file: bool = False) -> Settings:
-    """Load settings, turning config problems into a usage error that names them."""
+    """Load settings; a problem raises ConfigError (a UsageProblem) naming every key."""
+    return load_settings(config, require_file=require_file)
+
+
+def checked_store_url(settings: Settings) -> URL:
+    """The store's URL, checked before anything connects (UsageProblem says what to fix)."""
     try:
-        return load_settings(config, require_file=require_file)
-    except ConfigError as exc:
+        return store_url(settings.database_url)
+    except StoreError as exc:
         raise UsageProblem(str(exc)) from None
 
 
 def open_engine(settings: Settings, *, migrate: bool = True) -> Engine:
     """Connect to the store and bring its schema up to date (or check it is)."""
+    engine, _revisions = _open_store(settings, migrate=migrate)
+    return engine
+
+
+def upgrade_store(settings: Settings) -> tuple[str | None, str | None]:
+    """Apply pending migrations; return the schema revision before and after."""
+    engine, revisions = _open_store(settings, migrate=True)
+    engine.dispose()
+    return revisions
+
+
+def _open_store(
+    settings: Settings, *, migrate: bool
+) -> tuple[Engine, tuple[str | None, str | None]]:
     try:
         engine = make_engine(settings.database_url)
     except StoreError as exc:
-        raise UsageProblem(f"database_url: {exc}") from None
+        raise UsageProblem(str(exc)) from None
     try:
         if migrate:
-            upgrade(engine)
+            revisions = upgrade(engine)
         elif not is_up_to_date(engine):
-            raise LeakwatchError("the database schema is not current; run `leakwatch db upgrade`")
+            raise StoreError("the database schema is not current; run `leakwatch db upgrade`")
+        else:
+            revisions = (head_revision(), head_revision())
     except OperationalError as exc:
-        raise LeakwatchError(
+        raise StoreError(
             f"cannot reach the database at {engine.url.render_as_string(hide_password=True)}: "
             f"{_first_line(exc)}"
         ) from None
     except SQLAlchemyError as exc:
-        raise LeakwatchError(f"database error: {_first_line(exc)}") from None
-    return engine
+        raise StoreError(f"database error: {_first_line(exc)}") from None
+    structlog.get_logger().debug(
+        "store.opened", url=engine.url.render_as_string(hide_password=True), migrated=migrate
+    )
+    return engine, revisions
 
 
 def require_token(settings: Settings) -> str:
@@ -61,12 +88,18 @@ def require_token(settings: Settings) -> str:
     return settings.metronome_token.get_secret_value()
 
 
+def metronome_endpoint(settings: Settings) -> dict[str, str]:
+    """Where the bearer token goes (scheme and host), for the start-up log."""
+    parts = urlsplit(settings.metronome.base_url)
+    return {"metronome_scheme": parts.scheme, "metronome_host": parts.netloc.rpartition("@")[2]}
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-__all__ = ["ConfigError", "open_engine", "require_token", "settings_for"]
+__all__ = ["open_engine", "require_token", "settings_for"]
 
 
 # -- the check cycle ---------------------------------------------------------------
@@ -74,13 +107,20 @@ __all__ = ["ConfigError", "open_engine", "require_token", "settings_for"]
 
 def source_spec(source: "SourceSettings", quantities: dict[str, str] | None = None) -> "SourceSpec":
     """Translate a configured source into the sources package's plain spec."""
-    from leakwatch.sources.specs import JsonlSourceSpec, SqlSourceSpec
+    from zoneinfo import ZoneInfo
+
+    from leakwatch.core.timestamps import TimestampFormat, TimestampUnit
+    from leakwatch.sources.specs import JsonlSourceSpec, ParquetSourceSpec, SqlSourceSpec
 
     quantities = quantities or {}
 
     common: dict[str, Any] = {
         "name": source.name,
-        "fields": source.fields.model_dump(),
+        "fields": source.fields.paths(),
+        "timestamp_format": TimestampFormat(
+            unit=TimestampUnit(source.fields.timestamp_unit),
+            zone=ZoneInfo(source.timezone) if source.timezone else None,
+        ),
         "settle_delay": source.settle_delay,
         "max_age": source.max_age,
         "sample_size": source.sample_size,
@@ -92,7 +132,17 @@ def source_spec(source: "SourceSettings", quantities: dict[str, str] | None = No
     try:
         if source.type == "jsonl":
             assert source.path is not None
-            return JsonlSourceSpec(path=source.path, max_line_bytes=source.max_line_bytes, **common)
+            return JsonlSourceSpec(
+                path=source.path,
+                max_line_bytes=source.max_line_bytes,
+                storage_options=source.storage_options,
+                **common,
+            )
+        if source.type == "parquet":
+            assert source.path is not None
+            return ParquetSourceSpec(
+                path=source.path, storage_options=source.storage_options, **common
+            )
         assert source.url is not None
         return SqlSourceSpec(url=source.url, table=source.table, query=source.query, **common)
     except ValueError as exc:
@@ -115,9 +165,11 @@ def build_search_client(
 ) -> "SearchClient":
     from leakwatch.metronome.client import SearchClient
 
+    token = require_token(settings)
+    structlog.get_logger().info("metronome.endpoint", **metronome_endpoint(settings))
     return SearchClient(
         base_url=settings.metronome.base_url,
-        token=require_token(settings),
+        token=token,
         clock=clock,
         requests_per_second=settings.metronome.requests_per_second,
         max_ids_per_request=settings.metronome.max_ids_per_request,
@@ -180,6 +232,7 @@ def build_check_cycle(
                 unmatched_customer_every=settings.checks.recheck_unmatched_customer_every,
             ),
             default_policy=classify_policy(settings, None),
+            tail_slice=settings.checks.tail_slice,
         ),
         rng=rng,
         should_stop=should_stop or (lambda: False),

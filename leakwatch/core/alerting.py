@@ -31,12 +31,14 @@ reason, as in Alertmanager's notify pipeline. Health alerts (`evaluate_health`) 
 the same machine on a boolean condition, with no band.
 """
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from leakwatch.core.events import DECIDED_OUTCOMES, Outcome
+from leakwatch.core.sequential import MonitorConfig, MonitorState
 from leakwatch.core.stats import Interval, RateEstimate, rate_estimate
 
 
@@ -129,6 +131,15 @@ class AlertRule:
         if self.for_ < timedelta(0):
             raise ValueError(f"alert {self.name!r}: for must be ≥ 0")
 
+    def monitor(self, groups: int = 1) -> MonitorConfig:
+        """The sequential test of this rule (or of one of its `groups`, Bonferroni).
+
+        α is the one-sided level of the rule's interval, shared out over the groups a
+        split rule watches, so forty customers are not forty chances of a false alarm.
+        """
+        alpha = (1.0 - self.confidence) / 2.0 / max(1, groups)
+        return MonitorConfig(threshold=self.threshold, alpha=alpha)
+
 
 @dataclass(frozen=True, slots=True)
 class AlertState:
@@ -165,6 +176,8 @@ class Observation:
     leaks: float
     decided: float
     weighted: RateEstimate | None = None
+    evidence: MonitorState | None = None
+    groups: int = 1
 
     @classmethod
     def from_counts(cls, rate: RateKind, counts: Mapping[Outcome, int]) -> "Observation":
@@ -221,6 +234,24 @@ def evaluate(
             described="no samples of this group left in the window",
         )
         return replace(decision, estimate=estimate)
+    if observation.evidence is not None:
+        # The sequential test is valid at any sample size and under any number of
+        # looks: no minimum, and its own evidence says why (see `explain_evidence`).
+        monitor = rule.monitor(observation.groups)
+        breach = observation.evidence.breached(monitor)
+        clear = observation.evidence.cleared(monitor)
+        decision = _step(
+            observed,
+            breach=breach,
+            clear=clear,
+            measured=estimate.interval,
+            for_=rule.for_,
+            repeat_interval=rule.repeat_interval,
+            now=now,
+            described=f"{described}: "
+            f"{explain_evidence(rule, observation.evidence, observation.groups)}",
+        )
+        return replace(decision, estimate=estimate)
     if observation.decided < rule.min_samples:
         reconciled = _reconcile_only(observed, now)
         if reconciled is not None:
@@ -243,6 +274,56 @@ def evaluate(
         described=described,
     )
     return replace(decision, estimate=estimate)
+
+
+def explain_evidence(rule: AlertRule, evidence: MonitorState, groups: int = 1) -> str:
+    """Say in plain words what the sequential test has seen and what it concludes.
+
+    "3.1% of 412 lookups leaked; at this rate the chance of seeing so many by luck
+    under 1% is below 1 in 1,000": the counts are the run the evidence was gathered
+    over, the odds Ville's bound exp(−evidence) for a rate at the threshold.
+    """
+    monitor = rule.monitor(groups)
+    threshold = _pct_plain(rule.threshold)
+    if evidence.breached(monitor) or (evidence.breach > 0 and not evidence.cleared(monitor)):
+        seen = _run(evidence.breach_leaks, evidence.breach_samples)
+        odds = _odds(evidence.breach)
+        if evidence.breached(monitor):
+            return (
+                f"{seen}; at this rate the chance of seeing so many by luck under "
+                f"{threshold} is below 1 in {odds}"
+            )
+        needed = _odds(monitor.bound)
+        return (
+            f"{seen}; so many by luck under {threshold} would be a 1 in {odds} chance "
+            f"— not yet the 1 in {needed} that fires"
+        )
+    if evidence.clear_samples > 0:
+        seen = _run(evidence.clear_leaks, evidence.clear_samples)
+        verdict = "below" if evidence.cleared(monitor) else "not yet shown below"
+        return (
+            f"{seen}; the rate is {verdict} {threshold} (chance of so few by luck at "
+            f"{threshold} or more: 1 in {_odds(evidence.clear)})"
+        )
+    return f"no evidence either way yet about {threshold}"
+
+
+def _run(leaks: int, samples: int) -> str:
+    rate = leaks / samples if samples else 0.0
+    return f"{_pct_plain(rate)} of {samples:,} lookups leaked ({leaks:,})"
+
+
+def _odds(log_ratio: float) -> str:
+    """exp(log_ratio) as a round "1 in N" figure, never rounded up past the bound."""
+    value = math.exp(min(log_ratio, 60.0))
+    if value < 10:
+        return f"{math.floor(value * 10) / 10:g}"
+    digits = 10 ** max(0, math.floor(math.log10(value)) - 1)
+    return f"{math.floor(value / digits) * digits:,}"
+
+
+def _pct_plain(value: float) -> str:
+    return f"{value * 100:.2g}%" if value < 0.1 else f"{value * 100:.0f}%"
 
 
 def evaluate_health(

@@ -76,7 +76,11 @@ def parse_timestamp(text: str) -> datetime:
     parsed = datetime.fromisoformat(normalized)
     if parsed.tzinfo is None:
         raise ValueError(f"timestamp has no time zone: {text!r}")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        # Year 1 east of UTC or year 9999 west of it: no instant Python can hold.
+        raise ValueError(f"timestamp out of range: {text!r}") from None
 
 
 def timestamp_or_none(value: Any) -> datetime | None:
@@ -138,7 +142,11 @@ def quantity_value(properties: Mapping[str, Any], name: str | None) -> float | N
     """The numeric value of property `name` (numbers, or numeric strings), else None."""
     if name is None:
         return None
-    value = properties.get(name)
+    return quantity_number(properties.get(name))
+
+
+def quantity_number(value: Any) -> float | None:
+    """A property value as a finite number (numbers, or numeric strings), else None."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):

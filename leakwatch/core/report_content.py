@@ -5,17 +5,12 @@ dataclasses below), the prices and the week, and returns a `ReportContent` that 
 renderer (Markdown, HTML, JSON, Slack) reads. No I/O, no clock: `generated_at` and
 `now` are values.
 
-Estimation, per (source, event type) segment and week:
-- rate of a set of outcomes = Σ weight over those outcomes / Σ weight over decided
-  outcomes (Horvitz–Thompson ratio; equal weights give the plain proportion);
-- its 95% interval is Wilson's, on the effective sample size (Σw)² / Σw² (Kish), which
-  is the plain count when weights are equal;
-- estimated leaked events = leak rate × the segment's volume for the week (and the
-  interval scales the same way); revenue at risk = that × price per event, or, for a
-  per-unit price, the weighted share of the quantity that leaked × the week's summed
-  quantity × price per unit.
-Totals across segments add the estimates; the total's bounds add the segment bounds,
-which is conservative (wider than a joint interval).
+Every number comes from the rules every view shares: rates (the leak rate and each
+outcome's) from `core.stats.OutcomeTally.rate` — Horvitz–Thompson weighted, with a
+Wilson interval on the Kish effective size — per (source, event type) segment and
+pooled over all segments for the totals; volume over the week, leaked events and
+revenue at risk from `core.exposure` (each segment at its own rate; totals add the
+segments, bounds included, which is conservative).
 """
 
 import math
@@ -27,15 +22,20 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from leakwatch.core.events import DECIDED_OUTCOMES, LEAKING_OUTCOMES, Outcome
-from leakwatch.core.stats import (
-    Estimate,
-    Interval,
-    RateEstimate,
-    estimate_leaked,
-    rate_from_weight_sums,
-    revenue_at_risk,
+from leakwatch.core.exposure import (
+    Exposure,
+    Segment,
+    Volume,
+    VolumeRow,
+    scope_exposure,
+    segment_exposure,
+    volumes_in,
 )
-from leakwatch.core.weeks import IsoWeek, utc_day_fraction_in
+from leakwatch.core.pricing import Price
+from leakwatch.core.reconcile import billed_ratio
+from leakwatch.core.stats import Estimate, OutcomeTally, RateEstimate, rate_from_weight_sums
+from leakwatch.core.text import code_text
+from leakwatch.core.weeks import IsoWeek
 
 CONFIDENCE = 0.95
 # Below this many decided samples an interval is too wide to act on; the report says so.
@@ -60,71 +60,6 @@ OPENED_TRANSITIONS = frozenset({"fire", "fired", "firing", "open", "opened"})
 RESOLVED_TRANSITIONS = frozenset({"resolve", "resolved"})
 
 
-# --------------------------------------------------------------------------- prices
-
-
-@dataclass(frozen=True, slots=True)
-class Price:
-    """List price of one event type: per event, or per unit of a quantity property."""
-
-    amount: float
-    unit_property: str | None = None
-
-    @property
-    def per_unit(self) -> bool:
-        return self.unit_property is not None
-
-    def describe(self, currency: str) -> str:
-        if self.unit_property is None:
-            return f"{currency}{self.amount:g} per event"
-        return f"{currency}{self.amount:g} per unit of `{self.unit_property}`"
-
-
-def parse_prices(raw: Mapping[str, Any]) -> dict[str, Price]:
-    """Read `[report] prices` into Price objects; raise ValueError naming the bad entry.
-
-    Accepted shapes per event type: a number (price per event);
-    `{ per_unit = 0.0004, property = "seconds" }`; or
-    `{ price = 0.0004, per_unit_property = "seconds" }`.
-    """
-    prices: dict[str, Price] = {}
-    for event_type, value in raw.items():
-        if isinstance(value, Price):
-            prices[event_type] = value
-            continue
-        if isinstance(value, bool):
-            raise ValueError(f"report.prices.{event_type}: expected a number, got {value!r}")
-        if isinstance(value, int | float):
-            prices[event_type] = Price(_non_negative(event_type, value))
-            continue
-        if isinstance(value, Mapping):
-            amount = value.get("per_unit", value.get("price"))
-            prop = value.get("property", value.get("per_unit_property"))
-            unknown = set(value) - {"per_unit", "price", "property", "per_unit_property"}
-            if unknown:
-                raise ValueError(
-                    f"report.prices.{event_type}: unknown keys {sorted(unknown)}; use "
-                    '{ per_unit = 0.0004, property = "seconds" }'
-                )
-            if isinstance(amount, bool) or not isinstance(amount, int | float):
-                raise ValueError(f"report.prices.{event_type}: needs a numeric per_unit (or price)")
-            if prop is not None and (not isinstance(prop, str) or not prop):
-                raise ValueError(f"report.prices.{event_type}: property must be a name")
-            prices[event_type] = Price(_non_negative(event_type, amount), prop)
-            continue
-        raise ValueError(
-            f"report.prices.{event_type}: expected a number or "
-            f'{{ per_unit = …, property = "…" }}, got {value!r}'
-        )
-    return prices
-
-
-def _non_negative(event_type: str, amount: float) -> float:
-    if not math.isfinite(amount) or amount < 0:
-        raise ValueError(f"report.prices.{event_type}: price must be ≥ 0, got {amount!r}")
-    return float(amount)
-
-
 # --------------------------------------------------------------- query result rows
 
 
@@ -141,15 +76,6 @@ class OutcomeRow:
     weight_sq_sum: float
     # Σ weight·quantity over rows that carry a quantity, for per-unit prices.
     weighted_quantity_sum: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class VolumeRow:
-    source: str
-    event_type: str
-    day: date
-    events: int
-    quantity_sum: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +141,18 @@ class Example:
 
 
 @dataclass(frozen=True, slots=True)
+class ReconciledRow:
+    """One reconciled customer × billable metric × UTC day (from the store)."""
+
+    day: date
+    customer: str
+    metric: str
+    expected: float
+    billed: float | None
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
 class ReportInputs:
     """Everything the queries return for one report: the week and the 8 before it."""
 
@@ -227,6 +165,9 @@ class ReportInputs:
     top_customers: Sequence[CustomerRow]
     leak_keys: Sequence[LeakKeyRow]
     examples: Sequence[Example]
+    # Sources whose tail was still counting their history at the week's last cycle.
+    volumes_estimated: Sequence[str] = ()
+    reconciled: Sequence[ReconciledRow] = ()
 
 
 # ------------------------------------------------------------------ report content
@@ -337,6 +278,38 @@ class Health:
 
 
 @dataclass(frozen=True, slots=True)
+class BilledDay:
+    """Expected and billed for one metric on one UTC day, summed over customers."""
+
+    day: date
+    metric: str
+    expected: float
+    billed: float
+    billed_ratio: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class BilledGap:
+    day: date
+    customer: str
+    metric: str
+    expected: float
+    billed: float
+    difference: float
+    billed_ratio: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class BilledVsSent:
+    """The week's totals reconciliation: exact, for the metrics leakwatch can reproduce."""
+
+    by_day: list[BilledDay]
+    biggest_gaps: list[BilledGap]
+    flagged: int
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
 class ReportContent:
     """One week's report, ready for any renderer."""
 
@@ -361,6 +334,7 @@ class ReportContent:
     health: Health
     examples: dict[str, list[Example]]
     notes: list[str] = field(default_factory=list)
+    billed_vs_sent: BilledVsSent | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict: datetimes and dates as ISO 8601 strings."""
@@ -383,163 +357,61 @@ def _jsonable(value: Any) -> Any:
 # ------------------------------------------------------------------------ building
 
 
-@dataclass
-class _Sums:
-    """Per-outcome sums of one segment (or pool) in one week."""
-
-    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    weights: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    weights_sq: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    weighted_quantity: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-
-    def add(self, row: OutcomeRow) -> None:
-        self.counts[row.outcome] += row.count
-        self.weights[row.outcome] += row.weight_sum
-        self.weights_sq[row.outcome] += row.weight_sq_sum
-        self.weighted_quantity[row.outcome] += row.weighted_quantity_sum
-
-    @property
-    def sampled(self) -> int:
-        return sum(self.counts.values())
-
-    def count(self, outcomes: Iterable[str]) -> int:
-        return sum(self.counts.get(o, 0) for o in outcomes)
-
-    def weight(self, outcomes: Iterable[str]) -> float:
-        return sum(self.weights.get(o, 0.0) for o in outcomes)
-
-    @property
-    def decided(self) -> int:
-        return self.count(_DECIDED)
-
-    @property
-    def leaking(self) -> int:
-        return self.count(_LEAKING)
-
-    def rate(self, outcomes: Iterable[str]) -> RateEstimate | None:
-        """Weighted share of decided samples with one of `outcomes`, with its interval."""
-        chosen = list(outcomes)
-        decided_w = self.weight(_DECIDED)
-        if self.decided == 0 or decided_w <= 0:
-            return None
-        decided_w_sq = sum(self.weights_sq.get(o, 0.0) for o in _DECIDED)
-        return weighted_rate(
-            self.count(chosen), self.decided, self.weight(chosen), decided_w, decided_w_sq
-        )
-
-    def quantity_leak_share(self) -> float | None:
-        decided_q = sum(self.weighted_quantity.get(o, 0.0) for o in _DECIDED)
-        if decided_q <= 0:
-            return None
-        return sum(self.weighted_quantity.get(o, 0.0) for o in _LEAKING) / decided_q
-
-
-_DECIDED = frozenset(o.value for o in DECIDED_OUTCOMES)
-_LEAKING = frozenset(o.value for o in LEAKING_OUTCOMES)
-
-
-def weighted_rate(
-    count: int, decided: int, weight: float, decided_weight: float, decided_weight_sq: float
-) -> RateEstimate:
-    """A Horvitz–Thompson rate from weight sums, with Wilson on the Kish effective n.
-
-    The same estimator as `stats.weighted_rate_estimate`, fed with the sums SQL returns
-    (Σw, Σw²) instead of per-stratum tallies. Equal weights give the plain proportion
-    and the textbook Wilson interval.
-    """
-    return rate_from_weight_sums(
-        count, decided, weight, decided_weight, decided_weight_sq, CONFIDENCE
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class _Volume:
-    events: float
-    quantity: float
-
-
-def _volumes(
-    rows: Sequence[VolumeRow], start_utc: datetime, end_utc: datetime
-) -> dict[tuple[str, str], _Volume]:
-    acc: dict[tuple[str, str], list[float]] = {}
+def _tally_of(rows: Iterable[OutcomeRow]) -> OutcomeTally:
+    tally = OutcomeTally()
     for row in rows:
-        fraction = utc_day_fraction_in(row.day, start_utc, end_utc)
-        if fraction <= 0:
+        try:
+            outcome = Outcome(row.outcome)
+        except ValueError:
             continue
-        entry = acc.setdefault((row.source, row.event_type), [0.0, 0.0])
-        entry[0] += row.events * fraction
-        entry[1] += row.quantity_sum * fraction
-    return {key: _Volume(events, quantity) for key, (events, quantity) in acc.items()}
+        tally.add(outcome, row.count, row.weight_sum, row.weight_sq_sum, row.weighted_quantity_sum)
+    return tally
+
+
+def _rate(tally: OutcomeTally, outcomes: Iterable[Outcome]) -> RateEstimate | None:
+    """The one weighted estimator (`OutcomeTally.rate`); None when nothing is decided."""
+    return tally.rate(outcomes, CONFIDENCE) if tally.decided > 0 else None
 
 
 @dataclass(frozen=True, slots=True)
 class _SegmentWeek:
     leak_rate: RateEstimate | None
-    leaked_events: Estimate | None
-    leaked_quantity: Estimate | None
-    revenue: Estimate | None
-    volume: _Volume | None
+    exposure: Exposure
+    volume: Volume | None
 
 
-def _segment_week(sums: _Sums, volume: _Volume | None, price: Price | None) -> _SegmentWeek:
-    leak_rate = sums.rate(_LEAKING)
-    leaked_events = None
-    leaked_quantity = None
-    revenue = None
-    if leak_rate is not None and volume is not None:
-        leaked_events = estimate_leaked(leak_rate, round(volume.events))
-        if price is not None and price.per_unit:
-            units = _units_per_leaked_event(sums, leak_rate, volume)
-            leaked_quantity = revenue_at_risk(leaked_events, 1.0, units)
-            revenue = revenue_at_risk(leaked_events, price.amount, units)
-        elif price is not None:
-            revenue = revenue_at_risk(leaked_events, price.amount)
-    return _SegmentWeek(leak_rate, leaked_events, leaked_quantity, revenue, volume)
-
-
-def _units_per_leaked_event(sums: _Sums, leak_rate: RateEstimate, volume: _Volume) -> float:
-    """The mean quantity a leaked event carries, so leaked units = leaked events × this.
-
-    Chosen so the point estimate is the weighted share of *quantity* that leaked times
-    the week's summed quantity (big events leaking weigh more than small ones); the
-    interval is the event-rate interval scaled the same way, an approximation that keeps
-    its relative width. Without sampled quantities (or at zero leaks) it falls back to
-    the average quantity per event.
-    """
-    if volume.events <= 0:
-        return 0.0
-    average = volume.quantity / volume.events
-    share = sums.quantity_leak_share()
-    if share is None or leak_rate.rate <= 0:
-        return average
-    return share * volume.quantity / (leak_rate.rate * volume.events)
+def _segment_week(tally: OutcomeTally, volume: Volume | None, price: Price | None) -> _SegmentWeek:
+    return _SegmentWeek(
+        _rate(tally, LEAKING_OUTCOMES),
+        segment_exposure(tally, volume, price, confidence=CONFIDENCE),
+        volume,
+    )
 
 
 def build_content(
     inputs: ReportInputs,
     *,
     timezone: ZoneInfo,
-    prices: Mapping[str, Any],
+    prices: Mapping[str, Price],
     generated_at: datetime,
     checks_every: timedelta | None,
     currency: str = "$",
 ) -> ReportContent:
-    """Turn aggregated query results into the report for the last week in `inputs.weeks`.
-
-    `prices` may be parsed `Price`s or the raw config shapes `parse_prices` accepts.
-    """
-    prices = parse_prices(prices)
+    """Turn aggregated query results into the report for the last week in `inputs.weeks`."""
     weeks = inputs.weeks
     report_index = len(weeks) - 1
     week = weeks[report_index]
     start_utc, end_utc = week.bounds_utc(timezone)
 
-    sums_by_week: list[dict[tuple[str, str], _Sums]] = [{} for _ in weeks]
+    rows_by_week: list[dict[Segment, list[OutcomeRow]]] = [{} for _ in weeks]
     for row in inputs.outcome_rows:
         if 0 <= row.week_index < len(weeks):
             key = (row.source, row.event_type)
-            sums_by_week[row.week_index].setdefault(key, _Sums()).add(row)
-    volumes_by_week = [_volumes(inputs.volume_rows, *w.bounds_utc(timezone)) for w in weeks]
+            rows_by_week[row.week_index].setdefault(key, []).append(row)
+    sums_by_week = [{k: _tally_of(v) for k, v in w.items()} for w in rows_by_week]
+    volumes_by_week = [
+        volumes_in(inputs.volume_rows, *w.bounds_utc(timezone), now=generated_at) for w in weeks
+    ]
 
     current = sums_by_week[report_index]
     previous = sums_by_week[report_index - 1] if report_index >= 1 else {}
@@ -566,39 +438,39 @@ def build_content(
         trend: list[float | None] = []
         for week_sums in sums_by_week[-TREND_WEEKS:]:
             seg = week_sums.get(key)
-            rate = seg.rate(_LEAKING) if seg is not None else None
+            rate = _rate(seg, LEAKING_OUTCOMES) if seg is not None else None
             trend.append(rate.rate if rate is not None else None)
         segments.append(
             SegmentReport(
                 source=source,
                 event_type=event_type,
-                sampled=sums.sampled,
+                sampled=sums.total,
                 decided=sums.decided,
-                leaking=sums.leaking,
+                leaking=sums.leaks,
                 outcomes=[
                     OutcomeStat(
                         o.value,
-                        sums.counts.get(o.value, 0),
-                        sums.rate([o.value]) if o in DECIDED_OUTCOMES else None,
+                        sums.counts.get(o, 0),
+                        _rate(sums, [o]) if o in DECIDED_OUTCOMES else None,
                     )
                     for o in OUTCOME_ORDER
                 ],
                 leak_rate=now_week.leak_rate,
                 volume_events=now_week.volume.events if now_week.volume else None,
-                estimated_leaked_events=now_week.leaked_events,
+                estimated_leaked_events=now_week.exposure.leaked_events,
                 price=price.describe(currency) if price is not None else None,
-                leaked_quantity=now_week.leaked_quantity,
-                revenue_at_risk=now_week.revenue,
+                leaked_quantity=now_week.exposure.leaked_quantity,
+                revenue_at_risk=now_week.exposure.revenue_at_risk,
                 previous_leak_rate=prev_rate,
                 leak_rate_change_pp=change_pp,
                 previous_estimated_leaked_events=(
-                    prev_week.leaked_events.point
-                    if prev_week is not None and prev_week.leaked_events is not None
+                    prev_week.exposure.leaked_events.point
+                    if prev_week is not None and prev_week.exposure.leaked_events is not None
                     else None
                 ),
                 previous_revenue_at_risk=(
-                    prev_week.revenue.point
-                    if prev_week is not None and prev_week.revenue is not None
+                    prev_week.exposure.revenue_at_risk.point
+                    if prev_week is not None and prev_week.exposure.revenue_at_risk is not None
                     else None
                 ),
                 trend_leak_rate=trend,
@@ -615,8 +487,8 @@ def build_content(
         prices,
     )
     trend_points = [
-        _trend_point(str(w), s, v)
-        for w, s, v in list(zip(weeks, sums_by_week, volumes_by_week, strict=True))[-TREND_WEEKS:]
+        _trend_point(str(w), s)
+        for w, s in list(zip(weeks, sums_by_week, strict=True))[-TREND_WEEKS:]
     ]
     # A week still in progress expects only the cycles due so far.
     health = _health(inputs, start_utc, min(end_utc, generated_at), checks_every)
@@ -634,15 +506,20 @@ def build_content(
             c.event_type,
             c.decided,
             c.leaking,
-            weighted_rate(
-                c.leaking, c.decided, c.leaking_weight, c.decided_weight, c.decided_weight_sq
+            rate_from_weight_sums(
+                c.leaking,
+                c.decided,
+                c.leaking_weight,
+                c.decided_weight,
+                c.decided_weight_sq,
+                CONFIDENCE,
             )
             if c.decided > 0 and c.decided_weight > 0
             else None,
         )
         for c in inputs.top_customers
     ]
-    notes = _notes(segments, prices)
+    notes = _notes(segments, prices, inputs.volumes_estimated)
     first_day = week.monday
     has_data = totals.sampled > 0
     content = ReportContent(
@@ -666,121 +543,100 @@ def build_content(
         health=health,
         examples=examples,
         notes=notes,
+        billed_vs_sent=billed_vs_sent(inputs.reconciled),
     )
     summary = summarize(content, is_last_week=week == IsoWeek.last_complete(generated_at, timezone))
     return _replace_summary(content, summary)
+
+
+BIGGEST_GAPS = 5
+
+
+def billed_vs_sent(rows: Sequence[ReconciledRow]) -> BilledVsSent | None:
+    """Sum reconciled rows per metric and day; the biggest flagged gaps, largest first."""
+    if not rows:
+        return None
+    days: dict[tuple[date, str], list[float]] = {}
+    for row in rows:
+        slot = days.setdefault((row.day, row.metric), [0.0, 0.0])
+        slot[0] += row.expected
+        slot[1] += row.billed or 0.0
+    flagged = [r for r in rows if r.status != "ok"]
+    flagged.sort(key=lambda r: (-abs((r.billed or 0.0) - r.expected), r.day, r.customer))
+    return BilledVsSent(
+        by_day=[
+            BilledDay(day, metric, expected, billed, billed_ratio(expected, billed))
+            for (day, metric), (expected, billed) in sorted(days.items())
+        ],
+        biggest_gaps=[
+            BilledGap(
+                r.day,
+                r.customer,
+                r.metric,
+                r.expected,
+                r.billed or 0.0,
+                (r.billed or 0.0) - r.expected,
+                billed_ratio(r.expected, r.billed),
+            )
+            for r in flagged[:BIGGEST_GAPS]
+        ],
+        flagged=len(flagged),
+        rows=len(rows),
+    )
 
 
 def _replace_summary(content: ReportContent, summary: str) -> ReportContent:
     return replace(content, summary=summary)
 
 
-def _pool_keys(
-    sums: Mapping[tuple[str, str], _Sums], volumes: Mapping[tuple[str, str], _Volume]
-) -> bool:
-    """Whether every segment with decided samples has a volume to weight it by."""
-    return all(key in volumes for key, s in sums.items() if s.decided > 0)
+def _pooled(sums: Mapping[Segment, OutcomeTally]) -> OutcomeTally:
+    """All segments' samples as one tally: weights are 1 / inclusion probability in every
+    source, so they add across sources and the pooled rate is the same estimator."""
+    pooled = OutcomeTally()
+    for tally in sums.values():
+        pooled.merge(tally)
+    return pooled
 
 
-def _pooled_rates(
-    sums: Mapping[tuple[str, str], _Sums], volumes: Mapping[tuple[str, str], _Volume]
-) -> tuple[RateEstimate | None, dict[str, float]]:
-    """The leak rate (and per-outcome shares) over all segments of one week.
-
-    Segments are sampled at different fractions, so their sample weights do not
-    compare across sources: with volumes known, each segment counts by its volume
-    (stratified estimate; bounds combined the same way, conservatively). Without,
-    the samples are pooled as drawn.
-    """
-    decided_keys = [key for key, s in sums.items() if s.decided > 0]
-    if not decided_keys:
-        return None, {}
-    if _pool_keys(sums, volumes) and sum(volumes[k].events for k in decided_keys) > 0:
-        total_volume = sum(volumes[k].events for k in decided_keys)
-        value = lo = hi = effective_n = 0.0
-        by_outcome: dict[str, float] = defaultdict(float)
-        for key in decided_keys:
-            share_of_volume = volumes[key].events / total_volume
-            rate = sums[key].rate(_LEAKING)
-            assert rate is not None
-            value += rate.rate * share_of_volume
-            lo += rate.interval.lo * share_of_volume
-            hi += rate.interval.hi * share_of_volume
-            effective_n += rate.effective_n
-            for outcome in LEAK_ORDER:
-                outcome_rate = sums[key].rate([outcome.value])
-                if outcome_rate is not None:
-                    by_outcome[outcome.value] += outcome_rate.rate * share_of_volume
-        pooled_rate = RateEstimate(
-            count=sum(sums[k].leaking for k in decided_keys),
-            decided=sum(sums[k].decided for k in decided_keys),
-            rate=value,
-            interval=Interval(lo, hi),
-            effective_n=effective_n,
-        )
-        return pooled_rate, {o.value: by_outcome[o.value] for o in LEAK_ORDER}
-    pooled = _Sums()
-    for s in sums.values():
-        for name in s.counts:
-            pooled.counts[name] += s.counts[name]
-            pooled.weights[name] += s.weights[name]
-            pooled.weights_sq[name] += s.weights_sq[name]
-    shares: dict[str, float] = {}
-    for leak_outcome in LEAK_ORDER:
-        rate = pooled.rate([leak_outcome.value])
-        shares[leak_outcome.value] = rate.rate if rate is not None else 0.0
-    return pooled.rate(_LEAKING), shares
-
-
-def _trend_point(
-    week: str, sums: Mapping[tuple[str, str], _Sums], volumes: Mapping[tuple[str, str], _Volume]
-) -> TrendPoint:
-    leak_rate, by_outcome = _pooled_rates(sums, volumes)
+def _trend_point(week: str, sums: Mapping[Segment, OutcomeTally]) -> TrendPoint:
+    pooled = _pooled(sums)
     return TrendPoint(
         week=week,
-        sampled=sum(s.sampled for s in sums.values()),
-        decided=sum(s.decided for s in sums.values()),
-        leak_rate=leak_rate,
-        by_outcome=by_outcome,
-    )
-
-
-def _sum_estimates(estimates: Iterable[Estimate | None]) -> Estimate | None:
-    present = [e for e in estimates if e is not None]
-    if not present:
-        return None
-    return Estimate(
-        sum(e.point for e in present), sum(e.lo for e in present), sum(e.hi for e in present)
+        sampled=pooled.total,
+        decided=pooled.decided,
+        leak_rate=_rate(pooled, LEAKING_OUTCOMES),
+        by_outcome={o.value: (pooled.rate([o]).rate if pooled.decided else 0.0) for o in LEAK_ORDER}
+        if pooled.decided
+        else {},
     )
 
 
 def _totals(
-    current: Mapping[tuple[str, str], _Sums],
-    previous: Mapping[tuple[str, str], _Sums],
-    volumes: Mapping[tuple[str, str], _Volume],
-    previous_volumes: Mapping[tuple[str, str], _Volume],
+    current: Mapping[Segment, OutcomeTally],
+    previous: Mapping[Segment, OutcomeTally],
+    volumes: Mapping[Segment, Volume],
+    previous_volumes: Mapping[Segment, Volume],
     prices: Mapping[str, Price],
 ) -> Totals:
-    now_weeks = [_segment_week(s, volumes.get(k), prices.get(k[1])) for k, s in current.items()]
-    prev_weeks = [
-        _segment_week(s, previous_volumes.get(k), prices.get(k[1])) for k, s in previous.items()
-    ]
-    leak_rate, _ = _pooled_rates(current, volumes)
-    prev_rate, _ = _pooled_rates(previous, previous_volumes)
+    now_week = scope_exposure(current, volumes, prices, confidence=CONFIDENCE)
+    prev_week = scope_exposure(previous, previous_volumes, prices, confidence=CONFIDENCE)
+    pooled = _pooled(current)
     known_volumes = [volumes[k].events for k in current if k in volumes]
-    prev_leaked = _sum_estimates(w.leaked_events for w in prev_weeks)
-    prev_revenue = _sum_estimates(w.revenue for w in prev_weeks)
     return Totals(
-        sampled=sum(s.sampled for s in current.values()),
-        decided=sum(s.decided for s in current.values()),
-        leaking=sum(s.leaking for s in current.values()),
-        leak_rate=leak_rate,
+        sampled=pooled.total,
+        decided=pooled.decided,
+        leaking=pooled.leaks,
+        leak_rate=_rate(pooled, LEAKING_OUTCOMES),
         volume_events=sum(known_volumes) if known_volumes else None,
-        estimated_leaked_events=_sum_estimates(w.leaked_events for w in now_weeks),
-        revenue_at_risk=_sum_estimates(w.revenue for w in now_weeks),
-        previous_leak_rate=prev_rate,
-        previous_estimated_leaked_events=prev_leaked.point if prev_leaked else None,
-        previous_revenue_at_risk=prev_revenue.point if prev_revenue else None,
+        estimated_leaked_events=now_week.leaked_events,
+        revenue_at_risk=now_week.revenue_at_risk,
+        previous_leak_rate=_rate(_pooled(previous), LEAKING_OUTCOMES),
+        previous_estimated_leaked_events=(
+            prev_week.leaked_events.point if prev_week.leaked_events else None
+        ),
+        previous_revenue_at_risk=(
+            prev_week.revenue_at_risk.point if prev_week.revenue_at_risk else None
+        ),
     )
 
 
@@ -794,17 +650,18 @@ _CAUSE_TEXT = {
 
 
 def _main_cause(
-    sums: _Sums, source: str, event_type: str, leak_keys: Sequence[LeakKeyRow]
+    sums: OutcomeTally, source: str, event_type: str, leak_keys: Sequence[LeakKeyRow]
 ) -> Cause | None:
     """The dominant leaking outcome of a segment, with its most frequent customer id."""
-    leak_weight = sums.weight(_LEAKING)
-    if sums.leaking == 0 or leak_weight <= 0:
+    leak_weight = sums.weight(LEAKING_OUTCOMES)
+    if sums.leaks == 0 or leak_weight <= 0:
         return None
-    outcome = max(
-        (o.value for o in LEAK_ORDER if sums.counts.get(o.value, 0) > 0),
+    top = max(
+        (o for o in LEAK_ORDER if sums.counts.get(o, 0) > 0),
         key=lambda o: (sums.weights.get(o, 0.0), sums.counts.get(o, 0)),
     )
-    share = sums.weights.get(outcome, 0.0) / leak_weight
+    share = sums.weights.get(top, 0.0) / leak_weight
+    outcome = top.value
     by_customer: dict[str, float] = defaultdict(float)
     for row in leak_keys:
         if row.outcome == outcome and row.source == source and row.event_type == event_type:
@@ -812,11 +669,11 @@ def _main_cause(
     customer = max(by_customer, key=lambda c: (by_customer[c], c)) if by_customer else None
     customer_share = by_customer[customer] / sum(by_customer.values()) if customer else 0.0
     if outcome == Outcome.UNMATCHED_CUSTOMER.value and customer is not None:
-        description = f"unknown customer alias `{customer}`"
+        description = f"unknown customer alias `{code_text(customer)}`"
         if customer_share < 0.999:
             description += f" ({_percent(customer_share)} of these; others too)"
     elif customer is not None and customer_share >= 0.5:
-        description = f"{_CAUSE_TEXT[outcome]} (mostly customer `{customer}`)"
+        description = f"{_CAUSE_TEXT[outcome]} (mostly customer `{code_text(customer)}`)"
     else:
         description = _CAUSE_TEXT[outcome]
     return Cause(outcome, share, description, customer)
@@ -848,7 +705,11 @@ def _health(
     )
 
 
-def _notes(segments: Sequence[SegmentReport], prices: Mapping[str, Price]) -> list[str]:
+def _notes(
+    segments: Sequence[SegmentReport],
+    prices: Mapping[str, Price],
+    volumes_estimated: Sequence[str] = (),
+) -> list[str]:
     notes = [
         "Samples count in the week of their event timestamp. Rates are leaking / decided "
         "samples (pending, expired and errored lookups excluded), weighted by inverse "
@@ -856,18 +717,28 @@ def _notes(segments: Sequence[SegmentReport], prices: Mapping[str, Price]) -> li
         "Volume is counted per UTC day; days straddling the week's start or end are "
         "split by the hours inside the week (assumes even traffic within those days).",
     ]
-    few = [f"{s.source}/{s.event_type}" for s in segments if s.few_samples and s.decided > 0]
+    few = [
+        f"{s.source}/{code_text(s.event_type)}" for s in segments if s.few_samples and s.decided > 0
+    ]
     if few:
         notes.append(
             f"Fewer than {FEW_SAMPLES} decided samples for {', '.join(few)}: "
             "intervals are wide, read the point estimates with care."
         )
-    no_volume = [f"{s.source}/{s.event_type}" for s in segments if s.volume_events is None]
+    no_volume = [
+        f"{s.source}/{code_text(s.event_type)}" for s in segments if s.volume_events is None
+    ]
     if no_volume:
         notes.append(
             f"No volume counts for {', '.join(no_volume)}: leaked events cannot be estimated."
         )
-    unpriced = sorted({s.event_type for s in segments if s.event_type not in prices})
+    if volumes_estimated:
+        names = ", ".join(code_text(name) for name in sorted(volumes_estimated))
+        notes.append(
+            f"Volumes of {names} are estimated, not counted: the tail was still reading "
+            "their history at the week's last cycle, so leaked events are understated."
+        )
+    unpriced = sorted({code_text(s.event_type) for s in segments if s.event_type not in prices})
     if unpriced:
         notes.append(f"No price configured for {', '.join(unpriced)}: no revenue estimate.")
     return notes
@@ -1013,7 +884,7 @@ def summarize(content: ReportContent, *, is_last_week: bool) -> str:
             f"leaked; the leak rate is below {format_percent(upper)} (95% upper bound)."
         )
     assert headline.leak_rate is not None
-    segment_name = f"{headline.event_type} events"
+    segment_name = f"{code_text(headline.event_type)} events"
     if len({s.source for s in content.segments}) > 1:
         segment_name += f" from `{headline.source}`"
     parts = [f"About {format_rate_interval(headline.leak_rate)} of {segment_name}"]
@@ -1037,7 +908,8 @@ def summarize(content: ReportContent, *, is_last_week: bool) -> str:
     worse = _clearly_worse_segment(headline, others)
     if worse is not None and worse.leak_rate is not None:
         sentence += (
-            f" Worst rate: {format_rate_interval(worse.leak_rate)} of {worse.event_type} events"
+            f" Worst rate: {format_rate_interval(worse.leak_rate)} of "
+            f"{code_text(worse.event_type)} events"
         )
         if len({s.source for s in content.segments}) > 1:
             sentence += f" from `{worse.source}`"

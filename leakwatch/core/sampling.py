@@ -8,7 +8,7 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Generic, TypeVar
 
 from leakwatch.core.events import SourceEvent
@@ -58,6 +58,17 @@ def validate_window_spec(settle_delay: timedelta, max_age: timedelta) -> None:
         raise ValueError("settle_delay must not be negative")
     if settle_delay >= max_age:
         raise ValueError("settle_delay must be shorter than max_age")
+
+
+def window_share_of_day(day: date, window: Window) -> float:
+    """The share of a UTC day inside the window (volume counts are per UTC day).
+
+    Counts of the window's two edge days are prorated by the hours inside it, which
+    assumes traffic is even within those days.
+    """
+    day_start = datetime.combine(day, time(), tzinfo=UTC)
+    overlap = min(window.end, day_start + timedelta(days=1)) - max(window.start, day_start)
+    return max(0.0, overlap / timedelta(days=1))
 
 
 def accept_by_length(line_bytes: int, min_line_bytes: int, rng: random.Random) -> bool:

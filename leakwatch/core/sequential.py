@@ -14,6 +14,7 @@ persists the state wherever it likes and a benchmark can replay a stream.
 """
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -130,3 +131,124 @@ def cusum_update(
     alarm = statistic >= config.threshold
     new_state = CusumState(statistic=statistic, samples=state.samples + 1, alarm=alarm)
     return new_state, SequentialDecision.LEAK if alarm else SequentialDecision.CONTINUE
+
+
+# --- Monitoring a rate against an alert threshold -----------------------------------
+#
+# An alert needs two always-valid answers from the same stream of sampled outcomes,
+# batch by batch (one batch per check cycle): "the rate is above the threshold" and
+# "the rate is below it". Each is a one-sided CUSUM of log-likelihood ratios — Page's
+# CUSUM, i.e. Wald's SPRT restarted whenever its evidence falls back to zero:
+#
+#   breach ← max(0, breach + LLR(threshold·ratio vs threshold))   fire  at ≥ ln(1/α)
+#   clear  ← max(0, clear  + LLR(threshold/ratio vs threshold))   clear at ≥ ln(1/α)
+#
+# By Ville's inequality the likelihood ratio of a true rate at (or below) the threshold
+# exceeds 1/α with probability at most α however often it is looked at, so a cycle is
+# not a new chance of a false alarm the way a re-tested fixed-n bound is. `exp(−breach)`
+# is that bound for the evidence in hand: "the chance of so many leaks by luck".
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorConfig:
+    """Watch a rate against `threshold`: alternatives at threshold × / ÷ `ratio`, level α."""
+
+    threshold: float
+    alpha: float = 0.025
+    ratio: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+        if not 0.0 < self.alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
+        if self.ratio <= 1.0 or self.threshold * self.ratio >= 1.0:
+            raise ValueError(f"ratio must be > 1 with threshold × ratio < 1, got {self.ratio}")
+
+    @property
+    def bound(self) -> float:
+        """Evidence (log-likelihood ratio) needed to decide either way: ln(1/α)."""
+        return -math.log(self.alpha)
+
+    @property
+    def breach_steps(self) -> tuple[float, float]:
+        """LLR added by a leaking and by a clean sample, for a rate above the threshold."""
+        return _llr_steps(self.threshold, min(self.threshold * self.ratio, 0.999))
+
+    @property
+    def clear_steps(self) -> tuple[float, float]:
+        """LLR added by a leaking and by a clean sample, for a rate below the threshold."""
+        return _llr_steps(self.threshold, self.threshold / self.ratio)
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorState:
+    """Both CUSUMs, with the samples and leaks gathered since each last restarted.
+
+    The counts say in plain words what the evidence is ("31 of 412 leaked"): they are
+    the run of samples the statistic has been adding up since it last fell to zero.
+    """
+
+    breach: float = 0.0
+    breach_leaks: int = 0
+    breach_samples: int = 0
+    clear: float = 0.0
+    clear_leaks: int = 0
+    clear_samples: int = 0
+
+    def breached(self, config: MonitorConfig) -> bool:
+        return self.breach >= config.bound
+
+    def cleared(self, config: MonitorConfig) -> bool:
+        return self.clear >= config.bound
+
+    @property
+    def chance_by_luck(self) -> float:
+        """Upper bound on the chance of this much evidence at a rate at the threshold."""
+        return math.exp(-self.breach)
+
+
+def monitor_update(
+    config: MonitorConfig, state: MonitorState, leaks: int, samples: int
+) -> MonitorState:
+    """Add one batch (`leaks` of `samples` decided outcomes) to both CUSUMs."""
+    if samples <= 0:
+        return state
+    if not 0 <= leaks <= samples:
+        raise ValueError(f"need 0 ≤ leaks ≤ samples, got {leaks} of {samples}")
+    up_leak, up_clean = config.breach_steps
+    down_leak, down_clean = config.clear_steps
+    breach = state.breach + leaks * up_leak + (samples - leaks) * up_clean
+    clear = state.clear + leaks * down_leak + (samples - leaks) * down_clean
+    breach_state = _run_after(
+        breach, leaks, samples, state.breach, state.breach_leaks, state.breach_samples
+    )
+    clear_state = _run_after(
+        clear, leaks, samples, state.clear, state.clear_leaks, state.clear_samples
+    )
+    return MonitorState(*breach_state, *clear_state)
+
+
+def monitor_over(
+    config: MonitorConfig, batches: Iterable[tuple[int, int]], state: MonitorState | None = None
+) -> MonitorState:
+    """Fold batches of (leaks, samples), oldest first, into the monitor."""
+    state = state or MonitorState()
+    for leaks, samples in batches:
+        state = monitor_update(config, state, leaks, samples)
+    return state
+
+
+def _run_after(
+    statistic: float, leaks: int, samples: int, before: float, run_leaks: int, run_samples: int
+) -> tuple[float, int, int]:
+    """Clip a CUSUM at zero and count the run it has gathered since it last left zero."""
+    if statistic <= 0.0:
+        return 0.0, 0, 0
+    if before <= 0.0:
+        return statistic, leaks, samples
+    return statistic, run_leaks + leaks, run_samples + samples
+
+
+def _llr_steps(p0: float, p1: float) -> tuple[float, float]:
+    return math.log(p1 / p0), math.log1p(-p1) - math.log1p(-p0)

@@ -11,12 +11,18 @@ number. Wilson on (p̂, n_eff) keeps Wilson's behaviour at small rates (bounded 
 [0, 1], a non-zero upper bound at zero leaks) with a width that reflects the weights.
 Kish's design effect ignores the variance that stratification *removes*, so the
 interval is, if anything, conservative — the right side to err on for an alarm.
+
+`OutcomeTally` is the one way any view turns sampled outcomes into rates: the leak
+rate and every per-outcome rate share one denominator (the weight of decided samples),
+so the per-outcome rates add up to the leak rate under any sampling design.
 """
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from statistics import NormalDist
+
+from leakwatch.core.events import DECIDED_OUTCOMES, LEAKING_OUTCOMES, Outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,9 +31,6 @@ class Interval:
 
     lo: float
     hi: float
-
-    def overlaps(self, other: "Interval") -> bool:
-        return self.lo <= other.hi and other.lo <= self.hi
 
     def __contains__(self, value: float) -> bool:
         return self.lo <= value <= self.hi
@@ -132,27 +135,6 @@ def kish_effective_n(weights: Iterable[float]) -> float:
     return total * total / squares if squares > 0 else 0.0
 
 
-def estimate_leaked(estimate: RateEstimate, volume: int) -> Estimate:
-    """Scale a leak rate to the source's event `volume` for the same period."""
-    return Estimate(
-        point=estimate.rate * volume,
-        lo=estimate.interval.lo * volume,
-        hi=estimate.interval.hi * volume,
-    )
-
-
-def revenue_at_risk(
-    leaked: Estimate, price_per_unit: float, mean_units_per_event: float = 1.0
-) -> Estimate:
-    """Price leaked events: per event, or per unit with the caller's mean units per event.
-
-    The mean quantity (e.g. tokens per request) is the caller's to supply, measured
-    over the same events, so this stays a pure multiplication.
-    """
-    per_event = price_per_unit * mean_units_per_event
-    return Estimate(leaked.point * per_event, leaked.lo * per_event, leaked.hi * per_event)
-
-
 def samples_to_detect(p: float, confidence: float = 0.95) -> int:
     """Return n such that a rate-`p` leak shows at least once with `confidence` (rule of 3).
 
@@ -192,3 +174,103 @@ def rate_from_weight_sums(
         interval=wilson_interval(rate * effective_n, effective_n, confidence),
         effective_n=effective_n,
     )
+
+
+@dataclass
+class OutcomeTally:
+    """Sampled outcomes of one group, as the store aggregates them: per outcome the
+    sample count, Σw, Σw² and Σw·quantity (w = 1 / inclusion probability).
+
+    Every rate a user reads — `status`, alerts, the report, `/metrics` — comes from
+    `rate`, so the same samples give the same number everywhere.
+    """
+
+    counts: dict[Outcome, int] = field(default_factory=dict)
+    weights: dict[Outcome, float] = field(default_factory=dict)
+    weights_squared: dict[Outcome, float] = field(default_factory=dict)
+    # Σ weight·quantity over samples that carry a quantity (per-unit prices).
+    weighted_quantity: dict[Outcome, float] = field(default_factory=dict)
+
+    def add(
+        self,
+        outcome: Outcome,
+        count: int,
+        weight_sum: float,
+        weight_sq_sum: float,
+        weighted_quantity_sum: float = 0.0,
+    ) -> None:
+        """Add one aggregated row (an outcome's sums) to the tally."""
+        self.counts[outcome] = self.counts.get(outcome, 0) + count
+        self.weights[outcome] = self.weights.get(outcome, 0.0) + weight_sum
+        self.weights_squared[outcome] = self.weights_squared.get(outcome, 0.0) + weight_sq_sum
+        self.weighted_quantity[outcome] = (
+            self.weighted_quantity.get(outcome, 0.0) + weighted_quantity_sum
+        )
+
+    def merge(self, other: "OutcomeTally") -> None:
+        """Add every outcome of `other` (pooling two groups' samples)."""
+        for outcome, count in other.counts.items():
+            self.add(
+                outcome,
+                count,
+                other.weights.get(outcome, 0.0),
+                other.weights_squared.get(outcome, 0.0),
+                other.weighted_quantity.get(outcome, 0.0),
+            )
+
+    def count(self, outcomes: Iterable[Outcome]) -> int:
+        return sum(self.counts.get(o, 0) for o in outcomes)
+
+    def weight(self, outcomes: Iterable[Outcome]) -> float:
+        return sum(self.weights.get(o, 0.0) for o in outcomes)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def decided(self) -> int:
+        return self.count(DECIDED_OUTCOMES)
+
+    @property
+    def leaks(self) -> int:
+        return self.count(LEAKING_OUTCOMES)
+
+    def rate(self, outcomes: Iterable[Outcome], confidence: float = 0.95) -> RateEstimate:
+        """The weighted share of decided samples whose outcome is one of `outcomes`.
+
+        Horvitz–Thompson ratio with Wilson on the Kish effective size (see module);
+        equal weights give the plain proportion and the textbook Wilson interval. With
+        nothing decided the rate is 0 with the uninformative interval [0, 1].
+        """
+        chosen = frozenset(outcomes) & DECIDED_OUTCOMES
+        return rate_from_weight_sums(
+            self.count(chosen),
+            self.decided,
+            self.weight(chosen),
+            self.weight(DECIDED_OUTCOMES),
+            sum(self.weights_squared.get(o, 0.0) for o in DECIDED_OUTCOMES),
+            confidence,
+        )
+
+    def leak_rate(self, confidence: float = 0.95) -> RateEstimate:
+        return self.rate(LEAKING_OUTCOMES, confidence)
+
+    def outcome_rates(self, confidence: float = 0.95) -> dict[Outcome, RateEstimate]:
+        """Each leaking outcome seen, as its own weighted rate (they add up to the leak rate)."""
+        return {
+            o: self.rate([o], confidence)
+            for o in sorted(LEAKING_OUTCOMES, key=list(Outcome).index)
+            if self.counts.get(o)
+        }
+
+    def quantity_share(self, outcomes: Iterable[Outcome]) -> float | None:
+        """The weighted share of sampled *quantity* among decided samples with `outcomes`.
+
+        None when no decided sample carries a quantity.
+        """
+        decided = sum(self.weighted_quantity.get(o, 0.0) for o in DECIDED_OUTCOMES)
+        if decided <= 0:
+            return None
+        chosen = frozenset(outcomes) & DECIDED_OUTCOMES
+        return sum(self.weighted_quantity.get(o, 0.0) for o in chosen) / decided

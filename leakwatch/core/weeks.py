@@ -77,21 +77,6 @@ def local_midnight_utc(day: date, timezone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), tzinfo=timezone).astimezone(UTC)
 
 
-def utc_day_fraction_in(day: date, start_utc: datetime, end_utc: datetime) -> float:
-    """Share of the UTC day `day` that lies inside [start_utc, end_utc).
-
-    Volume is counted per UTC day; a week in another zone starts and ends mid-day in
-    UTC. Prorating the edge days by the hours they overlap assumes traffic is even
-    within those edge days — an approximation of at most the zone's offset in hours at
-    each end — but it never counts an event in two adjacent weeks: the fractions of a
-    day over consecutive weeks add up to exactly 1.
-    """
-    day_start = datetime.combine(day, time(0), tzinfo=UTC)
-    day_end = day_start + _DAY
-    overlap = min(day_end, end_utc) - max(day_start, start_utc)
-    return max(0.0, overlap / _DAY)
-
-
 def utc_days_touching(start_utc: datetime, end_utc: datetime) -> tuple[date, date]:
     """First and last UTC day (inclusive) that overlap [start_utc, end_utc)."""
     last_instant = end_utc - timedelta(microseconds=1)

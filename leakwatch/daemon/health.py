@@ -12,14 +12,14 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from leakwatch.clock import Clock
-from leakwatch.serving import serve_in_thread, stop_serving
+from leakwatch.serving import BoundedHTTPServer, serve_in_thread, stop_serving
 
 STALE_AFTER_CYCLES = 3
 
@@ -144,12 +144,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class _HealthHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _HealthHTTPServer(BoundedHTTPServer):
     def __init__(self, address: tuple[str, int], endpoint: "HealthServer") -> None:
         self.endpoint = endpoint
-        super().__init__(address, _Handler)
+        # Scrapers and probes need a handful of connections; a slow one is dropped.
+        super().__init__(address, _Handler, max_threads=16, request_timeout_s=10.0)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         structlog.get_logger().debug("health.request_failed", client=str(client_address))

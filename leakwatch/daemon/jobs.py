@@ -8,7 +8,7 @@ the metrics and the health status current.
 """
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -19,15 +19,18 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from leakwatch.clock import Clock
 from leakwatch.config import Settings
+from leakwatch.core.pricing import Price
+from leakwatch.core.results import CycleSummary
 from leakwatch.daemon.health import DaemonStatus
 from leakwatch.daemon.metrics import DaemonMetrics, read_store_snapshot
-from leakwatch.pipeline.check import CycleSummary
 from leakwatch.store.db import SessionFactory, transaction
 
 ALERTS_EVERY = timedelta(minutes=1)
 RETENTION_AT = (3, 30)  # hour, minute in UTC: daily, off the top of the hour
 # A new leader's first minutes go to its first cycle; the catch-up report follows.
 CATCH_UP_DELAY = timedelta(seconds=30)
+# Reconciliation needs what the first cycles learn (metric definitions, aliases).
+RECONCILE_DELAY = timedelta(minutes=5)
 
 
 class DaemonRuntime(Protocol):
@@ -36,6 +39,8 @@ class DaemonRuntime(Protocol):
     sessions: SessionFactory
 
     def run_cycle(self) -> CycleSummary: ...
+
+    def catch_up_tail(self) -> bool: ...
 
     def evaluate_alerts(self) -> object: ...
 
@@ -46,6 +51,8 @@ class DaemonRuntime(Protocol):
     def weekly_report_missed(self, now: datetime) -> bool: ...
 
     def apply_retention(self) -> int: ...
+
+    def reconcile(self) -> object: ...
 
 
 class Jobs:
@@ -59,8 +66,10 @@ class Jobs:
         metrics: DaemonMetrics,
         status: DaemonStatus,
         may_run: Callable[[], bool],
+        prices: Mapping[str, Price] | None = None,
     ) -> None:
         self._runtime = runtime
+        self._prices = dict(prices or {})
         self._clock = clock
         self._metrics = metrics
         self._status = status
@@ -86,6 +95,9 @@ class Jobs:
     def retention(self) -> None:
         self._run("retention", self._runtime.apply_retention)
 
+    def reconcile(self) -> None:
+        self._run("reconcile", self._reconcile)
+
     def weekly_report_missed(self, now: datetime) -> bool:
         """Whether to catch up on a weekly report no leader wrote (False if unsure)."""
         try:
@@ -106,6 +118,8 @@ class Jobs:
         if summary.status == "finished" and summary.finished_at is not None:
             self._status.cycle_succeeded(summary.finished_at)
         self.refresh_store_metrics()
+        # A long history is counted after the lookups; the alert job runs meanwhile.
+        self._runtime.catch_up_tail()
         return summary
 
     def _alerts_and_outbox(self) -> None:
@@ -120,10 +134,15 @@ class Jobs:
         self._runtime.send_notifications()
         self.refresh_store_metrics()
 
+    def _reconcile(self) -> None:
+        self._runtime.reconcile()
+        self.refresh_store_metrics()
+
     def refresh_store_metrics(self) -> None:
         """Re-read the store-backed gauges (a few aggregate queries)."""
         with transaction(self._runtime.sessions) as session:
-            self._metrics.set_snapshot(read_store_snapshot(session, now=self._clock.now()))
+            snapshot = read_store_snapshot(session, now=self._clock.now(), prices=self._prices)
+            self._metrics.set_snapshot(snapshot)
 
     # -- the guard ---------------------------------------------------------------------
 
@@ -187,8 +206,10 @@ def schedule_jobs(
 
     The first cycle runs at `first_cycle_at` (the previous leader's last start plus one
     interval, or now), then every `checks.every`. Alerts and the outbox run every
-    minute (or every cycle, if cycles are more frequent). Grace times are generous so
-    a late run still happens, once (coalesced), instead of being skipped.
+    minute (or every cycle, if cycles are more frequent); totals reconciliation every
+    `reconcile.every` (daily by default), first a few minutes after taking the lead.
+    Grace times are generous so a late run still happens, once (coalesced), instead of
+    being skipped.
     """
     every_s = settings.checks.every.total_seconds()
     alerts_s = min(ALERTS_EVERY.total_seconds(), every_s)
@@ -228,6 +249,16 @@ def schedule_jobs(
             misfire_grace_time=int(timedelta(hours=12).total_seconds()),
             replace_existing=True,
         )
+    reconcile_s = settings.reconcile.every.total_seconds()
+    scheduler.add_job(
+        jobs.reconcile,
+        IntervalTrigger(seconds=reconcile_s, start_date=now + RECONCILE_DELAY, timezone=UTC),
+        id="reconcile",
+        name="totals reconciliation",
+        next_run_time=now + RECONCILE_DELAY,
+        misfire_grace_time=max(int(reconcile_s), 60),
+        replace_existing=True,
+    )
     scheduler.add_job(
         jobs.retention,
         CronTrigger(hour=RETENTION_AT[0], minute=RETENTION_AT[1], timezone=UTC),

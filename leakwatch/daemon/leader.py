@@ -15,18 +15,23 @@ the database file. A second instance fails at start-up with a message that says 
 """
 
 import contextlib
+import errno
 import fcntl
 import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import psycopg
 import structlog
 from sqlalchemy.engine import make_url
 
-from leakwatch.errors import LeakwatchError
+from leakwatch.errors import LeakwatchError, StoreError, UsageProblem
+from leakwatch.files import make_private_dir, open_private
+
+if TYPE_CHECKING:
+    from leakwatch.config import Settings
 
 # Keepalives notice a dead peer in about idle + interval × count seconds; the user
 # timeout bounds how long unacknowledged writes may hang.
@@ -48,6 +53,9 @@ class Leadership(Protocol):
 
     def try_acquire(self) -> bool:
         """Become leader if nobody is; True when we hold the lead afterwards."""
+
+    def acquire_or_fail(self) -> None:
+        """Take the lead now or raise AnotherInstanceRunning (or StoreError) saying why."""
 
     def is_leader(self) -> bool:
         """Check (not assume) that we still hold the lead; False steps down."""
@@ -80,6 +88,7 @@ class PostgresLeader:
         if not -(2**63) <= key < 2**63:
             raise ValueError("an advisory lock key is a signed 64-bit integer")
         self._conninfo = libpq_url(database_url)
+        self._shown = make_url(database_url).render_as_string(hide_password=True)
         self._key = key
         self._options = {**LEADER_CONNECT_OPTIONS, **(connect_options or {})}
         self._conn: psycopg.Connection[Any] | None = None
@@ -101,14 +110,50 @@ class PostgresLeader:
             if self._holding:
                 return self._check_locked()
             try:
-                conn = self._connection()
-                row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
+                return self._try_lock()
             except psycopg.Error as exc:
                 structlog.get_logger().warning("leader.connect_failed", error=_one_line(exc))
                 self._drop_connection()
                 return False
-            self._holding = bool(row and row[0])
-            return self._holding
+
+    def acquire_or_fail(self) -> None:
+        """Take the lock now, or raise: held by another session, or the server unreachable."""
+        with self._lock:
+            if self._holding:
+                return
+            try:
+                if self._try_lock():
+                    return
+                row = (
+                    self._connection()
+                    .execute(
+                        "SELECT l.pid, a.application_name FROM pg_locks l"
+                        " LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
+                        " WHERE l.locktype = 'advisory' AND l.granted"
+                        " AND l.database = (SELECT oid FROM pg_database"
+                        " WHERE datname = current_database())"
+                        " AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid",
+                        advisory_lock_ids(self._key),
+                    )
+                    .fetchone()
+                )
+            except psycopg.Error as exc:
+                self._drop_connection()
+                raise StoreError(
+                    f"cannot reach the database at {self._shown} to take leakwatch's lock: "
+                    f"{_one_line(exc)}"
+                ) from None
+            self._drop_connection()
+        who = f"Postgres backend pid {row[0]}, {row[1] or 'no application name'}" if row else "?"
+        raise AnotherInstanceRunning(
+            f"another leakwatch holds this store's lock ({who}; advisory key {self._key} on "
+            f"{self._shown}). " + ONE_AT_A_TIME
+        )
+
+    def _try_lock(self) -> bool:
+        row = self._connection().execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
+        self._holding = bool(row and row[0])
+        return self._holding
 
     def is_leader(self) -> bool:
         with self._lock:
@@ -172,7 +217,47 @@ def migration_lock(database_url: str, *, key: int, timeout_s: float = 120.0) -> 
 
 
 class AnotherInstanceRunning(LeakwatchError):
-    """A second daemon was started against a SQLite store that one already uses."""
+    """Another leakwatch holds the store's lock: a second SQLite daemon, or a `check`
+    beside a running daemon or another check."""
+
+
+# Why `check` refuses to run beside another instance, said the same way everywhere.
+ONE_AT_A_TIME = (
+    "One leakwatch (the daemon or a check) searches Metronome per store at a time: two "
+    "would look the same ids up and spend the budget twice. Wait for it to finish, or "
+    "let the daemon do the checking."
+)
+
+
+def store_lock(database_url: str, *, key: int, state_dir: Path) -> Leadership:
+    """The one lock per store that whatever searches Metronome holds (daemon and check).
+
+    Postgres: the advisory lock `key` (replicas elect their leader with it). SQLite: an
+    exclusive lock file beside the database.
+    """
+    if make_url(database_url).get_backend_name() == "postgresql":
+        return PostgresLeader(database_url, key=key)
+    return SqliteLockFile(sqlite_lock_path(database_url, state_dir))
+
+
+@contextlib.contextmanager
+def searching_alone(settings: "Settings") -> Iterator[None]:
+    """Hold the store's one lock while searching (the daemon's: advisory or lock file).
+
+    Raises AnotherInstanceRunning at once when the daemon or another check holds it:
+    two instances would look the same due ids up and spend the budget twice.
+    """
+    from leakwatch.wiring import checked_store_url
+
+    checked_store_url(settings)
+    lock = store_lock(
+        settings.database_url, key=settings.daemon.leader_lock_key, state_dir=settings.state_dir
+    )
+    lock.acquire_or_fail()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def sqlite_lock_path(database_url: str, state_dir: Path) -> Path:
@@ -194,8 +279,20 @@ class SqliteLockFile:
     def try_acquire(self) -> bool:
         if self._handle is not None:
             return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("a+", encoding="utf-8")
+        try:
+            make_private_dir(self.path.parent)
+            handle = os.fdopen(open_private(self.path), "r+", encoding="utf-8")
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise LeakwatchError(
+                    f"lock file {self.path} is a symlink; leakwatch does not follow it "
+                    "(remove it, or check who planted it)"
+                ) from None
+            raise UsageProblem(
+                f"cannot create leakwatch's lock file {self.path}: {exc.strerror or exc}; "
+                "the directory of the SQLite database must be writable by this user (or "
+                "point LEAKWATCH_DATABASE_URL at a writable place)"
+            ) from None
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -216,7 +313,7 @@ class SqliteLockFile:
         who = f"pid {holder}" if holder is not None else "pid unknown"
         raise AnotherInstanceRunning(
             f"another leakwatch is running against this SQLite store ({who}); SQLite allows "
-            f"one instance — use Postgres for replicas (lock file: {self.path})"
+            f"one instance — use Postgres for replicas (lock file: {self.path}). " + ONE_AT_A_TIME
         )
 
     def holder_pid(self) -> int | None:
@@ -254,5 +351,7 @@ __all__ = [
     "advisory_lock_ids",
     "libpq_url",
     "migration_lock",
+    "searching_alone",
     "sqlite_lock_path",
+    "store_lock",
 ]

@@ -7,8 +7,9 @@ after each cycle and each outbox pass, and served from that snapshot: a scrape n
 touches the database.
 """
 
+import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -18,11 +19,20 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
+<<<<<<< HEAD
 from leakwatch import __version__
 from leakwatch.core.events import DECIDED_OUTCOMES, LEAKING_OUTCOMES, Outcome
 from leakwatch.pipeline.check import CycleSummary
+=======
+from leakwatch.core.events import Outcome
+from leakwatch.core.exposure import per_day, scope_exposure, segments_of, volumes_in
+from leakwatch.core.pricing import Price
+from leakwatch.core.reconcile import RECONCILED_WINDOW
+from leakwatch.core.results import CycleSummary
+from leakwatch.store.billing import MetricTotals, reconciled_totals
+>>>>>>> main
 from leakwatch.store.models import BadLineCount, Notification
-from leakwatch.store.queries import outcome_counts
+from leakwatch.store.queries import outcome_counts, segment_counts, volume_rows
 
 # Seconds; search calls are paced, so the tail matters more than the median.
 SEARCH_LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -39,23 +49,55 @@ class StoreSnapshot:
     samples: dict[tuple[str, str], int] = field(default_factory=dict)
     # source -> weighted leak rate among decided samples of the recent window
     leak_rate: dict[str, float] = field(default_factory=dict)
+    # (source, leaking outcome) -> its weighted share of decided samples (adds up to leak_rate)
+    outcome_rate: dict[tuple[str, str], float] = field(default_factory=dict)
+    # source -> estimated leaked events and revenue at risk per day (where volume / prices known)
+    leaked_per_day: dict[str, float] = field(default_factory=dict)
+    revenue_at_risk_per_day: dict[str, float] = field(default_factory=dict)
     outbox: dict[str, int] = field(default_factory=dict)
     # (source, reason) -> bad lines ever counted
     bad_lines: dict[tuple[str, str], int] = field(default_factory=dict)
+    # billable metric -> totals over the reconciled days of the last week
+    reconciled: dict[str, MetricTotals] = field(default_factory=dict)
 
 
-def read_store_snapshot(session: Session, *, now: datetime) -> StoreSnapshot:
-    """Run the few aggregate queries behind the store-backed metrics."""
+def read_store_snapshot(
+    session: Session, *, now: datetime, prices: Mapping[str, Price] | None = None
+) -> StoreSnapshot:
+    """Run the few aggregate queries behind the store-backed metrics.
+
+    Rates, leaked events and revenue at risk follow the rules `status` uses
+    (`OutcomeTally.rate`, `core.exposure`) over the last `RECENT_WINDOW`, so a
+    dashboard and `leakwatch status --window 24h` show the same figures.
+    """
+    since = now - RECENT_WINDOW
     samples: dict[tuple[str, str], int] = {}
     leak_rate: dict[str, float] = {}
-    for group in outcome_counts(session, since=now - RECENT_WINDOW, until=now, by="source"):
-        if group.group is None:
+    outcome_rate: dict[tuple[str, str], float] = {}
+    leaked_per_day: dict[str, float] = {}
+    revenue_per_day: dict[str, float] = {}
+    segments = segment_counts(session, since=since, until=now)
+    volumes = volumes_in(volume_rows(session, since.date(), now.date()), since, now, now)
+    for group in outcome_counts(session, since=since, until=now, by="source"):
+        source = group.group
+        if source is None:
             continue
         for outcome, count in group.counts.items():
-            samples[(group.group, outcome.value)] = count
-        decided = group.weight(DECIDED_OUTCOMES)
-        if decided > 0:
-            leak_rate[group.group] = group.weight(LEAKING_OUTCOMES) / decided
+            samples[(source, outcome.value)] = count
+        if group.decided == 0:
+            continue
+        leak_rate[source] = group.leak_rate().rate
+        for outcome, estimate in group.outcome_rates().items():
+            outcome_rate[(source, outcome.value)] = estimate.rate
+        exposure = scope_exposure(
+            segments, volumes, prices or {}, within=segments_of(source=source)
+        )
+        leaked = per_day(exposure.leaked_events, RECENT_WINDOW)
+        revenue = per_day(exposure.revenue_at_risk, RECENT_WINDOW)
+        if leaked is not None:
+            leaked_per_day[source] = leaked.point
+        if revenue is not None:
+            revenue_per_day[source] = revenue.point
     outbox = {
         str(status): int(count)
         for status, count in session.execute(
@@ -72,9 +114,32 @@ def read_store_snapshot(session: Session, *, now: datetime) -> StoreSnapshot:
             ).group_by(col(BadLineCount.source), col(BadLineCount.reason))
         )
     }
+    reconciled = {
+        t.metric_name: t for t in reconciled_totals(session, since=(now - RECONCILED_WINDOW).date())
+    }
     return StoreSnapshot(
-        taken_at=now, samples=samples, leak_rate=leak_rate, outbox=outbox, bad_lines=bad_lines
+        taken_at=now,
+        samples=samples,
+        leak_rate=leak_rate,
+        outcome_rate=outcome_rate,
+        leaked_per_day=leaked_per_day,
+        revenue_at_risk_per_day=revenue_per_day,
+        outbox=outbox,
+        bad_lines=bad_lines,
+        reconciled=reconciled,
     )
+
+
+def _gauge(
+    name: str,
+    documentation: str,
+    labels: list[str],
+    values: Iterable[tuple[tuple[str, ...], float]],
+) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, documentation, labels=labels)
+    for key, value in sorted(values):
+        family.add_metric(list(key), value)
+    return family
 
 
 class _StoreCollector(Collector):
@@ -83,22 +148,39 @@ class _StoreCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         snapshot = self._metrics.snapshot
-        samples = GaugeMetricFamily(
+        yield _gauge(
             "leakwatch_samples",
             "Events sampled in the last 24 h, by source and current outcome.",
-            labels=["source", "outcome"],
+            ["source", "outcome"],
+            snapshot.samples.items(),
         )
-        for (source, outcome), count in sorted(snapshot.samples.items()):
-            samples.add_metric([source, outcome], count)
-        yield samples
-        rate = GaugeMetricFamily(
+        yield _gauge(
             "leakwatch_leak_rate",
             "Weighted leak rate among decided samples of the last 24 h, by source.",
-            labels=["source"],
+            ["source"],
+            (((k,), v) for k, v in snapshot.leak_rate.items()),
         )
-        for source, value in sorted(snapshot.leak_rate.items()):
-            rate.add_metric([source], value)
-        yield rate
+        yield _gauge(
+            "leakwatch_outcome_rate",
+            "Weighted share of decided samples of the last 24 h with each leaking outcome "
+            "(they add up to leakwatch_leak_rate), by source.",
+            ["source", "outcome"],
+            snapshot.outcome_rate.items(),
+        )
+        yield _gauge(
+            "leakwatch_leaked_events_per_day",
+            "Estimated leaked events per day over the last 24 h, by source "
+            "(each event type at its own rate; only where volume is counted).",
+            ["source"],
+            (((k,), v) for k, v in snapshot.leaked_per_day.items()),
+        )
+        yield _gauge(
+            "leakwatch_revenue_at_risk_per_day",
+            "Estimated revenue at risk per day over the last 24 h at list price, by source "
+            "(only priced event types).",
+            ["source"],
+            (((k,), v) for k, v in snapshot.revenue_at_risk_per_day.items()),
+        )
         backlog = GaugeMetricFamily(
             "leakwatch_outbox_backlog",
             "Notifications not delivered, by status (pending: will retry; dead: gave up).",
@@ -115,6 +197,29 @@ class _StoreCollector(Collector):
         for (source, reason), count in sorted(snapshot.bad_lines.items()):
             bad.add_metric([source, reason], count)
         yield bad
+        families = {
+            "expected": GaugeMetricFamily(
+                "leakwatch_reconciled_expected",
+                "What the source says Metronome should hold, summed over the reconciled days "
+                "of the last 7 (COUNT/SUM metrics), by billable metric.",
+                labels=["metric"],
+            ),
+            "billed": GaugeMetricFamily(
+                "leakwatch_reconciled_billed",
+                "What Metronome's /v1/usage holds for the same customers and days, by metric.",
+                labels=["metric"],
+            ),
+            "flagged": GaugeMetricFamily(
+                "leakwatch_reconciled_flagged_days",
+                "Customer × day rows whose billed total is outside the tolerance, by metric.",
+                labels=["metric"],
+            ),
+        }
+        for name, totals in sorted(snapshot.reconciled.items()):
+            families["expected"].add_metric([name], totals.expected)
+            families["billed"].add_metric([name], totals.billed)
+            families["flagged"].add_metric([name], totals.flagged)
+        yield from families.values()
         if snapshot.taken_at is not None:
             yield GaugeMetricFamily(
                 "leakwatch_store_snapshot_timestamp_seconds",
@@ -213,6 +318,43 @@ class DaemonMetrics:
         return PrometheusSearchObserver(self)
 
 
+# A failure reason carries Metronome's (or a proxy's) own words; as a label it would make
+# a new time series per message. The label is its kind; the words go to the log.
+REASON_BUCKETS = (
+    "timeout",
+    "connection_error",
+    "rate_limited",
+    "malformed",
+    "auth",
+    "http_4xx",
+    "http_5xx",
+    "other",
+)
+_HTTP_CODE = re.compile(r"(?:http )?(\d{3})\b")
+
+
+def reason_bucket(reason: str) -> str:
+    """The kind of a search failure reason, one of `REASON_BUCKETS` (bounded cardinality)."""
+    text = reason.lower()
+    if text.startswith("timed out") or text.startswith("timeout"):
+        return "timeout"
+    if text.startswith("connection"):
+        return "connection_error"
+    if text.startswith("rate limited"):
+        return "rate_limited"
+    if text.startswith("malformed"):
+        return "malformed"
+    code = _HTTP_CODE.match(text)
+    if code is not None:
+        status = int(code.group(1))
+        if status in (401, 403):
+            return "auth"
+        if status == 429:
+            return "rate_limited"
+        return "http_5xx" if status >= 500 else "http_4xx"
+    return "other"
+
+
 class PrometheusSearchObserver:
     """The search client's `SearchObserver`, counting into `DaemonMetrics`."""
 
@@ -224,13 +366,13 @@ class PrometheusSearchObserver:
         self._metrics.search_latency.observe(latency_s)
 
     def on_retry(self, reason: str) -> None:
-        self._metrics.search_retries.labels(reason=reason).inc()
+        self._metrics.search_retries.labels(reason=reason_bucket(reason)).inc()
 
     def on_rate_limited(self, wait_s: float) -> None:
         self._metrics.search_rate_limited.inc()
 
     def on_failed(self, reason: str, id_count: int) -> None:
-        self._metrics.search_failed_ids.labels(reason=reason).inc(id_count)
+        self._metrics.search_failed_ids.labels(reason=reason_bucket(reason)).inc(id_count)
 
 
 def metric_samples(registry: CollectorRegistry) -> Iterator[tuple[str, dict[str, str], float]]:

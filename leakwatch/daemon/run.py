@@ -33,28 +33,21 @@ import structlog
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.executors.base import BaseExecutor, run_job
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import col
 
 from leakwatch.clock import Clock
 from leakwatch.config import Settings
 from leakwatch.core.durations import format_duration
 from leakwatch.daemon.health import STALE_AFTER_CYCLES, DaemonStatus, HealthServer, Role
 from leakwatch.daemon.jobs import Jobs, schedule_jobs
-from leakwatch.daemon.leader import (
-    Leadership,
-    PostgresLeader,
-    SqliteLockFile,
-    migration_lock,
-    sqlite_lock_path,
-)
+from leakwatch.daemon.leader import Leadership, SqliteLockFile, migration_lock, store_lock
 from leakwatch.daemon.metrics import DaemonMetrics
-from leakwatch.errors import LeakwatchError, UsageProblem
+from leakwatch.errors import LeakwatchError, StoreError, UsageProblem
+from leakwatch.store import runs
 from leakwatch.store.db import transaction
-from leakwatch.store.models import SamplingRun
-from leakwatch.wiring import require_token, source_spec
+from leakwatch.wiring import checked_store_url, metronome_endpoint, require_token, source_spec
 
 # Leave this much of the shutdown allowance for releasing the lock and closing up.
 SHUTDOWN_MARGIN_S = 1.0
@@ -183,13 +176,11 @@ class Daemon:
         self._leading = threading.Event()
         self._wake = threading.Event()
         self._scheduled = False
-        self.leader: Leadership
-        if _is_postgres(settings):
-            self.leader = PostgresLeader(settings.database_url, key=settings.daemon.leader_lock_key)
-        else:
-            self.leader = SqliteLockFile(
-                sqlite_lock_path(settings.database_url, settings.state_dir)
-            )
+        # A URL that cannot be used says so now, before any lock file is made for it.
+        checked_store_url(settings)
+        self.leader: Leadership = store_lock(
+            settings.database_url, key=settings.daemon.leader_lock_key, state_dir=settings.state_dir
+        )
 
     def should_stop(self) -> bool:
         """What the running cycle polls: stop looking up on shutdown or lost leadership."""
@@ -217,6 +208,7 @@ class Daemon:
             database=make_url(settings.database_url).render_as_string(hide_password=True),
             health_address=settings.daemon.health_address,
             every=format_duration(settings.checks.every),
+            **metronome_endpoint(settings),
         )
         require_token(settings)
         check_sources(settings)
@@ -246,6 +238,7 @@ class Daemon:
             metrics=self.metrics,
             status=self.status,
             may_run=self.may_run,
+            prices=settings.report.prices,
         )
         health = HealthServer(
             settings.daemon.health_address,
@@ -301,7 +294,7 @@ class Daemon:
                     where = make_url(self.settings.database_url).render_as_string(
                         hide_password=True
                     )
-                    raise LeakwatchError(
+                    raise StoreError(
                         f"cannot reach the database at {where}: {str(exc).strip()}"
                     ) from None
                 raise
@@ -346,10 +339,10 @@ class Daemon:
         """One interval after the last cycle any leader started; now if that has passed."""
         try:
             with transaction(jobs.sessions) as session:
-                last = session.execute(select(func.max(col(SamplingRun.started_at)))).scalar()
+                last = runs.last_started_at(session)
         except SQLAlchemyError:
             return now
-        if not isinstance(last, datetime):
+        if last is None:
             return now
         return max(now, last + self.settings.checks.every)
 

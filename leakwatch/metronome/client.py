@@ -14,25 +14,30 @@ import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
 import httpx
 import structlog
 
 from leakwatch.clock import Clock
-from leakwatch.core.events import SearchItem, SourceEvent
+from leakwatch.core.events import SearchItem, SourceEvent, format_timestamp
+from leakwatch.core.reconcile import UsageAggregate
 from leakwatch.metronome.errors import (
     IngestRejected,
     MalformedResponse,
     RequestFailed,
     TokenRejected,
 )
-from leakwatch.metronome.parse import parse_search_body
+from leakwatch.metronome.parse import parse_search_body, parse_usage_page
 
 SEARCH_PATH = "/v1/events/search"
 INGEST_PATH = "/v1/ingest"
+USAGE_PATH = "/v1/usage"
+MAX_USAGE_PAGES = 10_000
 MAX_INGEST_BATCH = 100
 MAX_RETRY_AFTER_S = 60.0
 BACKOFF_BASE_S = 0.5
@@ -240,6 +245,7 @@ class SearchClient:
         rng: random.Random | None = None,
         observer: SearchObserver | None = None,
         rate: AdaptiveRate | None = None,
+        usage_requests_per_second: float = 1.0,
     ) -> None:
         if max_ids_per_request < 1:
             raise ValueError("max_ids_per_request must be at least 1")
@@ -257,6 +263,8 @@ class SearchClient:
         self._rng = rng or random.Random()
         self._observer: SearchObserver = observer or NullSearchObserver()
         self.rate = rate or AdaptiveRate(requests_per_second, clock)
+        # /v1/usage has its own limit; paging through it never spends the search budget.
+        self.usage_rate = AdaptiveRate(usage_requests_per_second, clock)
         self.stats = SearchStats(current_rate_rps=self.rate.rate_rps)
 
     def __repr__(self) -> str:
@@ -489,6 +497,82 @@ class SearchClient:
         self.stats.client_errors += 1
         detail = f": {message}" if message else ""
         return _CallResult(_CallKind.FATAL, status, f"HTTP {code}{detail}", http_status=code)
+
+    # -- usage aggregates ------------------------------------------------------------
+
+    def fetch_usage(
+        self,
+        *,
+        starting_on: datetime,
+        ending_before: datetime,
+        window_size: str = "DAY",
+        customer_ids: Sequence[str] | None = None,
+        metric_ids: Sequence[str] | None = None,
+    ) -> list[UsageAggregate]:
+        """Every row of `POST /v1/usage` for the period, following `next_page` to the end.
+
+        Paced by its own rate, retried like search (bounded, jittered; 429 honoured).
+        Raises TokenRejected on 401/403 and RequestFailed when a page keeps failing:
+        a partial answer would read as a gap, so there is none.
+        """
+        body: dict[str, Any] = {
+            "starting_on": format_timestamp(starting_on),
+            "ending_before": format_timestamp(ending_before),
+            "window_size": window_size,
+        }
+        if customer_ids is not None:
+            body["customer_ids"] = list(customer_ids)
+        if metric_ids is not None:
+            body["billable_metrics"] = [{"id": metric_id} for metric_id in metric_ids]
+        rows: list[UsageAggregate] = []
+        next_page: str | None = None
+        for _ in range(MAX_USAGE_PAGES):
+            page, next_page = self._usage_page(body, next_page)
+            rows.extend(page)
+            if next_page is None:
+                return rows
+        raise RequestFailed(f"usage: still more pages after {MAX_USAGE_PAGES}")
+
+    def _usage_page(
+        self, body: Mapping[str, Any], next_page: str | None
+    ) -> tuple[list[UsageAggregate], str | None]:
+        log = structlog.get_logger()
+        path = USAGE_PATH
+        if next_page is not None:
+            path += "?" + urlencode({"next_page": next_page})
+        failures = rate_limited = 0
+        while True:
+            self.usage_rate.acquire()
+            response, status, latency_s = self._post(path, body)
+            log.info("usage.call", status=status, latency_s=round(latency_s, 4))
+            code = response.status_code if response is not None else 0
+            reason = status
+            if response is not None and code == 200:
+                try:
+                    page = parse_usage_page(response.content)
+                except MalformedResponse as err:
+                    reason = f"malformed answer: {err}"
+                else:
+                    self.usage_rate.on_success()
+                    return page
+            elif response is not None and code in (401, 403):
+                raise TokenRejected(code, _error_message(response))
+            elif response is not None and code == 429:
+                rate_limited += 1
+                if rate_limited > self.max_rate_limited_waits:
+                    raise RequestFailed(f"usage rate limited {rate_limited} times in a row")
+                wait_s = retry_after_s(response.headers)
+                self.usage_rate.on_rate_limited(
+                    wait_s if wait_s is not None else self._backoff_s(rate_limited - 1)
+                )
+                continue
+            elif response is not None and code < 500 and code not in (408, 409):
+                raise RequestFailed(f"usage answered HTTP {code}: {_error_message(response)}")
+            failures += 1
+            if failures > self.max_retries:
+                raise RequestFailed(f"usage failed: {reason} (gave up after {failures} attempts)")
+            log.info("usage.retry", reason=reason, attempt=failures)
+            self._clock.sleep(self._backoff_s(failures - 1))
 
     # -- ingest ----------------------------------------------------------------------
 

@@ -7,11 +7,14 @@
     └── RequestFailed       a request that still failed after its bounded retries
 
 Messages carry statuses, reasons and URLs, never request headers, so no token can leak
-through an exception.
+through an exception. The branch hangs under `LeakwatchError` (leakwatch/errors.py): a
+Metronome failure that reaches the command line is something the user can act on.
 """
 
+from leakwatch.errors import LeakwatchError
 
-class MetronomeError(Exception):
+
+class MetronomeError(LeakwatchError):
     """Base of every error the Metronome edge raises."""
 
 

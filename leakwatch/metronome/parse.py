@@ -15,6 +15,7 @@ from leakwatch.core.events import (
     SearchItem,
     timestamp_or_none,
 )
+from leakwatch.core.reconcile import UsageAggregate
 from leakwatch.metronome.errors import MalformedResponse
 
 REQUIRED_STRING_FIELDS = ("id", "transaction_id", "customer_id", "event_type", "timestamp")
@@ -95,4 +96,47 @@ def parse_search_item(raw: Any, index: int = 0) -> SearchItem:
         matched_billable_metrics=_parse_metrics(raw, where),
         processed_at=timestamp_or_none(raw.get("processed_at")),
         raw=raw,
+    )
+
+
+def parse_usage_page(body: bytes) -> tuple[list[UsageAggregate], str | None]:
+    """Parse one page of `POST /v1/usage`: `{"data": [...], "next_page": str | null}`."""
+    try:
+        decoded = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise MalformedResponse(f"usage answer is not JSON: {err}") from None
+    except RecursionError:
+        raise MalformedResponse("usage answer is nested too deeply") from None
+    if not isinstance(decoded, dict) or not isinstance(decoded.get("data"), list):
+        raise MalformedResponse("usage answer is not an object with a `data` array")
+    next_page = decoded.get("next_page")
+    if not isinstance(next_page, str | None):
+        raise MalformedResponse("usage answer: next_page is not a string")
+    rows = [_parse_usage_row(raw, index) for index, raw in enumerate(decoded["data"])]
+    return rows, next_page or None
+
+
+def _parse_usage_row(raw: Any, index: int) -> UsageAggregate:
+    where = f"data[{index}]"
+    if not isinstance(raw, dict):
+        raise MalformedResponse(f"{where}: not an object")
+    for name in ("customer_id", "billable_metric_id", "start_timestamp", "end_timestamp"):
+        if not isinstance(raw.get(name), str) or not raw[name]:
+            raise MalformedResponse(f"{where}.{name}: missing or not a string")
+    start, end = timestamp_or_none(raw["start_timestamp"]), timestamp_or_none(raw["end_timestamp"])
+    if start is None or end is None:
+        raise MalformedResponse(f"{where}: start_timestamp/end_timestamp are not RFC 3339")
+    value = raw.get("value")
+    if isinstance(value, bool) or not isinstance(value, int | float | None):
+        raise MalformedResponse(f"{where}.value: not a number or null")
+    metric_name = raw.get("billable_metric_name")
+    return UsageAggregate(
+        customer_id=raw["customer_id"],
+        billable_metric_id=raw["billable_metric_id"],
+        billable_metric_name=metric_name
+        if isinstance(metric_name, str)
+        else raw["billable_metric_id"],
+        start=start,
+        end=end,
+        value=float(value) if value is not None else None,
     )

@@ -2,9 +2,14 @@
 
 A message says what leaks, where (scope), the rate with its confidence interval against
 the threshold, how many samples back it, what it is estimated to cost, a few example
-transaction ids and the `leakwatch outcomes` command that lists the rest. Anything that
-came from events (scope values, transaction ids, rule names) is escaped for mrkdwn, and
-every text is clipped to Block Kit's limits so Slack never rejects a message for size.
+transaction ids and the `leakwatch outcomes` command that lists the rest.
+
+Anything that came from events (scope values, transaction ids, details) goes through
+`slack_value`, the one escaping function for such strings in every Slack field: a
+customer id `<!channel>` must neither ping the channel nor plant a link, nor close a
+code span or start a line. Every mrkdwn text object is `verbatim`, so Slack does not
+turn bare URLs, `@here` or `#channel` into links or mentions either. Every text is
+clipped to Block Kit's limits so Slack never rejects a message for size.
 """
 
 import shlex
@@ -13,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+from leakwatch.core.text import escape_mrkdwn, mrkdwn, slack_value
 
 SECTION_TEXT_MAX = 3000
 HEADER_TEXT_MAX = 150
@@ -85,11 +92,6 @@ class AlertView:
     reason: str = ""
 
 
-def escape_mrkdwn(text: str) -> str:
-    """Escape the three characters Slack's mrkdwn treats as control characters."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def clip(text: str, limit: int) -> str:
     """Cut `text` to `limit` characters, saying so with an ellipsis."""
     if len(text) <= limit:
@@ -156,24 +158,26 @@ _STATUS_EMOJI = {
 
 
 def _headline(view: AlertView, kind: MessageKind) -> str:
+    """The message's title, its names already escaped (it is shown as header and text)."""
     what = "health" if view.is_health else view.rate_name.replace("_", " ")
-    scope = _scope_label(view.scope)
+    scope = slack_value(_scope_label(view.scope))
+    name = slack_value(view.rule_name)
     if kind is MessageKind.RESOLVE:
-        return f"Resolved: {view.rule_name} ({scope})"
+        return f"Resolved: {name} ({scope})"
     if kind is MessageKind.EDIT:
         state = "RESOLVED" if view.status == "inactive" else view.status.upper()
-        return f"[{state}] {view.rule_name} ({scope})"
+        return f"[{state}] {name} ({scope})"
     if kind is MessageKind.REPEAT:
-        return f"Still firing: {view.rule_name} ({scope})"
+        return f"Still firing: {name} ({scope})"
     if kind is MessageKind.UPDATE:
-        return f"Update: {view.rule_name} ({scope})"
-    return f"{view.severity.upper()}: {what} — {view.rule_name} ({scope})"
+        return f"Update: {name} ({scope})"
+    return f"{view.severity.upper()}: {slack_value(what)} — {name} ({scope})"
 
 
 def _rate_line(view: AlertView) -> str:
     confidence = f"{view.confidence:.0%} " if view.confidence is not None else ""
     return (
-        f"*{escape_mrkdwn(view.rate_name)}* {percent(view.rate)} "
+        f"*{slack_value(view.rate_name)}* {percent(view.rate)} "
         f"({confidence}interval {percent(view.lower)} – {percent(view.upper)}) "
         f"vs threshold {percent(view.threshold)}"
     )
@@ -185,26 +189,23 @@ def _facts(view: AlertView) -> list[str]:
         lines.append(_rate_line(view))
         if view.samples is not None:
             leaks = f"{view.leaks} leaking of " if view.leaks is not None else ""
-            window = f" in the last {escape_mrkdwn(view.window_label)}" if view.window_label else ""
+            window = f" in the last {slack_value(view.window_label)}" if view.window_label else ""
             lines.append(f"*Samples:* {leaks}{view.samples} decided{window}")
         if view.estimated_leaked_events is not None:
             lines.append(f"*Estimated leaked events:* ≈ {_number(view.estimated_leaked_events)}")
         if view.revenue_at_risk is not None:
             lines.append(f"*Revenue at risk:* ≈ {_money(view.revenue_at_risk, view.currency)}")
     for key, value in view.facts.items():
-        lines.append(f"*{escape_mrkdwn(key)}:* {escape_mrkdwn(value)}")
+        lines.append(f"*{slack_value(key)}:* {slack_value(value)}")
     return lines
 
 
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_TEXT_MAX)}}
+    return {"type": "section", "text": mrkdwn(clip(text, SECTION_TEXT_MAX))}
 
 
 def _context(text: str) -> dict[str, Any]:
-    return {
-        "type": "context",
-        "elements": [{"type": "mrkdwn", "text": clip(text, CONTEXT_TEXT_MAX)}],
-    }
+    return {"type": "context", "elements": [mrkdwn(clip(text, CONTEXT_TEXT_MAX))]}
 
 
 def render(view: AlertView, kind: MessageKind) -> SlackMessage:
@@ -223,29 +224,29 @@ def render(view: AlertView, kind: MessageKind) -> SlackMessage:
             "text": {"type": "plain_text", "text": clip(headline, HEADER_TEXT_MAX), "emoji": True},
         }
     ]
-    what = escape_mrkdwn(view.detail) if view.detail else ""
+    what = slack_value(view.detail) if view.detail else ""
     if not view.is_health:
-        leaking = ", ".join(escape_mrkdwn(o) for o in view.outcomes) or "leaking outcomes"
+        leaking = ", ".join(slack_value(o) for o in view.outcomes) or "leaking outcomes"
         what = (
-            f"{emoji} *{escape_mrkdwn(view.rule_name)}* — {leaking} in "
-            f"*{escape_mrkdwn(_scope_label(view.scope))}*"
+            f"{emoji} *{slack_value(view.rule_name)}* — {leaking} in "
+            f"*{slack_value(_scope_label(view.scope))}*"
         ) + (f"\n{what}" if what else "")
     else:
-        what = f"{emoji} *{escape_mrkdwn(view.rule_name)}* — {what or 'health check failing'}"
+        what = f"{emoji} *{slack_value(view.rule_name)}* — {what or 'health check failing'}"
     blocks.append(_section(what))
     facts = _facts(view)
     if facts:
         blocks.append(_section("\n".join(facts)))
     if view.examples and not view.is_health and kind is not MessageKind.RESOLVE:
-        ids = "\n".join(f"• `{escape_mrkdwn(t)}`" for t in view.examples[:MAX_EXAMPLES])
+        ids = "\n".join(f"• `{slack_value(t)}`" for t in view.examples[:MAX_EXAMPLES])
         blocks.append(_section(f"*Example transactions:*\n{ids}"))
     if view.outcomes and not view.is_health:
-        blocks.append(_section(f"List them all: `{escape_mrkdwn(outcomes_command(view))}`"))
+        blocks.append(_section(f"List them all: `{slack_value(outcomes_command(view))}`"))
     footer = [f"episode {view.episode}", f"as of {_when(view.now)}"]
     if view.since is not None:
         footer.append(f"since {_when(view.since)}")
     if view.reason:
-        footer.append(escape_mrkdwn(view.reason))
+        footer.append(slack_value(view.reason))
     blocks.append(_context(" · ".join(footer)))
     return SlackMessage(
         text=clip(fallback_text(view, kind), MESSAGE_TEXT_MAX), blocks=tuple(blocks[:MAX_BLOCKS])
@@ -254,9 +255,9 @@ def render(view: AlertView, kind: MessageKind) -> SlackMessage:
 
 def fallback_text(view: AlertView, kind: MessageKind) -> str:
     """The plain text Slack shows in notifications and to screen readers."""
-    headline = escape_mrkdwn(_headline(view, kind))
+    headline = _headline(view, kind)
     if view.is_health:
-        return f"{headline}: {escape_mrkdwn(view.detail)}" if view.detail else headline
+        return f"{headline}: {slack_value(view.detail)}" if view.detail else headline
     return (
         f"{headline}: {view.rate_name} {percent(view.rate)} "
         f"[{percent(view.lower)}, {percent(view.upper)}] vs {percent(view.threshold)}"
@@ -269,6 +270,6 @@ def render_plain(text: str, facts: Sequence[tuple[str, str]] = ()) -> SlackMessa
     blocks = [_section(escape_mrkdwn(text))]
     if facts:
         blocks.append(
-            _section("\n".join(f"*{escape_mrkdwn(k)}:* {escape_mrkdwn(v)}" for k, v in facts))
+            _section("\n".join(f"*{slack_value(k)}:* {slack_value(v)}" for k, v in facts))
         )
     return SlackMessage(text=clip(escape_mrkdwn(text), MESSAGE_TEXT_MAX), blocks=tuple(blocks))

@@ -30,7 +30,7 @@ with exponential backoff and jitter (or exactly Slack's `Retry-After` on a 429, 
 which the pass stops: the channel is rate limited for every row) for as long as a row
 is younger than `retry_for_s` (a day by default, so a Slack outage of hours delays
 alerts but loses none); permanent failures and rows past that age (or past an explicit
-`max_attempts`) become `dead`, kept and shown by `outbox_summary`.
+`max_attempts`) become `dead`, kept and shown by `store.outbox.outbox_summary`.
 
 Order. Rows of one alert go out strictly in id order: a reply waits for its root, so
 it can thread under the root's ts, and a resolve never overtakes its fire. A root
@@ -45,35 +45,26 @@ and no other; a lost alert is worse than a doubled one. Edits are skipped there.
 
 import hashlib
 import random
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 import structlog
-from sqlalchemy import func, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from leakwatch.clock import Clock
+from leakwatch.core.results import SendReport
 from leakwatch.notify.blocks import SlackMessage
 from leakwatch.notify.slack import LookupStatus, Notifier, SendResult, SendStatus
+from leakwatch.store import outbox as rows
 from leakwatch.store.db import SessionFactory, transaction
-from leakwatch.store.models import Alert, Notification
+from leakwatch.store.models import Notification
+from leakwatch.store.outbox import NotificationStatus
 
 # A look-up for a message posted by an earlier attempt searches from a little before
 # the row was written, for clock skew between this host and Slack.
 LOOKUP_SKEW = timedelta(minutes=10)
-
-
-class NotificationStatus(StrEnum):
-    PENDING = "pending"
-    SENT = "sent"
-    DEAD = "dead"
-    # Never to be sent: no Slack configured, a silence, or nothing to edit.
-    SKIPPED = "skipped"
 
 
 class NotificationKind(StrEnum):
@@ -124,31 +115,7 @@ def enqueue(
         "delivery_marker": delivery_marker(dedup_key),
         "last_error": note,
     }
-    dialect = session.get_bind().dialect.name
-    insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = (
-        insert_fn(Notification)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["dedup_key"])
-    )
-    session.execute(statement)
-    row = session.exec(select(Notification).where(Notification.dedup_key == dedup_key)).one()
-    return row
-
-
-@dataclass
-class SendReport:
-    """What one `send_due` pass did, by row count."""
-
-    sent: int = 0
-    already_sent: int = 0
-    retried: int = 0
-    dead: int = 0
-    skipped: int = 0
-    # Rows still pending after the pass, waiting for their next attempt.
-    waiting: int = 0
-    rate_limited: bool = False
-    errors: list[str] = field(default_factory=list)
+    return rows.insert_once(session, values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,12 +217,7 @@ class OutboxSender:
 
     def _pending(self) -> list[tuple[int, int | None, datetime]]:
         with transaction(self._sessions) as session:
-            rows = session.exec(
-                select(Notification.id, Notification.alert_id, Notification.next_attempt_at)
-                .where(Notification.status == NotificationStatus.PENDING.value)
-                .order_by(col(Notification.id))
-            ).all()
-        return [(row_id, alert_id, at) for row_id, alert_id, at in rows if row_id is not None]
+            return rows.pending(session)
 
     def _next_due(self, tried: set[int]) -> int | None:
         """The first due row not tried yet whose alert has no earlier pending row."""
@@ -278,28 +240,14 @@ class OutboxSender:
     def _claim(self, row_id: int) -> _Claimed | None:
         now = self._clock.now()
         with transaction(self._sessions) as session:
-            row = session.get(Notification, row_id)
-            if row is None or row.status != NotificationStatus.PENDING.value:
+            found = rows.claim(session, row_id, now=now, lease=self._lease)
+            if found is None:
                 return None
-            if row.next_attempt_at > now:
-                return None
-            seen_attempts = row.attempts
-            claimed = session.execute(
-                update(Notification)
-                .where(
-                    col(Notification.id) == row_id,
-                    col(Notification.status) == NotificationStatus.PENDING.value,
-                    col(Notification.attempts) == seen_attempts,
-                )
-                .values(attempts=seen_attempts + 1, next_attempt_at=now + self._lease)
-                .execution_options(synchronize_session=False)
-            )
-            if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                return None
+            row, attempts = found
             payload = dict(row.payload or {})
             return _Claimed(
                 id=row_id,
-                attempts=seen_attempts + 1,
+                attempts=attempts,
                 kind=NotificationKind(row.kind),
                 alert_id=row.alert_id,
                 marker=row.delivery_marker,
@@ -319,9 +267,7 @@ class OutboxSender:
                 return _Target(None, None, skip_reason="webhooks cannot edit messages")
             return _Target(None, None)
         with transaction(self._sessions) as session:
-            root = session.exec(
-                select(Notification).where(Notification.dedup_key == claimed.root_key)
-            ).first()
+            root = rows.by_dedup_key(session, claimed.root_key)
         if root is not None and root.status == NotificationStatus.PENDING.value:
             return _Target(None, None, wait=True)
         if root is None or root.status != NotificationStatus.SENT.value or not root.slack_ts:
@@ -421,113 +367,33 @@ class OutboxSender:
         )
         now = self._clock.now()
         with transaction(self._sessions) as session:
-            session.execute(
-                update(Notification)
-                .where(
-                    col(Notification.id) == claimed.id,
-                    col(Notification.attempts) == claimed.attempts,
-                    col(Notification.status) == NotificationStatus.PENDING.value,
-                )
-                .values(
-                    next_attempt_at=now + timedelta(seconds=delay_s),
-                    last_error=(result.error or "")[:2000],
-                )
+            rows.schedule_retry(
+                session,
+                claimed.id,
+                attempts=claimed.attempts,
+                at=now + timedelta(seconds=delay_s),
+                error=result.error,
             )
         report.retried += 1
         log.warning("notification.retry_scheduled", error=result.error, delay_s=round(delay_s, 3))
 
     def _release(self, claimed: _Claimed) -> None:
         with transaction(self._sessions) as session:
-            session.execute(
-                update(Notification)
-                .where(
-                    col(Notification.id) == claimed.id,
-                    col(Notification.attempts) == claimed.attempts,
-                )
-                .values(attempts=claimed.attempts - 1, next_attempt_at=self._clock.now())
-            )
+            rows.release(session, claimed.id, attempts=claimed.attempts, now=self._clock.now())
 
     def _finish(self, claimed: _Claimed, status: NotificationStatus, *, error: str | None) -> None:
         with transaction(self._sessions) as session:
-            session.execute(
-                update(Notification)
-                .where(col(Notification.id) == claimed.id)
-                .values(status=status.value, last_error=(error or "")[:2000] or None)
-            )
+            rows.finish(session, claimed.id, status, error=error)
 
     def _mark_sent(self, claimed: _Claimed, *, channel: str | None, ts: str | None) -> None:
-        now = self._clock.now()
         with transaction(self._sessions) as session:
-            session.execute(
-                update(Notification)
-                .where(col(Notification.id) == claimed.id)
-                .values(
-                    status=NotificationStatus.SENT.value,
-                    sent_at=now,
-                    slack_channel=channel,
-                    slack_ts=ts,
-                    last_error=None,
-                )
+            rows.mark_sent(
+                session,
+                claimed.id,
+                now=self._clock.now(),
+                channel=channel,
+                ts=ts,
+                alert_id=claimed.alert_id,
+                is_root=claimed.kind is NotificationKind.FIRE,
+                episode=claimed.episode,
             )
-            if claimed.alert_id is None:
-                return
-            alert = session.get(Alert, claimed.alert_id)
-            if alert is None:
-                return
-            alert.last_notified_at = now
-            is_root = claimed.kind is NotificationKind.FIRE
-            if is_root and ts is not None and claimed.episode in (None, alert.episode):
-                alert.slack_channel = channel
-                alert.slack_ts = ts
-            session.add(alert)
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxSummary:
-    """The outbox at a glance, for `leakwatch status`."""
-
-    counts: Mapping[str, int]
-    oldest_pending_at: datetime | None
-    dead: tuple[tuple[int, str, str | None], ...]
-
-
-def outbox_summary(session: Session, *, dead_limit: int = 10) -> OutboxSummary:
-    """Count rows by status and list the newest dead letters (id, dedup key, error)."""
-    counts = {
-        str(status): int(count)
-        for status, count in session.execute(
-            select(Notification.status, func.count()).group_by(col(Notification.status))
-        ).all()
-    }
-    oldest = session.exec(
-        select(func.min(Notification.created_at)).where(
-            Notification.status == NotificationStatus.PENDING.value
-        )
-    ).one()
-    dead_rows = session.exec(
-        select(Notification)
-        .where(Notification.status == NotificationStatus.DEAD.value)
-        .order_by(col(Notification.id).desc())
-        .limit(dead_limit)
-    ).all()
-    return OutboxSummary(
-        counts=counts,
-        oldest_pending_at=oldest,
-        dead=tuple((r.id or 0, r.dedup_key, r.last_error) for r in dead_rows),
-    )
-
-
-def requeue_dead(session: Session, *, now: datetime, ids: list[int] | None = None) -> int:
-    """Give dead letters another round of attempts (all, or the given ids).
-
-    Attempts are kept above zero so a message that did land is found, not re-sent.
-    """
-    statement = (
-        update(Notification)
-        .where(col(Notification.status) == NotificationStatus.DEAD.value)
-        .values(status=NotificationStatus.PENDING.value, next_attempt_at=now, attempts=1)
-    )
-    if ids:
-        statement = statement.where(col(Notification.id).in_(ids))
-    result = session.execute(statement)
-    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -25,7 +25,7 @@ from leakwatch.store.report_record import (
     mark_sent,
     save_content,
 )
-from leakwatch.views.report_render import render_slack_blocks
+from leakwatch.views.report_render import render_slack_blocks, render_slack_text
 
 
 class SendDecision(StrEnum):
@@ -82,7 +82,7 @@ def send_report(
     if decision is SendDecision.POST:
         response = client.chat_postMessage(
             channel=channel,
-            text=content.summary,
+            text=render_slack_text(content),
             blocks=render_slack_blocks(content),
             unfurl_links=False,
         )

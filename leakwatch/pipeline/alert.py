@@ -19,13 +19,11 @@ reconciled), an ack stops updates and repeats for the current episode.
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from leakwatch.core.alerting import (
     AlertRule,
@@ -35,41 +33,28 @@ from leakwatch.core.alerting import (
     HealthKind,
     NotificationKind,
     Observation,
-    acknowledge,
     evaluate,
     evaluate_health,
 )
 from leakwatch.core.durations import format_duration
-from leakwatch.core.stats import Interval, rate_from_weight_sums
+from leakwatch.core.exposure import Exposure, scope_exposure, volumes_in
+from leakwatch.core.pricing import Price
+from leakwatch.core.results import AlertResult
 from leakwatch.errors import LeakwatchError
 from leakwatch.notify.blocks import AlertView, MessageKind, render
 from leakwatch.notify.outbox import NotificationKind as OutboxKind
-from leakwatch.notify.outbox import NotificationStatus, enqueue
+from leakwatch.notify.outbox import enqueue
+from leakwatch.store.alerts import alerts_of_rule, apply_state, lock_or_create, state_of
 from leakwatch.store.db import SessionFactory, transaction
-from leakwatch.store.models import Alert, AlertTransition, VolumeCount
-from leakwatch.store.queries import OutcomeCounts, example_transactions, outcome_counts
-
-
-class UnitPriceLike(Protocol):
-    """A price per unit of a quantity property (config's `UnitPrice`)."""
-
-    @property
-    def per_unit(self) -> float: ...
-
-
-Price = float | UnitPriceLike
-
-
-@dataclass(frozen=True, slots=True)
-class AlertResult:
-    """What one evaluation decided for one alert, for logs, the CLI and tests."""
-
-    alert_id: int
-    rule_name: str
-    scope: str
-    status: AlertStatus
-    notification: NotificationKind | None
-    reason: str
+from leakwatch.store.models import Alert, AlertTransition
+from leakwatch.store.outbox import NotificationStatus
+from leakwatch.store.queries import (
+    OutcomeCounts,
+    example_transactions,
+    outcome_counts,
+    segment_counts,
+    volume_rows,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +138,7 @@ def evaluate_alerts(
             groups = {c.group: c for c in outcome_counts(session, since=since, until=now, by=by)}
             if by is not None:
                 # Open alerts of groups with no samples now must still be stepped.
-                for alert in _alerts_of(session, rule.name):
+                for alert in alerts_of_rule(session, rule.name):
                     group = alert.scope.partition("=")[2] if alert.scope else None
                     if group is not None and group not in groups and alert.status != "inactive":
                         groups[group] = OutcomeCounts(group=group)
@@ -212,10 +197,10 @@ def evaluate_health_alerts(
     results: list[AlertResult] = []
     for kind, scope, failing, detail in signals.conditions():
         with transaction(sessions) as session:
-            alert = _get_or_create(
+            alert = lock_or_create(
                 session, kind.value, scope, kind="health", severity=_HEALTH_SEVERITY[kind]
             )
-            state = _state_of(alert)
+            state = state_of(alert)
             decision = evaluate_health(
                 kind, failing, state, now, for_=for_, repeat_interval=repeat_interval
             )
@@ -251,14 +236,16 @@ def _evaluate_one(
     scope = scope_of(by, group)
     since = now - rule.window
     with transaction(sessions) as session:
-        alert = _get_or_create(session, rule.name, scope, kind="rate", severity=rule.severity.value)
-        state = _state_of(alert)
+        alert = lock_or_create(session, rule.name, scope, kind="rate", severity=rule.severity.value)
+        state = state_of(alert)
         observation = _observation(rule, counts)
         decision = evaluate(rule, state, observation, now)
         estimate = decision.estimate
         leaked = revenue = None
         if estimate is not None:
-            leaked, revenue = _estimates(session, estimate.rate, by, group, since, now, prices)
+            exposure = _exposure(session, rule, by, group, since, now, prices or {})
+            leaked = exposure.leaked_events.point if exposure.leaked_events else None
+            revenue = exposure.revenue_at_risk.point if exposure.revenue_at_risk else None
         examples: list[str] = []
         if decision.notification in (
             NotificationKind.FIRE,
@@ -309,191 +296,42 @@ def _evaluate_one(
 
 
 def _observation(rule: AlertRule, counts: OutcomeCounts) -> Observation:
-    """Counts as the core wants them; the weighted estimate when the sample is stratified."""
-    plain = Observation.from_counts(rule.rate, counts.counts)
-    decided_outcomes = [o for o in counts.counts if o.is_decided]
-    weight_decided = counts.weight(decided_outcomes)
-    if plain.decided <= 0 or abs(weight_decided - plain.decided) < 1e-9:
-        return plain
-    squares = sum(counts.weights_squared.get(o, 0.0) for o in decided_outcomes)
-    if weight_decided <= 0 or squares <= 0:
-        return plain
-    weighted = rate_from_weight_sums(
-        plain.leaks,
-        plain.decided,
-        counts.weight(rule.rate.outcomes),
-        weight_decided,
-        squares,
-        rule.confidence,
+    """Counts as the core wants them, with the one weighted estimate of the rule's rate."""
+    return Observation(
+        leaks=counts.count(rule.rate.outcomes),
+        decided=counts.decided,
+        weighted=counts.rate(rule.rate.outcomes, rule.confidence),
     )
-    return Observation(leaks=plain.leaks, decided=plain.decided, weighted=weighted)
 
 
-def _estimates(
+def _exposure(
     session: Session,
-    rate: float,
+    rule: AlertRule,
     by: str | None,
     group: str | None,
     since: datetime,
     until: datetime,
-    prices: Mapping[str, Price] | None,
-) -> tuple[float | None, float | None]:
-    """Leaked events and revenue at risk over the window, when volumes are known.
+    prices: Mapping[str, Price],
+) -> Exposure:
+    """Leaked events and revenue at risk of the rule's outcomes over its window.
 
-    Volume is counted per UTC day by the tailer; a day partly inside the window
-    counts in proportion. No per-customer volume exists, so a customer scope has none.
+    The rule shared with status, the report and /metrics (`core.exposure`): each
+    (source, event type) segment in scope at its own rate × its volume over the window.
+    No per-customer volume exists, so a customer scope has none.
     """
     if by == "customer_id":
-        return None, None
-    query = select(VolumeCount).where(
-        col(VolumeCount.day) >= since.date(), col(VolumeCount.day) <= until.date()
+        return Exposure()
+    segments = segment_counts(
+        session,
+        since=since,
+        until=until,
+        source=group if by == "source" else None,
+        event_type=group if by == "event_type" else None,
     )
-    if by == "event_type" and group is not None:
-        query = query.where(VolumeCount.event_type == group)
-    if by == "source" and group is not None:
-        query = query.where(VolumeCount.source == group)
-    events_by_type: dict[str, float] = {}
-    quantity_by_type: dict[str, float] = {}
-    for row in session.exec(query).all():
-        share = _day_share(row.day, since, until)
-        events_by_type[row.event_type] = (
-            events_by_type.get(row.event_type, 0.0) + row.events * share
-        )
-        quantity_by_type[row.event_type] = (
-            quantity_by_type.get(row.event_type, 0.0) + row.quantity_sum * share
-        )
-    if not events_by_type:
-        return None, None
-    leaked = rate * sum(events_by_type.values())
-    if not prices:
-        return leaked, None
-    revenue = 0.0
-    for event_type, events in events_by_type.items():
-        price = prices.get(event_type)
-        if price is None:
-            continue
-        if isinstance(price, float | int):
-            revenue += rate * events * float(price)
-        else:
-            revenue += rate * quantity_by_type.get(event_type, 0.0) * price.per_unit
-    return leaked, revenue
-
-
-def _day_share(day: date, since: datetime, until: datetime) -> float:
-    """The share of a day's count that falls inside [since, until)."""
-    start = datetime.combine(day, time(0), tzinfo=UTC)
-    counted_until = min(start + timedelta(days=1), until)
-    span = (counted_until - start).total_seconds()
-    if span <= 0:
-        return 0.0
-    overlap = (counted_until - max(start, since)).total_seconds()
-    return max(0.0, min(1.0, overlap / span))
-
-
-def _alerts_of(session: Session, rule_name: str) -> list[Alert]:
-    return list(session.exec(select(Alert).where(Alert.rule_name == rule_name)).all())
-
-
-def _locked(session: Session, rule_name: str, scope: str) -> Alert | None:
-    """Read one alert row and lock it until the caller's transaction ends.
-
-    Two evaluations can overlap: a leader that lost its lock is still finishing its
-    pass while the new leader starts one. Without the lock both read the same state,
-    both decide "fire" (or "resolve") and both record it; with it the second waits and
-    then decides on what the first wrote. (SQLite ignores FOR UPDATE; it has one
-    writer and, with the lock file, one daemon.)
-    """
-    return session.exec(
-        select(Alert)
-        .where(Alert.rule_name == rule_name, Alert.scope == scope)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).first()
-
-
-def _get_or_create(
-    session: Session, rule_name: str, scope: str, *, kind: str, severity: str
-) -> Alert:
-    """The alert row for (rule, scope), locked for this transaction; created if new."""
-    alert = _locked(session, rule_name, scope)
-    if alert is not None:
-        return alert
-    # A silence set on the rule (any scope) covers groups that appear later.
-    silences = [a.silenced_until for a in _alerts_of(session, rule_name) if a.silenced_until]
-    values = {
-        "rule_name": rule_name,
-        "scope": scope,
-        "kind": kind,
-        "severity": severity,
-        "status": "inactive",
-        "episode": 0,
-        "observation": {},
-        "silenced_until": max(silences) if silences else None,
-    }
-    # Two evaluators creating the same alert: one inserts, the other finds its row.
-    dialect = session.get_bind().dialect.name
-    insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
-    session.execute(
-        insert_fn(Alert)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["rule_name", "scope"])
+    volumes = volumes_in(volume_rows(session, since.date(), until.date()), since, until, until)
+    return scope_exposure(
+        segments, volumes, prices, outcomes=rule.rate.outcomes, confidence=rule.confidence
     )
-    alert = _locked(session, rule_name, scope)
-    assert alert is not None
-    return alert
-
-
-def _interval_json(interval: Interval | None) -> list[float] | None:
-    return None if interval is None else [interval.lo, interval.hi]
-
-
-def _interval_of(value: Any) -> Interval | None:
-    if isinstance(value, list) and len(value) == 2:
-        return Interval(float(value[0]), float(value[1]))
-    return None
-
-
-def _state_of(alert: Alert) -> AlertState:
-    """Read the core's state from an `Alert` row.
-
-    `announced` and the intervals have no columns of their own; they ride in the
-    row's `observation` document under "state".
-    """
-    kept: Mapping[str, Any] = (alert.observation or {}).get("state") or {}
-    return AlertState(
-        status=AlertStatus(alert.status),
-        since=alert.since,
-        episode=alert.episode,
-        announced=bool(kept.get("announced", False)),
-        last_notified_at=alert.last_notified_at,
-        notified_interval=_interval_of(kept.get("notified_interval")),
-        last_rate=kept.get("last_rate"),
-        last_interval=_interval_of(kept.get("last_interval")),
-        silenced_until=alert.silenced_until,
-        acked=alert.acked_at is not None,
-    )
-
-
-def _apply_state(alert: Alert, state: AlertState, now: datetime, facts: Mapping[str, Any]) -> None:
-    alert.status = state.status.value
-    alert.since = state.since
-    alert.episode = state.episode
-    alert.last_notified_at = state.last_notified_at
-    alert.silenced_until = state.silenced_until
-    if not state.acked:
-        alert.acked_at = None
-    elif alert.acked_at is None:
-        alert.acked_at = now
-    alert.last_evaluated_at = now
-    alert.observation = {
-        **facts,
-        "state": {
-            "announced": state.announced,
-            "notified_interval": _interval_json(state.notified_interval),
-            "last_rate": state.last_rate,
-            "last_interval": _interval_json(state.last_interval),
-        },
-    }
 
 
 def _record(
@@ -515,7 +353,7 @@ def _record(
         alert.resolved_at = None
     if before.status is AlertStatus.FIRING and after.status is AlertStatus.INACTIVE:
         alert.resolved_at = now
-    _apply_state(alert, after, now, facts)
+    apply_state(alert, after, now, facts)
     session.add(alert)
 
     changed = after.status is not before.status
@@ -611,141 +449,6 @@ def _enqueue_notifications(
         status=status,
         note=note,
     )
-
-
-# --- for the CLI: `leakwatch alerts`, `alerts silence NAME --for 4h`, `alerts ack NAME`
-
-
-@dataclass(frozen=True, slots=True)
-class OpenAlert:
-    """One alert as `leakwatch alerts` and `leakwatch status` show it."""
-
-    id: int
-    rule_name: str
-    scope: str
-    kind: str
-    severity: str
-    status: str
-    episode: int
-    since: datetime | None
-    opened_at: datetime | None
-    silenced_until: datetime | None
-    acked_at: datetime | None
-    last_evaluated_at: datetime | None
-    rate: float | None
-    lower: float | None
-    upper: float | None
-    samples: int | None
-    slack_ts: str | None
-
-
-def list_open(
-    sessions: SessionFactory, now: datetime, *, include_silenced: bool = True
-) -> list[OpenAlert]:
-    """List alerts that are pending or firing, and (optionally) any currently silenced."""
-    with transaction(sessions) as session:
-        rows = session.exec(select(Alert).order_by(col(Alert.rule_name), col(Alert.scope))).all()
-        found: list[OpenAlert] = []
-        for alert in rows:
-            silenced = alert.silenced_until is not None and alert.silenced_until > now
-            if alert.status == "inactive" and not (include_silenced and silenced):
-                continue
-            seen: Mapping[str, Any] = alert.observation or {}
-            found.append(
-                OpenAlert(
-                    id=alert.id or 0,
-                    rule_name=alert.rule_name,
-                    scope=alert.scope,
-                    kind=alert.kind,
-                    severity=alert.severity,
-                    status=alert.status,
-                    episode=alert.episode,
-                    since=alert.since,
-                    opened_at=alert.opened_at,
-                    silenced_until=alert.silenced_until if silenced else None,
-                    acked_at=alert.acked_at,
-                    last_evaluated_at=alert.last_evaluated_at,
-                    rate=seen.get("rate"),
-                    lower=seen.get("lower"),
-                    upper=seen.get("upper"),
-                    samples=seen.get("samples"),
-                    slack_ts=alert.slack_ts,
-                )
-            )
-        return found
-
-
-class UnknownAlertError(LookupError):
-    """No alert by that name (and scope) exists yet."""
-
-
-def _matching(session: Session, rule_name: str, scope: str | None) -> list[Alert]:
-    # Locked like an evaluation's read, so an ack cannot land on an episode that an
-    # evaluation is resolving at the same moment.
-    query = select(Alert).where(Alert.rule_name == rule_name)
-    if scope is not None:
-        query = query.where(Alert.scope == scope)
-    return list(session.exec(query.order_by(col(Alert.id)).with_for_update()).all())
-
-
-def silence(
-    sessions: SessionFactory, rule_name: str, until: datetime, *, scope: str | None = None
-) -> int:
-    """Suppress notifications of a rule (every scope, or one) until `until`.
-
-    State keeps moving while silenced. A rule never evaluated yet gets a row now, so a
-    silence can be set ahead of trouble; groups that appear later inherit it.
-    Returns how many alerts were silenced.
-    """
-    with transaction(sessions) as session:
-        alerts = _matching(session, rule_name, scope)
-        if not alerts:
-            alerts = [
-                _get_or_create(session, rule_name, scope or "", kind="rate", severity="warning")
-            ]
-        for alert in alerts:
-            alert.silenced_until = until
-            session.add(alert)
-    structlog.get_logger().info(
-        "alert.silenced", rule=rule_name, scope=scope, until=until.isoformat()
-    )
-    return len(alerts)
-
-
-def unsilence(sessions: SessionFactory, rule_name: str, *, scope: str | None = None) -> int:
-    """Lift a silence early; returns how many alerts it covered."""
-    with transaction(sessions) as session:
-        alerts = _matching(session, rule_name, scope)
-        for alert in alerts:
-            alert.silenced_until = None
-            session.add(alert)
-    structlog.get_logger().info("alert.unsilenced", rule=rule_name, scope=scope)
-    return len(alerts)
-
-
-def ack(
-    sessions: SessionFactory, rule_name: str, now: datetime, *, scope: str | None = None
-) -> int:
-    """Acknowledge firing alerts of a rule: no more updates or repeats this episode.
-
-    Raises UnknownAlertError when nothing by that name exists. Returns how many
-    firing alerts were acknowledged (others are left alone).
-    """
-    with transaction(sessions) as session:
-        alerts = _matching(session, rule_name, scope)
-        if not alerts:
-            raise UnknownAlertError(
-                f"no alert named {rule_name!r}" + (f" with scope {scope!r}" if scope else "")
-            )
-        acked = 0
-        for alert in alerts:
-            state = acknowledge(_state_of(alert))
-            if state.acked and alert.acked_at is None:
-                alert.acked_at = now
-                session.add(alert)
-                acked += 1
-    structlog.get_logger().info("alert.acked", rule=rule_name, scope=scope, alerts=acked)
-    return acked
 
 
 def rules_by_name(rules: Iterable[AlertRule]) -> dict[str, AlertRule]:

@@ -7,16 +7,14 @@ are recorded before any lookup, verdicts by primary key after it (see store.outc
 """
 
 import random
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from leakwatch.clock import Clock
 from leakwatch.core.budget import cycle_budget, split_budget
@@ -28,14 +26,17 @@ from leakwatch.core.classify import (
     expire_if_needed,
 )
 from leakwatch.core.events import Outcome, SampledEvent, SearchItem
+from leakwatch.core.reconcile import learn_billing
+from leakwatch.core.results import CycleSummary, SourceReport
 from leakwatch.metronome.client import SearchClient
 from leakwatch.metronome.errors import TokenRejected
 from leakwatch.sources.base import ScanResult, Source
 from leakwatch.sources.checkpoints import CheckpointStore
 from leakwatch.sources.jsonl import JsonlSource
+from leakwatch.store import runs
+from leakwatch.store.billing import save_learned_billing
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import SampledEvent as SampledEventRow
-from leakwatch.store.models import SamplingRun, SourceState
 from leakwatch.store.outcomes import (
     NEW_ROW,
     RecheckPolicy,
@@ -80,78 +81,11 @@ class CycleSettings:
     recheck_share: float
     recheck: RecheckPolicy
     default_policy: ClassifyPolicy
-
-
-@dataclass
-class SourceReport:
-    name: str
-    lines_read: int = 0
-    new_events: int = 0
-    bad_lines: int = 0
-    drawn: int = 0
-    newly_recorded: int = 0
-    population: float = 0.0
-    warnings: list[str] = field(default_factory=list)
-    error: str | None = None
-
-
-@dataclass
-class CycleSummary:
-    """What one cycle did; printed by `leakwatch check`, logged by the daemon."""
-
-    run_id: int
-    started_at: datetime
-    finished_at: datetime | None = None
-    status: str = "running"
-    sources: dict[str, SourceReport] = field(default_factory=dict)
-    budget_ids: int = 0
-    rechecked: int = 0
-    checked: int = 0
-    verdicts: Counter[str] = field(default_factory=Counter)
-    healed: int = 0
-    search_requests: int = 0
-    search_rate_limited: int = 0
-    search_errors: int = 0
-    # Transaction ids Metronome answered for (found or not): evidence the token works.
-    answered_ids: int = 0
-    not_looked_up: int = 0
-    # Why lookups failed, by message: what a user needs when every verdict is `error`.
-    lookup_errors: Counter[str] = field(default_factory=Counter)
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "status": self.status,
-            "started_at": self.started_at.isoformat(),
-            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-            "budget_ids": self.budget_ids,
-            "checked": self.checked,
-            "rechecked": self.rechecked,
-            "verdicts": dict(self.verdicts),
-            "healed": self.healed,
-            "search": {
-                "requests": self.search_requests,
-                "rate_limited": self.search_rate_limited,
-                "errors": self.search_errors,
-                "not_looked_up": self.not_looked_up,
-                "failed_lookups": dict(self.lookup_errors),
-            },
-            "sources": {
-                name: {
-                    "lines_read": r.lines_read,
-                    "new_events": r.new_events,
-                    "bad_lines": r.bad_lines,
-                    "drawn": r.drawn,
-                    "newly_recorded": r.newly_recorded,
-                    "population": round(r.population),
-                    "warnings": r.warnings,
-                    "error": r.error,
-                }
-                for name, r in self.sources.items()
-            },
-            "error": self.error,
-        }
+    # How long a cycle tails before it draws. What was appended since the last cycle
+    # fits easily; a long history does not, and is counted after the lookups instead
+    # (`CheckCycle.catch_up`), over as many cycles as it takes, while volumes are
+    # estimated from the draw. So the first cycle on a year of logs checks at once.
+    tail_slice: timedelta = timedelta(seconds=5)
 
 
 class CheckCycle:
@@ -178,6 +112,13 @@ class CheckCycle:
         self._rng = rng or random.Random()
         self._should_stop = should_stop
         self._policies: Mapping[str, ConfiguredSource] = {s.name: s for s in self._sources}
+        # Sources whose tail stopped short (their history is not all counted yet).
+        self._behind: set[str] = set()
+        self._catch_up_until: float | None = None
+
+    @property
+    def sources(self) -> list[Source]:
+        return [configured.source for configured in self._sources]
 
     def run(self, *, draw: bool = True) -> CycleSummary:
         """Run one cycle; TokenRejected propagates after the run is recorded as failed.
@@ -189,24 +130,12 @@ class CheckCycle:
         now = self._clock.now()
         started_monotonic = self._clock.monotonic()
         with transaction(self._sessions) as session:
-            # One leader runs one cycle at a time: a run still "running" now belongs
-            # to a process that died mid-cycle. Say so, so no report counts it as live.
-            # (Should a live run be caught, a manual check beside the daemon, its own
-            # finish writes its real status back.)
-            session.execute(
-                update(SamplingRun)
-                .where(col(SamplingRun.status) == "running")
-                .values(status="abandoned", finished_at=now, error="the process ended mid-cycle")
-            )
-            run = SamplingRun(started_at=now, status="running")
-            session.add(run)
-            session.flush()
-            assert run.id is not None
-            run_id = run.id
+            run_id = runs.start_run(session, now)
         summary = CycleSummary(run_id=run_id, started_at=now)
         log.info("cycle.started", run_id=run_id, sources=len(self._sources))
         try:
-            self._tail_sources(summary, now)
+            tail_until = started_monotonic + self._settings.tail_slice.total_seconds()
+            self._tail_sources(summary, now, tail_until)
             self._check(summary, now, started_monotonic, draw=draw)
             summary.status = "finished"
         except TokenRejected as exc:
@@ -245,24 +174,66 @@ class CheckCycle:
 
     # -- steps -----------------------------------------------------------------------
 
-    def _tail_sources(self, summary: CycleSummary, now: datetime) -> None:
+    def catch_up(self) -> bool:
+        """Go on tailing sources whose history is not counted yet, within the cycle's time.
+
+        Called after the cycle (and, by `check`, after its alerts): the lookups and
+        alerts never wait for a long history. Returns whether every source caught up.
+        """
+        log = structlog.get_logger()
+        until = self._catch_up_until
+        while self._behind and until is not None and self._clock.monotonic() < until:
+            if self._should_stop():
+                break
+            now = self._clock.now()
+            for configured in [s for s in self._sources if s.name in self._behind]:
+                try:
+                    scan = self._tail_one(configured, now, until)
+                except (OSError, ValueError) as exc:
+                    log.warning("source.unreadable", source=configured.name, error=str(exc))
+                    self._behind.discard(configured.name)
+                    continue
+                log.info(
+                    "tail.caught_up" if scan.caught_up else "tail.behind",
+                    source=configured.name,
+                    lines_read=scan.lines_read,
+                    bytes_behind=scan.bytes_behind,
+                )
+        return not self._behind
+
+    def _tail_one(self, configured: ConfiguredSource, now: datetime, until: float) -> ScanResult:
+        """Read one source's appended lines until `until`; commit counts with checkpoints."""
+        # Load, read the files outside any transaction, then apply the increments and
+        # the new checkpoints together, atomically.
+        with transaction(self._sessions) as session:
+            known = self._checkpoints(session, now).load(configured.name)
+        scan = configured.source.scan_new(
+            known,
+            now=now,
+            should_stop=lambda: self._should_stop() or self._clock.monotonic() >= until,
+        )
+        with transaction(self._sessions) as session:
+            self._checkpoints(session, now).apply(scan, day=now.date())
+            _note_scan(session, configured, scan, now)
+        if scan.caught_up:
+            self._behind.discard(configured.name)
+        else:
+            self._behind.add(configured.name)
+        return scan
+
+    def _tail_sources(self, summary: CycleSummary, now: datetime, until: float) -> None:
         """Read what was appended since last time: exact volumes and bad lines."""
         log = structlog.get_logger()
         for configured in self._sources:
             report = summary.sources.setdefault(configured.name, SourceReport(configured.name))
             try:
-                # Load, read the files outside any transaction, then apply the
-                # increments and the new checkpoints together, atomically.
-                with transaction(self._sessions) as session:
-                    known = self._checkpoints(session, now).load(configured.name)
-                scan = configured.source.scan_new(known, now=now)
-                with transaction(self._sessions) as session:
-                    self._checkpoints(session, now).apply(scan, day=now.date())
-                    _note_scan(session, configured, scan, now)
+                scan = self._tail_one(configured, now, until)
             except (OSError, ValueError) as exc:
                 report.error = f"cannot read source: {exc}"
                 log.warning("source.unreadable", source=configured.name, error=str(exc))
                 continue
+            report.volumes_counted = scan.caught_up
+            report.tail_behind_bytes = scan.bytes_behind
             # Every non-empty file read leaves a checkpoint: only without any is it
             # worth looking again whether the path matches a file at all.
             if (
@@ -313,7 +284,8 @@ class CheckCycle:
         with transaction(self._sessions) as session:
             due = due_rows(session, now=now, limit=recheck_ids + unspent)
         summary.rechecked = len(due)
-        self._search_and_record(summary, drawn, due, now, started_monotonic + budget.seconds)
+        self._catch_up_until = started_monotonic + budget.seconds
+        self._search_and_record(summary, drawn, due, now, self._catch_up_until)
 
     def _draw(
         self, summary: CycleSummary, now: datetime, shares: Mapping[str, int]
@@ -347,6 +319,8 @@ class CheckCycle:
                     fresh.setdefault(identity, sample)
             report.drawn = len(result.events)
             report.population = result.population
+            window_days = (result.window.end - result.window.start) / timedelta(days=1)
+            report.events_per_day = result.population / window_days if window_days else None
             report.warnings.extend(result.warnings)
             drawn.extend(fresh.values())
             log.info(
@@ -389,6 +363,7 @@ class CheckCycle:
             )
         )
         answered, errors = self._look_up(summary, ids, deadline_monotonic)
+        self._learn_billing(answered, now)
         self._record_new(summary, drawn, answered, errors, now)
         updates = []
         for row in to_search:
@@ -436,6 +411,13 @@ class CheckCycle:
             summary.search_rate_limited += after[1] - before[1]
             summary.search_errors += after[2] - before[2]
         return answered, errors
+
+    def _learn_billing(self, answered: Mapping[str, Sequence[SearchItem]], now: datetime) -> None:
+        """Keep the metric definitions and aliases the answers carry (for reconciliation)."""
+        learned = learn_billing(item for items in answered.values() for item in items)
+        if learned.definitions or learned.aliases:
+            with transaction(self._sessions) as session:
+                save_learned_billing(session, learned, now)
 
     def _record_new(
         self,
@@ -535,36 +517,23 @@ class CheckCycle:
 
     def _finish_run(self, summary: CycleSummary) -> None:
         with transaction(self._sessions) as session:
-            run = session.get(SamplingRun, summary.run_id)
-            if run is None:
-                return
-            run.finished_at = summary.finished_at
-            run.status = summary.status
-            run.sampled = sum(r.drawn for r in summary.sources.values())
-            run.new_events = sum(r.new_events for r in summary.sources.values())
-            run.rechecked = summary.rechecked
-            run.search_requests = summary.search_requests
-            run.search_rate_limited = summary.search_rate_limited
-            run.search_errors = summary.search_errors
-            run.error = summary.error[:2000] if summary.error else None
-            run.summary = summary.to_dict()
-            session.add(run)
+            runs.finish_run(session, summary)
 
 
 def _note_scan(
     session: Session, configured: ConfiguredSource, scan: ScanResult, now: datetime
 ) -> None:
     """Record what the daemon last saw of a source, with the scan's own increments."""
-    state = session.get(SourceState, configured.name) or SourceState(
-        name=configured.name, kind=type(configured.source).__name__
+    runs.note_scan(
+        session,
+        configured.name,
+        kind=type(configured.source).__name__,
+        now=now,
+        saw_new_events=any(delta.events for delta in scan.volumes.values()),
+        newest_event_at=max(
+            (c.last_event_at for c in scan.checkpoints if c.last_event_at), default=None
+        ),
     )
-    state.last_scan_at = now
-    if any(delta.events for delta in scan.volumes.values()):
-        state.last_new_events_at = now
-    newest = max((c.last_event_at for c in scan.checkpoints if c.last_event_at), default=None)
-    if newest is not None:
-        state.newest_event_at = newest
-    session.add(state)
 
 
 def _snapshot(client: SearchClient) -> tuple[int, int, int]:

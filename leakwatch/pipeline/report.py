@@ -24,7 +24,7 @@ from leakwatch.notify.slack import quiet_sdk_logger
 from leakwatch.pipeline.report_build import ReportContent, build_report, send_report, write_report
 from leakwatch.store.db import SessionFactory, session_factory
 from leakwatch.store.report_record import load_record, mark_sent
-from leakwatch.views.report_render import render_slack_blocks
+from leakwatch.views.report_render import render_slack_blocks, render_slack_text
 
 
 @dataclass
@@ -46,7 +46,7 @@ def produce_weekly_report(
 ) -> ReportOutcome:
     """Build the week's report from the store, write its files, and send it if asked.
 
-    Raises ValueError for a malformed week; LeakwatchError when Slack refuses.
+    Raises UsageProblem for a malformed week; LeakwatchError when Slack refuses.
     """
     sessions = session_factory(engine)
     content = build_report(
@@ -54,11 +54,13 @@ def produce_weekly_report(
         week=week,
         now=now,
         timezone=settings.report.timezone,
-        prices=settings.report.price_table(),
+        prices=settings.report.prices,
         checks_every=settings.checks.every,
         currency=settings.report.currency,
     )
-    paths = write_report(content, out_dir or settings.report.out_dir)
+    paths = write_report(
+        content, out_dir or settings.report.out_dir, mode=settings.report.file_mode
+    )
     outcome = ReportOutcome(content=content, paths=paths)
     if send:
         outcome.sent = _send(settings, sessions, content, paths, now=now, force=force)
@@ -120,7 +122,9 @@ def _send(
             webhook = WebhookClient(
                 url=settings.slack_webhook_url.get_secret_value(), logger=quiet_sdk_logger()
             )
-            response = webhook.send(text=content.summary, blocks=render_slack_blocks(content))
+            response = webhook.send(
+                text=render_slack_text(content), blocks=render_slack_blocks(content)
+            )
             if response.status_code != 200:
                 raise LeakwatchError(
                     f"Slack webhook answered HTTP {response.status_code}: {response.body[:200]}"

@@ -11,32 +11,30 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import structlog
-from sqlalchemy import func, select
-from sqlmodel import col
 
 from leakwatch.clock import Clock
 from leakwatch.config import AlertRuleSettings, Settings
 from leakwatch.core.alerting import AlertRule, GroupBy, RateKind, Severity
 from leakwatch.core.durations import format_duration
+from leakwatch.core.results import AlertResult, CycleSummary, SendReport
 from leakwatch.errors import LeakwatchError
 from leakwatch.metronome.client import SearchObserver
-from leakwatch.metronome.errors import TokenRejected
-from leakwatch.notify.outbox import OutboxSender, SendReport
+from leakwatch.metronome.errors import RequestFailed, TokenRejected
+from leakwatch.notify.outbox import OutboxSender
 from leakwatch.notify.slack import Notifier, SlackNotifier, WebhookNotifier
 from leakwatch.pipeline.alert import (
     AlertEvaluationFailed,
-    AlertResult,
     HealthSignals,
     evaluate_alerts,
     evaluate_health_alerts,
 )
-from leakwatch.pipeline.check import CycleSummary
+from leakwatch.store import runs
 from leakwatch.store.db import session_factory, transaction
-from leakwatch.store.models import SamplingRun, SourceState
 from leakwatch.store.retention import drop_old_detail
 from leakwatch.wiring import build_check_cycle, build_search_client, open_engine
 
 if TYPE_CHECKING:
+    from leakwatch.core.reconcile import ReconcileResult
     from leakwatch.pipeline.check import CheckCycle
     from leakwatch.pipeline.report import ReportOutcome
 
@@ -160,6 +158,48 @@ class Runtime:
         self.last_summary = summary
         return summary
 
+    def catch_up_tail(self) -> bool:
+        """Count more of a long history in what is left of the cycle's time.
+
+        Run after the cycle's lookups (and `check`'s alerts), so they never wait for
+        it; True once every source's volumes are counted (see `CheckCycle.catch_up`).
+        """
+        return self.cycle.catch_up()
+
+    def reconcile(
+        self, *, days: int | None = None, customer: str | None = None
+    ) -> "ReconcileResult":
+        """Compare expected and billed totals per customer × metric × day, and save them."""
+        from leakwatch.pipeline.reconcile import run_reconciliation
+
+        config = self.settings.reconcile
+        try:
+            return run_reconciliation(
+                sessions=self.sessions,
+                sources=self.cycle.sources,
+                client=self.search,
+                now=self.clock.now(),
+                days=days or config.days,
+                settle=config.settle,
+                tolerance=config.tolerance,
+                prices=self.settings.report.prices,
+                customer=customer,
+                pinned_aliases=config.aliases,
+                expectations={
+                    source.name: {k: frozenset(v) for k, v in source.expected_metrics.items()}
+                    for source in self.settings.sources
+                },
+            )
+        except TokenRejected as exc:
+            self.health.observe_failure(exc)
+            raise LeakwatchError(
+                "Metronome rejected the API token (HTTP 401/403): check METRONOME_BEARER_TOKEN"
+            ) from None
+        except RequestFailed as exc:
+            raise LeakwatchError(
+                f"could not fetch usage from Metronome at {self.search.base_url}: {exc}"
+            ) from None
+
     def evaluate_alerts(self) -> list[AlertResult]:
         """Step every rate rule and every health condition; queue what must be said."""
         now = self.clock.now()
@@ -242,12 +282,8 @@ class Runtime:
         stale: dict[str, bool] = {}
         details = dict(self.health.details)
         with transaction(self.sessions) as session:
-            states = {s.name: s for s in session.execute(select(SourceState)).scalars()}
-            last_finished = session.execute(
-                select(func.max(SamplingRun.finished_at)).where(
-                    col(SamplingRun.status) == "finished"
-                )
-            ).scalar_one_or_none()
+            states = runs.source_states(session)
+            last_finished = runs.last_finished_at(session)
         for source in self.settings.sources:
             state = states.get(source.name)
             if state is None or state.last_scan_at is None:

@@ -1,5 +1,6 @@
-"""An in-memory Metronome usage API (`/v1/ingest`, `/v1/events/search`) for tests and the demo."""
+"""An in-memory Metronome usage API (`/v1/ingest`, `/v1/events/search`, `/v1/usage`)."""
 
+from leakwatch.core.reconcile import PropertyFilter
 from leakwatch.simulator.server import ServerStats, SimulatorServer, TokenBucket, serve
 from leakwatch.simulator.state import (
     BillableMetric,
@@ -9,7 +10,6 @@ from leakwatch.simulator.state import (
     Faults,
     IngestRecord,
     IngestRejected,
-    PropertyFilter,
     SimulatorOptions,
     SimulatorState,
     build_demo_state,

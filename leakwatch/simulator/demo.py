@@ -31,7 +31,7 @@ from leakwatch.simulator.scenario import UNKNOWN_ALIAS, Scenario, build_scenario
 from leakwatch.store.db import transaction
 from leakwatch.store.models import SampledEvent
 from leakwatch.views.status import build_status
-from leakwatch.views.terminal import pct, print_status
+from leakwatch.views.terminal import pct, print_reconciliation, print_status
 
 INJECTED_AS = {
     "dropped": Outcome.MISSING,
@@ -169,6 +169,7 @@ def run_demo(console: Console, *, keep: Path | None = None, events: int = 4000) 
                 currency=settings.report.currency,
             )
             print_status(console, view)
+            _reconcile(console, runtime, settings)
             _heal(console, runtime, server, clock)
             _report(console, runtime, settings, clock)
         finally:
@@ -233,13 +234,22 @@ def _print_found_vs_injected(console: Console, runtime: Runtime, scenario: Scena
     return agree == len(rows)
 
 
+def _reconcile(console: Console, runtime: Runtime, settings: Settings) -> None:
+    console.print(
+        "[bold]5. Totals reconciliation[/] (`leakwatch reconcile`: the exact gap, per "
+        "customer, metric and day, from Metronome's /v1/usage)"
+    )
+    result = runtime.reconcile(days=3)
+    print_reconciliation(console, result, currency=settings.report.currency)
+
+
 def _heal(console: Console, runtime: Runtime, server: SimulatorServer, clock: FakeClock) -> None:
     customer = next(c for c in server.state.customers() if c.name == "Initech")
     server.state.add_alias(customer.id, UNKNOWN_ALIAS)
     clock.advance(6 * 3600)
     summary = runtime.run_cycle(draw=False)
     console.print(
-        f"[bold]5. A fix[/]: added the alias `{UNKNOWN_ALIAS}` to {customer.name} in Metronome; "
+        f"[bold]6. A fix[/]: added the alias `{UNKNOWN_ALIAS}` to {customer.name} in Metronome; "
         f"6h later the re-check found {summary.healed} unmatched-customer event(s) healed"
     )
 
@@ -256,12 +266,12 @@ def _report(console: Console, runtime: Runtime, settings: Settings, clock: FakeC
         week=str(week),
         now=clock.now(),
         timezone=settings.report.timezone,
-        prices=settings.report.price_table(),
+        prices=settings.report.prices,
         checks_every=settings.checks.every,
     )
-    paths = write_report(content, settings.report.out_dir)
+    paths = write_report(content, settings.report.out_dir, mode=settings.report.file_mode)
     console.print(
-        f"[bold]6. The weekly report[/] ({content.week}, at {format_timestamp(clock.now())})"
+        f"[bold]7. The weekly report[/] ({content.week}, at {format_timestamp(clock.now())})"
     )
     console.print(f"   {content.summary}", markup=False)
     console.print("   written: " + ", ".join(p.name for p in paths), markup=False)

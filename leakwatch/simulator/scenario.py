@@ -68,12 +68,24 @@ class Scenario:
             sent.extend(event.sent)
         return sent
 
-    def write_log(self, path: Path) -> int:
+    def records(self, *, epoch_ms: bool = False) -> list[dict[str, Any]]:
+        """The log's events in ingest shape, in time order; times as epoch ms if asked."""
+        records = [e.event.to_ingest_json() for e in self.events]
+        if epoch_ms:
+            for record, event in zip(records, self.events, strict=True):
+                record["timestamp"] = round(event.event.timestamp.timestamp() * 1000)
+        return records
+
+    def log_bytes(self, *, epoch_ms: bool = False) -> bytes:
+        """The source log as JSON lines in time order."""
+        lines = [json.dumps(r, separators=(",", ":")) for r in self.records(epoch_ms=epoch_ms)]
+        return ("\n".join(lines) + "\n").encode("utf-8")
+
+    def write_log(self, path: Path, *, epoch_ms: bool = False) -> int:
         """Write the source log as JSON lines in time order; return bytes written."""
-        lines = [json.dumps(e.event.to_ingest_json(), separators=(",", ":")) for e in self.events]
-        text = "\n".join(lines) + "\n"
-        path.write_text(text, encoding="utf-8")
-        return len(text.encode())
+        data = self.log_bytes(epoch_ms=epoch_ms)
+        path.write_bytes(data)
+        return len(data)
 
 
 def _properties(event_type: str, rng: random.Random) -> dict[str, Any]:

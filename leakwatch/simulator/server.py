@@ -1,9 +1,12 @@
-"""The simulated Metronome over HTTP: `POST /v1/ingest` and `POST /v1/events/search`.
+"""The simulated Metronome over HTTP: `POST /v1/ingest`, `/v1/events/search`, `/v1/usage`.
 
-Does I/O: a stdlib `ThreadingHTTPServer` bound to loopback by default. Each request
-passes, in order: routing → bearer auth (401) → the endpoint's token bucket (429 with
-`Retry-After` and `retry-after-ms`) → injected faults (500, slow, dropped connection,
-malformed body) → the state. Importable for tests (`SimulatorServer` as a context
+Does I/O: a stdlib threading HTTP server (bounded threads, socket timeouts: see
+`leakwatch.serving`) bound to loopback by default. Each request passes, in order:
+routing → bearer auth (401) → body size (413), all before the body is read → the
+endpoint's token bucket (429 with
+`Retry-After` and `retry-after-ms`) → injected faults (a scripted 429, 500, an answer
+held past the client's timeout, slow, dropped connection, a body cut short, malformed
+body) → the state. Importable for tests (`SimulatorServer` as a context
 manager on an ephemeral port) and runnable in the foreground (`serve`).
 """
 
@@ -14,25 +17,27 @@ import math
 import socket
 import sys
 import threading
+import urllib.parse
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from leakwatch.clock import Clock, SystemClock
-from leakwatch.serving import serve_in_thread, stop_serving
+from leakwatch.serving import BoundedHTTPServer, serve_in_thread, stop_serving
 from leakwatch.simulator.state import (
     MALFORMED_KINDS,
     FaultKind,
     Faults,
     IngestRejected,
     SimulatorState,
+    UsageQueryRejected,
     build_demo_state,
     load_seed_file,
 )
 
-ROUTES = {"/v1/ingest": "ingest", "/v1/events/search": "search"}
+ROUTES = {"/v1/ingest": "ingest", "/v1/events/search": "search", "/v1/usage": "usage"}
 MAX_BODY_BYTES = 10 * 1024 * 1024
 
 
@@ -99,24 +104,29 @@ class _Handler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = -1
+        # Route, credentials and size are judged from the headers alone: a body is read
+        # only for an authenticated request of an acceptable size. Any answer given
+        # before reading it hangs up, or the unread body would be parsed as a request.
         if length < 0:
-            # Without a usable length the body's end is unknown: answer and hang up.
             self.close_connection = True
             self._send_json(400, {"message": "Content-Length is not a non-negative integer"})
             return
-        if length > MAX_BODY_BYTES:
-            self._send_json(413, {"message": "request body too large"})
-            return
-        raw_body = self.rfile.read(length) if length else b""
         if endpoint is None:
+            self.close_connection = True
             self._send_json(404, {"message": f"no such route: POST {path}"})
             return
         stats = sim.stats[endpoint]
         stats.bump("requests")
         if not sim.token_matches(self.headers.get("Authorization", "")):
             stats.bump("unauthorized")
+            self.close_connection = True
             self._send_json(401, {"message": "Unauthorized: missing or invalid bearer token"})
             return
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True
+            self._send_json(413, {"message": "request body too large"})
+            return
+        raw_body = self.rfile.read(length) if length else b""
         wait_s = sim.rate_limit_wait_s(endpoint)
         if wait_s > 0:
             stats.bump("rate_limited")
@@ -130,6 +140,18 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         fault = sim.draw_fault(endpoint)
+        if fault is FaultKind.RATE_LIMITED:
+            stats.bump("rate_limited")
+            self._send_json(
+                429,
+                {"message": "Too many requests"},
+                headers={"Retry-After": "1", "retry-after-ms": "1000"},
+            )
+            return
+        if fault is FaultKind.TIMEOUT:
+            stats.bump("faults")
+            self._hang(sim.state.faults.hang_s)
+            return
         if fault is FaultKind.SLOW:
             sim.clock.sleep(sim.state.faults.slow_delay_s)
         elif fault is FaultKind.SERVER_ERROR:
@@ -148,6 +170,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if endpoint == "ingest":
             self._ingest(body, stats, fault)
+        elif endpoint == "usage":
+            self._usage(body, stats, fault)
         else:
             self._search(body, stats, fault)
 
@@ -195,8 +219,29 @@ class _Handler(BaseHTTPRequestHandler):
             stats.bump("faults")
             self._send_raw(200, b"[" * 100_000 + b"]" * 100_000, "application/json")
             return
+        if fault is FaultKind.TRUNCATED_BODY:
+            stats.bump("faults")
+            self._send_truncated(json.dumps(items).encode("utf-8"))
+            return
         stats.bump("ok")
         self._send_json(200, items)
+
+    def _usage(self, body: Any, stats: ServerStats, fault: FaultKind | None) -> None:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        pages = query.get("next_page")
+        next_page = pages[0] if pages else None
+        try:
+            page = self.server.simulator.state.usage(body, next_page)
+        except UsageQueryRejected as err:
+            stats.bump("bad_request")
+            self._send_json(400, {"message": str(err)})
+            return
+        if fault in MALFORMED_KINDS:
+            stats.bump("faults")
+            self._send_raw(200, b'{"data": [{"customer_id": ', "application/json")
+            return
+        stats.bump("ok")
+        self._send_json(200, page)
 
     def _send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
@@ -219,6 +264,28 @@ class _Handler(BaseHTTPRequestHandler):
         if payload:
             self.wfile.write(payload)
 
+    def _send_truncated(self, payload: bytes) -> None:
+        """Promise the whole body, send half of it, hang up: a proxy dying mid-answer."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload) + 2))
+        self.end_headers()
+        self.wfile.write(payload[: len(payload) // 2 + 1])
+        self.wfile.flush()
+        self._drop_connection()
+
+    def _hang(self, hang_s: float) -> None:
+        """Answer nothing until the client gives up (closes) or `hang_s` real seconds pass.
+
+        Real time on purpose: a client's timeout is a socket timeout, whatever clock
+        the test runs on.
+        """
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.settimeout(hang_s)
+            self.connection.recv(1)
+        self._drop_connection()
+
     def _drop_connection(self) -> None:
         """Close the socket without a byte of answer, as a crashing proxy would."""
         self.close_connection = True
@@ -226,13 +293,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
 
 
-class _SimulatorHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
+class _SimulatorHTTPServer(BoundedHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], simulator: "SimulatorServer") -> None:
         self.simulator = simulator
-        super().__init__(address, _Handler)
+        # Idle keep-alive connections and half-sent requests are dropped after a minute.
+        super().__init__(address, _Handler, max_threads=128, request_timeout_s=60.0)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Ignore clients that hung up (a timed-out client is a normal test scenario)."""
@@ -259,6 +326,7 @@ class SimulatorServer:
         port: int = 0,
         search_rate_limit_rps: float | None = None,
         ingest_rate_limit_rps: float | None = None,
+        usage_rate_limit_rps: float | None = None,
         burst: float | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -269,10 +337,11 @@ class SimulatorServer:
         self._token = token
         self._host = host
         self._port = port
-        self._buckets: dict[str, TokenBucket | None] = {"search": None, "ingest": None}
+        self._buckets: dict[str, TokenBucket | None] = dict.fromkeys(set(ROUTES.values()))
         self.set_rate_limit("search", search_rate_limit_rps, burst)
         self.set_rate_limit("ingest", ingest_rate_limit_rps, burst)
-        self.stats = {"search": ServerStats(), "ingest": ServerStats()}
+        self.set_rate_limit("usage", usage_rate_limit_rps, burst)
+        self.stats = {endpoint: ServerStats() for endpoint in ROUTES.values()}
         self._httpd: _SimulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -300,6 +369,12 @@ class SimulatorServer:
             rate_rps, burst if burst is not None else max(1.0, rate_rps), self.clock
         )
 
+    def set_token(self, token: str) -> None:
+        """Accept only `token` from now on: revoking the old one mid-run, or restoring it."""
+        if not token:
+            raise ValueError("the simulator needs a non-empty bearer token")
+        self._token = token
+
     def token_matches(self, authorization: str) -> bool:
         scheme, _, presented = authorization.partition(" ")
         if scheme.lower() != "bearer":
@@ -326,6 +401,8 @@ class SimulatorServer:
             (faults.drop_connection_rate, FaultKind.DROP_CONNECTION),
             (faults.malformed_rate, None),
             (faults.slow_rate, FaultKind.SLOW),
+            (faults.timeout_rate, FaultKind.TIMEOUT),
+            (faults.truncated_rate, FaultKind.TRUNCATED_BODY),
         ):
             if draw < rate:
                 return kind if kind is not None else self.state.choose(MALFORMED_KINDS)

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from leakwatch.clock import Clock
-from leakwatch.core.events import format_timestamp, parse_timestamp
+from leakwatch.core.events import format_timestamp, parse_timestamp, quantity_value
+from leakwatch.core.reconcile import PropertyFilter, passes_filters, property_string
 
 SEARCH_WINDOW = timedelta(days=34)
 DEDUP_WINDOW = timedelta(days=34)
@@ -29,6 +30,16 @@ MAX_TRANSACTION_ID_CHARS = 128
 AGGREGATION_TYPES = frozenset({"COUNT", "LATEST", "MAX", "SUM", "UNIQUE", "custom_sql"})
 # Metrics seeded without a creation time existed "forever", so seeded usage matches.
 LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+USAGE_WINDOWS = {"DAY": timedelta(days=1), "HOUR": timedelta(hours=1)}
+USAGE_PAGE_SIZE = 100
+# Aggregations whose value over no events is 0; the others have no value (null).
+ZERO_WHEN_EMPTY = frozenset({"COUNT", "SUM", "UNIQUE"})
+
+
+class UsageQueryRejected(ValueError):
+    """A `POST /v1/usage` body the API would answer with 400; the message says why."""
 
 
 class IngestRejected(ValueError):
@@ -57,6 +68,13 @@ class FaultKind(StrEnum):
     # deeper than any parser's stack.
     BAD_ENCODING = "bad_encoding"
     DEEP_NESTING = "deep_nesting"
+    # Drawn by their own rates (`timeout_rate`, `truncated_rate`) or scripted: an answer
+    # that never comes (held until the client hangs up, at most `hang_s` real seconds),
+    # a body cut short of its Content-Length; and, scripted only, a 429 whatever the
+    # bucket says (a storm from a client sharing the account).
+    TIMEOUT = "timeout"
+    TRUNCATED_BODY = "truncated_body"
+    RATE_LIMITED = "rate_limited"
 
 
 MALFORMED_KINDS = (FaultKind.MALFORMED_JSON, FaultKind.WRONG_SHAPE, FaultKind.MISSING_FIELD)
@@ -77,6 +95,9 @@ class Faults:
     slow_delay_s: float = 0.5
     drop_connection_rate: float = 0.0
     malformed_rate: float = 0.0
+    timeout_rate: float = 0.0
+    truncated_rate: float = 0.0
+    hang_s: float = 30.0
     silent_drop_rate: float = 0.0
     silent_drop_ids: set[str] = field(default_factory=set)
     scripted: list[FaultKind] = field(default_factory=list)
@@ -90,6 +111,7 @@ class Faults:
         """Turn every fault off."""
         self.server_error_rate = self.slow_rate = self.drop_connection_rate = 0.0
         self.malformed_rate = self.silent_drop_rate = 0.0
+        self.timeout_rate = self.truncated_rate = 0.0
         self.silent_drop_ids.clear()
         self.scripted.clear()
 
@@ -110,36 +132,6 @@ class Customer:
     ingest_aliases: set[str] = field(default_factory=set)
 
 
-@dataclass(frozen=True)
-class PropertyFilter:
-    name: str
-    exists: bool | None = None
-    in_values: tuple[str, ...] | None = None
-    not_in_values: tuple[str, ...] | None = None
-
-    def passes(self, properties: Mapping[str, Any]) -> bool:
-        """Apply one rule: values compare by their string form, case-sensitive."""
-        present = self.name in properties and properties[self.name] is not None
-        if self.exists is True and not present:
-            return False
-        if self.exists is False and present:
-            return False
-        value = property_string(properties[self.name]) if present else None
-        if self.in_values is not None and (value is None or value not in self.in_values):
-            return False
-        return not (self.not_in_values is not None and value in self.not_in_values)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name}
-        if self.exists is not None:
-            out["exists"] = self.exists
-        if self.in_values is not None:
-            out["in_values"] = list(self.in_values)
-        if self.not_in_values is not None:
-            out["not_in_values"] = list(self.not_in_values)
-        return out
-
-
 @dataclass
 class BillableMetric:
     id: str
@@ -156,11 +148,13 @@ class BillableMetric:
     sql: str | None = None
 
     def matches(self, event_type: str, properties: Mapping[str, Any]) -> bool:
-        if self.event_type_in is not None and event_type not in self.event_type_in:
-            return False
-        if self.event_type_not_in is not None and event_type in self.event_type_not_in:
-            return False
-        return all(f.passes(properties) for f in self.property_filters)
+        return passes_filters(
+            event_type,
+            properties,
+            event_type_in=self.event_type_in,
+            event_type_not_in=self.event_type_not_in,
+            property_filters=self.property_filters,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """Render as the search answer's `MatchedBillableMetric`."""
@@ -208,13 +202,6 @@ class IngestRecord:
     properties: Mapping[str, Any]
     ingested_at: datetime
     fate: EventFate
-
-
-def property_string(value: Any) -> str:
-    """Give a value's string form, as Metronome compares it (and the sandbox returns it)."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
 class SimulatorState:
@@ -433,6 +420,76 @@ class SimulatorState:
         if customer is not None:
             item["matched_customer"] = {"id": customer.id, "name": customer.name}
         return item
+
+    # -- usage aggregates ------------------------------------------------------------
+
+    def usage(self, body: Any, next_page: str | None = None) -> dict[str, Any]:
+        """Answer `POST /v1/usage`: one page of aggregates per customer × metric × window.
+
+        Aggregates what billing holds: accepted copies (not dropped, not duplicates)
+        whose customer resolves now (a late alias re-attributes earlier usage) and that
+        a live metric matched, windowed by event time. Every customer × metric × window
+        in scope has a row: 0 for COUNT/SUM/UNIQUE without events, null for the others
+        (and always null for custom_sql, whose SQL the simulator does not run).
+        Raises UsageQueryRejected (→ 400) for a body off the contract.
+        """
+        query = _usage_query(body)
+        offset = _page_offset(next_page)
+        now = self.clock.now()
+        with self._lock:
+            customers = [
+                c
+                for c in self._customers.values()
+                if query.customer_ids is None or c.id in query.customer_ids
+            ]
+            metrics = [
+                m
+                for m in self._metrics.values()
+                if (query.metric_ids is None or m.id in query.metric_ids)
+                and (m.archived_at is None or m.archived_at > now)
+            ]
+            billed = self._billed_records(now)
+        windows = query.windows()
+        values: dict[tuple[str, str, int], list[Any]] = {}
+        for customer, record in billed:
+            for metric in metrics:
+                if metric.created_at > record.ingested_at:
+                    continue
+                if not metric.matches(record.event_type, record.properties):
+                    continue
+                index = query.window_index(record.timestamp)
+                if index is None:
+                    continue
+                values.setdefault((customer.id, metric.id, index), []).append(record)
+        rows: list[dict[str, Any]] = []
+        for customer in sorted(customers, key=lambda c: c.id):
+            for metric in sorted(metrics, key=lambda m: m.id):
+                for index, (start, end) in enumerate(windows):
+                    records = values.get((customer.id, metric.id, index), [])
+                    rows.append(
+                        {
+                            "customer_id": customer.id,
+                            "billable_metric_id": metric.id,
+                            "billable_metric_name": metric.name,
+                            "start_timestamp": format_timestamp(start),
+                            "end_timestamp": format_timestamp(end),
+                            "value": _aggregate(metric, records),
+                        }
+                    )
+        page = rows[offset : offset + USAGE_PAGE_SIZE]
+        more = offset + USAGE_PAGE_SIZE < len(rows)
+        return {"data": page, "next_page": _page_token(offset + USAGE_PAGE_SIZE) if more else None}
+
+    def _billed_records(self, now: datetime) -> list[tuple[Customer, IngestRecord]]:
+        billed: list[tuple[Customer, IngestRecord]] = []
+        for history in self._records.values():
+            for record in history:
+                if record.fate is not EventFate.STORED:
+                    continue
+                customer = self._resolve_customer(record.customer_id)
+                if customer is not None:
+                    billed.append((customer, record))
+        return billed
 
     # -- ground truth ----------------------------------------------------------------
 
@@ -667,3 +724,103 @@ def build_demo_state(
         created_at=LONG_AGO,
     )
     return state
+
+
+@dataclass(frozen=True)
+class _UsageQuery:
+    starting_on: datetime
+    ending_before: datetime
+    window: timedelta | None
+    customer_ids: frozenset[str] | None
+    metric_ids: frozenset[str] | None
+
+    def windows(self) -> list[tuple[datetime, datetime]]:
+        if self.window is None:
+            return [(self.starting_on, self.ending_before)]
+        out: list[tuple[datetime, datetime]] = []
+        start = self.starting_on
+        while start < self.ending_before:
+            end = min(start + self.window, self.ending_before)
+            out.append((start, end))
+            start = end
+        return out
+
+    def window_index(self, ts: datetime) -> int | None:
+        if not self.starting_on <= ts < self.ending_before:
+            return None
+        if self.window is None:
+            return 0
+        return int((ts - self.starting_on) // self.window)
+
+
+def _usage_query(body: Any) -> _UsageQuery:
+    if not isinstance(body, Mapping):
+        raise UsageQueryRejected("body: expected a JSON object")
+    bounds: dict[str, datetime] = {}
+    for name in ("starting_on", "ending_before"):
+        raw = body.get(name)
+        try:
+            if not isinstance(raw, str):
+                raise TypeError(name)
+            bounds[name] = parse_timestamp(raw)
+        except (ValueError, TypeError):
+            raise UsageQueryRejected(f"{name}: required RFC 3339 timestamp") from None
+    if bounds["ending_before"] <= bounds["starting_on"]:
+        raise UsageQueryRejected("ending_before must be after starting_on")
+    size = body.get("window_size")
+    if not isinstance(size, str) or size.upper() not in {"DAY", "HOUR", "NONE"}:
+        raise UsageQueryRejected("window_size: one of HOUR, DAY, NONE")
+    customer_ids = body.get("customer_ids")
+    if customer_ids is not None and (
+        not isinstance(customer_ids, list) or not all(isinstance(c, str) for c in customer_ids)
+    ):
+        raise UsageQueryRejected("customer_ids: an array of strings")
+    metrics = body.get("billable_metrics")
+    if metrics is not None and (
+        not isinstance(metrics, list)
+        or not all(isinstance(m, Mapping) and isinstance(m.get("id"), str) for m in metrics)
+    ):
+        raise UsageQueryRejected("billable_metrics: an array of objects with an id")
+    return _UsageQuery(
+        starting_on=bounds["starting_on"],
+        ending_before=bounds["ending_before"],
+        window=USAGE_WINDOWS.get(size.upper()),
+        customer_ids=frozenset(customer_ids) if customer_ids is not None else None,
+        metric_ids=frozenset(m["id"] for m in metrics) if metrics is not None else None,
+    )
+
+
+def _aggregate(metric: BillableMetric, records: Sequence[IngestRecord]) -> float | None:
+    """The value billing holds for `records` under `metric`'s aggregation."""
+    kind = metric.aggregation_type
+    if kind == "COUNT":
+        return float(len(records))
+    if kind == "custom_sql":
+        return None
+    key = metric.aggregation_key or ""
+    present = [r for r in records if r.properties.get(key) is not None]
+    if kind == "UNIQUE":
+        return float(len({property_string(r.properties[key]) for r in present}))
+    numbers = [
+        (r.timestamp, n) for r in present if (n := quantity_value(r.properties, key)) is not None
+    ]
+    if kind == "SUM":
+        return float(sum(n for _, n in numbers))
+    if not numbers:
+        return None if kind not in ZERO_WHEN_EMPTY else 0.0
+    if kind == "MAX":
+        return max(n for _, n in numbers)
+    return max(numbers, key=lambda pair: pair[0])[1]  # LATEST
+
+
+def _page_token(offset: int) -> str:
+    return f"page-{offset}"
+
+
+def _page_offset(token: str | None) -> int:
+    if token is None or token == "":
+        return 0
+    prefix, _, number = token.partition("-")
+    if prefix != "page" or not number.isdigit():
+        raise UsageQueryRejected("next_page: not a cursor this API returned")
+    return int(number)

@@ -6,13 +6,13 @@ per-file checkpoint, and the tally of bad lines.
 
 import random
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Protocol
 
-from leakwatch.core.events import SampledEvent
+from leakwatch.core.events import SampledEvent, SourceEvent
 from leakwatch.core.sampling import Window
 
 MAX_EXAMPLES_PER_REASON = 5
@@ -20,6 +20,8 @@ MAX_EXAMPLE_CHARS = 300
 
 # Called with (bytes done, bytes total) as a long read advances; the CLI draws a bar.
 ProgressCallback = Callable[[int, int], None]
+# Asked between blocks of a long read: True stops it at a line boundary (a time budget).
+StopCheck = Callable[[], bool]
 
 
 class BadLineReason(StrEnum):
@@ -113,6 +115,10 @@ class ScanResult:
     bytes_read: int
     lines_read: int
     notes: tuple[str, ...] = ()
+    # False when the read stopped (a time budget) before the end of what is there:
+    # volumes so far are exact but partial, and `bytes_behind` are still to be read.
+    caught_up: bool = True
+    bytes_behind: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,4 +165,12 @@ class Source(Protocol):
         *,
         now: datetime,
         progress: ProgressCallback | None = None,
+        should_stop: StopCheck | None = None,
     ) -> ScanResult: ...
+
+    def iter_events(self, start: datetime, end: datetime) -> Iterator[SourceEvent]:
+        """Every usable event with start ≤ timestamp < end, once (bad lines skipped).
+
+        For reconciliation, which reads each settled day once more; not a hot path.
+        """
+        ...

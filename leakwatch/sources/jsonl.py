@@ -5,23 +5,26 @@ draw costs O(samples) seeks, not O(history): the window's byte range is found by
 search on a time-ordered log, then uniform byte offsets pick the line containing each,
 kept with probability c / len(line) (exactly uniform over lines). Stratified draws, and
 logs that are not time-ordered, take one pass over the window instead (with a warning
-for the latter). `scan_new` tails appended bytes once per cycle for exact volumes.
+for the latter). `scan_new` tails appended bytes once per cycle for exact volumes: it
+reads large blocks and decodes only the fields it counts (`lines.tail_decoder`), and
+its memory stays within a block and `max_line_bytes` whatever the input — an over-long
+line is dropped to its newline, a `.gz` is read no further than `inflate_limit`.
 """
 
 import bisect
-import glob
 import hashlib
 import itertools
-import os
+import operator
 import random
-from collections import defaultdict
-from collections.abc import Iterator
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from leakwatch.core.events import SampledEvent, SourceEvent, quantity_value
+from leakwatch.core.events import SampledEvent, SourceEvent, quantity_number, quantity_value
 from leakwatch.core.sampling import (
     StratifiedReservoir,
     Window,
@@ -31,24 +34,37 @@ from leakwatch.core.sampling import (
     parse_stratify_by,
     sampling_window,
     stratum_of,
+    window_share_of_day,
 )
 from leakwatch.sources.base import (
+    MAX_EXAMPLE_CHARS,
     BadLineReason,
     BadLineTally,
     FileCheckpoint,
     ProgressCallback,
     SampleResult,
     ScanResult,
+    StopCheck,
     VolumeDelta,
     VolumeKey,
 )
-from leakwatch.sources.lines import FieldPaths, line_timestamp, parse_line
+from leakwatch.sources.lines import (
+    FieldPaths,
+    TailDecoder,
+    line_timestamp,
+    parse_line,
+    tail_decoder,
+)
+from leakwatch.sources.objects import LogPath, ObjectPath, list_files
 from leakwatch.sources.readers import (
     FINGERPRINT_BYTES,
     ContentReader,
+    InflateLimitExceeded,
     PlainReader,
     fingerprint,
     fingerprint_matches,
+    inflate_limit,
+    inflate_limit_note,
     inflate_stream,
     open_gz,
     prune_sidecars,
@@ -56,8 +72,17 @@ from leakwatch.sources.readers import (
     sidecar_paths,
 )
 from leakwatch.sources.specs import JsonlSourceSpec
+from leakwatch.sources.strata_index import (
+    FileCounter,
+    FileStrata,
+    StrataIndex,
+    index_path,
+    load_index,
+    save_index,
+)
 
-READ_BLOCK_BYTES = 4 << 20
+# Large reads: fewer system calls, and each block is decoded in one call.
+READ_BLOCK_BYTES = 8 << 20
 PROBE_BYTES = 4096
 ORDER_PROBES = 33
 LINEAR_SEARCH_BYTES = 1 << 16
@@ -67,6 +92,13 @@ MIN_ACCEPT_BYTES = 16
 # and it is exact where rejection would keep hitting lines it already took.
 SCAN_IF_LINES_PER_SAMPLE_BELOW = 4
 ATTEMPTS_PER_SAMPLE = 200
+# A stratified draw without the tail's index first meets this many lines per sample
+# (at least MIN_PILOT) to estimate stratum sizes.
+PILOT_PER_SAMPLE = 4
+MIN_PILOT = 2000
+# The index may lag the files by this share of the window's bytes (lines appended
+# since the tail ran) and still be trusted for stratum sizes.
+INDEX_SLACK = 0.01
 UNORDERED_WARNING = "log not time-ordered: fell back to a scan"
 
 
@@ -74,7 +106,7 @@ UNORDERED_WARNING = "log not time-ordered: fell back to a scan"
 class _Segment:
     """The part of one file whose lines may fall in the window: [lo, hi) in content bytes."""
 
-    path: Path
+    path: LogPath
     reader: ContentReader
     lo: int
     hi: int
@@ -85,6 +117,80 @@ class _Segment:
 class _DrawState:
     tally: BadLineTally = field(default_factory=BadLineTally)
     warnings: list[str] = field(default_factory=list)
+
+
+class _OffsetDrawer:
+    """Uniform line draws by byte offset: one attempt per `draw` (see the module doc).
+
+    Keeps what estimating the window's line count needs: the inverse lengths of
+    the lines met, and how many accepted lines were eligible.
+    """
+
+    def __init__(
+        self,
+        source: "JsonlSource",
+        window: Window,
+        segments: list[_Segment],
+        probe_lengths: list[int],
+        rng: random.Random,
+        state: _DrawState,
+    ) -> None:
+        self._source = source
+        self._window = window
+        self._segments = segments
+        self._rng = rng
+        self._state = state
+        self._cumulative = _cumulative(segments)
+        self._total = self._cumulative[-1]
+        # Half the shortest line seen: below every real line unless lengths vary wildly,
+        # and any line shorter than c is reported, because it would be under-sampled.
+        self.accept_bytes = max(MIN_ACCEPT_BYTES, min(probe_lengths, default=64) // 2)
+        self.inverse_lengths: list[float] = []
+        self.attempts = self.accepted = self.eligible = self.short_lines = 0
+
+    def draw(self) -> tuple[int, int, SourceEvent] | None:
+        """Try one offset: (segment, line start, event) for an eligible line, else None."""
+        self.attempts += 1
+        if self._total <= 0:
+            return None
+        max_line = self._source.spec.max_line_bytes
+        point = self._rng.randrange(self._total)
+        index = bisect.bisect_right(self._cumulative, point) - 1
+        segment = self._segments[index]
+        offset = segment.lo + point - self._cumulative[index]
+        bounds = _line_bounds(segment.reader, offset, segment.lo, segment.hi, max_line)
+        if bounds is None:
+            self._state.tally.add(BadLineReason.TOO_LONG, segment.reader.pread(offset, 200))
+            self.inverse_lengths.append(0.0)
+            return None
+        start, end = bounds
+        length = end - start
+        self.inverse_lengths.append(1.0 / length)
+        self.short_lines += length < self.accept_bytes
+        if not accept_by_length(length, self.accept_bytes, self._rng):
+            return None
+        self.accepted += 1
+        raw = segment.reader.pread(start, length)
+        parsed = parse_line(raw, self._source._paths, max_line)
+        if isinstance(parsed, BadLineReason):
+            self._state.tally.add(parsed, raw)
+            return None
+        if not self._window.contains(parsed.timestamp):
+            return None
+        self.eligible += 1
+        return index, start, parsed
+
+    def population(self) -> float:
+        """Estimate the eligible lines in the window from the draws so far."""
+        lines_in_range = estimate_population(self._total, self.inverse_lengths)
+        return lines_in_range * self.eligible / self.accepted if self.accepted else 0.0
+
+    def warn_short_lines(self) -> None:
+        if self.short_lines:
+            self._state.warnings.append(
+                f"{self.short_lines} lines shorter than the acceptance length "
+                f"{self.accept_bytes} B: they are slightly under-sampled"
+            )
 
 
 def _complete_end(reader: ContentReader) -> int:
@@ -150,9 +256,11 @@ class JsonlSource:
 
     def __init__(self, spec: JsonlSourceSpec, *, state_dir: Path) -> None:
         self.spec = spec
-        self._paths = FieldPaths.from_mapping(spec.fields)
+        self._paths = FieldPaths.from_mapping(spec.fields, spec.timestamp_format)
         self._index_dir = state_dir / "gzindex" / _safe_name(spec.name)
-        self._scan_fields = parse_stratify_by(spec.stratify_by) or ("event_type",)
+        self._fast = tail_decoder(self._paths, spec.quantity_properties.values())
+        self._strata_fields = parse_stratify_by(spec.stratify_by)
+        self._strata_path = index_path(state_dir, spec.name)
 
     @property
     def name(self) -> str:
@@ -160,20 +268,18 @@ class JsonlSource:
 
     # -- files ------------------------------------------------------------------------
 
-    def files(self) -> list[Path]:
-        """List the source's files in name order: a path, a directory, or a glob."""
-        target = Path(self.spec.path)
-        if target.is_dir():
-            candidates = [p for p in target.iterdir() if p.is_file()]
-        elif any(ch in self.spec.path for ch in "*?["):
-            candidates = [Path(p) for p in glob.glob(self.spec.path) if Path(p).is_file()]
-        else:
-            candidates = [target] if target.is_file() else []
-        return sorted(p for p in candidates if not p.name.startswith("."))
+    def files(self) -> list[LogPath]:
+        """List the source's files in name order: a path, a directory, or a glob.
 
-    def _open(self, path: Path, progress: ProgressCallback | None) -> ContentReader:
+        An object-storage URL (`s3://bucket/prefix/*.jsonl*`) lists objects instead.
+        """
+        return list_files(self.spec.path, self.spec.storage_options)
+
+    def _open(self, path: LogPath, progress: ProgressCallback | None) -> ContentReader:
         if path.suffix == ".gz":
             return open_gz(path, self._index_dir, progress)
+        if isinstance(path, ObjectPath):
+            return path.reader()
         return PlainReader(path)
 
     # -- sampling ---------------------------------------------------------------------
@@ -202,15 +308,36 @@ class JsonlSource:
             estimated_lines = estimate_population(
                 total_bytes, [1.0 / length for length in line_lengths]
             )
-            if (
-                fields
-                or not all_ordered
-                or estimated_lines < SCAN_IF_LINES_PER_SAMPLE_BELOW * max(n, 1)
-            ):
+            if not all_ordered or estimated_lines < SCAN_IF_LINES_PER_SAMPLE_BELOW * max(n, 1):
                 return self._sample_by_scan(
                     n, window, segments, fields, floor, rng, state, progress
                 )
+            if fields:
+                return self._sample_stratified(
+                    n, window, segments, fields, floor, line_lengths, rng, state
+                )
             return self._sample_by_offsets(n, window, segments, line_lengths, rng, state)
+        finally:
+            for segment in segments:
+                segment.reader.close()
+
+    def iter_events(self, start: datetime, end: datetime) -> Iterator[SourceEvent]:
+        """Every usable event with start ≤ timestamp < end (the window found by search)."""
+        # Window is open at both ends; widen by a microsecond and filter exactly below.
+        window = Window(start - timedelta(microseconds=1), end)
+        segments = self._segments(window, _DrawState(), None)
+        tally = BadLineTally()
+        try:
+            for segment in segments:
+                lines = _iter_lines(
+                    segment.reader, segment.lo, segment.hi, self.spec.max_line_bytes, tally
+                )
+                for _offset, raw in lines:
+                    parsed = parse_line(raw, self._paths, self.spec.max_line_bytes)
+                    if isinstance(parsed, BadLineReason):
+                        continue
+                    if start <= parsed.timestamp < end:
+                        yield parsed
         finally:
             for segment in segments:
                 segment.reader.close()
@@ -240,7 +367,11 @@ class JsonlSource:
             if head_key in seen_heads:
                 continue
             seen_heads.add(head_key)
-            reader = self._open(path, progress)
+            try:
+                reader = self._open(path, progress)
+            except InflateLimitExceeded as error:
+                state.warnings.append(str(error))
+                continue
             segment = self._locate(path, reader, window)
             if segment is None:
                 reader.close()
@@ -270,7 +401,7 @@ class JsonlSource:
             position = end
         return None
 
-    def _locate(self, path: Path, reader: ContentReader, window: Window) -> _Segment | None:
+    def _locate(self, path: LogPath, reader: ContentReader, window: Window) -> _Segment | None:
         """Find the byte range that may hold window events; whole file if not ordered."""
         end = _complete_end(reader)
         if end == 0:
@@ -316,7 +447,7 @@ class JsonlSource:
                 hi = start
         position = lo
         block = reader.pread(lo, hi - lo)
-        for raw in block.splitlines(keepends=True):
+        for raw in _lines_of(block):
             line_ts = line_timestamp(raw, self._paths, self.spec.max_line_bytes)
             if line_ts is not None and line_ts >= target:
                 return position
@@ -349,56 +480,17 @@ class JsonlSource:
         rng: random.Random,
         state: _DrawState,
     ) -> SampleResult:
-        total_bytes = sum(s.hi - s.lo for s in segments)
-        cumulative = _cumulative(segments)
-        # Half the shortest line seen: below every real line unless lengths vary wildly,
-        # and any line shorter than c is reported, because it would be under-sampled.
-        accept_bytes = max(MIN_ACCEPT_BYTES, min(probe_lengths, default=64) // 2)
-        inverse_lengths: list[float] = []
+        drawer = _OffsetDrawer(self, window, segments, probe_lengths, rng, state)
         taken: set[tuple[int, int]] = set()
         events: list[SourceEvent] = []
-        accepted = eligible = short_lines = 0
-        attempts = 0
-        while len(events) < n and attempts < ATTEMPTS_PER_SAMPLE * n:
-            attempts += 1
-            point = rng.randrange(total_bytes)
-            index = bisect.bisect_right(cumulative, point) - 1
-            segment = segments[index]
-            offset = segment.lo + point - cumulative[index]
-            bounds = _line_bounds(
-                segment.reader, offset, segment.lo, segment.hi, self.spec.max_line_bytes
-            )
-            if bounds is None:
-                state.tally.add(BadLineReason.TOO_LONG, segment.reader.pread(offset, 200))
-                inverse_lengths.append(0.0)
+        while len(events) < n and drawer.attempts < ATTEMPTS_PER_SAMPLE * n:
+            drawn = drawer.draw()
+            if drawn is None or drawn[:2] in taken:
                 continue
-            start, end = bounds
-            length = end - start
-            inverse_lengths.append(1.0 / length)
-            short_lines += length < accept_bytes
-            if not accept_by_length(length, accept_bytes, rng):
-                continue
-            accepted += 1
-            parsed = parse_line(
-                segment.reader.pread(start, length), self._paths, self.spec.max_line_bytes
-            )
-            if isinstance(parsed, BadLineReason):
-                state.tally.add(parsed, segment.reader.pread(start, length))
-                continue
-            if not window.contains(parsed.timestamp):
-                continue
-            eligible += 1
-            if (index, start) in taken:
-                continue
-            taken.add((index, start))
-            events.append(parsed)
-        if short_lines:
-            state.warnings.append(
-                f"{short_lines} lines shorter than the acceptance length {accept_bytes} B: "
-                "they are slightly under-sampled"
-            )
-        lines_in_range = estimate_population(total_bytes, inverse_lengths)
-        population = lines_in_range * eligible / accepted if accepted else 0.0
+            taken.add(drawn[:2])
+            events.append(drawn[2])
+        drawer.warn_short_lines()
+        population = drawer.population()
         weight = population / len(events) if events else 0.0
         return SampleResult(
             source=self.name,
@@ -413,6 +505,162 @@ class JsonlSource:
             bad_examples=state.tally.frozen_examples(),
             warnings=tuple(state.warnings),
         )
+
+    def _sample_stratified(
+        self,
+        n: int,
+        window: Window,
+        segments: list[_Segment],
+        fields: tuple[str, ...],
+        floor: int,
+        probe_lengths: list[int],
+        rng: random.Random,
+        state: _DrawState,
+    ) -> SampleResult:
+        """Stratified draws in O(samples): rejection from uniform seeks, plus the index.
+
+        Stratum sizes come from the tail's index (`strata_index`): lines per stratum
+        and UTC day, the window's edge days prorated. Strata whose lines the index
+        holds (the rare ones) are drawn from those offsets directly; the others by
+        uniform line draws, each kept while its stratum still needs lines — which
+        is a simple random sample within the stratum. When the index does not cover
+        the files yet (the tail is still counting the history), sizes are estimated
+        from a pilot of uniform draws instead, and strata too rare to meet are missed.
+        """
+        drawer = _OffsetDrawer(self, window, segments, probe_lengths, rng, state)
+        known = self._indexed_strata(segments, window) if fields == self._strata_fields else None
+        hits: Counter[str] = Counter()
+        pool: dict[str, list[tuple[int, int, SourceEvent]]] = defaultdict(list)
+        seen: set[tuple[int, int]] = set()
+
+        def offer(drawn: tuple[int, int, SourceEvent], want: Mapping[str, int]) -> None:
+            stratum = stratum_of(drawn[2], fields) or ""
+            hits[stratum] += 1
+            if drawn[:2] not in seen and len(pool[stratum]) < want.get(stratum, n):
+                seen.add(drawn[:2])
+                pool[stratum].append(drawn)
+
+        if known is None:
+            state.warnings.append(
+                "strata sizes estimated from the draw: the tail has not counted the "
+                "history yet (strata too rare to meet are not drawn until it has)"
+            )
+            pilot = max(PILOT_PER_SAMPLE * n, MIN_PILOT)
+            while sum(hits.values()) < pilot and drawer.attempts < ATTEMPTS_PER_SAMPLE * n:
+                drawn = drawer.draw()
+                if drawn is not None:
+                    offer(drawn, {})
+            lines = drawer.population()
+            total_hits = sum(hits.values())
+            populations = {h: lines * c / total_hits for h, c in hits.items()} if hits else {}
+            indexed: dict[str, list[tuple[int, int]]] = {}
+        else:
+            populations, indexed = known
+        allocation = allocate(populations, n, floor)
+        picks: dict[str, list[tuple[int, int, SourceEvent | None]]] = {}
+        for stratum, lines_at in indexed.items():
+            count = allocation.get(stratum, 0)
+            if count:
+                chosen = rng.sample(lines_at, min(count, len(lines_at)))
+                picks[stratum] = [(i, start, None) for i, start in chosen]
+        want = {h: k for h, k in allocation.items() if k and h not in indexed}
+        for stratum in list(pool):
+            del pool[stratum][want.get(stratum, 0) :]
+        cap = ATTEMPTS_PER_SAMPLE * n + drawer.attempts
+        while drawer.attempts < cap and any(len(pool[h]) < k for h, k in want.items()):
+            drawn = drawer.draw()
+            if drawn is not None:
+                offer(drawn, want)
+        drawer.warn_short_lines()
+        short = sorted(h for h, k in want.items() if len(pool[h]) < k)
+        if short:
+            state.warnings.append(
+                f"{len(short)} strata got fewer draws than allocated (too rare to meet by "
+                f"uniform seeks, and not in the index): {', '.join(short[:5])}"
+            )
+        for stratum, drawn_lines in pool.items():
+            if drawn_lines:
+                picks[stratum] = [(i, start, event) for i, start, event in drawn_lines]
+        sampled: list[SampledEvent] = []
+        for stratum, chosen_lines in picks.items():
+            events = [e for e in (self._event_at(segments, pick) for pick in chosen_lines) if e]
+            if not events:
+                continue
+            weight = populations[stratum] / len(events)
+            sampled.extend(
+                SampledEvent(source=self.name, event=e, weight=weight, stratum=stratum)
+                for e in events
+            )
+        return SampleResult(
+            source=self.name,
+            window=window,
+            events=tuple(sampled),
+            population=float(sum(populations.values())),
+            population_exact=False,
+            strata_populations=dict(populations),
+            bad_lines=state.tally.frozen_counts(),
+            bad_examples=state.tally.frozen_examples(),
+            warnings=tuple(state.warnings),
+        )
+
+    def _event_at(
+        self, segments: list[_Segment], pick: tuple[int, int, SourceEvent | None]
+    ) -> SourceEvent | None:
+        """The event of a pick: drawn already, or read at an indexed offset."""
+        index, start, event = pick
+        if event is not None:
+            return event
+        reader = segments[index].reader
+        bounds = _line_bounds(reader, start, start, reader.size, self.spec.max_line_bytes)
+        if bounds is None:
+            return None
+        parsed = parse_line(
+            reader.pread(bounds[0], bounds[1] - bounds[0]), self._paths, self.spec.max_line_bytes
+        )
+        return parsed if isinstance(parsed, SourceEvent) else None
+
+    def _indexed_strata(
+        self, segments: list[_Segment], window: Window
+    ) -> tuple[dict[str, float], dict[str, list[tuple[int, int]]]] | None:
+        """Stratum sizes in the window and the rare strata's lines, from the tail's index.
+
+        None when the index does not cover every file (a file not counted, counted
+        with a gap, or with more than `INDEX_SLACK` of its window range still unread).
+        """
+        index = load_index(self._strata_path, self._strata_fields)
+        entries: list[FileStrata] = []
+        for segment in segments:
+            key = _strata_key(index, read_head(segment.path))
+            entry = index.files.get(key) if key is not None else None
+            if entry is None or not entry.complete:
+                return None
+            if segment.hi - entry.covered > INDEX_SLACK * (segment.hi - segment.lo):
+                return None
+            entries.append(entry)
+        shares: dict[int, float] = {}
+        populations: defaultdict[str, float] = defaultdict(float)
+        for entry in entries:
+            for stratum, per_day in entry.counts.items():
+                for ordinal, lines in per_day.items():
+                    share = shares.get(ordinal)
+                    if share is None:
+                        share = shares[ordinal] = window_share_of_day(
+                            date.fromordinal(ordinal), window
+                        )
+                    populations[stratum] += lines * share
+        common = {stratum for entry in entries for stratum in entry.common}
+        start_us, end_us = (int(t.timestamp() * 1_000_000) for t in (window.start, window.end))
+        indexed: dict[str, list[tuple[int, int]]] = {}
+        for seg_index, entry in enumerate(entries):
+            for stratum, lines_at in entry.rare.items():
+                if stratum in common:
+                    continue
+                indexed.setdefault(stratum, []).extend(
+                    (seg_index, offset) for offset, at in lines_at if start_us < at < end_us
+                )
+        for stratum, lines_at in indexed.items():
+            populations[stratum] = float(len(lines_at))  # exact where the index has them
+        return {h: p for h, p in populations.items() if p > 0}, indexed
 
     def _sample_by_scan(
         self,
@@ -434,7 +682,10 @@ class JsonlSource:
         total = sum(s.hi - s.lo for s in segments)
         done = 0
         for index, segment in enumerate(segments):
-            for start, raw in _iter_lines(segment.reader, segment.lo, segment.hi):
+            lines = _iter_lines(
+                segment.reader, segment.lo, segment.hi, self.spec.max_line_bytes, state.tally
+            )
+            for start, raw in lines:
                 parsed = parse_line(raw, self._paths, self.spec.max_line_bytes)
                 if isinstance(parsed, BadLineReason):
                     state.tally.add(parsed, raw)
@@ -487,31 +738,49 @@ class JsonlSource:
         *,
         now: datetime,
         progress: ProgressCallback | None = None,
+        should_stop: StopCheck | None = None,
     ) -> ScanResult:
         """Read what was appended since `checkpoints`, once; return increments and new ones.
 
         Files are matched to checkpoints by the fingerprint of their first KiB, so a
         rename (rotation) continues where it stopped, a compressed rotated file is not
         read again, a new file starts at 0, and a file that shrank (truncation) is
-        re-read from its start.
+        re-read from its start. When `should_stop` says so (checked between blocks),
+        the read ends at a line boundary: files not reached keep their checkpoints,
+        and the result says it has not caught up.
         """
         del now
         tally = BadLineTally()
         volumes: defaultdict[VolumeKey, list[float]] = defaultdict(lambda: [0, 0.0])
-        strata: set[str] = set()
         notes: list[str] = []
         claimed: set[str] = set()
         updated: list[FileCheckpoint] = []
-        bytes_read = lines_read = 0
+        bytes_read = lines_read = bytes_behind = 0
+        stopped = False
+        fields = self._strata_fields
+        index = load_index(self._strata_path, fields) if fields else None
+        live_strata: set[str] = set()
         paths = sorted(self.files(), key=lambda p: (p.suffix == ".gz", p.name))
         for path in paths:
             head = read_head(path)
             if not head:
                 continue
             st = path.stat()
+            strata_key = _strata_key(index, head) if index is not None else None
+            if strata_key is not None:
+                live_strata.add(strata_key)
             match = _match_checkpoint(checkpoints, path, head, claimed)
             if match is not None and match.file_key in claimed:
                 continue  # the same content under another name (rotation in progress)
+            if not stopped and bytes_read and should_stop is not None and should_stop():
+                stopped = True  # (each scan reads at least one block: progress is certain)
+            if stopped and not _read_through(match, path, st.st_size, st.st_mtime):
+                # Out of time: keep where this file stood, count what is left of it.
+                if match is not None:
+                    claimed.add(match.file_key)
+                    updated.append(_replace_path(match, path))
+                bytes_behind += _left_to_read(match, path, st.st_size)
+                continue
             start = 0
             if match is not None:
                 claimed.add(match.file_key)
@@ -530,10 +799,24 @@ class JsonlSource:
                 if same_path:
                     notes.append(f"{path}: new content at this path (rotated), reading it")
             counted = _Counts()
-            end = self._tail(path, start, counted, tally, strata, progress)
-            for key, (events, quantity) in counted.volumes.items():
-                volumes[key][0] += events
-                volumes[key][1] += quantity
+            if index is not None:
+                if strata_key is None or start == 0:
+                    strata_key = fingerprint(head[:FINGERPRINT_BYTES])
+                    index.files[strata_key] = FileStrata(path=str(path))
+                    live_strata.add(strata_key)
+                entry = index.files[strata_key]
+                entry.path = str(path)
+                counted.strata = FileCounter(entry, start)
+            end, finished = self._tail(path, start, counted, tally, progress, notes, should_stop)
+            if counted.strata is not None:
+                counted.strata.finish()
+            if not finished:
+                stopped = True
+                bytes_behind += max(0, st.st_size - end) if path.suffix != ".gz" else st.st_size
+            for (event_type, day), events in counted.events.items():
+                slot = volumes[VolumeKey(event_type, day)]
+                slot[0] += events
+                slot[1] += counted.quantities.get((event_type, day), 0.0)
             bytes_read += end - start
             lines_read += counted.lines
             file_key = match.file_key if match is not None else _new_file_key(path, head)
@@ -544,7 +827,8 @@ class JsonlSource:
                     file_key=file_key,
                     path=str(path),
                     offset=end,
-                    size=st.st_size if path.suffix == ".gz" else end,
+                    # A .gz is done when its size and mtime match; one cut short is not.
+                    size=end if path.suffix != ".gz" else (st.st_size if finished else 0),
                     mtime=st.st_mtime,
                     lines=previous_lines + counted.lines,
                     head_fingerprint=fingerprint(head[:FINGERPRINT_BYTES]),
@@ -556,39 +840,51 @@ class JsonlSource:
                     ),
                 )
             )
+        if index is not None:
+            save_index(self._strata_path, index, live_strata)
         return ScanResult(
             source=self.name,
             volumes={
                 k: VolumeDelta(events=int(v[0]), quantity_sum=float(v[1]))
                 for k, v in volumes.items()
             },
-            strata_seen=frozenset(strata),
+            strata_seen=frozenset(key.event_type for key in volumes),
             bad_lines=tally.frozen_counts(),
             bad_examples=tally.frozen_examples(),
             checkpoints=tuple(updated),
             bytes_read=bytes_read,
             lines_read=lines_read,
             notes=tuple(notes),
+            caught_up=not stopped,
+            bytes_behind=bytes_behind,
         )
 
     def _tail(
         self,
-        path: Path,
+        path: LogPath,
         start: int,
         counted: "_Counts",
         tally: BadLineTally,
-        strata: set[str],
         progress: ProgressCallback | None,
-    ) -> int:
-        """Count complete lines from `start`; return the offset after the last one."""
+        notes: list[str],
+        should_stop: StopCheck | None,
+    ) -> tuple[int, bool]:
+        """Count complete lines from `start`; return the offset after the last one read
+        and whether the file was read to its end (False: stopped by `should_stop`)."""
         if path.suffix == ".gz":
-            with path.open("rb") as raw, inflate_stream(raw) as handle:
+            compressed = path.stat().st_size
+            limit = inflate_limit(compressed)
+            with path.open("rb") as raw, inflate_stream(raw) as inflated:
+                handle = _Capped(inflated, limit)
                 _skip(handle, start)
-                return self._count_stream(handle, start, counted, tally, strata, None, 0)
-        with path.open("rb") as handle:
-            handle.seek(start)
-            total = os.fstat(handle.fileno()).st_size - start
-            return self._count_stream(handle, start, counted, tally, strata, progress, total)
+                ended = self._count_stream(handle, start, counted, tally, None, 0, should_stop)
+            if handle.over_limit:
+                notes.append(inflate_limit_note(path, compressed, limit))
+            return ended
+        with path.open("rb", buffering=0) as plain:
+            plain.seek(start)
+            total = path.stat().st_size - start
+            return self._count_stream(plain, start, counted, tally, progress, total, should_stop)
 
     def _count_stream(
         self,
@@ -596,61 +892,260 @@ class JsonlSource:
         start: int,
         counted: "_Counts",
         tally: BadLineTally,
-        strata: set[str],
         progress: ProgressCallback | None,
         total: int,
-    ) -> int:
-        position = start
-        carry = b""
-        while True:
-            block = handle.read(READ_BLOCK_BYTES)
-            if not block:
-                break
-            data = carry + block if carry else block
-            cut = data.rfind(b"\n") + 1
-            carry = data[cut:]
-            for raw in data[:cut].splitlines(keepends=True):
-                counted.add(raw, self, tally, strata)
-            position += cut
+        should_stop: StopCheck | None,
+    ) -> tuple[int, bool]:
+        blocks = _LineBlocks(handle, start, self.spec.max_line_bytes, tally, should_stop)
+        for block_start, block in blocks:
+            counted.add_block(block_start, block, self, tally)
             if progress is not None:
-                progress(position - start, max(total, position - start))
-        return position
+                done = block_start + len(block) - start
+                progress(done, max(total, done))
+        return blocks.position, not blocks.stopped
 
 
 class _Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
+class _Capped:
+    """A stream that ends after `limit` bytes, remembering that it was cut short."""
+
+    def __init__(self, handle: _Readable, limit: int) -> None:
+        self._handle = handle
+        self._left = limit
+        self.over_limit = False
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._left <= 0:
+            self.over_limit = self.over_limit or bool(self._handle.read(1))
+            return b""
+        block = self._handle.read(min(size, self._left) if size >= 0 else self._left)
+        self._left -= len(block)
+        return block
+
+
+class _LineBlocks:
+    """Cut a stream into blocks of complete lines; memory stays within a block and a line.
+
+    At least one block is read; after that `should_stop` may end the read (with
+    content left) at a line boundary. A line that grows past `max_line_bytes` without
+    a newline is not held: it is
+    dropped up to its newline and counted once as `too_long` (a gzip bomb of one huge
+    line costs time, not memory). `position` is the offset just after the last
+    complete line handed out or dropped; an unterminated line at the end is left
+    for later, as a line still being written.
+    """
+
+    def __init__(
+        self,
+        handle: _Readable,
+        start: int,
+        max_line_bytes: int,
+        tally: BadLineTally,
+        should_stop: StopCheck | None = None,
+    ) -> None:
+        self._handle = handle
+        self._max = max_line_bytes
+        self._tally = tally
+        self._should_stop = should_stop
+        self.position = start
+        # True when `should_stop` ended the read with content left (at `position`).
+        self.stopped = False
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        carry = b""
+        line_start = self.position
+        dropping: bytes | None = None
+        first = True
+        while True:
+            block = self._handle.read(READ_BLOCK_BYTES)
+            if not block:
+                return
+            if not first and self._should_stop is not None and self._should_stop():
+                self.stopped = True
+                return
+            first = False
+            if dropping is not None:
+                newline = block.find(b"\n")
+                line_start += len(block) if newline < 0 else newline + 1
+                if newline < 0:
+                    continue
+                self._tally.add(BadLineReason.TOO_LONG, dropping)
+                dropping = None
+                self.position = line_start
+                block = block[newline + 1 :]
+            data = carry + block if carry else block
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                yield line_start, data[:cut] if cut < len(data) else data
+                line_start += cut
+                self.position = line_start
+            carry = data[cut:]
+            if len(carry) > self._max:
+                dropping = carry[:MAX_EXAMPLE_CHARS]
+                line_start += len(carry)
+                carry = b""
+
+
 @dataclass
 class _Counts:
-    volumes: defaultdict[VolumeKey, list[float]] = field(
-        default_factory=lambda: defaultdict(lambda: [0, 0.0])
+    events: Counter[tuple[str, date]] = field(default_factory=Counter)
+    quantities: defaultdict[tuple[str, date], float] = field(
+        default_factory=lambda: defaultdict(float)
     )
     lines: int = 0
     first: datetime | None = None
     last: datetime | None = None
+    # The stratified-draw index of the file being read (when the source stratifies).
+    strata: FileCounter | None = None
 
-    def add(self, raw: bytes, source: JsonlSource, tally: BadLineTally, strata: set[str]) -> None:
+    def add_block(
+        self, block_start: int, block: bytes, source: "JsonlSource", tally: BadLineTally
+    ) -> None:
+        """Count a block of complete lines: the fast path when every line is plain."""
+        fast = source._fast
+        if fast is not None and no_line_longer(block, source.spec.max_line_bytes):
+            decoded = fast.decode_block(block)
+            if decoded is not None and self._add_decoded(decoded, fast, source):
+                # Blank lines are skipped by the decoder, as `add` does not count them.
+                self.lines += len(decoded)
+                if self.strata is not None:
+                    self._index_decoded(block_start, block, decoded, fast, source)
+                return
+        offset = block_start
+        for raw in _lines_of(block):
+            self.add(raw, source, tally, offset)
+            offset += len(raw)
+
+    def _index_decoded(
+        self,
+        block_start: int,
+        block: bytes,
+        decoded: list[Any],
+        fast: TailDecoder,
+        source: "JsonlSource",
+    ) -> None:
+        assert self.strata is not None
+        stamps = [_utc(stamp) for stamp in map(fast.timestamp, decoded)]
+        strata = fast.strata(decoded, source._strata_fields)
+        offsets = None
+        if self.strata.needs_offsets(strata, block_start):
+            offsets = _line_starts(block, block_start, len(decoded))
+        self.strata.add(strata, stamps, offsets, block_start + len(block))
+
+    def _add_decoded(self, decoded: list[Any], fast: TailDecoder, source: "JsonlSource") -> bool:
+        """Count decoded lines; False (nothing counted) when a timestamp has no zone."""
+        if not decoded:
+            return True
+        stamps = list(map(fast.timestamp, decoded))
+        zones = set(map(_ZONE, stamps))
+        if zones != {UTC}:
+            if None in zones:
+                return False
+            stamps = [stamp.astimezone(UTC) for stamp in stamps]
+        days = list(map(datetime.date, stamps))
+        types = list(map(fast.event_type, decoded))
+        self.events.update(zip(types, days, strict=True))
+        quantity_of = source.spec.quantity_properties
+        if quantity_of:
+            attrs = fast.property_attrs
+            for event_type, day, item in zip(types, days, decoded, strict=True):
+                name = quantity_of.get(event_type)
+                if name is not None:
+                    number = quantity_number(getattr(fast.properties(item), attrs[name]))
+                    if number is not None:
+                        self.quantities[(event_type, day)] += number
+        low, high = min(stamps), max(stamps)
+        if self.first is None or low < self.first:
+            self.first = low
+        if self.last is None or high > self.last:
+            self.last = high
+        return True
+
+    def add(self, raw: bytes, source: "JsonlSource", tally: BadLineTally, offset: int = 0) -> None:
+        if not raw.strip():
+            return  # a blank line is neither an event nor a bad line
         self.lines += 1
         parsed = parse_line(raw, source._paths, source.spec.max_line_bytes)
         if isinstance(parsed, BadLineReason):
             tally.add(parsed, raw)
             return
-        slot = self.volumes[VolumeKey(parsed.event_type, parsed.timestamp.date())]
-        slot[0] += 1
+        key = (parsed.event_type, parsed.timestamp.date())
+        self.events[key] += 1
         quantity = quantity_value(
             parsed.properties, source.spec.quantity_properties.get(parsed.event_type)
         )
         if quantity is not None:
-            slot[1] += quantity
-        strata.add(stratum_of(parsed, source._scan_fields) or "")
+            self.quantities[key] += quantity
         if self.first is None or parsed.timestamp < self.first:
             self.first = parsed.timestamp
         if self.last is None or parsed.timestamp > self.last:
             self.last = parsed.timestamp
+        if self.strata is not None:
+            stratum = stratum_of(parsed, source._strata_fields) or ""
+            self.strata.add([stratum], [parsed.timestamp], [offset], offset + len(raw))
 
 
-def _skip(handle: "_Readable", count: int) -> None:
+_ZONE = operator.attrgetter("tzinfo")
+
+
+def _utc(stamp: datetime) -> datetime:
+    return stamp if stamp.tzinfo is UTC else stamp.astimezone(UTC)
+
+
+def _line_starts(block: bytes, base: int, expected: int) -> list[int]:
+    """Offsets of the non-blank lines of a block of complete lines (as the decoder sees them)."""
+    starts = [base]
+    starts.extend(base + match.end() for match in _NEWLINE.finditer(block))
+    starts.pop()
+    if len(starts) == expected:
+        return starts
+    lines = block.split(b"\n")
+    return [start for start, line in zip(starts, lines, strict=False) if line.strip()]
+
+
+_NEWLINE = re.compile(b"\n")
+
+
+def _strata_key(index: StrataIndex, head: bytes) -> str | None:
+    """The index entry of the file starting with `head` (its content's fingerprint)."""
+    for key in index.files:
+        if fingerprint_matches(key, head):
+            return key
+    return None
+
+
+def _lines_of(data: bytes) -> list[bytes]:
+    """Split `data` into lines on `\n` only, keeping it (a last unended line is kept too).
+
+    Not `splitlines`: a lone `\r` is JSON whitespace inside a line, not a line end
+    (the sampler's offsets split on `\n` too, so every path sees the same lines).
+    """
+    lines = [line + b"\n" for line in data.split(b"\n")]
+    unended = lines.pop()[:-1]
+    if unended:
+        lines.append(unended)
+    return lines
+
+
+def no_line_longer(block: bytes, max_line_bytes: int) -> bool:
+    """Say whether every line of `block` is at most `max_line_bytes` long, cheaply.
+
+    A line longer than M holds a newline-free run of at least M bytes, which covers a
+    whole aligned window of M // 2 bytes: a newline in every such window rules it out.
+    """
+    window = max_line_bytes // 2
+    if len(block) <= max_line_bytes:
+        return True
+    return all(
+        block.find(b"\n", index, index + window) >= 0
+        for index in range(0, len(block) - window + 1, window)
+    )
+
+
+def _skip(handle: _Readable, count: int) -> None:
     remaining = count
     while remaining > 0:
         block = handle.read(min(READ_BLOCK_BYTES, remaining))
@@ -659,24 +1154,32 @@ def _skip(handle: "_Readable", count: int) -> None:
         remaining -= len(block)
 
 
-def _iter_lines(reader: ContentReader, lo: int, hi: int) -> Iterator[tuple[int, bytes]]:
-    position = lo
-    carry = b""
-    carry_start = lo
-    while position < hi:
-        block = reader.pread(position, min(READ_BLOCK_BYTES, hi - position))
-        if not block:
-            return
-        data = carry + block if carry else block
-        base = carry_start
-        cut = data.rfind(b"\n") + 1
-        offset = base
-        for raw in data[:cut].splitlines(keepends=True):
+def _iter_lines(
+    reader: ContentReader, lo: int, hi: int, max_line_bytes: int, tally: BadLineTally
+) -> Iterator[tuple[int, bytes]]:
+    """Yield (offset, line) for the complete lines in [lo, hi); over-long ones are dropped."""
+    for block_start, block in _LineBlocks(_RangeStream(reader, lo, hi), lo, max_line_bytes, tally):
+        offset = block_start
+        for raw in _lines_of(block):
             yield offset, raw
             offset += len(raw)
-        carry = data[cut:]
-        carry_start = base + cut
-        position += len(block)
+
+
+class _RangeStream:
+    """Read [lo, hi) of a `ContentReader` as a stream."""
+
+    def __init__(self, reader: ContentReader, lo: int, hi: int) -> None:
+        self._reader = reader
+        self._position = lo
+        self._hi = hi
+
+    def read(self, size: int = -1, /) -> bytes:
+        length = self._hi - self._position if size < 0 else min(size, self._hi - self._position)
+        if length <= 0:
+            return b""
+        block = self._reader.pread(self._position, length)
+        self._position += len(block)
+        return block
 
 
 def _cumulative(segments: list[_Segment]) -> list[int]:
@@ -693,7 +1196,7 @@ def _pick(segments: list[_Segment], cumulative: list[int], point: int) -> tuple[
 
 
 def _match_checkpoint(
-    checkpoints: tuple[FileCheckpoint, ...], path: Path, head: bytes, claimed: set[str]
+    checkpoints: tuple[FileCheckpoint, ...], path: LogPath, head: bytes, claimed: set[str]
 ) -> FileCheckpoint | None:
     matches = [c for c in checkpoints if fingerprint_matches(c.head_fingerprint, head)]
     if not matches:
@@ -704,11 +1207,27 @@ def _match_checkpoint(
     return pool[0]
 
 
-def _replace_path(checkpoint: FileCheckpoint, path: Path) -> FileCheckpoint:
+def _replace_path(checkpoint: FileCheckpoint, path: LogPath) -> FileCheckpoint:
     return replace(checkpoint, path=str(path))
 
 
-def _new_file_key(path: Path, head: bytes) -> str:
+def _read_through(match: FileCheckpoint | None, path: LogPath, size: int, mtime: float) -> bool:
+    """Whether the checkpoint says this file was read to its end (nothing left to do)."""
+    if match is None:
+        return False
+    if path.suffix == ".gz":
+        return (match.size, match.mtime) == (size, mtime)
+    return match.offset == size
+
+
+def _left_to_read(match: FileCheckpoint | None, path: LogPath, size: int) -> int:
+    """Bytes of this file not read yet (compressed bytes for a `.gz`, a rough share)."""
+    if path.suffix == ".gz" or match is None or match.offset > size:
+        return size
+    return size - match.offset
+
+
+def _new_file_key(path: LogPath, head: bytes) -> str:
     st = path.stat()
     digest = hashlib.sha256(head + f"{st.st_dev}:{st.st_ino}".encode()).hexdigest()[:32]
     return f"file:{digest}"

@@ -4,13 +4,19 @@ Pure: bytes in, event or reason out. Field paths are dotted (`payload.txn`), so 
 that nests or renames Metronome's ingest fields is read without a transform step.
 """
 
+import itertools
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+import operator
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from leakwatch.core.events import SourceEvent, timestamp_or_none
+import msgspec
+
+from leakwatch.core.events import SourceEvent
+from leakwatch.core.sampling import STRATUM_SEPARATOR
+from leakwatch.core.timestamps import DEFAULT_FORMAT, TimestampFormat, read_timestamp
 from leakwatch.sources.base import BadLineReason
 
 
@@ -23,9 +29,12 @@ class FieldPaths:
     event_type: tuple[str, ...]
     timestamp: tuple[str, ...]
     properties: tuple[str, ...]
+    timestamp_format: TimestampFormat = DEFAULT_FORMAT
 
     @classmethod
-    def from_mapping(cls, fields: Mapping[str, str]) -> "FieldPaths":
+    def from_mapping(
+        cls, fields: Mapping[str, str], timestamp_format: TimestampFormat = DEFAULT_FORMAT
+    ) -> "FieldPaths":
         def split(name: str) -> tuple[str, ...]:
             path = tuple(part for part in fields[name].split(".") if part)
             if not path:
@@ -38,6 +47,7 @@ class FieldPaths:
             event_type=split("event_type"),
             timestamp=split("timestamp"),
             properties=split("properties"),
+            timestamp_format=timestamp_format,
         )
 
 
@@ -112,7 +122,7 @@ def parse_line(raw: bytes, paths: FieldPaths, max_line_bytes: int) -> SourceEven
 
 
 def _timestamp_of(document: Any, paths: FieldPaths) -> datetime | None:
-    return timestamp_or_none(_dig(document, paths.timestamp))
+    return read_timestamp(_dig(document, paths.timestamp), paths.timestamp_format)
 
 
 def line_timestamp(raw: bytes, paths: FieldPaths, max_line_bytes: int) -> datetime | None:
@@ -123,3 +133,171 @@ def line_timestamp(raw: bytes, paths: FieldPaths, max_line_bytes: int) -> dateti
     if isinstance(document, BadLineReason):
         return None
     return _timestamp_of(document, paths)
+
+
+# -- the tail's fast path -----------------------------------------------------------------
+#
+# The tail reads every line but needs only a few fields of each. msgspec decodes a whole
+# block of lines into small structs holding just those fields (skipping the rest in C),
+# about 4× faster than `json.loads` of every line. It is only a fast path: any line it
+# cannot take as a valid event (a wrong type, a missing field, a naive timestamp, a
+# decode error) sends its block back through `parse_line`, which decides bad lines
+# exactly as the sampler does.
+
+_NON_EMPTY = Annotated[str, msgspec.Meta(min_length=1)]
+_ID_TYPE: Any = _NON_EMPTY | int
+_LEAF_TYPES: Mapping[str, Any] = {
+    "transaction_id": _ID_TYPE,
+    "customer_id": _ID_TYPE,
+    "event_type": _NON_EMPTY,
+    "timestamp": datetime,
+}
+
+
+class _Absent:
+    """Stands for a properties object that is missing or null (counted as `{}`)."""
+
+    def __getattr__(self, name: str) -> None:
+        return None
+
+
+_ABSENT = _Absent()
+
+
+@dataclass(frozen=True, slots=True)
+class TailDecoder:
+    """Decode blocks of lines into the few fields the tail counts (see above).
+
+    `decode_block` returns None when any line needs the exact, slow path.
+    """
+
+    decoder: "msgspec.json.Decoder[Any]"
+    event_type: Callable[[Any], str]
+    customer_id: Callable[[Any], Any]
+    timestamp: Callable[[Any], datetime]
+    properties: Callable[[Any], Any]
+    # property name → attribute on the decoded properties struct
+    property_attrs: Mapping[str, str]
+
+    def strata(self, decoded: list[Any], fields: tuple[str, ...]) -> list[str]:
+        """Each decoded line's stratum, named as `core.sampling.stratum_of` names it."""
+        columns = [
+            list(
+                map(
+                    str, map(self.event_type if name == "event_type" else self.customer_id, decoded)
+                )
+            )
+            for name in fields
+        ]
+        if len(columns) == 1:
+            return columns[0]
+        return list(map(STRATUM_SEPARATOR.join, zip(*columns, strict=True)))
+
+    def decode_block(self, block: bytes) -> list[Any] | None:
+        """Decode complete lines; None when a line is not a plain valid event."""
+        if not block.isascii():
+            try:
+                block.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+        try:
+            return self.decoder.decode_lines(block)
+        except (msgspec.DecodeError, RecursionError):
+            return None
+
+
+def tail_decoder(paths: FieldPaths, property_names: Iterable[str]) -> TailDecoder | None:
+    """Build the fast decoder for these field paths; None when the paths overlap oddly.
+
+    `property_names` are the properties the tail sums (per-unit quantities).
+    """
+    root = _Node()
+    leaves = {
+        "transaction_id": paths.transaction_id,
+        "customer_id": paths.customer_id,
+        "event_type": paths.event_type,
+        "timestamp": paths.timestamp,
+    }
+    for name, path in leaves.items():
+        node = root.walk(path)
+        if node is None or node.children or node.leaf or node.properties:
+            return None
+        node.leaf = name
+    properties_node = root.walk(paths.properties)
+    if properties_node is None or properties_node.leaf:
+        return None
+    properties_node.properties = True
+    property_attrs = {prop: f"q{i}" for i, prop in enumerate(sorted(set(property_names)))}
+    properties_node.quantities = {attr: prop for prop, attr in property_attrs.items()}
+    attr_paths: dict[str, tuple[str, ...]] = {}
+    struct = _struct_for(root, (), attr_paths, itertools.count())
+    properties_path = attr_paths["properties"]
+
+    def properties(decoded: Any) -> Any:
+        value = decoded
+        for attr in properties_path:
+            value = getattr(value, attr)
+            if value is None:
+                return _ABSENT
+        return value
+
+    return TailDecoder(
+        decoder=msgspec.json.Decoder(struct),
+        event_type=operator.attrgetter(".".join(attr_paths["event_type"])),
+        customer_id=operator.attrgetter(".".join(attr_paths["customer_id"])),
+        timestamp=operator.attrgetter(".".join(attr_paths["timestamp"])),
+        properties=properties,
+        property_attrs=property_attrs,
+    )
+
+
+@dataclass
+class _Node:
+    """One JSON object level of the fields the tail reads."""
+
+    children: dict[str, "_Node"] = field(default_factory=dict)
+    leaf: str | None = None
+    properties: bool = False
+    # attribute → property name, for the summed quantities
+    quantities: dict[str, str] = field(default_factory=dict)
+
+    def walk(self, path: tuple[str, ...]) -> "_Node | None":
+        """The node at `path`, created as needed; None when a leaf is in the way."""
+        node = self
+        for key in path:
+            if node.leaf is not None:
+                return None
+            node = node.children.setdefault(key, _Node())
+        return node
+
+    def holds_leaf(self) -> bool:
+        return self.leaf is not None or any(c.holds_leaf() for c in self.children.values())
+
+
+def _struct_for(
+    node: _Node,
+    prefix: tuple[str, ...],
+    attr_paths: dict[str, tuple[str, ...]],
+    counter: "itertools.count[int]",
+) -> Any:
+    """Build the msgspec struct for `node`, recording each field's attribute path."""
+    if node.properties:
+        attr_paths["properties"] = prefix
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    rename: dict[str, str] = {}
+    for attr, prop in node.quantities.items():
+        rename[attr] = prop
+        fields.append((attr, Any, None))
+    for key, child in node.children.items():
+        attr = f"f{next(counter)}"
+        rename[attr] = key
+        if child.leaf is not None:
+            attr_paths[child.leaf] = (*prefix, attr)
+            fields.append((attr, _LEAF_TYPES[child.leaf]))
+            continue
+        struct = _struct_for(child, (*prefix, attr), attr_paths, counter)
+        if child.holds_leaf():
+            fields.append((attr, struct))
+        else:  # only on the way to properties: missing or null reads as `{}`
+            fields.append((attr, struct | None, None))
+    return msgspec.defstruct(f"TailLine{next(counter)}", fields, rename=rename, kw_only=True)

@@ -20,13 +20,38 @@ from typing import BinaryIO, Protocol, cast
 
 from isal import igzip, isal_zlib
 
+from leakwatch.files import atomic_writer, make_private_dir, write_private
 from leakwatch.sources.base import ProgressCallback
+from leakwatch.sources.objects import LogPath, ObjectPath
 
 GZ_CHUNK_BYTES = 1 << 15
 # BFINAL=1, fixed Huffman, end-of-block: the shortest valid final deflate block.
 FINAL_EMPTY_BLOCK = b"\x03\x00"
 SIDECAR_FORMAT = 2
 FINGERPRINT_BYTES = 1024
+# A `.gz` is read no further than this many times its own size (real JSONL logs
+# compress 5–30×; gzip's ceiling is ~1032×): a gzip bomb is cut short and reported
+# instead of filling memory or the disk. Small files may always inflate to the floor.
+MAX_INFLATE_RATIO = 200
+MIN_INFLATE_LIMIT_BYTES = 64 << 20
+
+
+class InflateLimitExceeded(ValueError):
+    """A `.gz` inflates beyond `inflate_limit` of its size: a gzip bomb or corrupt."""
+
+
+def inflate_limit(compressed_bytes: int) -> int:
+    """The most content bytes a `.gz` of this size may inflate to."""
+    return max(MIN_INFLATE_LIMIT_BYTES, MAX_INFLATE_RATIO * compressed_bytes)
+
+
+def inflate_limit_note(path: "LogPath", compressed_bytes: int, limit: int) -> str:
+    """Say that a file was cut short at the inflate limit."""
+    return (
+        f"{path}: inflates beyond {limit:,} bytes ({compressed_bytes:,} compressed; the limit "
+        f"is {MAX_INFLATE_RATIO}× or {MIN_INFLATE_LIMIT_BYTES >> 20} MiB): read no further "
+        "(a gzip bomb, or not a log)"
+    )
 
 
 class ContentReader(Protocol):
@@ -107,20 +132,22 @@ class ChunkedGzReader:
         os.close(self._fd)
 
 
-def file_identity(path: Path) -> str:
-    """Name a file's exact version: device, inode, size and mtime."""
+def file_identity(path: "LogPath") -> str:
+    """Name a file's exact version: device, inode, size and mtime (an object: its ETag)."""
+    if isinstance(path, ObjectPath):
+        return path.identity()
     st = path.stat()
     raw = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
-def sidecar_paths(index_dir: Path, path: Path) -> tuple[Path, Path]:
+def sidecar_paths(index_dir: Path, path: "LogPath") -> tuple[Path, Path]:
     key = file_identity(path)
     return index_dir / f"{key}.lwz", index_dir / f"{key}.json"
 
 
 def open_gz(
-    path: Path, index_dir: Path, progress: ProgressCallback | None = None
+    path: "LogPath", index_dir: Path, progress: ProgressCallback | None = None
 ) -> ChunkedGzReader:
     """Open a `.gz` for random access, building its sidecar on first use."""
     data_path, meta_path = sidecar_paths(index_dir, path)
@@ -134,25 +161,25 @@ def open_gz(
 
 
 def build_gz_sidecar(
-    path: Path, data_path: Path, meta_path: Path, progress: ProgressCallback | None = None
+    path: "LogPath", data_path: Path, meta_path: Path, progress: ProgressCallback | None = None
 ) -> None:
     """Inflate `path` once and store its content as independently inflatable chunks.
 
-    Written to temporary names and renamed, so a crash never leaves a half index that
-    a later run would trust.
+    Written to temporary names and renamed, the metadata last, so a crash never leaves
+    a half index that a later run would trust.
     """
-    data_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_data = data_path.with_suffix(".lwz.tmp")
-    tmp_meta = meta_path.with_suffix(".json.tmp")
+    make_private_dir(data_path.parent)
     offsets = array("Q", [0])
     compressor = isal_zlib.compressobj(1, isal_zlib.DEFLATED, -15)
     total_compressed = path.stat().st_size
+    limit = inflate_limit(total_compressed)
     size = 0
     written = 0
+    # The sidecar holds the whole log: private (0600), whatever the log's own mode.
     with (
         path.open("rb") as raw,
         inflate_stream(raw) as inflated,
-        tmp_data.open("wb") as out,
+        atomic_writer(data_path) as out,
     ):
         pending = b""
         while True:
@@ -169,11 +196,15 @@ def build_gz_sidecar(
                 offsets.append(written)
                 size += len(piece)
             pending = data[usable:]
+            if size > limit:
+                # Raised inside the writer: its temporary is removed, nothing renamed.
+                raise InflateLimitExceeded(inflate_limit_note(path, total_compressed, limit))
             if progress is not None:
                 progress(raw.tell(), total_compressed)
             if not block:
                 break
-    tmp_meta.write_text(
+    write_private(
+        meta_path,
         json.dumps(
             {
                 "format": SIDECAR_FORMAT,
@@ -182,10 +213,8 @@ def build_gz_sidecar(
                 "chunk_bytes": GZ_CHUNK_BYTES,
                 "offsets_hex": offsets.tobytes().hex(),
             }
-        )
+        ).encode(),
     )
-    tmp_data.replace(data_path)
-    tmp_meta.replace(meta_path)
 
 
 def prune_sidecars(index_dir: Path, keep: set[Path]) -> None:
@@ -197,8 +226,10 @@ def prune_sidecars(index_dir: Path, keep: set[Path]) -> None:
             candidate.unlink(missing_ok=True)
 
 
-def read_head(path: Path, length: int = FINGERPRINT_BYTES) -> bytes:
+def read_head(path: "LogPath", length: int = FINGERPRINT_BYTES) -> bytes:
     """Read the first `length` bytes of content (inflated for `.gz`)."""
+    if isinstance(path, ObjectPath):
+        return path.read_head(length)
     if path.suffix == ".gz":
         with path.open("rb") as raw, inflate_stream(raw) as handle:
             return handle.read(length)

@@ -7,8 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import MappingProxyType
+from typing import Any
 
 from leakwatch.core.sampling import parse_stratify_by, validate_window_spec
+from leakwatch.core.timestamps import DEFAULT_FORMAT, TimestampFormat
 
 # Metronome's ingest shape: each logical field sits at the top level under its own name.
 DEFAULT_FIELDS: Mapping[str, str] = MappingProxyType(
@@ -74,6 +76,10 @@ class JsonlSourceSpec:
     order_slack: timedelta = timedelta(minutes=15)
     # Event type → the numeric property summed into volume counts (per-unit prices).
     quantity_properties: Mapping[str, str] = field(default_factory=dict)
+    timestamp_format: TimestampFormat = DEFAULT_FORMAT
+    # fsspec options for object-storage paths (s3://…); credentials come from the
+    # environment (AWS_ACCESS_KEY_ID, profiles, …), never from here.
+    storage_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _validate_common(
@@ -113,6 +119,7 @@ class SqlSourceSpec:
     seed: int | None = None
     # Event type → the numeric property summed into volume counts (per-unit prices).
     quantity_properties: Mapping[str, str] = field(default_factory=dict)
+    timestamp_format: TimestampFormat = DEFAULT_FORMAT
 
     def __post_init__(self) -> None:
         _validate_common(
@@ -133,4 +140,40 @@ class SqlSourceSpec:
         object.__setattr__(self, "fields", merged)
 
 
-SourceSpec = JsonlSourceSpec | SqlSourceSpec
+@dataclass(frozen=True, slots=True)
+class ParquetSourceSpec:
+    """Parquet files (local or object storage; a file, a glob or a directory).
+
+    `fields` maps logical names to top-level column names. The properties column may
+    hold a JSON string, a struct or a map; the timestamp column a timestamp type, an
+    epoch number (`timestamp_format.unit`) or a string.
+    """
+
+    name: str
+    path: str
+    fields: Mapping[str, str] = field(default_factory=dict)
+    settle_delay: timedelta = timedelta(minutes=10)
+    max_age: timedelta = timedelta(days=33)
+    sample_size: int = 500
+    stratify_by: str | None = None
+    floor: int = 5
+    seed: int | None = None
+    quantity_properties: Mapping[str, str] = field(default_factory=dict)
+    timestamp_format: TimestampFormat = DEFAULT_FORMAT
+    storage_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _validate_common(
+            self.name,
+            self.settle_delay,
+            self.max_age,
+            self.sample_size,
+            self.stratify_by,
+            self.floor,
+        )
+        if not self.path:
+            raise ValueError(f"source {self.name!r}: a parquet source needs a path")
+        object.__setattr__(self, "fields", _merged_fields(self.fields))
+
+
+SourceSpec = JsonlSourceSpec | SqlSourceSpec | ParquetSourceSpec

@@ -6,22 +6,31 @@ table. On Postgres a uniform draw reads pages picked by `TABLESAMPLE SYSTEM (p)
 REPEATABLE (seed)` and keeps each of their rows at a low rate q, so rows come from
 many pages (see `_sample_pages`: whole pages would cluster the sample in time); when
 the window is small, the relation is a query, or the dialect has no TABLESAMPLE
-(SQLite), it falls back to `ORDER BY random() LIMIT n` with an exact count. Stratified
-draws count strata with GROUP BY, allocate here, and draw each stratum's share with
-`row_number() OVER (PARTITION BY … ORDER BY random())`.
+(SQLite), it falls back to `ORDER BY random() LIMIT n` with an exact count. MySQL and
+MariaDB have no TABLESAMPLE: a draw reads random primary-key ranges (`_sample_key_ranges`).
+Warehouses use their own clause (`sql_dialects`); a dialect we know nothing of streams
+the window into a reservoir. Stratified draws count strata with GROUP BY, allocate here,
+and draw each stratum's share with `row_number() OVER (PARTITION BY … ORDER BY random())`.
+
+Timestamps may be a timestamp column (naive ones are UTC unless the source names a
+`timezone`) or epoch numbers (`timestamp_unit` fixed in the config): the window is
+bound in the column's own shape.
 """
 
+import heapq
 import json
+import math
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import NullPool
 
-from leakwatch.core.events import SampledEvent, SourceEvent, parse_timestamp
+from leakwatch.core.events import SampledEvent, SourceEvent
 from leakwatch.core.sampling import (
     Window,
     allocate,
@@ -29,16 +38,28 @@ from leakwatch.core.sampling import (
     sampling_window,
     stratum_of,
 )
+from leakwatch.core.timestamps import (
+    TimestampFormat,
+    TimestampUnit,
+    read_timestamp,
+)
 from leakwatch.sources.base import (
     BadLineReason,
     FileCheckpoint,
     ProgressCallback,
     SampleResult,
     ScanResult,
+    StopCheck,
     VolumeDelta,
     VolumeKey,
 )
 from leakwatch.sources.specs import SqlSourceSpec
+from leakwatch.sources.sql_dialects import (
+    DialectSampling,
+    SamplingKind,
+    key_range_predicate,
+    sampling_for,
+)
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 # Enough pages that a draw rarely falls short (a shortfall retries at 4× p).
@@ -49,6 +70,14 @@ ROWS_PER_PAGE_KEPT = 0.25
 MAX_TABLESAMPLE_PERCENT = 20.0
 ESTIMATE_TTL = timedelta(hours=1)
 SQL_CHECKPOINT_KEY = "sql:watermark"
+# Key ranges: at most this many per query (an OR list the optimizer still plans fast).
+MAX_KEY_RANGES = 20_000
+_UNIT_PER_SECOND = {
+    TimestampUnit.SECONDS: 1,
+    TimestampUnit.MILLISECONDS: 1_000,
+    TimestampUnit.MICROSECONDS: 1_000_000,
+    TimestampUnit.NANOSECONDS: 1_000_000_000,
+}
 
 
 def _check_identifier(name: str) -> str:
@@ -62,12 +91,24 @@ class SqlSource:
 
     def __init__(self, spec: SqlSourceSpec, *, engine: Engine | None = None) -> None:
         self.spec = spec
-        self._engine = engine if engine is not None else sa.create_engine(spec.url)
+        # No pool: a source reads twice a cycle (tail, draw), minutes apart; holding a
+        # connection (or a warehouse session) open between cycles buys nothing.
+        self._engine = (
+            engine if engine is not None else sa.create_engine(spec.url, poolclass=NullPool)
+        )
         columns = {name: _check_identifier(col) for name, col in spec.fields.items()}
         self._columns = columns
         self._property_columns = tuple(_check_identifier(c) for c in spec.property_columns)
         if spec.table is not None:
             _check_identifier(spec.table)
+        self.sampling: DialectSampling = sampling_for(self._engine.dialect.name)
+        # A zone-less timestamp column holds UTC unless the source names its zone.
+        zone = spec.timestamp_format.zone or UTC
+        self._time_format = TimestampFormat(unit=spec.timestamp_format.unit, zone=zone)
+        # With a fixed unit the column holds epoch numbers, and the window is bound so.
+        self._epoch_per_second = _UNIT_PER_SECOND.get(spec.timestamp_format.unit)
+        # A single integer primary key, found once (None: none, so no key ranges).
+        self._key_column: str | bool | None = False
         # The planner's row estimate for the window, and when it was taken: it moves
         # slowly, and asking costs a round trip per draw.
         self._estimate: tuple[datetime, float, float] | None = None
@@ -115,7 +156,10 @@ class SqlSource:
     def _window_params(self, window: Window) -> dict[str, Any]:
         return {"w_start": self._bind_time(window.start), "w_end": self._bind_time(window.end)}
 
-    def _bind_time(self, value: datetime) -> datetime | str:
+    def _bind_time(self, value: datetime) -> datetime | str | int:
+        if self._epoch_per_second is not None:
+            delta = value.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+            return delta // timedelta(microseconds=1) * self._epoch_per_second // 1_000_000
         if self._is_postgres:
             return value
         naive = value.astimezone(UTC).replace(tzinfo=None)
@@ -136,7 +180,7 @@ class SqlSource:
         transaction_id, customer_id, event_type, raw_timestamp = row[:4]
         if transaction_id is None or transaction_id == "":
             return BadLineReason.NO_TRANSACTION_ID
-        timestamp = _as_utc(raw_timestamp)
+        timestamp = read_timestamp(raw_timestamp, self._time_format)
         if timestamp is None:
             return BadLineReason.BAD_TIMESTAMP
         if customer_id is None or event_type is None:
@@ -178,9 +222,21 @@ class SqlSource:
         window = sampling_window(now, self.spec.settle_delay, self.spec.max_age)
         fields = parse_stratify_by(stratify_by)
         with self._engine.connect() as conn:
+            self._utc_session(conn)
             if fields:
                 return self._sample_stratified(conn, n, window, fields, floor, rng)
             return self._sample_uniform(conn, n, window, rng)
+
+    def _utc_session(self, conn: Connection) -> None:
+        """Make the session speak UTC, so TIMESTAMP columns and DATE() mean UTC days."""
+        if self._is_postgres:
+            conn.execute(sa.text("SET TIME ZONE 'UTC'"))
+        elif self._engine.dialect.name in ("mysql", "mariadb"):
+            conn.execute(sa.text("SET time_zone = '+00:00'"))
+
+    @property
+    def _random(self) -> str:
+        return self.sampling.random_function or "random()"
 
     def _result(
         self,
@@ -218,17 +274,26 @@ class SqlSource:
     ) -> SampleResult:
         params = self._window_params(window)
         bad: dict[BadLineReason, int] = {}
-        if self._is_postgres and self.spec.table is not None and n > 0:
-            drawn = self._sample_pages(conn, n, window, rng, bad)
+        kind = self.sampling.kind
+        if self.spec.table is not None and n > 0:
+            drawn: tuple[list[SampledEvent], float] | None = None
+            if kind is SamplingKind.PAGES:
+                drawn = self._sample_pages(conn, n, window, rng, bad)
+            elif kind is SamplingKind.KEY_RANGES:
+                drawn = self._sample_key_ranges(conn, n, window, rng, bad)
+            elif kind is SamplingKind.CLAUSE:
+                drawn = self._sample_with_clause(conn, n, window, rng, bad)
             if drawn is not None:
                 sampled, population = drawn
                 return self._result(window, sampled, population, False, {}, bad)
+        if kind is SamplingKind.RESERVOIR:
+            return self._sample_reservoir(conn, n, window, rng, bad)
         self._seed(conn, rng)
         count_sql = f"SELECT count(*) FROM {self._relation()} WHERE {self._window_predicate()}"
         population = float(conn.execute(sa.text(count_sql), params).scalar_one())
         sql = (
             f"SELECT {self._select_list()} FROM {self._relation()} "
-            f"WHERE {self._window_predicate()} ORDER BY random() LIMIT :n"
+            f"WHERE {self._window_predicate()} ORDER BY {self._random} LIMIT :n"
         )
         events = self._events(conn.execute(sa.text(sql), {**params, "n": n}), bad)
         weight = population / len(events) if events else 0.0
@@ -285,14 +350,171 @@ class SqlSource:
                 # Smoothed: one draw's count is noisy, the planner's guess is stale.
                 smoothed = 0.7 * window_rows + 0.3 * population
                 self._estimate = (window.end, smoothed, per_page)
-                picks = min(len(candidates), n + n // 20 + 8)
-                order = rng.sample(range(len(candidates)), picks)
-                events = self._events((candidates[i] for i in order), bad, limit=n)
-                weight = population / len(events) if events else 0.0
-                return [SampledEvent(self.name, e, weight) for e in events], population
+                return self._pick(candidates, n, population, rng, bad)
             percent *= 4
             self._estimate = None
         return None
+
+    def _primary_key(self, conn: Connection) -> str | None:
+        """The table's primary key, when it is one integer column (else None)."""
+        if self._key_column is False:
+            assert self.spec.table is not None
+            schema, _, table = self.spec.table.rpartition(".")
+            inspector = sa.inspect(conn)
+            pk = inspector.get_pk_constraint(table, schema=schema or None)
+            names = pk.get("constrained_columns") or []
+            found: str | None = None
+            if len(names) == 1:
+                columns = inspector.get_columns(table, schema=schema or None)
+                column = next((c for c in columns if c["name"] == names[0]), None)
+                if column is not None and isinstance(column["type"], sa.Integer):
+                    found = str(names[0])
+            self._key_column = found
+        return self._key_column if isinstance(self._key_column, str) else None
+
+    def _table_rows_estimate(self, conn: Connection) -> float:
+        """The catalog's row count for the table (cheap, approximate; 0 when unknown)."""
+        assert self.spec.table is not None
+        schema, _, table = self.spec.table.rpartition(".")
+        sql = "SELECT table_rows FROM information_schema.tables WHERE table_name = :t AND " + (
+            "table_schema = :s" if schema else "table_schema = DATABASE()"
+        )
+        value = conn.execute(sa.text(sql), {"t": table, "s": schema}).scalar()
+        return float(value or 0)
+
+    def _sample_key_ranges(
+        self,
+        conn: Connection,
+        n: int,
+        window: Window,
+        rng: random.Random,
+        bad: dict[BadLineReason, int],
+    ) -> tuple[list[SampledEvent], float] | None:
+        """Draw about n rows by reading random primary-key ranges; None to fall back.
+
+        MySQL and MariaDB have no TABLESAMPLE, but every InnoDB table is clustered on
+        its primary key. Range starts x are drawn uniformly from [min - w + 1, max] and
+        each range [x, x + w - 1] read through the key; a row with key v is in one
+        range with probability w / S (S the number of possible starts) whatever the
+        gaps around it, so m ranges include every row with the same probability
+        1 - (1 - w/S)^m. The width w ≈ 1 / key density keeps about one row per range:
+        neighbours in key are neighbours in time, and one row per range keeps the
+        sample from clustering. The window filter runs on the rows read.
+        """
+        key = self._primary_key(conn)
+        if key is None:
+            return None
+        bounds = conn.execute(
+            sa.text(
+                f"SELECT MIN({self._quote(key)}), MAX({self._quote(key)}) FROM {self._relation()}"
+            )
+        ).one()
+        if bounds[0] is None:
+            return None
+        low, high = int(bounds[0]), int(bounds[1])
+        key_span = high - low + 1
+        rows = self._table_rows_estimate(conn) or float(key_span)
+        density = min(1.0, max(rows / key_span, 1e-9))
+        width = max(1, round(1.0 / density))
+        starts = key_span + width - 1
+        # Assume the window holds the table at first; a shortfall retries 4× wider.
+        ranges_wanted = OVERSAMPLE * n / (density * width)
+        params = self._window_params(window)
+        for _ in range(4):
+            count = math.ceil(ranges_wanted)
+            if count > MAX_KEY_RANGES or count * width > MAX_TABLESAMPLE_PERCENT / 100 * starts:
+                return None
+            picks = sorted(rng.randrange(starts) + low - width + 1 for _ in range(count))
+            merged: list[tuple[int, int]] = []
+            for start in picks:
+                end = start + width - 1
+                if merged and start <= merged[-1][1] + 1:
+                    merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+                else:
+                    merged.append((start, end))
+            predicate = key_range_predicate(self._quote(key), merged)
+            sql = (
+                f"SELECT {self._select_list()} FROM {self._relation()} "
+                f"WHERE {predicate} AND {self._window_predicate()}"
+            )
+            candidates = list(conn.execute(sa.text(sql), params))
+            if len(candidates) >= n:
+                inclusion = 1.0 - (1.0 - width / starts) ** count
+                population = len(candidates) / inclusion
+                return self._pick(candidates, n, population, rng, bad)
+            ranges_wanted *= 4
+        return None
+
+    def _pick(
+        self,
+        candidates: list[Any],
+        n: int,
+        population: float,
+        rng: random.Random,
+        bad: dict[BadLineReason, int],
+    ) -> tuple[list[SampledEvent], float]:
+        """Keep n of rows drawn with equal probabilities, uniformly: still equal."""
+        picks = min(len(candidates), n + n // 20 + 8)
+        order = rng.sample(range(len(candidates)), picks)
+        events = self._events((candidates[i] for i in order), bad, limit=n)
+        weight = population / len(events) if events else 0.0
+        return [SampledEvent(self.name, e, weight) for e in events], population
+
+    def _sample_with_clause(
+        self,
+        conn: Connection,
+        n: int,
+        window: Window,
+        rng: random.Random,
+        bad: dict[BadLineReason, int],
+    ) -> tuple[list[SampledEvent], float] | None:
+        """Draw with the warehouse's own SAMPLE/TABLESAMPLE at p%, sized by a count."""
+        params = self._window_params(window)
+        count_sql = f"SELECT count(*) FROM {self._relation()} WHERE {self._window_predicate()}"
+        window_rows = float(conn.execute(sa.text(count_sql), params).scalar_one())
+        percent = 100.0 * OVERSAMPLE * n / max(window_rows, 1.0)
+        for _ in range(4):
+            if percent >= MAX_TABLESAMPLE_PERCENT:
+                return None
+            clause = self.sampling.sample_clause(percent, rng.randrange(1 << 31))
+            sql = (
+                f"SELECT {self._select_list()} FROM {self._relation(tablesample=clause)} "
+                f"WHERE {self._window_predicate()}"
+            )
+            candidates = list(conn.execute(sa.text(sql), params))
+            if len(candidates) >= n:
+                return self._pick(candidates, n, window_rows, rng, bad)
+            percent *= 4
+        return None
+
+    def _sample_reservoir(
+        self,
+        conn: Connection,
+        n: int,
+        window: Window,
+        rng: random.Random,
+        bad: dict[BadLineReason, int],
+    ) -> SampleResult:
+        """Stream the window and keep n rows by random keys: exact, costs a window read."""
+        sql = (
+            f"SELECT {self._select_list()} FROM {self._relation()} WHERE {self._window_predicate()}"
+        )
+        result = conn.execution_options(stream_results=True).execute(
+            sa.text(sql), self._window_params(window)
+        )
+        population = 0
+        kept: list[tuple[float, int, Any]] = []
+        for row in result:
+            population += 1
+            item = (rng.random(), population, tuple(row))
+            if len(kept) < n:
+                heapq.heappush(kept, item)
+            elif item[0] > kept[0][0]:
+                heapq.heapreplace(kept, item)
+        events = self._events((row for _, _, row in kept), bad)
+        weight = population / len(events) if events else 0.0
+        sampled = [SampledEvent(self.name, e, weight) for e in events]
+        return self._result(window, sampled, float(population), True, {}, bad)
 
     def _estimate_window_shape(self, conn: Connection, window: Window) -> tuple[float, float]:
         """The window's rows (planner's estimate) and the table's rows per page."""
@@ -310,6 +532,24 @@ class SqlSource:
         """Seed the database's random() from ours, so a seed reproduces the draw."""
         if self._is_postgres:
             conn.execute(sa.text("SELECT setseed(:s)"), {"s": rng.random() * 2 - 1})
+
+    def iter_events(self, start: datetime, end: datetime) -> Iterator[SourceEvent]:
+        """Every usable row with start ≤ timestamp < end, streamed from the database."""
+        ts = self._col("timestamp")
+        query = sa.text(
+            f"SELECT {self._select_list()} FROM {self._relation()} "
+            f"WHERE {ts} >= :w_start AND {ts} < :w_end "
+            f"AND {self._col('transaction_id')} IS NOT NULL"
+        )
+        params = {"w_start": self._bind_time(start), "w_end": self._bind_time(end)}
+        with self._engine.connect() as conn:
+            rows = conn.execution_options(stream_results=True, yield_per=5000).execute(
+                query, params
+            )
+            for row in rows:
+                parsed = self._to_event(row)
+                if not isinstance(parsed, BadLineReason):
+                    yield parsed
 
     def _events(
         self, rows: Any, bad: dict[BadLineReason, int], limit: int | None = None
@@ -366,7 +606,7 @@ class SqlSource:
             sql = (
                 f"WITH alloc ({alloc_cols}, k) AS (VALUES {', '.join(value_rows)}), "
                 f"ranked AS (SELECT {self._select_list()}, row_number() OVER "
-                f"(PARTITION BY {group_cols} ORDER BY random()) AS lw_rn "
+                f"(PARTITION BY {group_cols} ORDER BY {self._random}) AS lw_rn "
                 f"FROM {self._relation()} WHERE {self._window_predicate()}) "
                 f"SELECT ranked.* FROM ranked JOIN alloc ON {join_on} "
                 f"WHERE ranked.lw_rn <= alloc.k"
@@ -386,12 +626,22 @@ class SqlSource:
 
     # -- tailing ------------------------------------------------------------------------
 
+    def _day_expression(self, ts: str) -> str:
+        """The UTC day of a row, as a date (or days since 1970 for epoch columns)."""
+        if self._epoch_per_second is not None:
+            per_day = 86_400 * self._epoch_per_second
+            if self._engine.dialect.name == "sqlite":
+                return f"CAST({ts} / {per_day} AS INTEGER)"
+            return f"FLOOR({ts} / {per_day})"
+        return f"CAST({ts} AS DATE)" if self._is_postgres else f"date({ts})"
+
     def scan_new(
         self,
         checkpoints: tuple[FileCheckpoint, ...],
         *,
         now: datetime,
         progress: ProgressCallback | None = None,
+        should_stop: StopCheck | None = None,
     ) -> ScanResult:
         """Count rows that settled since the watermark, per event type and UTC day.
 
@@ -399,7 +649,7 @@ class SqlSource:
         table is not an append-only log, and re-counting history would cost what the
         checkpoint exists to save.
         """
-        del progress
+        del progress, should_stop  # one aggregate query: nothing to pace
         previous = next((c for c in checkpoints if c.file_key == SQL_CHECKPOINT_KEY), None)
         upper = now - self.spec.settle_delay
         lower = (
@@ -420,7 +670,7 @@ class SqlSource:
                 quantity_params[f"qt{index}"] = priced_type
                 cases.append(f"WHEN {event_type} = :qt{index} THEN {self._quote(column)}")
         quantity = f"sum(CASE {' '.join(cases)} ELSE 0 END)" if cases else "0"
-        day = f"CAST({ts} AS DATE)" if self._is_postgres else f"date({ts})"
+        day = self._day_expression(ts)
         sql = (
             f"SELECT {event_type} AS lw_event_type, {day} AS lw_day, count(*) AS lw_n, "
             f"{quantity} AS lw_q FROM {self._relation()} "
@@ -436,12 +686,13 @@ class SqlSource:
         volumes: dict[VolumeKey, VolumeDelta] = {}
         lines = 0
         with self._engine.begin() as conn:
-            if self._is_postgres:
-                conn.execute(sa.text("SET LOCAL TIME ZONE 'UTC'"))
+            self._utc_session(conn)
             for row in conn.execute(sa.text(sql), volume_params).mappings():
                 day_value = row["lw_day"]
                 if isinstance(day_value, str):
                     day_value = date.fromisoformat(day_value)
+                elif not isinstance(day_value, date):
+                    day_value = date(1970, 1, 1) + timedelta(days=int(day_value))
                 key = VolumeKey(str(row["lw_event_type"]), day_value)
                 volumes[key] = VolumeDelta(int(row["lw_n"]), float(row["lw_q"] or 0.0))
                 lines += int(row["lw_n"])
@@ -464,22 +715,6 @@ class SqlSource:
             bytes_read=0,
             lines_read=lines + missing,
         )
-
-
-def _as_utc(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        # SQLite hands back naive datetimes: SQLAlchemy stored them as UTC.
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    if isinstance(value, str):
-        try:
-            return parse_timestamp(value)
-        except ValueError:
-            try:
-                parsed = datetime.fromisoformat(value)
-            except ValueError:
-                return None
-            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
-    return None
 
 
 # Kept for callers that want to size a TABLESAMPLE themselves (the benchmark does).

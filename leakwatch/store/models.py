@@ -234,3 +234,56 @@ class WeeklyReport(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     slack_channel: str | None = Field(default=None, max_length=100)
     slack_ts: str | None = Field(default=None, max_length=50)
+
+
+class BillableMetricDefinition(SQLModel, table=True):
+    """A billable metric as the last search answer described it (learned, or pinned)."""
+
+    __tablename__ = "billable_metric_definition"
+
+    metric_id: str = Field(primary_key=True, max_length=200)
+    name: str = Field(max_length=500)
+    # The search answer's MatchedBillableMetric shape (core.reconcile reads it).
+    definition: dict[str, Any] = Field(default_factory=dict, sa_type=JsonDoc)
+    first_seen_at: datetime = Field(sa_type=UtcDateTime)
+    last_seen_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class CustomerAliasRow(SQLModel, table=True):
+    """A customer id as the source writes it, and the Metronome customer it resolved to."""
+
+    __tablename__ = "customer_alias"
+
+    alias: str = Field(primary_key=True, max_length=500)
+    customer_id: str = Field(max_length=200, index=True)
+    customer_name: str | None = Field(default=None, max_length=500)
+    first_seen_at: datetime = Field(sa_type=UtcDateTime)
+    last_seen_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class ReconciledDay(SQLModel, table=True):
+    """Expected vs billed for one Metronome customer × billable metric × UTC day.
+
+    Recomputed by every reconciliation until the day is older than the settle period
+    (late events and late aliases can still change it), then `settled`.
+    """
+
+    __tablename__ = "reconciled_day"
+    __table_args__ = (
+        UniqueConstraint("customer_id", "metric_id", "day", name="uq_reconciled_key"),
+        Index("ix_reconciled_day", "day"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: str = Field(max_length=200)
+    customer_name: str | None = Field(default=None, max_length=500)
+    metric_id: str = Field(max_length=200)
+    metric_name: str = Field(max_length=500)
+    day: date
+    expected: float = 0.0
+    events: int = 0
+    billed: float | None = None
+    # ok | under_billed | over_billed
+    status: str = Field(max_length=20)
+    settled: bool = False
+    computed_at: datetime = Field(sa_type=UtcDateTime)

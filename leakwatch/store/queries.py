@@ -6,15 +6,17 @@ sampling window of event time. The weekly report groups by event time instead.
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from leakwatch.core.events import DECIDED_OUTCOMES, LEAKING_OUTCOMES, Outcome
-from leakwatch.store.models import SampledEvent
+from leakwatch.core.events import Outcome
+from leakwatch.core.exposure import Segment, VolumeRow
+from leakwatch.core.stats import OutcomeTally
+from leakwatch.store.models import SampledEvent, VolumeCount
 
 GROUP_COLUMNS = {
     "source": SampledEvent.source,
@@ -24,31 +26,10 @@ GROUP_COLUMNS = {
 
 
 @dataclass
-class OutcomeCounts:
+class OutcomeCounts(OutcomeTally):
     """Outcome counts (and Horvitz–Thompson weight sums) for one group."""
 
-    group: str | None
-    counts: dict[Outcome, int] = field(default_factory=dict)
-    weights: dict[Outcome, float] = field(default_factory=dict)
-    weights_squared: dict[Outcome, float] = field(default_factory=dict)
-
-    def count(self, outcomes: Iterable[Outcome]) -> int:
-        return sum(self.counts.get(o, 0) for o in outcomes)
-
-    def weight(self, outcomes: Iterable[Outcome]) -> float:
-        return sum(self.weights.get(o, 0.0) for o in outcomes)
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    @property
-    def decided(self) -> int:
-        return self.count(DECIDED_OUTCOMES)
-
-    @property
-    def leaks(self) -> int:
-        return self.count(LEAKING_OUTCOMES)
+    group: str | None = None
 
 
 def _group_column(by: str | None) -> Any:
@@ -70,44 +51,94 @@ def outcome_counts(
 ) -> list[OutcomeCounts]:
     """Count outcomes of events sampled in [since, until), optionally per group."""
     group_col = _group_column(by)
+    groups: dict[str | None, OutcomeCounts] = {}
+    keys = [] if group_col is None else [group_col]
+    for key, outcome, sums in _tally_rows(session, keys, since=since, until=until, source=source):
+        group = None if group_col is None else key[0]
+        groups.setdefault(group, OutcomeCounts(group=group)).add(outcome, *sums)
+    if group_col is None and not groups:
+        return [OutcomeCounts(group=None)]
+    return sorted(groups.values(), key=lambda g: (g.group is None, g.group or ""))
+
+
+def segment_counts(
+    session: Session,
+    *,
+    since: datetime,
+    until: datetime,
+    source: str | None = None,
+    event_type: str | None = None,
+) -> dict[Segment, OutcomeTally]:
+    """Outcomes of events sampled in [since, until) per (source, event type) segment.
+
+    The grain at which volumes are counted, so each segment's rate meets its own volume.
+    """
+    segments: dict[Segment, OutcomeTally] = {}
+    keys = [col(SampledEvent.source), col(SampledEvent.event_type)]
+    for key, outcome, sums in _tally_rows(
+        session, keys, since=since, until=until, source=source, event_type=event_type
+    ):
+        segments.setdefault((str(key[0]), str(key[1])), OutcomeTally()).add(outcome, *sums)
+    return segments
+
+
+def _tally_rows(
+    session: Session,
+    keys: list[Any],
+    *,
+    since: datetime,
+    until: datetime,
+    source: str | None = None,
+    event_type: str | None = None,
+) -> Iterable[tuple[tuple[Any, ...], Outcome, tuple[int, float, float, float]]]:
+    """(group key, outcome, (count, Σw, Σw², Σw·quantity)) per group and outcome."""
     outcome_col = col(SampledEvent.outcome)
     weight_col = col(SampledEvent.weight)
-    columns: list[Any] = [
+    quantity = func.coalesce(col(SampledEvent.quantity), 0.0)
+    query = select(
+        *keys,
         outcome_col,
         func.count(),
         func.coalesce(func.sum(weight_col), 0.0),
         func.coalesce(func.sum(weight_col * weight_col), 0.0),
-    ]
-    if group_col is not None:
-        columns.insert(0, group_col)
-    query = select(*columns).where(
-        col(SampledEvent.sampled_at) >= since, col(SampledEvent.sampled_at) < until
-    )
+        func.coalesce(func.sum(weight_col * quantity), 0.0),
+    ).where(col(SampledEvent.sampled_at) >= since, col(SampledEvent.sampled_at) < until)
     if source is not None:
         query = query.where(col(SampledEvent.source) == source)
-    group_by: list[Any] = [outcome_col]
-    if group_col is not None:
-        group_by.insert(0, group_col)
-    query = query.group_by(*group_by)
-
-    groups: dict[str | None, OutcomeCounts] = {}
+    if event_type is not None:
+        query = query.where(col(SampledEvent.event_type) == event_type)
+    query = query.group_by(*keys, outcome_col)
+    width = len(keys)
     for row in session.execute(query):
-        if group_col is not None:
-            group, outcome_text, count, weight, weight_sq = row
-        else:
-            group = None
-            outcome_text, count, weight, weight_sq = row
         try:
-            outcome = Outcome(outcome_text)
+            outcome = Outcome(row[width])
         except ValueError:
             continue
-        entry = groups.setdefault(group, OutcomeCounts(group=group))
-        entry.counts[outcome] = int(count)
-        entry.weights[outcome] = float(weight)
-        entry.weights_squared[outcome] = float(weight_sq)
-    if group_col is None and not groups:
-        return [OutcomeCounts(group=None)]
-    return sorted(groups.values(), key=lambda g: (g.group is None, g.group or ""))
+        count, weight, weight_sq, weighted_q = row[width + 1 :]
+        yield (
+            tuple(row[:width]),
+            outcome,
+            (int(count), float(weight), float(weight_sq), float(weighted_q)),
+        )
+
+
+def volume_rows(session: Session, first_day: date, last_day: date) -> list[VolumeRow]:
+    """Event counts (and summed quantity) per source, type and UTC day in [first_day, last_day]."""
+    day = col(VolumeCount.day)
+    query = (
+        select(
+            col(VolumeCount.source),
+            col(VolumeCount.event_type),
+            day,
+            func.coalesce(func.sum(col(VolumeCount.events)), 0),
+            func.coalesce(func.sum(col(VolumeCount.quantity_sum)), 0.0),
+        )
+        .where(day >= first_day, day <= last_day)
+        .group_by(col(VolumeCount.source), col(VolumeCount.event_type), day)
+    )
+    return [
+        VolumeRow(str(s), str(t), d, int(n), float(q)) for s, t, d, n, q in session.execute(query)
+    ]
 
 
 def example_transactions(

@@ -10,7 +10,7 @@ over the weeks' UTC bounds, so DST-shortened weeks are exact.
 """
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,18 +27,19 @@ from leakwatch.core.report_content import (
     Example,
     LeakKeyRow,
     OutcomeRow,
+    ReconciledRow,
     ReportInputs,
-    VolumeRow,
 )
 from leakwatch.core.weeks import IsoWeek, utc_days_touching, week_utc_dates
+from leakwatch.store.billing import load_reconciled
 from leakwatch.store.models import (
     Alert,
     AlertTransition,
     BadLineCount,
     SampledEvent,
     SamplingRun,
-    VolumeCount,
 )
+from leakwatch.store.queries import volume_rows
 
 EXAMPLES_PER_OUTCOME = 3
 TOP_CUSTOMERS = 10
@@ -104,25 +105,6 @@ def fetch_outcome_rows(
     ]
 
 
-def fetch_volume_rows(session: Session, first_day: date, last_day: date) -> list[VolumeRow]:
-    """Event counts per source, type and UTC day in [first_day, last_day]."""
-    day = col(VolumeCount.day)
-    query = (
-        select(
-            col(VolumeCount.source),
-            col(VolumeCount.event_type),
-            day,
-            func.coalesce(func.sum(col(VolumeCount.events)), 0),
-            func.coalesce(func.sum(col(VolumeCount.quantity_sum)), 0.0),
-        )
-        .where(day >= first_day, day <= last_day)
-        .group_by(col(VolumeCount.source), col(VolumeCount.event_type), day)
-    )
-    return [
-        VolumeRow(str(s), str(t), d, int(n), float(q)) for s, t, d, n, q in session.execute(query)
-    ]
-
-
 def fetch_bad_lines(session: Session, first_day: date, last_day: date) -> list[BadLineRow]:
     day = col(BadLineCount.day)
     query = (
@@ -154,6 +136,26 @@ def fetch_cycles(session: Session, start: datetime, end: datetime) -> list[Cycle
         CycleRow(str(s), int(n), int(r), int(rl), int(e))
         for s, n, r, rl, e in session.execute(query)
     ]
+
+
+def fetch_volumes_estimated(session: Session, start: datetime, end: datetime) -> tuple[str, ...]:
+    """Sources whose volumes the week's last cycle still estimated (tail catching up)."""
+    last = session.execute(
+        select(col(SamplingRun.summary))
+        .where(_in_range(col(SamplingRun.started_at), start, end))
+        .order_by(col(SamplingRun.started_at).desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    sources = last.get("sources") if isinstance(last, dict) else None
+    if not isinstance(sources, dict):
+        return ()
+    return tuple(
+        sorted(
+            name
+            for name, report in sources.items()
+            if isinstance(report, dict) and report.get("volumes") == "estimated"
+        )
+    )
 
 
 def fetch_alert_transitions(
@@ -298,11 +300,28 @@ def fetch_report_inputs(
     return ReportInputs(
         weeks=weeks,
         outcome_rows=fetch_outcome_rows(session, bounds),
-        volume_rows=fetch_volume_rows(session, first_volume_day, last_volume_day),
+        volume_rows=volume_rows(session, first_volume_day, last_volume_day),
         bad_lines=fetch_bad_lines(session, first_bad_day, last_bad_day),
         cycles=fetch_cycles(session, start, end),
         alert_transitions=fetch_alert_transitions(session, start, end),
         top_customers=fetch_top_customers(session, start, end),
         leak_keys=fetch_leak_keys(session, start, end),
         examples=fetch_examples(session, start, end),
+        volumes_estimated=fetch_volumes_estimated(session, start, end),
+        reconciled=fetch_reconciled(session, first_bad_day, last_bad_day),
     )
+
+
+def fetch_reconciled(session: Session, first_day: date, last_day: date) -> list[ReconciledRow]:
+    """Reconciled customer × metric × UTC days from `first_day` to `last_day` inclusive."""
+    return [
+        ReconciledRow(
+            day=row.day,
+            customer=row.customer_name or row.customer_id,
+            metric=row.metric_name,
+            expected=row.expected,
+            billed=row.billed,
+            status=row.status,
+        )
+        for row in load_reconciled(session, since=first_day, until=last_day + timedelta(days=1))
+    ]

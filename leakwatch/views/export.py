@@ -93,10 +93,31 @@ def iter_outcomes(
         session.close()
 
 
+# JSON lets these stand unescaped; a terminal acts on C1 controls, and bidi controls
+# reorder what a reader sees. Escaped, the JSON decodes to the same values.
+_JSON_ESCAPE = {c: f"\\u{c:04x}" for c in [*range(0x7F, 0xA0), 0x2028, 0x2029]} | {
+    c: f"\\u{c:04x}" for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+}
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def json_line(record: dict[str, Any]) -> str:
+    """One JSON object on one line, UTF-8 kept, with every control character escaped."""
+    return json.dumps(record, ensure_ascii=False, default=str).translate(_JSON_ESCAPE)
+
+
+def csv_cell(value: Any) -> Any:
+    """A cell a spreadsheet shows as text: one starting like a formula gets a `'` first."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def write_jsonl(records: Iterator[dict[str, Any]], out: TextIO) -> int:
     written = 0
     for record in records:
-        out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        out.write(json_line(record) + "\n")
         written += 1
     return written
 
@@ -107,9 +128,11 @@ def write_csv(records: Iterator[dict[str, Any]], out: TextIO) -> int:
     written = 0
     for record in records:
         flat = {
-            key: json.dumps(value, ensure_ascii=False, default=str)
-            if isinstance(value, dict | list)
-            else value
+            key: csv_cell(
+                json.dumps(value, ensure_ascii=False, default=str)
+                if isinstance(value, dict | list)
+                else value
+            )
             for key, value in record.items()
         }
         writer.writerow(flat)

@@ -1,4 +1,6 @@
-"""The trend chart: weekly leak rate by outcome, as PNG bytes. Pure (no files).
+"""The report's charts as PNG bytes: weekly leak rate by outcome, billed share by day.
+
+Pure (no files).
 
 Uses matplotlib's object API on the Agg canvas directly — no pyplot, so no global
 figure state and no GUI backend is ever chosen — and only the DejaVu fonts matplotlib
@@ -89,6 +91,57 @@ def render_trend_png(content: ReportContent, *, width_px: int = 900, height_px: 
     axes.set_axisbelow(True)
     if axes.get_legend_handles_labels()[0]:
         axes.legend(loc="upper left", fontsize=8, prop={"family": CHART_FONT, "size": 8})
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+METRIC_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+
+
+def render_billed_png(
+    content: ReportContent, *, width_px: int = 900, height_px: int = 380
+) -> bytes | None:
+    """Draw billed ÷ sent per day for each reconciled metric (100% = all billed)."""
+    section = content.billed_vs_sent
+    if section is None or not section.by_day:
+        return None
+    dpi = 100
+    figure = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    days = sorted({r.day for r in section.by_day})
+    positions = {day: i for i, day in enumerate(days)}
+    metrics = sorted({r.metric for r in section.by_day})
+    lowest = 100.0
+    for index, metric in enumerate(metrics):
+        points = [
+            (positions[r.day], r.billed_ratio * 100)
+            for r in section.by_day
+            if r.metric == metric and r.billed_ratio is not None
+        ]
+        if not points:
+            continue
+        lowest = min(lowest, *(y for _, y in points))
+        axes.plot(
+            [x for x, _ in points],
+            [y for _, y in points],
+            "o-",
+            color=METRIC_COLOURS[index % len(METRIC_COLOURS)],
+            label=metric,
+            linewidth=1.5,
+        )
+    axes.axhline(100, color="#555555", linewidth=1, linestyle="--")
+    axes.set_xticks(list(positions.values()))
+    axes.set_xticklabels([d.strftime("%a %d") for d in days], fontsize=9, family=CHART_FONT)
+    axes.set_ylabel("billed ÷ sent (%)", family=CHART_FONT)
+    axes.set_title("Billed share of sent usage, by day (exact)", family=CHART_FONT)
+    axes.set_ylim(min(lowest - 2, 95), 105)
+    axes.grid(axis="y", color="#dddddd")
+    axes.set_axisbelow(True)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(loc="lower left", fontsize=8, prop={"family": CHART_FONT, "size": 8})
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)

@@ -7,6 +7,7 @@ base64 PNG), loads nothing from anywhere, and reflows to a phone's width.
 import base64
 import html
 import json
+import re
 from collections.abc import Sequence
 
 from leakwatch.core.report_content import (
@@ -20,6 +21,7 @@ from leakwatch.core.report_content import (
     week_label,
 )
 from leakwatch.core.stats import Estimate, RateEstimate
+from leakwatch.core.text import code_text, escape_mrkdwn, mrkdwn, one_line
 
 SLACK_SECTION_LIMIT = 3000
 
@@ -163,7 +165,11 @@ def _example_lines(content: ReportContent) -> list[tuple[str, list[str]]]:
     return [
         (
             outcome,
-            [f"`{e.transaction_id}` ({e.source}/{e.event_type}, {e.customer_id})" for e in ex],
+            [
+                f"`{code_text(e.transaction_id)}` "
+                f"({e.source}/{code_text(e.event_type)}, {code_text(e.customer_id)})"
+                for e in ex
+            ],
         )
         for outcome, ex in content.examples.items()
     ]
@@ -184,24 +190,97 @@ def _totals_line(content: ReportContent) -> str:
 # ----------------------------------------------------------------------- Markdown
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|")
+def _quantity(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def _billed_share(ratio: float | None) -> str:
+    return "–" if ratio is None else format_percent(ratio)
+
+
+BILLED_TITLE = "Billed vs sent (exact, from Metronome's usage totals)"
+
+
+def _billed_day_rows(content: ReportContent) -> tuple[list[str], list[list[str]]]:
+    section = content.billed_vs_sent
+    rows = [] if section is None else section.by_day
+    return ["Day", "Metric", "Sent", "Billed", "Billed share"], [
+        [
+            r.day.isoformat(),
+            r.metric,
+            _quantity(r.expected),
+            _quantity(r.billed),
+            _billed_share(r.billed_ratio),
+        ]
+        for r in rows
+    ]
+
+
+def _billed_gap_rows(content: ReportContent) -> tuple[list[str], list[list[str]]]:
+    section = content.billed_vs_sent
+    rows = [] if section is None else section.biggest_gaps
+    return ["Day", "Customer", "Metric", "Sent", "Billed", "Gap"], [
+        [
+            r.day.isoformat(),
+            r.customer,
+            r.metric,
+            _quantity(r.expected),
+            _quantity(r.billed),
+            _quantity(r.difference)
+            + ("" if r.billed_ratio is None else f" ({format_percent(r.billed_ratio - 1)})"),
+        ]
+        for r in rows
+    ]
+
+
+def _billed_line(content: ReportContent) -> str:
+    section = content.billed_vs_sent
+    if section is None:
+        return "No reconciled days this week (see `leakwatch reconcile`)."
+    return (
+        f"{section.flagged} of {section.rows} customer × metric × days billed outside the "
+        "tolerance."
+    )
+
+
+# Markdown's inline syntax, escaped with a backslash: emphasis, code, links and images,
+# raw HTML and entities, table pipes, strikethrough, headings; `_` only where it could
+# open or close emphasis (not inside a word like api_request).
+_MD_SPECIAL = re.compile(r"[\\`*\[\]<>&|~#]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+
+
+def _md_text(text: str) -> str:
+    """Text shown as written in Markdown: one line, every inline syntax character escaped."""
+    return _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), one_line(text))
+
+
+def _md_inline(text: str) -> str:
+    """Like `_md_text`, but `backticked` parts stay code spans (whose content is literal)."""
+    parts = one_line(text).split("`")
+    if len(parts) % 2 == 0:  # an unclosed backtick is literal text: escape what follows it
+        parts[-2:] = [parts[-2] + "`" + parts[-1]]
+    return "`".join(part if i % 2 else _md_text(part) for i, part in enumerate(parts))
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     if not rows:
         return ["_none_", ""]
     lines = [
-        "| " + " | ".join(_md_escape(h) for h in header) + " |",
+        "| " + " | ".join(_md_text(h) for h in header) + " |",
         "|" + "|".join("---" for _ in header) + "|",
     ]
-    lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(_md_text(c) for c in row) + " |" for row in rows]
     return [*lines, ""]
 
 
-def render_markdown(content: ReportContent, *, chart_filename: str | None = None) -> str:
+def render_markdown(
+    content: ReportContent,
+    *,
+    chart_filename: str | None = None,
+    billed_chart_filename: str | None = None,
+) -> str:
     """The report as Markdown (GitHub flavour tables)."""
-    out = [f"# Leakage report {week_label(content)}", "", content.summary, ""]
+    out = [f"# Leakage report {week_label(content)}", "", _md_inline(content.summary), ""]
     if content.has_data:
         out += [f"**Totals:** {_totals_line(content)}", ""]
     if chart_filename:
@@ -213,12 +292,20 @@ def render_markdown(content: ReportContent, *, chart_filename: str | None = None
         for s in causes:
             assert s.main_cause is not None
             out.append(
-                f"- {s.source}/{s.event_type}: {s.main_cause.description} "
+                f"- {_md_text(s.source)}/{_md_text(s.event_type)}: "
+                f"{_md_inline(s.main_cause.description)} "
                 f"({format_percent(s.main_cause.share_of_leaks)} of leaks are "
                 f"{s.main_cause.outcome})"
             )
         out.append("")
     out += ["## Outcomes", "", *_md_table(*_outcome_rows(content))]
+    out += [f"## {BILLED_TITLE}", "", _billed_line(content), ""]
+    if content.billed_vs_sent is not None:
+        if billed_chart_filename:
+            out += [f"![Billed share of sent usage by day]({billed_chart_filename})", ""]
+        out += [*_md_table(*_billed_day_rows(content))]
+        if content.billed_vs_sent.biggest_gaps:
+            out += ["Biggest gaps:", "", *_md_table(*_billed_gap_rows(content))]
     out += ["## Trend (8 weeks)", "", *_md_table(*_trend_rows(content))]
     out += ["## Top customers by leaked events", "", *_md_table(*_customer_rows(content))]
     out += [
@@ -226,14 +313,15 @@ def render_markdown(content: ReportContent, *, chart_filename: str | None = None
         "",
         *_md_table(*_alert_rows(content)),
     ]
-    out += ["## Sampler health", "", *[f"- {line}" for line in _health_lines(content)], ""]
+    out += ["## Sampler health", "", *[f"- {_md_text(line)}" for line in _health_lines(content)]]
+    out.append("")
     out += ["## Example transaction ids", ""]
     examples = _example_lines(content)
     if not examples:
         out += ["_none_", ""]
     for outcome, ids in examples:
-        out.append(f"- **{outcome}**: " + ", ".join(ids))
-    out += ["", "## Notes", "", *[f"- {n}" for n in content.notes], ""]
+        out.append(f"- **{outcome}**: " + ", ".join(_md_inline(i) for i in ids))
+    out += ["", "## Notes", "", *[f"- {_md_text(n)}" for n in content.notes], ""]
     out.append(f"_Generated {content.generated_at:%Y-%m-%d %H:%M} UTC by leakwatch._")
     return "\n".join(out) + "\n"
 
@@ -287,7 +375,9 @@ def _inline_code(text: str) -> str:
     return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
-def render_html(content: ReportContent, chart_png: bytes | None) -> str:
+def render_html(
+    content: ReportContent, chart_png: bytes | None, billed_png: bytes | None = None
+) -> str:
     """A single self-contained page: inline CSS, the chart as a data: URI, no scripts."""
     if not content.has_data:
         summary_class = "summary nodata"
@@ -325,6 +415,20 @@ def render_html(content: ReportContent, chart_png: bytes | None) -> str:
         )
         parts += ["<h2>Main causes</h2>", f"<ul>{items}</ul>"]
     parts += ["<h2>Outcomes</h2>", _html_table(*_outcome_rows(content))]
+    parts += [
+        f"<h2>{html.escape(BILLED_TITLE)}</h2>",
+        f"<p>{_inline_code(_billed_line(content))}</p>",
+    ]
+    if content.billed_vs_sent is not None:
+        if billed_png is not None:
+            encoded = base64.b64encode(billed_png).decode("ascii")
+            parts.append(
+                '<figure id="billed-chart"><img alt="Billed share of sent usage by day" '
+                f'src="data:image/png;base64,{encoded}"></figure>'
+            )
+        parts.append(_html_table(*_billed_day_rows(content)))
+        if content.billed_vs_sent.biggest_gaps:
+            parts += ["<p>Biggest gaps:</p>", _html_table(*_billed_gap_rows(content))]
     parts += ["<h2>Trend (8 weeks)</h2>", _html_table(*_trend_rows(content))]
     parts += ["<h2>Top customers by leaked events</h2>", _html_table(*_customer_rows(content))]
     parts += [
@@ -365,13 +469,17 @@ def render_json(content: ReportContent) -> str:
 # -------------------------------------------------------------------------- Slack
 
 
-def slack_escape(text: str) -> str:
-    """Escape the three characters Slack's mrkdwn treats as control characters."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def _clip(text: str, limit: int = SLACK_SECTION_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def render_slack_text(content: ReportContent) -> str:
+    """The message's plain-text fallback: the summary, escaped like the blocks.
+
+    The summary's log-derived names are already on one line with no backtick (core);
+    escaping `<>&` leaves no mention or link syntax for Slack to act on.
+    """
+    return _clip(escape_mrkdwn(content.summary))
 
 
 def render_slack_blocks(content: ReportContent) -> list[dict[str, object]]:
@@ -383,7 +491,7 @@ def render_slack_blocks(content: ReportContent) -> list[dict[str, object]]:
         },
         {
             "type": "section",
-            "text": {"type": "mrkdwn", "text": _clip(slack_escape(content.summary))},
+            "text": mrkdwn(render_slack_text(content)),
         },
     ]
     if content.has_data:
@@ -399,7 +507,7 @@ def render_slack_blocks(content: ReportContent) -> list[dict[str, object]]:
         blocks.append(
             {
                 "type": "section",
-                "fields": [{"type": "mrkdwn", "text": slack_escape(f)} for f in fields],
+                "fields": [mrkdwn(escape_mrkdwn(f)) for f in fields],
             }
         )
     h = content.health
@@ -409,7 +517,5 @@ def render_slack_blocks(content: ReportContent) -> list[dict[str, object]]:
         + (f"/{h.cycles_expected}" if h.cycles_expected is not None else "")
         + f" · 429s {h.search_rate_limited} · bad lines {h.bad_lines_total}"
     )
-    blocks.append(
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": slack_escape(context)}]}
-    )
+    blocks.append({"type": "context", "elements": [mrkdwn(escape_mrkdwn(context))]})
     return blocks

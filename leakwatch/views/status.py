@@ -1,29 +1,41 @@
 """`leakwatch status`: how much are we leaking? Reads the store; computes nothing by hand.
 
-Counts come from SQL aggregation (`store.queries.outcome_counts`); rates and intervals
-from `core.stats`; estimated leaked events per day multiply a rate by the source's
-mean daily volume over the last 7 full days (from the tailer's exact counts); revenue
-at risk per day multiplies each event type's rate by its daily volume (or daily quantity,
-when priced per unit) and its configured price.
+Counts come from SQL aggregation (`store.queries`); the leak rate and every per-outcome
+rate from the one weighted estimator (`core.stats.OutcomeTally`), so per-outcome rates
+add up to the leak rate; leaked events and revenue at risk from the one rule in
+`core.exposure` — each (source, event type) segment's rate × its volume over the same
+window as the samples (`--window`), priced — shown per day (window figure × 1 day /
+window), as alerts, the report and `/metrics` compute them.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlmodel import col
 
-from leakwatch.core.events import LEAKING_OUTCOMES, Outcome
-from leakwatch.core.stats import RateEstimate, rate_from_weight_sums
-from leakwatch.notify.outbox import outbox_summary
-from leakwatch.pipeline.alert import OpenAlert, Price, list_open
+from leakwatch.core.events import Outcome
+from leakwatch.core.exposure import (
+    Exposure,
+    Segment,
+    per_day,
+    scope_exposure,
+    segments_of,
+    volumes_in,
+    with_source_total,
+)
+from leakwatch.core.pricing import Price
+from leakwatch.core.reconcile import RECONCILED_WINDOW, billed_ratio
+from leakwatch.core.stats import OutcomeTally
+from leakwatch.store.alerts import OpenAlert, list_open
+from leakwatch.store.billing import reconciled_totals
 from leakwatch.store.db import SessionFactory, transaction
-from leakwatch.store.models import SamplingRun, VolumeCount
-from leakwatch.store.queries import OutcomeCounts, outcome_counts
+from leakwatch.store.models import SamplingRun
+from leakwatch.store.outbox import outbox_summary
+from leakwatch.store.queries import OutcomeCounts, outcome_counts, segment_counts, volume_rows
 
-VOLUME_DAYS = 7
 TOP_CUSTOMERS = 10
 
 
@@ -45,6 +57,19 @@ class RateRow:
     revenue_at_risk_per_day: float | None = None
 
 
+@dataclass(frozen=True)
+class ReconciledMetric:
+    """One billable metric's reconciled totals over the last week (exact, not sampled)."""
+
+    metric: str
+    expected: float
+    billed: float
+    difference: float
+    billed_ratio: float | None
+    flagged_days: int
+    days: int
+
+
 @dataclass
 class StatusView:
     now: datetime
@@ -57,6 +82,10 @@ class StatusView:
     outbox: dict[str, int]
     last_cycle: dict[str, Any] | None
     currency: str = "$"
+    # Per source, as of the last cycle: "counted" (the tail's exact volumes) or
+    # "estimated" (the tail is still reading the history; volume from the draw).
+    volumes: dict[str, str] = field(default_factory=dict)
+    reconciled: list[ReconciledMetric] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,70 +101,37 @@ class StatusView:
             ],
             "outbox": self.outbox,
             "last_cycle": self.last_cycle,
+            "volumes": self.volumes,
+            "reconciled_last_7_days": [asdict(r) for r in self.reconciled],
             "currency": self.currency,
         }
 
 
-def estimate_of(counts: OutcomeCounts, confidence: float = 0.95) -> RateEstimate:
-    decided = [o for o in Outcome if o.is_decided]
-    return rate_from_weight_sums(
-        counts.leaks,
-        counts.decided,
-        counts.weight(LEAKING_OUTCOMES),
-        counts.weight(decided),
-        sum(counts.weights_squared.get(o, 0.0) for o in decided),
-        confidence,
-    )
-
-
-def rate_row(counts: OutcomeCounts, *, label: str, daily_volume: float | None) -> RateRow:
-    estimate = estimate_of(counts)
-    decided = counts.decided
+def rate_row(
+    counts: OutcomeTally,
+    *,
+    label: str,
+    exposure: Exposure | None = None,
+    window: timedelta = timedelta(days=1),
+) -> RateRow:
+    """One group's row: the weighted leak rate and per-outcome rates, and its cost per day."""
+    estimate = counts.leak_rate()
+    exposure = exposure or Exposure()
+    leaked = per_day(exposure.leaked_events, window)
+    revenue = per_day(exposure.revenue_at_risk, window)
     return RateRow(
         group=label,
         counts={o.value: counts.counts.get(o, 0) for o in Outcome if counts.counts.get(o)},
         sampled=counts.total,
-        decided=decided,
+        decided=counts.decided,
         leaks=counts.leaks,
         leak_rate=estimate.rate,
         lower=estimate.interval.lo,
         upper=estimate.interval.hi,
-        leaked_per_day=None if daily_volume is None else estimate.rate * daily_volume,
-        rates={
-            f"{o.value}_rate": counts.counts.get(o, 0) / decided
-            for o in LEAKING_OUTCOMES
-            if decided and counts.counts.get(o)
-        },
+        leaked_per_day=leaked.point if leaked is not None else None,
+        rates={f"{o.value}_rate": r.rate for o, r in counts.outcome_rates().items()},
+        revenue_at_risk_per_day=revenue.point if revenue is not None else None,
     )
-
-
-def _daily_volumes(
-    sessions: SessionFactory, now: datetime, by: str, *, measure: str = "events"
-) -> dict[str, float]:
-    today = now.date()
-    first = today - timedelta(days=VOLUME_DAYS)
-    column = col(VolumeCount.source) if by == "source" else col(VolumeCount.event_type)
-    summed = col(VolumeCount.quantity_sum) if measure == "quantity" else col(VolumeCount.events)
-    with transaction(sessions) as session:
-        rows = session.execute(
-            select(column, func.sum(summed))
-            .where(col(VolumeCount.day) >= first, col(VolumeCount.day) < today)
-            .group_by(column)
-        ).all()
-    return {str(group): float(total or 0) / VOLUME_DAYS for group, total in rows}
-
-
-def _revenue_per_day(
-    row: RateRow,
-    price: Price | None,
-    events_per_day: float | None,
-    quantity_per_day: float | None,
-) -> float | None:
-    if price is None or not row.decided:
-        return None
-    if isinstance(price, int | float):
-        return None if events_per_day is None else row.leak_rate * events_per_day * float(price)
-    return None if quantity_per_day is None else row.leak_rate * quantity_per_day * price.per_unit
 
 
 def build_status(
@@ -152,44 +148,51 @@ def build_status(
         sources = outcome_counts(session, since=since, until=now, by="source")
         types = outcome_counts(session, since=since, until=now, by="event_type")
         customers = outcome_counts(session, since=since, until=now, by="customer_id")
+        segments = segment_counts(session, since=since, until=now)
+        volumes = volumes_in(volume_rows(session, since.date(), now.date()), since, now, now)
         outbox = outbox_summary(session)
+        reconciled = reconciled_totals(session, since=(now - RECONCILED_WINDOW).date())
         last = session.execute(
             select(SamplingRun).order_by(col(SamplingRun.started_at).desc()).limit(1)
         ).scalar_one_or_none()
-    source_volume = _daily_volumes(sessions, now, "source")
-    type_volume = _daily_volumes(sessions, now, "event_type")
-    type_quantity = _daily_volumes(sessions, now, "event_type", measure="quantity")
-    customers.sort(key=lambda c: (-c.leaks, -c.total, c.group or ""))
-    by_event_type = [
-        rate_row(c, label=c.group or "", daily_volume=type_volume.get(c.group or "")) for c in types
-    ]
-    for row in by_event_type:
-        row.revenue_at_risk_per_day = _revenue_per_day(
-            row,
-            (prices or {}).get(row.group),
-            type_volume.get(row.group),
-            type_quantity.get(row.group),
+    volume_states = _volume_states(last)
+    for name, per_day_events in _estimated_daily_volumes(last).items():
+        # Partial counts would understate the volume: the draw's estimate sets the
+        # level, the counts so far the mix of event types.
+        volumes = with_source_total(volumes, name, per_day_events * (window / timedelta(days=1)))
+
+    def row(counts: OutcomeCounts, within: Callable[[Segment], bool] | None) -> RateRow:
+        exposure = (
+            None
+            if within is None
+            else scope_exposure(segments, volumes, prices or {}, within=within)
         )
-    overall_row = rate_row(overall, label="all", daily_volume=sum(source_volume.values()) or None)
-    priced = [r.revenue_at_risk_per_day for r in by_event_type]
-    if any(v is not None for v in priced):
-        # Each type at its own rate and price; a blended rate would misprice the mix.
-        overall_row.revenue_at_risk_per_day = sum(v for v in priced if v is not None)
+        return rate_row(counts, label=counts.group or "", exposure=exposure, window=window)
+
+    customers.sort(key=lambda c: (-c.leaks, -c.total, c.group or ""))
+    overall_row = row(overall, segments_of())
+    overall_row.group = "all"
     return StatusView(
         now=now,
         window=window,
         overall=overall_row,
-        by_source=[
-            rate_row(c, label=c.group or "", daily_volume=source_volume.get(c.group or ""))
-            for c in sources
-        ],
-        by_event_type=by_event_type,
-        top_customers=[
-            rate_row(c, label=c.group or "", daily_volume=None)
-            for c in customers[:TOP_CUSTOMERS]
-            if c.leaks
-        ],
+        by_source=[row(c, segments_of(source=c.group)) for c in sources],
+        by_event_type=[row(c, segments_of(event_type=c.group)) for c in types],
+        # No volume is counted per customer, so a customer's cost is unknown.
+        top_customers=[row(c, None) for c in customers[:TOP_CUSTOMERS] if c.leaks],
         open_alerts=list_open(sessions, now),
+        reconciled=[
+            ReconciledMetric(
+                metric=t.metric_name,
+                expected=t.expected,
+                billed=t.billed,
+                difference=t.billed - t.expected,
+                billed_ratio=billed_ratio(t.expected, t.billed),
+                flagged_days=t.flagged,
+                days=t.rows,
+            )
+            for t in reconciled
+        ],
         outbox=dict(outbox.counts),
         last_cycle=None
         if last is None
@@ -204,4 +207,30 @@ def build_status(
             "error": last.error,
         },
         currency=currency,
+        volumes=volume_states,
     )
+
+
+def _last_sources(last: SamplingRun | None) -> dict[str, dict[str, Any]]:
+    sources = (last.summary or {}).get("sources") if last is not None else None
+    return sources if isinstance(sources, dict) else {}
+
+
+def _volume_states(last: SamplingRun | None) -> dict[str, str]:
+    """Each source's volume state in the last cycle (older runs did not say: counted)."""
+    return {
+        name: str(report.get("volumes", "counted"))
+        for name, report in _last_sources(last).items()
+        if isinstance(report, dict)
+    }
+
+
+def _estimated_daily_volumes(last: SamplingRun | None) -> dict[str, float]:
+    """Daily volume estimated from the last draw, for sources still being counted."""
+    return {
+        name: float(report["events_per_day"])
+        for name, report in _last_sources(last).items()
+        if isinstance(report, dict)
+        and report.get("volumes") == "estimated"
+        and isinstance(report.get("events_per_day"), int | float)
+    }

@@ -9,12 +9,26 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from leakwatch.notify.outbox import SendReport
-from leakwatch.pipeline.alert import AlertResult, OpenAlert
-from leakwatch.pipeline.check import CycleSummary
+from leakwatch.core.reconcile import ReconcileResult
+from leakwatch.core.results import AlertResult, CycleSummary, SendReport
+from leakwatch.core.text import one_line
 from leakwatch.sources.base import SampleResult
+from leakwatch.store.alerts import OpenAlert
 from leakwatch.views.lookup import LookupResult
 from leakwatch.views.status import RateRow, StatusView
+
+
+def _markup(value: object) -> str:
+    """A value from events or Metronome, for rich markup: one line, no control
+    characters (an ESC would drive the terminal), brackets escaped ("[x]" is markup)."""
+    return escape(one_line(str(value)))
+
+
+def _plain(value: object) -> str:
+    """A value from events or Metronome, for a `markup=False` print: one line, no
+    control characters."""
+    return one_line(str(value))
+
 
 LEAK_ORDER = ("missing", "unmatched_customer", "unmatched_metric", "duplicate", "mismatch")
 
@@ -46,7 +60,7 @@ def print_cycle_summary(
         table.add_column(column, justify="right" if column != "source" else "left")
     for report in summary.sources.values():
         table.add_row(
-            escape(report.name),
+            _markup(report.name),
             str(report.lines_read),
             str(report.new_events),
             str(report.bad_lines),
@@ -56,9 +70,9 @@ def print_cycle_summary(
     out.print(table)
     for report in summary.sources.values():
         for warning in report.warnings:
-            out.print(f"  warning ({report.name}): {warning}", markup=False, style="yellow")
+            out.print(f"  warning ({report.name}): {_plain(warning)}", markup=False, style="yellow")
         if report.error:
-            out.print(f"  error ({report.name}): {report.error}", markup=False, style="red")
+            out.print(f"  error ({report.name}): {_plain(report.error)}", markup=False, style="red")
     if summary.verdicts:
         verdicts = Table(title="verdicts this cycle", title_justify="left")
         verdicts.add_column("outcome")
@@ -71,7 +85,7 @@ def print_cycle_summary(
         reason, count = summary.lookup_errors.most_common(1)[0]
         out.print(
             f"{failed} lookup(s) failed, recorded as `error` and looked up again later; "
-            f"{'why' if count == failed else 'mostly'}: {reason}",
+            f"{'why' if count == failed else 'mostly'}: {_plain(reason)}",
             markup=False,
             style="red",
         )
@@ -85,9 +99,9 @@ def print_cycle_summary(
         )
     changed = [a for a in alerts if a.notification is not None]
     for alert in changed:
-        scope = f" [{alert.scope}]" if alert.scope else ""
+        scope = f" [{_plain(alert.scope)}]" if alert.scope else ""
         out.print(
-            f"alert {alert.rule_name}{scope}: {alert.status.value} — {alert.reason}",
+            f"alert {alert.rule_name}{scope}: {alert.status.value} — {_plain(alert.reason)}",
             markup=False,
             style="bold red" if alert.status.value == "firing" else None,
         )
@@ -115,7 +129,7 @@ def _rate_table(title: str, rows: Sequence[RateRow], *, volume: bool, currency: 
         table.add_column("≈ leaked / day (at risk)" if money else "≈ leaked / day", justify="right")
     for row in rows:
         # Group names come from events: escaped, or "[x]" would vanish as markup.
-        cells = [escape(row.group), str(row.sampled), str(row.decided)]
+        cells = [_markup(row.group), str(row.sampled), str(row.decided)]
         cells += [str(row.counts.get(name, 0) or "") for name in LEAK_ORDER]
         if row.decided:
             cells.append(f"{pct(row.leak_rate)} ({pct(row.lower)}–{pct(row.upper)})")
@@ -152,6 +166,20 @@ def print_status(out: Console, view: StatusView) -> None:
                 "not in rates: " + ", ".join(f"{v} {k}" for k, v in undecided.items() if v),
                 markup=False,
             )
+    if view.reconciled:
+        table = Table(title="billed vs sent, reconciled over the last 7 days (exact)")
+        for header in ("metric", "expected", "billed", "gap", "days flagged"):
+            table.add_column(header, overflow="fold")
+        for r in view.reconciled:
+            gap = "" if r.billed_ratio is None else f" ({r.billed_ratio - 1:+.2%})"
+            table.add_row(
+                _markup(r.metric),
+                _amount(r.expected),
+                _amount(r.billed),
+                _amount(r.difference) + gap,
+                f"{r.flagged_days} of {r.days}",
+            )
+        out.print(table)
     print_alerts(out, view.open_alerts)
     if view.outbox:
         out.print(
@@ -167,8 +195,17 @@ def print_status(out: Console, view: StatusView) -> None:
         )
         line = f"last cycle: #{last['run_id']} {last['status']} {when}"
         if last.get("error"):
-            line += f" — {last['error']}"
+            line += f" — {_plain(last['error'])}"
         out.print(line, markup=False)
+    estimated = sorted(name for name, state in view.volumes.items() if state == "estimated")
+    if estimated:
+        out.print(
+            "volumes estimated from the draw (the tail is still counting the history): "
+            + ", ".join(estimated),
+            markup=False,
+        )
+    elif view.volumes:
+        out.print("volumes counted by the tail", markup=False)
 
 
 def print_alerts(out: Console, alerts: Sequence[OpenAlert]) -> None:
@@ -190,8 +227,8 @@ def print_alerts(out: Console, alerts: Sequence[OpenAlert]) -> None:
         if alert.acked_at:
             note.append("acknowledged")
         table.add_row(
-            escape(alert.rule_name),
-            escape(alert.scope or "all"),
+            _markup(alert.rule_name),
+            _markup(alert.scope or "all"),
             alert.severity,
             alert.status,
             f"{alert.since:%Y-%m-%d %H:%M}" if alert.since else "",
@@ -203,9 +240,9 @@ def print_alerts(out: Console, alerts: Sequence[OpenAlert]) -> None:
 
 def print_lookup(out: Console, results: Sequence[LookupResult]) -> None:
     for result in results:
-        out.print(f"[bold]{escape(result.transaction_id)}[/]", highlight=False)
+        out.print(f"[bold]{_markup(result.transaction_id)}[/]", highlight=False)
         if result.error:
-            out.print(f"  lookup failed: {result.error}", markup=False, style="red")
+            out.print(f"  lookup failed: {_plain(result.error)}", markup=False, style="red")
             continue
         if not result.items:
             out.print("  Metronome holds nothing under this id")
@@ -213,18 +250,20 @@ def print_lookup(out: Console, results: Sequence[LookupResult]) -> None:
             customer = item.get("matched_customer") or {}
             metrics = item.get("matched_billable_metrics") or item.get("billable_metrics") or []
             names = ", ".join(str(m.get("name")) for m in metrics if isinstance(m, dict))
-            out.print(
+            line = (
                 f"  item {item.get('id')}: customer_id={item.get('customer_id')} "
                 f"type={item.get('event_type')} at {item.get('timestamp')}"
                 f"{' DUPLICATE' if item.get('is_duplicate') else ''}; "
                 f"customer={customer.get('name') or customer.get('id') or 'none'}; "
-                f"metrics={names or 'none'}",
-                markup=False,
+                f"metrics={names or 'none'}"
             )
+            out.print(_plain(line), markup=False)
         for verdict in result.verdicts:
             where = f" ({verdict.source})" if verdict.source else ""
             recorded = f"; recorded {verdict.recorded_outcome}" if verdict.recorded_outcome else ""
-            out.print(f"  → {verdict.outcome}{where}: {verdict.reason}{recorded}", markup=False)
+            out.print(
+                _plain(f"  → {verdict.outcome}{where}: {verdict.reason}{recorded}"), markup=False
+            )
 
 
 def print_sample_counts(err: Console, result: SampleResult) -> None:
@@ -235,11 +274,11 @@ def print_sample_counts(err: Console, result: SampleResult) -> None:
     )
     for stratum, population in sorted(result.strata_populations.items()):
         drawn = sum(1 for e in result.events if e.stratum == stratum)
-        err.print(f"  stratum {stratum}: {drawn} of ≈{population:,.0f}", markup=False)
+        err.print(f"  stratum {_plain(stratum)}: {drawn} of ≈{population:,.0f}", markup=False)
     for reason, count in sorted(result.bad_lines.items()):
         err.print(f"  bad lines ({reason}): {count}", markup=False)
     for warning in result.warnings:
-        err.print(f"warning: {warning}", markup=False, style="yellow")
+        err.print(f"warning: {_plain(warning)}", markup=False, style="yellow")
 
 
 @contextmanager
@@ -261,3 +300,68 @@ def progress_bar(console: Console, label: str) -> Iterator[Callable[[int, int], 
             progress.update(task, completed=done, total=total or None)
 
         yield update
+
+
+def _amount(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def _signed_money(value: float, currency: str) -> str:
+    return f"{'-' if value < 0 else ''}{currency}{abs(value):,.2f}"
+
+
+def print_reconciliation(
+    out: Console, result: ReconcileResult, *, currency: str = "$", show_all: bool = False
+) -> None:
+    """Expected vs billed per customer × metric × day: flagged rows, then what was skipped."""
+    if result.days:
+        out.print(
+            f"expected (from your record) vs billed (Metronome /v1/usage), "
+            f"{result.days[0]} to {result.days[-1]} (UTC days)",
+            markup=False,
+        )
+    for note in result.notes:
+        out.print(_plain(note), markup=False)
+    shown = result.rows if show_all else result.flagged
+    if result.rows:
+        table = Table(title="gaps" if not show_all else "all customer × metric × days")
+        for header in ("day", "customer", "metric", "expected", "billed", "gap", "money", "why"):
+            table.add_column(header, overflow="fold")
+        for row in shown:
+            gap = row.gap
+            ratio = f" ({gap.difference / gap.expected:+.1%})" if gap.expected else ""
+            table.add_row(
+                gap.day.isoformat(),
+                _markup(gap.customer_name or gap.customer_id),
+                _markup(gap.metric_name),
+                _amount(gap.expected),
+                _amount(gap.billed),
+                _amount(gap.difference) + ratio,
+                "–" if row.money is None else _signed_money(row.money, currency),
+                _markup(row.explanation if gap.status.value != "ok" else ""),
+            )
+        if shown:
+            out.print(table)
+        ok = len(result.rows) - len(result.flagged)
+        out.print(
+            f"{len(result.flagged)} flagged, {ok} of {len(result.rows)} within tolerance",
+            markup=False,
+        )
+    if result.skipped_metrics:
+        out.print(
+            "not reconciled: "
+            + "; ".join(
+                f"{_plain(name)} ({why})" for name, why in sorted(result.skipped_metrics.items())
+            ),
+            markup=False,
+        )
+    if result.unattributed:
+        top = sorted(result.unattributed.items(), key=lambda kv: -kv[1])[:5]
+        out.print(
+            "events under customer ids no lookup has resolved to a Metronome customer "
+            "(an alias Metronome does not know, or one not sampled yet; pin it in "
+            "[reconcile] aliases): " + ", ".join(f"{_plain(a)} {n}" for a, n in top),
+            markup=False,
+        )

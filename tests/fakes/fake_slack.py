@@ -56,6 +56,8 @@ class FakeSlackState:
     faults: deque[Fault] = field(default_factory=deque)
     down: bool = False
     requests: list[str] = field(default_factory=list)
+    # Every POST body as received (path, parameters): what leakwatch sent, field by field.
+    payloads: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     hang_s: float = 1.5
     _ts_counter: int = 0
     # Released by the test to let a held request answer (see `hold`).
@@ -160,6 +162,8 @@ def _make_handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
             else:
                 params = {k: v[-1] for k, v in parse_qs(raw).items()}
             params.update({k: v[-1] for k, v in parse_qs(parsed.query).items()})
+            with fake.lock:
+                fake.state.payloads.append((parsed.path, dict(params)))
             self._dispatch(parsed.path, params)
 
         def _reply(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
@@ -217,7 +221,7 @@ def _make_handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
                 return
             if fault is not None and fault.kind == "hold":
                 fake.state.hold_reached.set()
-                fake.state.hold_release.wait(timeout=30)
+                fake.state.hold_release.wait()  # released by the test, or on exit
                 # The caller is gone by now (killed); answering may fail, which is fine.
             try:
                 self._reply(status, body)

@@ -11,19 +11,15 @@ from sqlmodel import col, select
 from leakwatch.clock import FakeClock
 from leakwatch.core.alerting import AlertRule, AlertStatus, GroupBy, NotificationKind, RateKind
 from leakwatch.core.events import Outcome
+from leakwatch.core.pricing import Price
 from leakwatch.notify.outbox import OutboxSender
-from leakwatch.pipeline.alert import (
-    HealthSignals,
-    ack,
-    evaluate_alerts,
-    evaluate_health_alerts,
-    list_open,
-    silence,
-)
+from leakwatch.pipeline.alert import HealthSignals, evaluate_alerts, evaluate_health_alerts
+from leakwatch.store.alerts import ack, list_open, silence
 from leakwatch.store.db import SessionFactory, make_engine, session_factory, transaction
 from leakwatch.store.models import Alert, AlertTransition, Notification, SampledEvent, VolumeCount
 from tests.fakes.fake_slack import FakeSlack
 
+PRICES = {"api_request": Price(0.002)}
 RULE = AlertRule(
     name="leak rate",
     rate=RateKind.LEAK_RATE,
@@ -90,9 +86,9 @@ def test_fire_update_resolve_in_one_thread_with_what_leaks_and_what_it_costs(
             )
         )
     add_samples(sessions, clock, leaks=20, matched=180)  # 10 %: lower bound ≈ 6.6 % > 5 %
-    assert step(sessions, clock, outbox, prices={"api_request": 0.002}) == [NotificationKind.FIRE]
+    assert step(sessions, clock, outbox, prices=PRICES) == [NotificationKind.FIRE]
     add_samples(sessions, clock, leaks=300, matched=300)  # 40 %: the interval moved away
-    assert step(sessions, clock, outbox, prices={"api_request": 0.002}) == [NotificationKind.UPDATE]
+    assert step(sessions, clock, outbox, prices=PRICES) == [NotificationKind.UPDATE]
     clock.advance(25 * 3600)  # the leaky samples leave the window
     add_samples(sessions, clock, leaks=0, matched=400)
     assert step(sessions, clock, outbox) == [NotificationKind.RESOLVE]

@@ -16,7 +16,8 @@ from sqlmodel import col, select
 from leakwatch.clock import FakeClock
 from leakwatch.core.alerting import AlertRule, GroupBy, NotificationKind
 from leakwatch.notify.outbox import OutboxSender
-from leakwatch.pipeline.alert import ack, evaluate_alerts, silence
+from leakwatch.pipeline.alert import evaluate_alerts
+from leakwatch.store.alerts import ack, silence
 from leakwatch.store.db import SessionFactory, make_engine, session_factory, transaction
 from leakwatch.store.models import Alert, AlertTransition, Notification
 from tests.fakes.fake_slack import FakeSlack

@@ -6,10 +6,11 @@ event exactly once with the right final outcome.
 """
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -60,11 +61,27 @@ class World:
         )
 
 
-def _world(db_url: str, tmp_path: Path, *, strings: bool, events: int = 1200) -> Iterator[World]:
-    clock = FakeClock(START)
-    scenario = build_scenario(now=START, events=events, seed=5)
+# Writes the scenario where a source reads it; returns the source's config keys.
+SourcePlacer = Callable[[Scenario, Path], dict[str, Any]]
+
+
+def local_jsonl(scenario: Scenario, tmp_path: Path) -> dict[str, Any]:
     log = tmp_path / "usage.jsonl"
     scenario.write_log(log)
+    return {"type": "jsonl", "path": str(log)}
+
+
+def _world(
+    db_url: str,
+    tmp_path: Path,
+    *,
+    strings: bool,
+    events: int = 1200,
+    place: SourcePlacer = local_jsonl,
+) -> Iterator[World]:
+    clock = FakeClock(START)
+    scenario = build_scenario(now=START, events=events, seed=5)
+    source = place(scenario, tmp_path)
     state = build_demo_state(clock=clock, options=SimulatorOptions(properties_as_strings=strings))
     state.faults.silent_drop_ids.update(scenario.dropped_ids)
     settings = settings_from_mapping(
@@ -75,11 +92,10 @@ def _world(db_url: str, tmp_path: Path, *, strings: bool, events: int = 1200) ->
             "sources": [
                 {
                     "name": "gateway",
-                    "type": "jsonl",
-                    "path": str(log),
                     "sample_size": 400,
                     "settle_delay": "10m",
                     "max_age": "33d",
+                    **source,
                 }
             ],
             "checks": {"every": "15m", "missing_grace": "2h", "min_checks_before_missing": 2},
@@ -118,7 +134,8 @@ def _settle(world: World, search: SearchClient, cycles: int) -> None:
         world.clock.advance(15 * 60)
 
 
-def test_every_recorded_outcome_equals_the_injected_truth(world: World) -> None:
+def assert_true_outcomes(world: World) -> list[SampledEvent]:
+    """Settle three cycles; every recorded outcome must be the injected truth."""
     with world.search_client() as search:
         _settle(world, search, cycles=3)
     rows = _recorded(world.db_url)
@@ -130,6 +147,11 @@ def test_every_recorded_outcome_equals_the_injected_truth(world: World) -> None:
         if r.outcome != truth[(r.transaction_id, r.payload_hash)].value
     ]
     assert wrong == []
+    return rows
+
+
+def test_every_recorded_outcome_equals_the_injected_truth(world: World) -> None:
+    rows = assert_true_outcomes(world)
     seen = {r.outcome for r in rows}
     # A sample of this size sees every kind of injected leak.
     assert {"matched", "missing", "unmatched_customer", "unmatched_metric"} <= seen

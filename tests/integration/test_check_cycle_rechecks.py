@@ -19,8 +19,8 @@ from sqlalchemy import Engine, select
 from leakwatch.clock import FakeClock
 from leakwatch.config import Settings, settings_from_mapping
 from leakwatch.core.events import SampledEvent, SourceEvent
+from leakwatch.core.results import CycleSummary
 from leakwatch.metronome.client import SearchClient
-from leakwatch.pipeline.check import CycleSummary
 from leakwatch.simulator import SimulatorServer, build_demo_state
 from leakwatch.simulator.scenario import jsonl
 from leakwatch.store.db import make_engine, session_factory, transaction

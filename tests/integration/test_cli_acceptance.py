@@ -134,6 +134,18 @@ class SlowWorld:
                 break
         return process
 
+    def run_check(self, *args: str) -> "subprocess.CompletedProcess[str]":
+        """Run `leakwatch check` to its end."""
+        return subprocess.run(
+            [sys.executable, "-m", "leakwatch", "check", *args],
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
     def recorded(self) -> tuple[list[SampledEventRow], list[str]]:
         engine = make_engine(self.db_url)
         with transaction(session_factory(engine)) as session:
@@ -189,15 +201,7 @@ def test_check_killed_during_its_lookups_then_run_again_records_each_event_once(
     with slow.start_check() as doomed:
         doomed.kill()  # SIGKILL: no handler, no clean-up, mid-lookups
         doomed.communicate(timeout=30)
-    rerun = subprocess.run(
-        [sys.executable, "-m", "leakwatch", "check", "--json"],
-        cwd=slow.cwd,
-        env=slow.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    rerun = slow.run_check("--json")
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads(rerun.stdout)["status"] == "finished"
     rows, runs = slow.recorded()
@@ -232,3 +236,31 @@ def test_sample_of_a_path_that_matches_no_file_is_an_error(
     assert result.returncode == 1
     assert "no file matches" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_second_check_while_one_searches_exits_1_and_searches_nothing(
+    slow: SlowWorld,
+) -> None:
+    """One instance per store searches: the daemon's lock guards `check` too.
+
+    The first check is frozen (SIGSTOP) mid-lookups, holding the lock, so the second
+    meets it for certain, whatever the machine's speed.
+    """
+    with slow.start_check() as first:
+        first.send_signal(signal.SIGSTOP)
+        try:
+            second = slow.run_check()
+        finally:
+            first.send_signal(signal.SIGCONT)
+        stdout, stderr = first.communicate(timeout=120)
+    assert second.returncode == 1, second.stderr
+    assert "another leakwatch" in second.stderr
+    said = " ".join(second.stderr.split())  # rich wraps long lines
+    assert "One leakwatch (the daemon or a check) searches Metronome per store" in said
+    assert "Traceback" not in second.stderr
+    assert first.returncode == 0, stderr
+    assert "finished" in stdout
+    rows, runs = slow.recorded()
+    assert runs == ["finished"]  # the second recorded no run, looked nothing up
+    assert all(r.attempts == 1 for r in rows)
+    _assert_true_outcomes(slow, rows)

@@ -207,3 +207,23 @@ def test_demo_finds_every_injected_leak(tmp_path: Path, db_url: str) -> None:
     assert "FIRING leak rate" in result.stdout
     assert (tmp_path / "demo" / "leakwatch.db").exists()
     assert list((tmp_path / "demo" / "reports").glob("*.html"))
+
+
+def test_reconcile_before_and_after_a_check(setup: Setup) -> None:
+    before = setup.run("reconcile", "--days", "2")
+    assert before.returncode == 1
+    assert "run `leakwatch check` first" in before.stdout
+    assert setup.run("check", "--json").returncode == 0
+    result = setup.run("reconcile", "--days", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert len(body["days"]) == 2 and body["rows"]
+    assert body["flagged"] > 0  # dropped events and collisions leave exact gaps
+    row = body["rows"][0]
+    assert {"customer_id", "metric_name", "expected", "billed", "difference", "explanation"} <= set(
+        row
+    )
+    assert "hooli" in body["unattributed_events"]
+    text = setup.run("reconcile", "--days", "2")
+    assert text.returncode == 0, text.stderr
+    assert "flagged" in text.stdout and "within tolerance" in text.stdout

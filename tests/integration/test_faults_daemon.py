@@ -147,11 +147,13 @@ def test_killed_connections_mid_cycle_and_mid_send_lose_and_double_nothing(
     rng = random.Random(11)
     with daemon_world(tmp_path, pg_url) as world:
         with_alerts(world)
-        daemon = start(world, slack, "a")
-        wait_for(lambda: daemon.role() == "leader", timeout_s=20, what="the daemon to lead")
         # Mid-send: Slack holds the first post while every session of ours is killed.
+        # Armed before the daemon starts, so the first post is held whenever it comes
+        # (armed after, a fast first cycle could post before the hold and none after).
         slack.inject("hold", methods={"chat.postMessage"})
-        assert slack.state.hold_reached.wait(timeout=20), "no alert was ever posted"
+        daemon = start(world, slack, "a")
+        wait_for(lambda: daemon.role() == "leader", timeout_s=60, what="the daemon to lead")
+        wait_for(slack.state.hold_reached.is_set, timeout_s=120, what="the first alert post")
         assert terminate(pg_url) >= 1
         slack.state.hold_release.set()
         # Mid-cycle, at random points: the lock session and the pool's sessions.
@@ -159,10 +161,10 @@ def test_killed_connections_mid_cycle_and_mid_send_lose_and_double_nothing(
             CLOCK.sleep(rng.uniform(0.2, 1.0))
             terminate(pg_url, application_name="leakwatch-leader" if rng.random() < 0.5 else None)
         assert daemon.process.poll() is None, daemon.log_text()[-3000:]
-        wait_for(lambda: daemon.role() == "leader", timeout_s=20, what="the daemon to lead again")
+        wait_for(lambda: daemon.role() == "leader", timeout_s=60, what="the daemon to lead again")
         runs = finished_runs(pg_url)
-        wait_for(lambda: finished_runs(pg_url) >= runs + 1, timeout_s=20, what="cycles again")
-        wait_for(lambda: outbox_drained(pg_url), timeout_s=30, what="the outbox to drain")
+        wait_for(lambda: finished_runs(pg_url) >= runs + 1, timeout_s=60, what="cycles again")
+        wait_for(lambda: outbox_drained(pg_url), timeout_s=60, what="the outbox to drain")
         assert daemon.terminate() == 0
         assert fired(pg_url) >= 1
         assert_nothing_lost_or_doubled(pg_url, slack)

@@ -21,6 +21,7 @@ from leakwatch.daemon.leader import (
     libpq_url,
     sqlite_lock_path,
 )
+from leakwatch.errors import StoreError
 
 PG_ADMIN_URL = os.environ.get("LEAKWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -123,6 +124,29 @@ def test_different_keys_do_not_compete(database_url: str) -> None:
     finally:
         a.release()
         b.release()
+
+
+def test_a_check_beside_a_postgres_leader_is_refused_naming_the_holder(
+    leaders: tuple[PostgresLeader, PostgresLeader],
+) -> None:
+    """`check` takes the daemon's advisory lock with acquire_or_fail: held, it refuses."""
+    daemon, check = leaders
+    assert daemon.try_acquire() is True
+    with pytest.raises(AnotherInstanceRunning) as refused:
+        check.acquire_or_fail()
+    assert f"Postgres backend pid {daemon.backend_pid}, leakwatch-leader" in str(refused.value)
+    assert "One leakwatch (the daemon or a check) searches" in str(refused.value)
+    assert check.is_leader() is False
+    daemon.release()
+    check.acquire_or_fail()
+    assert check.is_leader() is True
+    assert daemon.try_acquire() is False  # the daemon follows while the check runs
+
+
+def test_acquire_or_fail_on_an_unreachable_server_says_so_not_another_instance() -> None:
+    leader = PostgresLeader("postgresql+psycopg://nobody:pw@127.0.0.1:1/none", key=1)
+    with pytest.raises(StoreError, match=r"cannot reach the database at .*127\.0\.0\.1:1"):
+        leader.acquire_or_fail()
 
 
 def test_a_second_sqlite_instance_gets_a_clear_refusal(tmp_path: Path) -> None:

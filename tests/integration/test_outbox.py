@@ -17,16 +17,11 @@ from sqlmodel import select
 
 from leakwatch.clock import FakeClock
 from leakwatch.notify.blocks import SlackMessage
-from leakwatch.notify.outbox import (
-    NotificationKind,
-    OutboxSender,
-    enqueue,
-    outbox_summary,
-    requeue_dead,
-)
+from leakwatch.notify.outbox import NotificationKind, OutboxSender, enqueue
 from leakwatch.notify.slack import SlackNotifier, WebhookNotifier
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import Alert, Notification
+from leakwatch.store.outbox import outbox_summary, requeue_dead
 from tests.fakes.fake_slack import FakeSlack
 
 TOKEN = "xoxb-test-token"

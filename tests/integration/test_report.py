@@ -17,6 +17,7 @@ import pytest
 from scipy.stats import binomtest
 from sqlmodel import select
 
+from leakwatch.core.pricing import Price
 from leakwatch.core.weeks import IsoWeek
 from leakwatch.pipeline.report_build import build_report, write_report
 from leakwatch.store.db import SessionFactory, transaction
@@ -174,7 +175,7 @@ def test_report_numbers_equal_an_independent_computation(
         week="2026-W47",
         now=datetime(2026, 11, 23, 9, 0, tzinfo=UTC),
         timezone="Europe/Berlin",
-        prices={"api_request": 0.002, "gpu_seconds": {"per_unit": 0.0001, "property": "seconds"}},
+        prices={"api_request": Price(0.002), "gpu_seconds": Price(0.0001, "seconds")},
         checks_every=timedelta(minutes=15),
     )
 
@@ -361,7 +362,7 @@ def test_an_empty_week_says_no_data(sessions: SessionFactory, tmp_path: Path) ->
         week="2026-W47",
         now=datetime(2026, 11, 23, 9, tzinfo=UTC),
         timezone="UTC",
-        prices={"api_request": 0.002},
+        prices={"api_request": Price(0.002)},
         checks_every=timedelta(minutes=15),
     )
     assert not content.has_data

@@ -12,6 +12,7 @@ import pytest
 from slack_sdk import WebClient
 from sqlmodel import select
 
+from leakwatch.core.pricing import Price
 from leakwatch.notify.report_send import SendDecision
 from leakwatch.pipeline.report_build import ReportContent, build_report, send_report, write_report
 from leakwatch.store.db import SessionFactory, transaction
@@ -55,7 +56,7 @@ def _content(sessions: SessionFactory) -> ReportContent:
         week="2026-W47",
         now=NOW,
         timezone="UTC",
-        prices={"api_request": 0.002},
+        prices={"api_request": Price(0.002)},
         checks_every=timedelta(minutes=15),
     )
 

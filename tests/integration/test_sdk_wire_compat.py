@@ -201,3 +201,30 @@ def test_sdk_parses_custom_sql_metrics_custom_fields_and_deprecated_fields(
     assert tokens.aggregate == "sum"
     assert tokens.aggregate_keys == ["count"]
     assert tokens.custom_fields == {}
+
+
+def test_sdk_lists_usage_aggregates_across_pages_with_strict_validation(
+    sdk: Metronome, sim: SimulatorServer, clock: SystemClock
+) -> None:
+    """`client.v1.usage.list` parses every row and follows `next_page` to the end."""
+    ingest_sample(sdk, clock)
+    today = clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = list(
+        sdk.v1.usage.list(
+            starting_on=today - timedelta(days=40),
+            ending_before=today + timedelta(days=1),
+            window_size="DAY",
+        )
+    )
+    for row in rows:
+        assert_no_unknown_keys(row)
+    customers, metrics = len(sim.state.customers()), len(sim.state.metrics())
+    assert len(rows) == customers * metrics * 41  # more than one page of 100
+    acme_gpu = [
+        r
+        for r in rows
+        if r.customer_id == "5a1f6a0e-7c43-4d35-9a5b-2a4f0e1c9b01"
+        and r.billable_metric_name == "GPU seconds"
+        and r.value
+    ]
+    assert [r.value for r in acme_gpu] == [12.5]

@@ -300,3 +300,31 @@ def test_undecodable_answers_are_retried_then_errors_never_a_crash(
         failed = client.search(["enc-1", "unknown"])
     assert failed.answered == {}
     assert set(failed.errors) == {"enc-1", "unknown"}
+
+
+@pytest.mark.parametrize("kind", [FaultKind.TIMEOUT, FaultKind.TRUNCATED_BODY])
+def test_an_answer_that_never_comes_or_is_cut_short_is_retried_never_absent(
+    sim: SimulatorServer, clock: FakeClock, kind: FaultKind
+) -> None:
+    ingest_ids(sim, clock, ["cut-1"])
+    sim.faults.script(kind)
+    with make_client(sim, clock, timeout_s=0.3) as client:
+        healed = client.search(["cut-1"])
+    assert len(healed.items_for("cut-1")) == 1
+    with make_client(sim, clock, max_retries=1, timeout_s=0.3) as client:
+        sim.faults.script(kind, count=2)
+        failed = client.search(["cut-1", "unknown"])
+    assert failed.answered == {}
+    assert set(failed.errors) == {"cut-1", "unknown"}
+
+
+def test_a_revoked_token_is_rejected_and_a_restored_one_answers(
+    sim: SimulatorServer, clock: FakeClock
+) -> None:
+    ingest_ids(sim, clock, ["tok-1"])
+    sim.set_token("rotated-token-0000")
+    with make_client(sim, clock) as client, pytest.raises(TokenRejected):
+        client.search(["tok-1"])
+    sim.set_token(TOKEN)
+    with make_client(sim, clock) as client:
+        assert len(client.search(["tok-1"]).items_for("tok-1")) == 1

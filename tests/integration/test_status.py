@@ -49,13 +49,14 @@ def test_status_matches_an_independent_computation(sessions: SessionFactory, see
     rows = _rows(random.Random(seed))
     with transaction(sessions) as session:
         session.add_all(rows)
-        for day in range(1, 8):
+        # 7,000 events a day; today (NOW is noon) has half of them so far.
+        for day in range(8):
             session.add(
                 VolumeCount(
                     source="gateway",
                     event_type="api_request",
                     day=(NOW - timedelta(days=day)).date(),
-                    events=7000,
+                    events=3500 if day == 0 else 7000,
                 )
             )
     view = build_status(sessions, now=NOW, window=timedelta(hours=24))
@@ -81,8 +82,15 @@ def test_status_matches_an_independent_computation(sessions: SessionFactory, see
         r.weight for r in gw_decided
     )
     assert gateway.leak_rate == pytest.approx(gw_rate)
-    # 7,000 events a day over the last 7 full days.
-    assert gateway.leaked_per_day == pytest.approx(gw_rate * 7000)
+    # Per-outcome rates are weighted like the leak rate, so they add up to it.
+    assert sum(gateway.rates.values()) == pytest.approx(gw_rate)
+    assert sum(view.overall.rates.values()) == pytest.approx(view.overall.leak_rate)
+    # Only gateway's api_request events have a volume: 7,000 over the last 24 h,
+    # at that segment's own rate (equal weights within it).
+    seg = [r for r in gw_decided if r.event_type == "api_request"]
+    seg_rate = sum(1 for r in seg if r.outcome in LEAKS) / len(seg)
+    assert gateway.leaked_per_day == pytest.approx(seg_rate * 7000)
+    assert view.overall.leaked_per_day == pytest.approx(seg_rate * 7000)
 
     api = next(r for r in view.by_event_type if r.group == "api_request")
     api_decided = [r for r in decided if r.event_type == "api_request"]

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from leakwatch.config import UnitPrice
+from leakwatch.core.pricing import Price
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import SampledEvent, VolumeCount
 from leakwatch.views.status import build_status
@@ -12,7 +12,8 @@ from leakwatch.views.status import build_status
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 # event type → (matched, missing) samples
 SAMPLES = {"api_request": (90, 10), "gpu_seconds": (45, 5), "storage_gb": (8, 2)}
-# event type → (events, quantity) per day over each of the last 7 full days
+# event type → (events, quantity) per full day over the last 7 days; today (NOW is noon)
+# has half a day so far, so the last 24 h hold one day's worth.
 VOLUME = {"api_request": (7000, 0.0), "gpu_seconds": (300, 12_000.0), "storage_gb": (50, 0.0)}
 
 
@@ -35,21 +36,22 @@ def recorded(sessions: SessionFactory) -> SessionFactory:
                     )
                 )
             events, quantity = VOLUME[event_type]
-            for day in range(1, 8):
+            for day in range(8):
+                share = 0.5 if day == 0 else 1.0
                 session.add(
                     VolumeCount(
                         source="gateway",
                         event_type=event_type,
                         day=(NOW - timedelta(days=day)).date(),
-                        events=events,
-                        quantity_sum=quantity,
+                        events=round(events * share),
+                        quantity_sum=quantity * share,
                     )
                 )
     return sessions
 
 
 def test_revenue_at_risk_per_day_by_event_type_and_in_total(recorded: SessionFactory) -> None:
-    prices = {"api_request": 0.002, "gpu_seconds": UnitPrice(per_unit=0.0004, property="seconds")}
+    prices = {"api_request": Price(0.002), "gpu_seconds": Price(0.0004, "seconds")}
     view = build_status(recorded, now=NOW, window=timedelta(hours=24), prices=prices, currency="€")
     by_type = {r.group: r for r in view.by_event_type}
     api = 0.10 * 7000 * 0.002

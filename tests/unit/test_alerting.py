@@ -390,3 +390,40 @@ def test_a_split_groups_alert_resolves_when_no_samples_are_left() -> None:
     fleet = replace(rule, by=None)
     held = evaluate(fleet, fired.new_state, Observation(leaks=0, decided=0), start)
     assert held.new_state.status is AlertStatus.FIRING  # the whole fleet never "goes"
+
+
+# --- the sequential decision ---------------------------------------------------------
+
+
+def test_sequential_evidence_fires_and_says_why_in_plain_words() -> None:
+    from leakwatch.core.sequential import monitor_over
+
+    evidence = monitor_over(RULE.monitor(), [(13, 412)])
+    decision = evaluate(RULE, None, Observation(13, 412, evidence=evidence), T0)
+    assert decision.new_state.status is AlertStatus.FIRING
+    assert "3.2% of 412 lookups leaked (13)" in decision.reason
+    assert "chance of seeing so many by luck under 1% is below 1 in" in decision.reason
+
+
+def test_sequential_evidence_needs_no_minimum_but_holds_in_the_band() -> None:
+    from leakwatch.core.sequential import monitor_over
+
+    few = monitor_over(RULE.monitor(), [(1, 40)])
+    decision = evaluate(RULE, None, Observation(1, 40, evidence=few), T0)
+    assert decision.new_state.status is AlertStatus.INACTIVE
+    assert "not yet" in decision.reason
+    firing = evaluate(
+        RULE, None, Observation(13, 412, evidence=monitor_over(RULE.monitor(), [(13, 412)])), T0
+    ).new_state
+    band = monitor_over(RULE.monitor(), [(5, 500)])
+    held = evaluate(RULE, firing, Observation(5, 500, evidence=band), T0 + timedelta(minutes=15))
+    assert held.new_state.status is AlertStatus.FIRING
+    cleared = monitor_over(RULE.monitor(), [(0, 600)])
+    resolved = evaluate(
+        RULE, firing, Observation(0, 600, evidence=cleared), T0 + timedelta(minutes=30)
+    )
+    assert resolved.notification is NotificationKind.RESOLVE
+
+
+def test_a_split_rule_shares_its_false_alarm_level_over_its_groups() -> None:
+    assert RULE.monitor(groups=40).bound > RULE.monitor().bound

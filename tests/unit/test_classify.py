@@ -20,6 +20,8 @@ from leakwatch.core.events import (
     SearchItem,
     SourceEvent,
     format_timestamp,
+    parse_timestamp,
+    timestamp_or_none,
 )
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -373,3 +375,11 @@ def test_error_verdict_is_kept_apart() -> None:
     verdict = error_verdict("HTTP 503")
     assert verdict.outcome is Outcome.ERROR
     assert not verdict.outcome.is_decided
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_timestamp_no_instant_can_hold_is_unusable_not_a_crash(text: str) -> None:
+    """Found by tests/reliability/test_fuzz.py: these raised OverflowError."""
+    assert timestamp_or_none(text) is None
+    with pytest.raises(ValueError, match="out of range"):
+        parse_timestamp(text)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from leakwatch.config import ConfigError, Environment, load_settings, settings_from_mapping
+from leakwatch.config import Environment, load_settings, settings_from_mapping
 from leakwatch.core.durations import format_duration, parse_duration
+from leakwatch.errors import ConfigError
 
 
 @pytest.mark.parametrize(
@@ -120,11 +121,22 @@ def test_the_environment_wins_over_the_file(tmp_path: Path) -> None:
     assert "tok-123456" not in repr(settings)
 
 
-def test_no_file_means_defaults_unless_one_was_named(tmp_path: Path) -> None:
-    settings = load_settings(environ={"LEAKWATCH_CONFIG": str(tmp_path / "absent.toml")})
+def test_no_file_means_defaults_unless_one_was_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(environ={})
     assert settings.database_url == "sqlite:///leakwatch.db"
     with pytest.raises(ConfigError, match="leakwatch init"):
         load_settings(tmp_path / "absent.toml", environ={})
+
+
+def test_leakwatch_config_naming_a_missing_file_is_an_error(tmp_path: Path) -> None:
+    """A forgotten config mount must fail at start, not run on defaults."""
+    missing = tmp_path / "etc" / "leakwatch.toml"
+    with pytest.raises(ConfigError, match="LEAKWATCH_CONFIG") as caught:
+        load_settings(environ={"LEAKWATCH_CONFIG": str(missing)})
+    assert str(missing) in str(caught.value)
 
 
 def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
@@ -138,3 +150,18 @@ def test_environment_reads_only_its_own_names() -> None:
     env = Environment.model_validate({"SLACK_BOT_TOKEN": "xoxb-abc", "UNRELATED": "1"})
     assert env.slack_bot_token is not None
     assert env.slack_bot_token.get_secret_value() == "xoxb-abc"
+
+
+def test_timestamp_shape_settings_are_checked() -> None:
+    from leakwatch.config import ConfigError, settings_from_mapping
+
+    base = {"name": "gw", "type": "jsonl", "path": "/var/log/x.jsonl"}
+    ok = settings_from_mapping(
+        {"sources": [{**base, "timezone": "Europe/Berlin", "fields": {"timestamp_unit": "ms"}}]}
+    )
+    assert ok.sources[0].fields.timestamp_unit == "ms"
+    assert "timestamp_unit" not in ok.sources[0].fields.paths()
+    with pytest.raises(ConfigError, match="not an IANA time zone"):
+        settings_from_mapping({"sources": [{**base, "timezone": "Mars/Olympus"}]})
+    with pytest.raises(ConfigError, match="timestamp_unit"):
+        settings_from_mapping({"sources": [{**base, "fields": {"timestamp_unit": "weeks"}}]})

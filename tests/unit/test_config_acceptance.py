@@ -2,7 +2,8 @@
 
 import pytest
 
-from leakwatch.config import ConfigError, Environment, settings_from_mapping
+from leakwatch.config import Environment, settings_from_mapping
+from leakwatch.errors import ConfigError
 
 
 def _problems(data: dict[str, object]) -> list[str]:

@@ -227,15 +227,35 @@ def test_stratified_draw_gives_rare_strata_their_floor_and_weights(tmp_path: Pat
         for i in range(2000)
     ]
     log.write_bytes(b"".join(lines))
-    result = source(log, tmp_path).sample(
-        50, now=NOW, rng=random.Random(2), stratify_by="event_type", floor=10
-    )
+    src = source(log, tmp_path, stratify_by="event_type")
+    src.scan_new((), now=NOW)  # the tail counts strata and keeps the rare one's offsets
+    result = src.sample(50, now=NOW, rng=random.Random(2), stratify_by="event_type", floor=10)
     by_stratum = Counter(e.stratum for e in result.events)
     assert by_stratum == {"rare": 10, "common": 40}
     assert result.strata_populations == {"rare": 20, "common": 1980}
+    assert result.warnings == ()
     # Horvitz–Thompson: the weights of a stratum's draws add up to its population.
     assert sum(e.weight for e in result.events if e.stratum == "rare") == pytest.approx(20)
     assert sum(e.weight for e in result.events) == pytest.approx(2000)
+
+
+def test_stratified_draw_before_the_tail_estimates_strata_from_a_pilot(tmp_path: Path) -> None:
+    """No index yet (the first cycle): sizes from uniform draws, and it says so."""
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(
+        b"".join(
+            event_line(i, NOW - timedelta(days=5) + i * timedelta(minutes=3), event_type=kind)
+            for i, kind in enumerate(["a", "a", "a", "b"] * 500)
+        )
+    )
+    src = source(log, tmp_path, stratify_by="event_type")
+    result = src.sample(40, now=NOW, rng=random.Random(3), stratify_by="event_type", floor=5)
+    drawn = Counter(e.stratum for e in result.events)
+    assert drawn.total() == 40
+    assert 7 <= drawn["b"] <= 14  # allocated in proportion to the estimated sizes
+    assert result.strata_populations["b"] == pytest.approx(500, rel=0.2)
+    assert sum(e.weight for e in result.events) == pytest.approx(2000, rel=0.1)
+    assert any("estimated from the draw" in w for w in result.warnings)
 
 
 def test_uniform_draw_matches_stratum_shares(tmp_path: Path) -> None:

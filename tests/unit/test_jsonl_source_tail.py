@@ -146,3 +146,59 @@ def test_sampling_while_the_log_grows_sees_a_consistent_snapshot(tmp_path: Path)
     after = tail.source.sample(200, now=NOW, rng=random.Random(1))
     assert len(before.events) == 50
     assert any(int(e.event.transaction_id[1:]) >= 400 for e in after.events)
+
+
+def test_a_tail_out_of_time_stops_at_a_line_and_resumes_there(tmp_path: Path) -> None:
+    """A time budget: each scan reads at least a block, then stops when asked."""
+    for index in range(3):
+        (tmp_path / f"app-{index}.jsonl").write_bytes(lines(index * 100, 100))
+    (tmp_path / "app-3.jsonl.gz").write_bytes(gzip.compress(lines(300, 50)))
+    tail = Tailer(str(tmp_path / "app-*"), tmp_path / "state")
+    states = []
+    for _ in range(6):
+        result = tail.source.scan_new(tail.store.load("gw"), now=NOW, should_stop=lambda: True)
+        tail.store.apply(result, day=NOW.date())
+        states.append((result.caught_up, result.bytes_behind > 0, result.lines_read))
+    assert states[:4] == [(False, True, 100)] * 3 + [(True, False, 50)]
+    assert states[4:] == [(True, False, 0)] * 2
+    assert tail.total() == 350
+
+
+def test_a_carriage_return_inside_a_line_is_json_whitespace_not_a_line_end(
+    tmp_path: Path,
+) -> None:
+    """Found by tests/reliability/test_fuzz.py: one event with `\\r` in it was two bad lines."""
+    log = tmp_path / "app.jsonl"
+    event = lines(0, 1).replace(b'", "', b'",\r"', 1)
+    assert b"\r" in event
+    log.write_bytes(event + b"\x00\r\x00\n" + lines(1, 1).replace(b"\n", b"\r\n"))
+    tail = Tailer(str(log), tmp_path / "state")
+    result = tail.source.scan_new((), now=NOW)
+    assert sum(v.events for v in result.volumes.values()) == 2
+    assert sum(result.bad_lines.values()) == 1
+
+
+def test_the_tail_keeps_stratum_counts_and_rare_offsets_once(tmp_path: Path) -> None:
+    """Per-stratum day counts for stratified draws; a repeated scan adds nothing twice."""
+    from leakwatch.sources import strata_index
+
+    log = tmp_path / "app.jsonl"
+    log.write_bytes(lines(0, 30) + lines(30, 3, event_type="rare") + b"\n" + lines(33, 7))
+    spec = JsonlSourceSpec(
+        name="gw", path=str(log), max_age=timedelta(days=10), stratify_by="event_type"
+    )
+    source = make_source(spec, state_dir=tmp_path / "state")
+    first = source.scan_new((), now=NOW)
+    source.scan_new((), now=NOW)  # as after a crash before the checkpoint was stored
+    path = strata_index.index_path(tmp_path / "state", "gw")
+    index = strata_index.load_index(path, ("event_type",))
+    (entry,) = index.files.values()
+    assert entry.complete
+    assert entry.counts == {
+        "api": {DAY1.date().toordinal(): 37},
+        "rare": {DAY1.date().toordinal(): 3},
+    }
+    content = log.read_bytes()
+    offsets = [offset for offset, _at in entry.rare["rare"]]
+    assert [content[o : o + 20] for o in offsets] == [lines(i, 1)[:20] for i in range(30, 33)]
+    assert first.checkpoints[0].offset == entry.covered == len(content)

@@ -7,9 +7,9 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from leakwatch.core.results import CycleSummary
 from leakwatch.daemon.health import Role, StatusView, judge_health, parse_address
-from leakwatch.daemon.metrics import DaemonMetrics, StoreSnapshot, sample_value
-from leakwatch.pipeline.check import CycleSummary
+from leakwatch.daemon.metrics import REASON_BUCKETS, DaemonMetrics, StoreSnapshot, sample_value
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 EVERY = timedelta(minutes=15)
@@ -31,7 +31,7 @@ def test_the_search_observer_counts_calls_429s_retries_failures_and_latency() ->
     assert sample_value(r, "leakwatch_search_calls_total", status="429") == 1
     assert sample_value(r, "leakwatch_search_calls_total", status="timeout") == 1
     assert sample_value(r, "leakwatch_search_rate_limited_total") == 1
-    assert sample_value(r, "leakwatch_search_retries_total", reason="429") == 1
+    assert sample_value(r, "leakwatch_search_retries_total", reason="rate_limited") == 1
     assert sample_value(r, "leakwatch_search_failed_ids_total", reason="timeout") == 20
     assert sample_value(r, "leakwatch_search_latency_seconds_count") == 4
     assert sample_value(r, "leakwatch_search_latency_seconds_sum") == pytest.approx(10.61)
@@ -172,3 +172,34 @@ def test_health_decision(view: StatusView, healthy: bool) -> None:
 )
 def test_parse_address(address: str, expected: tuple[str, int]) -> None:
     assert parse_address(address) == expected
+
+
+def test_failure_reasons_are_bucketed_so_labels_stay_few() -> None:
+    metrics = DaemonMetrics()
+    observer = metrics.observer()
+    reasons = [
+        "HTTP 400: customer 'x' unknown",
+        "HTTP 400: customer 'y' unknown",
+        "HTTP 422: <html>proxy says no</html> (gave up after 5 attempts)",
+        "HTTP 503 (gave up after 5 attempts)",
+        "timed out (gave up after 5 attempts)",
+        "connection error (ConnectError)",
+        "malformed answer: item 3 has no transaction_id",
+        "rate limited 6 times in a row",
+        "HTTP 401",
+        "something new",
+    ]
+    for reason in reasons:
+        observer.on_failed(reason, 1)
+        observer.on_retry(reason)
+    text = generate_latest(metrics.registry).decode()
+    labels = {
+        sample.labels["reason"]
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if "reason" in sample.labels and family.name.startswith("leakwatch_search")
+    }
+    assert labels == set(REASON_BUCKETS), labels
+    assert (
+        sample_value(metrics.registry, "leakwatch_search_failed_ids_total", reason="http_4xx") == 3
+    )

@@ -7,20 +7,19 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from leakwatch.core.exposure import VolumeRow, day_share
+from leakwatch.core.pricing import Price, parse_prices
 from leakwatch.core.report_content import (
     Example,
     OutcomeRow,
-    Price,
     ReportInputs,
-    VolumeRow,
     build_content,
     format_count,
     format_money,
     format_rate_interval,
-    parse_prices,
 )
 from leakwatch.core.stats import Interval, RateEstimate
-from leakwatch.core.weeks import IsoWeek, utc_day_fraction_in
+from leakwatch.core.weeks import IsoWeek
 from leakwatch.views.report_render import render_html, render_markdown
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -66,9 +65,10 @@ def test_default_week_is_the_last_complete_one(now: datetime, zone: str, expecte
 
 def test_utc_day_fractions_split_every_day_between_adjacent_weeks() -> None:
     weeks = [IsoWeek(2026, w).bounds_utc(BERLIN) for w in range(40, 48)]
+    now = datetime(2026, 12, 1, tzinfo=UTC)
     day = date(2026, 10, 5)
     while day < date(2026, 11, 15):
-        total = sum(utc_day_fraction_in(day, lo, hi) for lo, hi in weeks)
+        total = sum(day_share(day, lo, hi, now) for lo, hi in weeks)
         assert total == pytest.approx(1.0)
         day += timedelta(days=1)
 
@@ -80,10 +80,6 @@ def test_utc_day_fractions_split_every_day_between_adjacent_weeks() -> None:
         ({"api_request": 1}, {"api_request": Price(1.0)}),
         (
             {"gpu_seconds": {"per_unit": 0.0004, "property": "seconds"}},
-            {"gpu_seconds": Price(0.0004, "seconds")},
-        ),
-        (
-            {"gpu_seconds": {"price": 0.0004, "per_unit_property": "seconds"}},
             {"gpu_seconds": Price(0.0004, "seconds")},
         ),
     ],
@@ -100,6 +96,8 @@ def test_prices_parse(raw: dict[str, object], expected: dict[str, Price]) -> Non
         {"x": True},
         {"x": {"per_unit": 0.1, "unit": "s"}},
         {"x": {"property": "s"}},
+        {"x": {"per_unit": 0.1}},
+        {"x": {"price": 0.0004, "per_unit_property": "seconds"}},
         {"x": float("nan")},
     ],
 )
@@ -189,7 +187,7 @@ def test_a_week_other_than_last_is_named() -> None:
     content = build_content(
         _inputs(rows, volume),
         timezone=ZoneInfo("UTC"),
-        prices={"api_request": 0.01},
+        prices={"api_request": Price(0.01)},
         generated_at=datetime(2026, 12, 14, tzinfo=UTC),
         checks_every=None,
     )
@@ -248,7 +246,7 @@ def test_an_unpriced_segment_leaking_far_worse_is_named_in_the_summary() -> None
     content = build_content(
         _inputs(rows, volume),
         timezone=ZoneInfo("UTC"),
-        prices={"api_request": 0.01},
+        prices={"api_request": Price(0.01)},
         generated_at=datetime(2026, 11, 23, tzinfo=UTC),
         checks_every=None,
     )
@@ -297,7 +295,7 @@ def test_the_money_comes_first_in_the_segment_table_and_only_ids_are_code() -> N
     content = build_content(
         inputs,
         timezone=ZoneInfo("UTC"),
-        prices={"api_request": 0.01},
+        prices={"api_request": Price(0.01)},
         generated_at=datetime(2026, 11, 23, tzinfo=UTC),
         checks_every=None,
     )

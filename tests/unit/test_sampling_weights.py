@@ -11,6 +11,8 @@ import statistics
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from leakwatch.sources import JsonlSourceSpec, make_source
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
@@ -43,13 +45,24 @@ def write_log(path: Path) -> int:
     return sum(leaking for _, leaking in STRATA.values())
 
 
-def test_horvitz_thompson_estimate_is_unbiased_and_the_naive_one_is_not(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tailed", [True, False], ids=["tail-counted", "before-the-tail"])
+def test_horvitz_thompson_estimate_is_unbiased_and_the_naive_one_is_not(
+    tmp_path: Path, tailed: bool
+) -> None:
+    """Both ways a stratified draw gets its stratum sizes: the tail's index (rejection
+    from uniform seeks, the rare stratum from its offsets) and, before the tail has
+    counted the log, a pilot of uniform draws."""
     log = tmp_path / "events.jsonl"
     true_leaking = write_log(log)
     population = sum(count for count, _ in STRATA.values())
     source = make_source(
-        JsonlSourceSpec(name="s", path=str(log), max_age=timedelta(days=10)), state_dir=tmp_path
+        JsonlSourceSpec(
+            name="s", path=str(log), max_age=timedelta(days=10), stratify_by="event_type"
+        ),
+        state_dir=tmp_path,
     )
+    if tailed:
+        source.scan_new((), now=NOW)
     weighted: list[float] = []
     naive: list[float] = []
     for seed in range(DRAWS):

@@ -7,10 +7,13 @@ import pytest
 from leakwatch.core.sequential import (
     CusumConfig,
     CusumState,
+    MonitorConfig,
+    MonitorState,
     SequentialDecision,
     SprtConfig,
     SprtState,
     cusum_update,
+    monitor_over,
     sprt_update,
 )
 
@@ -99,3 +102,51 @@ def test_cusum_catches_a_one_percent_leak_in_about_400_samples() -> None:
             state, _ = cusum_update(config, state, rng.random() < 0.01)
         delays.append(state.samples)
     assert 330 <= sum(delays) / len(delays) <= 470
+
+
+# --- the alert monitor: two CUSUMs around a threshold --------------------------------
+
+
+def test_monitor_breaches_on_a_rate_well_above_the_threshold() -> None:
+    config = MonitorConfig(threshold=0.01)
+    state = monitor_over(config, [(15, 500)])
+    assert state.breached(config)
+    assert (state.breach_leaks, state.breach_samples) == (15, 500)
+    assert state.chance_by_luck < config.alpha
+    assert state.clear == 0.0
+
+
+def test_monitor_clears_on_a_rate_well_below_and_restarts_its_run_at_zero() -> None:
+    config = MonitorConfig(threshold=0.01)
+    state = monitor_over(config, [(20, 500), (1, 500), (1, 500), (0, 500)])
+    assert state.breach == 0.0 and state.breach_samples == 0
+    assert state.cleared(config)
+    # The clear run began after the leaky batch pushed it to zero.
+    assert state.clear_samples == 1_500
+
+
+def test_monitor_holds_its_level_under_many_looks_at_the_threshold() -> None:
+    """Ville: at the threshold, crossing ln(1/α) in a run is at most α, however often looked."""
+    config = MonitorConfig(threshold=0.01, alpha=0.05)
+    rng = random.Random(5)
+    runs = crossed = 0
+    for _ in range(400):
+        state = MonitorState()
+        for _ in range(40):
+            leaks = sum(rng.random() < 0.01 for _ in range(50))
+            state = monitor_over(config, [(leaks, 50)], state)
+            if state.breached(config):
+                crossed += 1
+                break
+            if state.breach == 0.0:
+                break
+        runs += 1
+    assert crossed / runs <= 0.05
+
+
+def test_monitor_rejects_impossible_batches() -> None:
+    config = MonitorConfig(threshold=0.01)
+    with pytest.raises(ValueError):
+        monitor_over(config, [(6, 5)])
+    with pytest.raises(ValueError):
+        MonitorConfig(threshold=0.5, ratio=3.0)

@@ -5,14 +5,13 @@ import random
 import pytest
 from scipy import stats as scipy_stats  # type: ignore[import-untyped]  # no stubs shipped
 
+from leakwatch.core.events import Outcome
 from leakwatch.core.stats import (
     Interval,
-    RateEstimate,
+    OutcomeTally,
     StratumTally,
-    estimate_leaked,
     kish_effective_n,
     rate_estimate,
-    revenue_at_risk,
     samples_to_detect,
     weighted_rate_estimate,
     wilson_interval,
@@ -115,14 +114,31 @@ def test_weighted_rate_without_samples() -> None:
     assert estimate.effective_n == 0.0
 
 
-def test_estimate_leaked_and_revenue_at_risk() -> None:
-    estimate = RateEstimate(10, 1000, 0.01, Interval(0.005, 0.02), 1000)
-    leaked = estimate_leaked(estimate, volume=2_000_000)
-    assert (leaked.point, leaked.lo, leaked.hi) == (20_000, 10_000, 40_000)
-    per_event = revenue_at_risk(leaked, price_per_unit=0.002)
-    assert (per_event.point, per_event.lo, per_event.hi) == pytest.approx((40, 20, 80))
-    per_token = revenue_at_risk(leaked, price_per_unit=0.000001, mean_units_per_event=1500)
-    assert per_token.point == pytest.approx(30)
+def test_per_outcome_rates_share_the_leak_rate_denominator_under_stratified_weights() -> None:
+    # A rare stratum (weight 1) full of unmatched customers, a big one (weight 50) with
+    # a few missing: unweighted shares would overstate the rare stratum's outcome.
+    tally = OutcomeTally()
+    tally.add(Outcome.MATCHED, 95, 95 * 50.0, 95 * 2500.0)
+    tally.add(Outcome.MISSING, 5, 5 * 50.0, 5 * 2500.0)
+    tally.add(Outcome.UNMATCHED_CUSTOMER, 40, 40.0, 40.0)
+    tally.add(Outcome.MATCHED, 60, 60.0, 60.0)
+    tally.add(Outcome.PENDING, 7, 7.0, 7.0)
+    rates = tally.outcome_rates()
+    assert set(rates) == {Outcome.MISSING, Outcome.UNMATCHED_CUSTOMER}
+    assert sum(r.rate for r in rates.values()) == pytest.approx(tally.leak_rate().rate)
+    assert rates[Outcome.UNMATCHED_CUSTOMER].rate == pytest.approx(40 / (5000 + 100))
+    assert tally.leak_rate().rate == pytest.approx((250 + 40) / 5100)
+    assert tally.decided == 200 and tally.leaks == 45 and tally.total == 207
+
+
+def test_equal_weights_give_the_plain_wilson_interval() -> None:
+    tally = OutcomeTally()
+    tally.add(Outcome.MATCHED, 995, 995.0, 995.0)
+    tally.add(Outcome.MISSING, 5, 5.0, 5.0)
+    estimate = tally.leak_rate()
+    plain = wilson_interval(5, 1000)
+    assert estimate.rate == pytest.approx(0.005)
+    assert (estimate.interval.lo, estimate.interval.hi) == pytest.approx((plain.lo, plain.hi))
 
 
 @pytest.mark.parametrize(
