@@ -19,18 +19,13 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-<<<<<<< HEAD
 from leakwatch import __version__
-from leakwatch.core.events import DECIDED_OUTCOMES, LEAKING_OUTCOMES, Outcome
-from leakwatch.pipeline.check import CycleSummary
-=======
 from leakwatch.core.events import Outcome
 from leakwatch.core.exposure import per_day, scope_exposure, segments_of, volumes_in
 from leakwatch.core.pricing import Price
 from leakwatch.core.reconcile import RECONCILED_WINDOW
 from leakwatch.core.results import CycleSummary
 from leakwatch.store.billing import MetricTotals, reconciled_totals
->>>>>>> main
 from leakwatch.store.models import BadLineCount, Notification
 from leakwatch.store.queries import outcome_counts, segment_counts, volume_rows
 
@@ -49,6 +44,8 @@ class StoreSnapshot:
     samples: dict[tuple[str, str], int] = field(default_factory=dict)
     # source -> weighted leak rate among decided samples of the recent window
     leak_rate: dict[str, float] = field(default_factory=dict)
+    # (source, "lower" | "upper") -> the bounds of the leak rate's interval
+    leak_rate_interval: dict[tuple[str, str], float] = field(default_factory=dict)
     # (source, leaking outcome) -> its weighted share of decided samples (adds up to leak_rate)
     outcome_rate: dict[tuple[str, str], float] = field(default_factory=dict)
     # source -> estimated leaked events and revenue at risk per day (where volume / prices known)
@@ -73,6 +70,7 @@ def read_store_snapshot(
     since = now - RECENT_WINDOW
     samples: dict[tuple[str, str], int] = {}
     leak_rate: dict[str, float] = {}
+    leak_rate_interval: dict[tuple[str, str], float] = {}
     outcome_rate: dict[tuple[str, str], float] = {}
     leaked_per_day: dict[str, float] = {}
     revenue_per_day: dict[str, float] = {}
@@ -86,7 +84,10 @@ def read_store_snapshot(
             samples[(source, outcome.value)] = count
         if group.decided == 0:
             continue
-        leak_rate[source] = group.leak_rate().rate
+        estimate = group.leak_rate()
+        leak_rate[source] = estimate.rate
+        leak_rate_interval[(source, "lower")] = estimate.interval.lo
+        leak_rate_interval[(source, "upper")] = estimate.interval.hi
         for outcome, estimate in group.outcome_rates().items():
             outcome_rate[(source, outcome.value)] = estimate.rate
         exposure = scope_exposure(
@@ -121,6 +122,7 @@ def read_store_snapshot(
         taken_at=now,
         samples=samples,
         leak_rate=leak_rate,
+        leak_rate_interval=leak_rate_interval,
         outcome_rate=outcome_rate,
         leaked_per_day=leaked_per_day,
         revenue_at_risk_per_day=revenue_per_day,
@@ -159,6 +161,12 @@ class _StoreCollector(Collector):
             "Weighted leak rate among decided samples of the last 24 h, by source.",
             ["source"],
             (((k,), v) for k, v in snapshot.leak_rate.items()),
+        )
+        yield _gauge(
+            "leakwatch_leak_rate_interval",
+            "Bounds of the leak rate's interval (the one `status` shows), by source.",
+            ["source", "bound"],
+            snapshot.leak_rate_interval.items(),
         )
         yield _gauge(
             "leakwatch_outcome_rate",

@@ -226,3 +226,116 @@ def test_the_systemd_unit_runs_the_daemon_with_secrets_from_an_environment_file(
     assert unit["Install"]["WantedBy"] == "multi-user.target"
     example = (DEPLOY / "systemd" / "leakwatch.env.example").read_text()
     assert "METRONOME_BEARER_TOKEN=" in example
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    pairs = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            keyword, _, rest = stripped.partition(" ")
+            pairs.append((keyword.upper(), rest.strip()))
+    return pairs
+
+
+def test_everything_the_dockerfile_copies_exists_and_deps_come_first() -> None:
+    instructions = _dockerfile_instructions()
+    copies = [rest for keyword, rest in instructions if keyword == "COPY"]
+    for copy in copies:
+        if copy.startswith("--from"):
+            continue
+        *sources, _target = copy.split()
+        for source in sources:
+            assert (ROOT / source).exists(), f"Dockerfile copies {source}, which is missing"
+    order = [rest.split()[0] for keyword, rest in instructions if keyword == "COPY"]
+    # Dependencies are installed before the code is copied: their layer survives edits.
+    assert order.index("pyproject.toml") < order.index("leakwatch")
+    runs = [rest for keyword, rest in instructions if keyword == "RUN"]
+    assert any("-c constraints.txt -r requirements.txt" in run for run in runs)
+    assert any(keyword == "VOLUME" for keyword, _ in instructions)
+    healthcheck = next(rest for keyword, rest in instructions if keyword == "HEALTHCHECK")
+    assert "leakwatch.daemon.healthcheck" in healthcheck
+
+
+def test_the_wheel_holds_what_the_image_runs(tmp_path: Path) -> None:
+    import sys
+    import zipfile
+
+    # Built as pip builds it for the image: in isolation, with pyproject's build backend.
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("leakwatch-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for needed in (
+        "leakwatch/daemon/healthcheck.py",
+        "leakwatch/cli.py",
+        "leakwatch/migrations/env.py",
+        "leakwatch/templates/leakwatch.toml",
+    ):
+        assert needed in names, needed
+    assert any(n.startswith("leakwatch/migrations/versions/0001") for n in names)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "leakwatch = leakwatch.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+@pytest.mark.parametrize("where", ["environment", "config file"])
+def test_the_container_healthcheck_probes_the_configured_address(
+    where: str, tmp_path: Path
+) -> None:
+    import sys
+
+    clock = FakeClock(datetime(2026, 12, 1, 12, 0, tzinfo=UTC))
+    status = DaemonStatus(clock)
+    server = HealthServer(
+        "127.0.0.1:0",
+        status=status,
+        registry=DaemonMetrics().registry,
+        clock=clock,
+        stale_after=timedelta(minutes=45),
+    ).start()
+    address = f"0.0.0.0:{server.port}"
+    config = tmp_path / "leakwatch.toml"
+    env = {"PATH": "/usr/bin:/bin", "LEAKWATCH_CONFIG": str(config)}
+    if where == "environment":
+        env["LEAKWATCH_HEALTH_ADDRESS"] = address
+        config.write_text('[daemon]\nhealth_address = "127.0.0.1:1"\n')
+    else:
+        config.write_text(f'[daemon]\nhealth_address = "{address}"\n')
+
+    def probe() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "leakwatch.daemon.healthcheck"],
+            env={**env, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    try:
+        healthy = probe()
+        assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+        from leakwatch.daemon.health import Role
+
+        status.set_role(Role.STOPPING)  # /healthz now answers 503
+        unhealthy = probe()
+        assert unhealthy.returncode == 1 and "503" in unhealthy.stdout
+    finally:
+        server.stop()
+    down = probe()
+    assert down.returncode == 1 and "unhealthy" in down.stdout
+
+
+def test_metrics_report_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    from leakwatch.daemon.metrics import sample_value
+
+    registry = DaemonMetrics().registry
+    assert sample_value(registry, "leakwatch_build_info", version=version("leakwatch")) == 1
