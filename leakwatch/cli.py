@@ -18,6 +18,7 @@ from rich.console import Console
 from typer.core import TyperCommand
 
 from leakwatch.config import Settings, SourceSettings
+from leakwatch.core.formatting import format_instant
 from leakwatch.errors import LeakwatchError
 
 # Plain help, like git's and gh's: `-h` as well as `--help`, no type placeholders.
@@ -714,6 +715,46 @@ def sample(
         print_sample_counts(err, result)
 
 
+@app.command("sources")
+def sources_command(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Per source: files/objects, window, volume by type and day, bad lines with examples."""
+    from leakwatch.clock import SystemClock
+    from leakwatch.sources.factory import make_source
+    from leakwatch.sources.inventory import describe_source
+    from leakwatch.store.db import session_factory
+    from leakwatch.views.sources import SourceWindow, build_sources_view
+    from leakwatch.wiring import open_engine, settings_for, source_spec
+
+    with _user_errors():
+        settings = settings_for(config)
+        _setup_logs(settings, quiet=True)
+        inventories = {}
+        for configured in settings.sources:
+            built = make_source(source_spec(configured), state_dir=settings.state_dir)
+            try:
+                inventories[configured.name] = describe_source(built)
+            finally:
+                engine = getattr(built, "engine", None)
+                if engine is not None:
+                    engine.dispose()
+        store = open_engine(settings)
+        try:
+            view = build_sources_view(
+                session_factory(store),
+                now=SystemClock().now(),
+                windows=[SourceWindow(s.name, s.settle_delay, s.max_age) for s in settings.sources],
+                inventories=inventories,
+            )
+        finally:
+            store.dispose()
+        if as_json:
+            _print_json(view.to_dict())
+            return
+        from leakwatch.views.terminal import print_sources
+
+        print_sources(out, view)
+
+
 @alerts_app.callback(invoke_without_command=True)
 def alerts_list(
     ctx: typer.Context, config: ConfigOption = None, as_json: JsonOption = False
@@ -775,7 +816,7 @@ def alerts_silence(
         finally:
             engine.dispose()
         out.print(
-            f"silenced {count} alert(s) of {name!r} until {until:%Y-%m-%d %H:%M} UTC", markup=False
+            f"silenced {count} alert(s) of {name!r} until {format_instant(until)}", markup=False
         )
 
 

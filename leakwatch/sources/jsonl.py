@@ -33,6 +33,7 @@ from leakwatch.core.sampling import (
     estimate_population,
     parse_stratify_by,
     sampling_window,
+    settled_since,
     stratum_of,
     window_share_of_day,
 )
@@ -266,6 +267,11 @@ class JsonlSource:
     def name(self) -> str:
         return self.spec.name
 
+    @property
+    def index_dir(self) -> Path:
+        """Where this source's `.gz` seek indexes (sidecars) live."""
+        return self._index_dir
+
     # -- files ------------------------------------------------------------------------
 
     def files(self) -> list[LogPath]:
@@ -293,9 +299,14 @@ class JsonlSource:
         stratify_by: str | None = None,
         floor: int = 0,
         progress: ProgressCallback | None = None,
+        since: datetime | None = None,
     ) -> SampleResult:
         """Draw up to `n` events from the window, uniformly or stratified."""
-        window = sampling_window(now, self.spec.settle_delay, self.spec.max_age)
+        window = settled_since(
+            sampling_window(now, self.spec.settle_delay, self.spec.max_age),
+            since,
+            self.spec.settle_delay,
+        )
         fields = parse_stratify_by(stratify_by)
         state = _DrawState()
         segments = self._segments(window, state, progress)

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import structlog
 from sqlalchemy import text
 
 from leakwatch.clock import FakeClock
@@ -26,6 +27,7 @@ from leakwatch.config import Settings, load_settings
 from leakwatch.daemon.health import DaemonStatus
 from leakwatch.daemon.jobs import Jobs
 from leakwatch.daemon.metrics import DaemonMetrics
+from leakwatch.logs import configure_logging
 from leakwatch.metronome.client import SearchClient
 from leakwatch.pipeline.runtime import Runtime
 from leakwatch.simulator import SimulatorServer, build_demo_state
@@ -186,6 +188,24 @@ class Served:
 
 
 @contextmanager
+def debug_logs(path: Path, secrets: list[str]) -> Iterator[Path]:
+    """Log as `leakwatch run` does (JSON lines, the settings' secrets redacted by value),
+    at debug level, into `path`; restore the previous logging afterwards.
+
+    Also keeps failing jobs cheap: the console renderer's rich tracebacks cost seconds.
+    """
+    saved = structlog.get_config()
+    with path.open("a", encoding="utf-8") as stream:
+        redactor = configure_logging(level="debug", json=True, stream=stream)
+        for secret in secrets:
+            redactor.add(secret)
+        try:
+            yield path
+        finally:
+            structlog.configure(**saved)
+
+
+@contextmanager
 def served(
     tmp_path: Path,
     *,
@@ -195,6 +215,8 @@ def served(
     database_url: str | None = None,
     extra_config: str = "",
     seed: int = 9,
+    token: str = TOKEN,
+    slack_token: str = SLACK_TOKEN,
 ) -> Iterator[Served]:
     """Start the simulator (the scenario ingested) and the fake Slack; write the config."""
     clock = FakeClock(START)
@@ -205,14 +227,14 @@ def served(
     state.faults.silent_drop_ids.update(scenario.dropped_ids)
     state.faults.hang_s = 5.0
     with (
-        SimulatorServer(state, token=TOKEN, clock=clock) as simulator,
+        SimulatorServer(state, token=token, clock=clock) as simulator,
         FakeSlackWithFiles() as slack,
     ):
         with SearchClient(
-            base_url=simulator.base_url, token=TOKEN, clock=clock, requests_per_second=1000
+            base_url=simulator.base_url, token=token, clock=clock, requests_per_second=1000
         ) as client:
             ingest_scenario(scenario, client.ingest)
-        slack.state.token = SLACK_TOKEN
+        slack.state.token = slack_token
         slack.state.now_s = lambda: clock.now().timestamp()
         config = tmp_path / "leakwatch.toml"
         write_config(
@@ -226,8 +248,8 @@ def served(
             extra=extra_config,
         )
         env = {
-            "METRONOME_BEARER_TOKEN": TOKEN,
-            "SLACK_BOT_TOKEN": SLACK_TOKEN,
+            "METRONOME_BEARER_TOKEN": token,
+            "SLACK_BOT_TOKEN": slack_token,
             "LEAKWATCH_SLACK_BASE_URL": slack.base_url,
         }
         yield Served(clock, simulator, slack, scenario, config, log, env)
@@ -236,7 +258,10 @@ def served(
 @contextmanager
 def cycle_world(tmp_path: Path, **options: Any) -> Iterator[World]:
     """`served`, plus a Runtime and the daemon's Jobs in this process (see `World`)."""
-    with served(tmp_path, **options) as world:
+    with (
+        served(tmp_path, **options) as world,
+        debug_logs(tmp_path / "leakwatch.log", world.settings().secret_values()),
+    ):
         metrics = DaemonMetrics()
         runtime = Runtime(world.settings(), clock=world.clock, observer=metrics.observer())
         status = DaemonStatus(world.clock)
