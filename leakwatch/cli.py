@@ -337,6 +337,18 @@ def check(
     if stopping.is_set():
         err.print("stopped by Ctrl-C: what was looked up is recorded; the rest stays due")
         raise typer.Exit(130)
+    failures = summary.failures()
+    if failures:
+        # Exit 1: the cycle could not check what it set out to (DESIGN "Exit codes");
+        # what it did record is kept.
+        err.print(
+            _redact(
+                "error: the check could not do its job:\n" + "\n".join(f"  - {f}" for f in failures)
+            ),
+            markup=False,
+            style="red",
+        )
+        raise typer.Exit(1)
 
 
 @app.command(cls=PlainCommand, short_help="Run the daemon: cycles, alerts, reports, /metrics.")

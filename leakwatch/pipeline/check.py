@@ -28,7 +28,7 @@ from leakwatch.core.classify import (
 from leakwatch.core.events import Outcome, SampledEvent, SearchItem
 from leakwatch.core.reconcile import learn_billing
 from leakwatch.core.results import CycleSummary, SourceReport
-from leakwatch.metronome.client import SearchClient
+from leakwatch.metronome.client import SearchClient, SearchStats
 from leakwatch.metronome.errors import TokenRejected
 from leakwatch.sources.base import SampleResult, ScanResult, Source
 from leakwatch.sources.checkpoints import CheckpointStore
@@ -242,6 +242,7 @@ class CheckCycle:
                 and not configured.source.files()
             ):
                 # Nothing to read is almost always a wrong path, not a quiet pipeline.
+                report.no_files = True
                 report.warnings.append(
                     f"no file matches {configured.source.spec.path!r}; "
                     "check the path (a file, a glob or a directory)"
@@ -443,9 +444,18 @@ class CheckCycle:
             summary.answered_ids += len(answered)
             summary.lookup_errors.update(errors.values())
             after = _snapshot(self._search)
-            summary.search_requests += after[0] - before[0]
-            summary.search_rate_limited += after[1] - before[1]
-            summary.search_errors += after[2] - before[2]
+            summary.search_requests += after.calls - before.calls
+            summary.search_rate_limited += after.rate_limited - before.rate_limited
+            summary.search_errors += after.failed_requests - before.failed_requests
+            summary.search_batches_answered += after.ok - before.ok
+            summary.search_batches_failed += (
+                after.failed_requests
+                - before.failed_requests
+                + after.batches_abandoned
+                - before.batches_abandoned
+            )
+            if after.failed_attempts > before.failed_attempts:
+                summary.search_last_failure = after.last_failure
         return answered, errors
 
     def _learn_billing(self, answered: Mapping[str, Sequence[SearchItem]], now: datetime) -> None:
@@ -572,6 +582,5 @@ def _note_scan(
     )
 
 
-def _snapshot(client: SearchClient) -> tuple[int, int, int]:
-    stats = client.stats
-    return stats.calls, stats.rate_limited, stats.failed_requests
+def _snapshot(client: SearchClient) -> SearchStats:
+    return replace(client.stats)
