@@ -107,15 +107,9 @@ _log_level: str | None = None
 
 def version() -> str:
     """The installed distribution's version (the one pyproject.toml declares)."""
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
+    from leakwatch import __version__
 
-    try:
-        return dist_version("leakwatch")
-    except PackageNotFoundError:
-        from leakwatch import __version__
-
-        return __version__
+    return __version__
 
 
 def _show_version(value: bool) -> None:
@@ -343,6 +337,18 @@ def check(
     if stopping.is_set():
         err.print("stopped by Ctrl-C: what was looked up is recorded; the rest stays due")
         raise typer.Exit(130)
+    failures = summary.failures()
+    if failures:
+        # Exit 1: the cycle could not check what it set out to (DESIGN "Exit codes");
+        # what it did record is kept.
+        err.print(
+            _redact(
+                "error: the check could not do its job:\n" + "\n".join(f"  - {f}" for f in failures)
+            ),
+            markup=False,
+            style="red",
+        )
+        raise typer.Exit(1)
 
 
 @app.command(cls=PlainCommand, short_help="Run the daemon: cycles, alerts, reports, /metrics.")

@@ -32,6 +32,7 @@ from leakwatch.core.sampling import (
     estimate_population,
     parse_stratify_by,
     sampling_window,
+    settled_since,
     stratum_of,
     window_share_of_day,
 )
@@ -297,9 +298,14 @@ class JsonlSource:
         stratify_by: str | None = None,
         floor: int = 0,
         progress: ProgressCallback | None = None,
+        since: datetime | None = None,
     ) -> SampleResult:
         """Draw up to `n` events from the window, uniformly or stratified."""
-        window = sampling_window(now, self.spec.settle_delay, self.spec.max_age)
+        window = settled_since(
+            sampling_window(now, self.spec.settle_delay, self.spec.max_age),
+            since,
+            self.spec.settle_delay,
+        )
         fields = parse_stratify_by(stratify_by)
         state = _DrawState()
         segments = self._segments(window, state, progress)
