@@ -107,15 +107,9 @@ _log_level: str | None = None
 
 def version() -> str:
     """The installed distribution's version (the one pyproject.toml declares)."""
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
+    from leakwatch import __version__
 
-    try:
-        return dist_version("leakwatch")
-    except PackageNotFoundError:
-        from leakwatch import __version__
-
-        return __version__
+    return __version__
 
 
 def _show_version(value: bool) -> None:

@@ -44,6 +44,7 @@ from leakwatch.store.outcomes import (
     record_samples,
     record_verdicts,
     recorded_identities,
+    refresh_statistics_if_stale,
     sample_row,
     source_event_of,
     verdict_update,
@@ -506,6 +507,9 @@ class CheckCycle:
         for start in range(0, len(rows), _WRITE_CHUNK):
             with transaction(self._sessions) as session:
                 record_samples(session, rows[start : start + _WRITE_CHUNK])
+        if rows:
+            with transaction(self._sessions) as session:
+                refresh_statistics_if_stale(session)
         for row in rows:
             summary.sources[row["source"]].newly_recorded += 1
 
