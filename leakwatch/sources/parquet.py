@@ -34,6 +34,7 @@ from leakwatch.core.sampling import (
     allocate,
     parse_stratify_by,
     sampling_window,
+    settled_since,
 )
 from leakwatch.core.timestamps import TimestampFormat, read_timestamp
 from leakwatch.sources.base import (
@@ -47,7 +48,7 @@ from leakwatch.sources.base import (
     VolumeDelta,
     VolumeKey,
 )
-from leakwatch.sources.objects import LogPath, ObjectPath, list_files
+from leakwatch.sources.objects import LogPath, ObjectPath, file_problems, list_files
 from leakwatch.sources.specs import ParquetSourceSpec
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
@@ -125,6 +126,12 @@ class ParquetSource:
         """The source's Parquet files in name order (other files under a prefix ignored)."""
         found = list_files(self.spec.path, self.spec.storage_options)
         return [p for p in found if p.suffix in PARQUET_SUFFIXES]
+
+    def problems(self) -> list[str]:
+        return file_problems(self.spec.path, self.files)
+
+    def close(self) -> None:
+        """Nothing to release: files are opened per read."""
 
     # -- rows to events -------------------------------------------------------------------
 
@@ -207,10 +214,15 @@ class ParquetSource:
         stratify_by: str | None = None,
         floor: int = 0,
         progress: ProgressCallback | None = None,
+        since: datetime | None = None,
     ) -> SampleResult:
         """Draw up to `n` events from the window: uniform, or stratified with floors."""
         del progress
-        window = sampling_window(now, self.spec.settle_delay, self.spec.max_age)
+        window = settled_since(
+            sampling_window(now, self.spec.settle_delay, self.spec.max_age),
+            since,
+            self.spec.settle_delay,
+        )
         fields = parse_stratify_by(stratify_by)
         opened = [_OpenFile(path) for path in self.files()]
         tally = BadLineTally()

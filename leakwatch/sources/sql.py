@@ -28,6 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from leakwatch.core.events import SampledEvent, SourceEvent
@@ -36,6 +37,7 @@ from leakwatch.core.sampling import (
     allocate,
     parse_stratify_by,
     sampling_window,
+    settled_since,
     stratum_of,
 )
 from leakwatch.core.timestamps import (
@@ -120,6 +122,19 @@ class SqlSource:
     @property
     def engine(self) -> Engine:
         return self._engine
+
+    def problems(self) -> list[str]:
+        try:
+            with self._engine.connect():
+                pass
+        except SQLAlchemyError as exc:
+            where = self._engine.url.render_as_string(hide_password=True)
+            first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            return [f"cannot connect to {where}: {first[0] if first else type(exc).__name__}"]
+        return []
+
+    def close(self) -> None:
+        self._engine.dispose()
 
     # -- SQL pieces -----------------------------------------------------------------------
 
@@ -216,10 +231,15 @@ class SqlSource:
         stratify_by: str | None = None,
         floor: int = 0,
         progress: ProgressCallback | None = None,
+        since: datetime | None = None,
     ) -> SampleResult:
         """Draw up to `n` events from the window, with the work done by the database."""
         del progress  # one round trip or two: nothing to report
-        window = sampling_window(now, self.spec.settle_delay, self.spec.max_age)
+        window = settled_since(
+            sampling_window(now, self.spec.settle_delay, self.spec.max_age),
+            since,
+            self.spec.settle_delay,
+        )
         fields = parse_stratify_by(stratify_by)
         with self._engine.connect() as conn:
             self._utc_session(conn)

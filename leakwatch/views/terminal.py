@@ -235,6 +235,10 @@ def print_alerts(out: Console, alerts: Sequence[OpenAlert]) -> None:
             ", ".join(note),
         )
     out.print(table)
+    for alert in alerts:
+        if alert.why:
+            scope = f" [{alert.scope}]" if alert.scope else ""
+            out.print(f"why {alert.rule_name}{scope}: {alert.why}", markup=False)
 
 
 def print_lookup(out: Console, results: Sequence[LookupResult]) -> None:
