@@ -27,6 +27,7 @@ from leakwatch.pipeline.runtime import Runtime
 from leakwatch.simulator import PropertyFilter, SimulatorServer, SimulatorState
 from leakwatch.store.billing import load_reconciled
 from leakwatch.store.db import make_engine, session_factory, transaction
+from leakwatch.wiring import build_runtime
 from tests.fakes.simulator_fixtures import TOKEN, running_simulator
 
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -189,7 +190,7 @@ def runtime(
     env = Environment.model_validate(
         {"METRONOME_BEARER_TOKEN": TOKEN, "METRONOME_BASE_URL": sim.base_url}
     )
-    rt = Runtime(settings_from_mapping(mapping, env), clock=clock)
+    rt = build_runtime(settings_from_mapping(mapping, env), clock=clock)
     yield rt
     rt.close()
 

@@ -32,6 +32,7 @@ from leakwatch.metronome.client import SearchClient
 from leakwatch.pipeline.runtime import Runtime
 from leakwatch.simulator import SimulatorServer, build_demo_state
 from leakwatch.simulator.scenario import Scenario, build_scenario, ingest_scenario
+from leakwatch.wiring import build_runtime
 from tests.fakes.fake_slack_files import FakeSlackWithFiles
 
 TOKEN = "reliability-metronome-token-5b1e"
@@ -267,7 +268,7 @@ def cycle_world(tmp_path: Path, **options: Any) -> Iterator[World]:
         debug_logs(tmp_path / "leakwatch.log", world.settings().secret_values()),
     ):
         metrics = DaemonMetrics()
-        runtime = Runtime(world.settings(), clock=world.clock, observer=metrics.observer())
+        runtime = build_runtime(world.settings(), clock=world.clock, observer=metrics.observer())
         status = DaemonStatus(world.clock)
         jobs = Jobs(
             runtime, clock=world.clock, metrics=metrics, status=status, may_run=lambda: True
