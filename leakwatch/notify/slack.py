@@ -34,6 +34,7 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web import WebClient
 from slack_sdk.webhook import WebhookClient
 
+from leakwatch.core.durations import retry_after_s
 from leakwatch.notify.blocks import SlackMessage
 
 SLACK_API_URL = "https://slack.com/api/"
@@ -159,32 +160,17 @@ def _message_marker(message: dict[str, Any]) -> str | None:
     return marker if isinstance(marker, str) else None
 
 
-def _retry_after_s(headers: Any) -> float | None:
-    if not headers:
-        return None
-    for key in ("Retry-After", "retry-after"):
-        value = headers.get(key)
-        if isinstance(value, list):
-            value = value[0] if value else None
-        if value is not None:
-            try:
-                return max(0.0, float(value))
-            except (TypeError, ValueError):
-                return None
-    return None
-
-
 def classify_http(
     status_code: int, error: str | None, headers: Any
 ) -> tuple[SendStatus, str, float | None]:
     """Classify one failed answer from Slack: (status, error text, retry after seconds)."""
     if status_code == 429:
-        return SendStatus.RETRYABLE, "ratelimited", _retry_after_s(headers) or 1.0
+        return SendStatus.RETRYABLE, "ratelimited", retry_after_s(headers) or 1.0
     if status_code >= 500 or status_code == 408:
         # The body of a 5xx is often a proxy's HTML or text page: the code says enough.
         return SendStatus.RETRYABLE, f"http_{status_code}", None
     if error in RETRYABLE_SLACK_ERRORS:
-        retry_after = _retry_after_s(headers)
+        retry_after = retry_after_s(headers)
         if error in ("ratelimited", "rate_limited") and retry_after is None:
             retry_after = 1.0
         return SendStatus.RETRYABLE, error or "", retry_after
