@@ -91,7 +91,7 @@ class LookupStatus(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class LookupResult:
+class MessageLookup:
     """Whether a message carrying a delivery marker is already in Slack."""
 
     status: LookupStatus
@@ -128,7 +128,7 @@ class Notifier(Protocol):
         oldest: datetime,
         channel: str | None = None,
         thread_ts: str | None = None,
-    ) -> LookupResult: ...
+    ) -> MessageLookup: ...
 
 
 def quiet_sdk_logger() -> logging.Logger:
@@ -287,7 +287,7 @@ class SlackNotifier:
         oldest: datetime,
         channel: str | None = None,
         thread_ts: str | None = None,
-    ) -> LookupResult:
+    ) -> MessageLookup:
         """Find the message carrying `marker` posted since `oldest`.
 
         A reply is looked for in its thread, a root in the channel's history. Anything
@@ -297,7 +297,7 @@ class SlackNotifier:
         channel_id = channel if channel and _looks_like_id(channel) else None
         if channel_id is None:
             resolved = self._resolve_channel_id()
-            if isinstance(resolved, LookupResult):
+            if isinstance(resolved, MessageLookup):
                 return resolved
             channel_id = resolved
         method = "conversations.replies" if thread_ts else "conversations.history"
@@ -314,20 +314,20 @@ class SlackNotifier:
                 params["ts"] = thread_ts
             answer = self._call(method, params, http_verb="GET")
             if isinstance(answer, SendResult):
-                return LookupResult(
+                return MessageLookup(
                     LookupStatus.UNKNOWN, error=answer.error, retry_after_s=answer.retry_after_s
                 )
             for item in answer.get("messages") or []:
                 if isinstance(item, dict) and _message_marker(item) == marker:
-                    return LookupResult(
+                    return MessageLookup(
                         LookupStatus.FOUND, channel=channel_id, ts=str(item.get("ts"))
                     )
             cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None
             if not cursor:
-                return LookupResult(LookupStatus.NOT_FOUND, channel=channel_id)
-        return LookupResult(LookupStatus.UNKNOWN, error="history too long to search")
+                return MessageLookup(LookupStatus.NOT_FOUND, channel=channel_id)
+        return MessageLookup(LookupStatus.UNKNOWN, error="history too long to search")
 
-    def _resolve_channel_id(self) -> str | LookupResult:
+    def _resolve_channel_id(self) -> str | MessageLookup:
         if self._channel_id is not None:
             return self._channel_id
         wanted = self._channel.lstrip("#")
@@ -344,7 +344,7 @@ class SlackNotifier:
                 http_verb="GET",
             )
             if isinstance(answer, SendResult):
-                return LookupResult(
+                return MessageLookup(
                     LookupStatus.UNKNOWN, error=answer.error, retry_after_s=answer.retry_after_s
                 )
             for item in answer.get("channels") or []:
@@ -354,7 +354,7 @@ class SlackNotifier:
             cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None
             if not cursor:
                 break
-        return LookupResult(LookupStatus.UNKNOWN, error=f"channel {self._channel} not found")
+        return MessageLookup(LookupStatus.UNKNOWN, error=f"channel {self._channel} not found")
 
     def _call(
         self, method: str, params: dict[str, Any], *, http_verb: str = "POST"
@@ -445,6 +445,6 @@ class WebhookNotifier:
         oldest: datetime,
         channel: str | None = None,
         thread_ts: str | None = None,
-    ) -> LookupResult:
+    ) -> MessageLookup:
         del marker, oldest, channel, thread_ts
-        return LookupResult(LookupStatus.UNSUPPORTED)
+        return MessageLookup(LookupStatus.UNSUPPORTED)

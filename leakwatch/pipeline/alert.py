@@ -42,8 +42,7 @@ from leakwatch.core.pricing import Price
 from leakwatch.core.results import AlertResult
 from leakwatch.errors import LeakwatchError
 from leakwatch.notify.blocks import AlertView, MessageKind, render
-from leakwatch.notify.outbox import NotificationKind as OutboxKind
-from leakwatch.notify.outbox import enqueue
+from leakwatch.notify.outbox import OutboxKind, enqueue
 from leakwatch.store.alerts import alerts_of_rule, apply_state, lock_or_create, state_of
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import Alert, AlertTransition
