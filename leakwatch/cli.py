@@ -107,15 +107,9 @@ _log_level: str | None = None
 
 def version() -> str:
     """The installed distribution's version (the one pyproject.toml declares)."""
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
+    from leakwatch import __version__
 
-    try:
-        return dist_version("leakwatch")
-    except PackageNotFoundError:
-        from leakwatch import __version__
-
-        return __version__
+    return __version__
 
 
 def _show_version(value: bool) -> None:
@@ -343,6 +337,18 @@ def check(
     if stopping.is_set():
         err.print("stopped by Ctrl-C: what was looked up is recorded; the rest stays due")
         raise typer.Exit(130)
+    failures = summary.failures()
+    if failures:
+        # Exit 1: the cycle could not check what it set out to (DESIGN "Exit codes");
+        # what it did record is kept.
+        err.print(
+            _redact(
+                "error: the check could not do its job:\n" + "\n".join(f"  - {f}" for f in failures)
+            ),
+            markup=False,
+            style="red",
+        )
+        raise typer.Exit(1)
 
 
 @app.command(cls=PlainCommand, short_help="Run the daemon: cycles, alerts, reports, /metrics.")
@@ -719,6 +725,46 @@ def sample(
                 record["_stratum"] = drawn.stratum
             sys.stdout.write(json_line(record) + "\n")
         print_sample_counts(err, result)
+
+
+@app.command("sources")
+def sources_command(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Per source: files/objects, window, volume by type and day, bad lines with examples."""
+    from leakwatch.clock import SystemClock
+    from leakwatch.sources.factory import make_source
+    from leakwatch.sources.inventory import describe_source
+    from leakwatch.store.db import session_factory
+    from leakwatch.views.sources import SourceWindow, build_sources_view
+    from leakwatch.wiring import open_engine, settings_for, source_spec
+
+    with _user_errors():
+        settings = settings_for(config)
+        _setup_logs(settings, quiet=True)
+        inventories = {}
+        for configured in settings.sources:
+            built = make_source(source_spec(configured), state_dir=settings.state_dir)
+            try:
+                inventories[configured.name] = describe_source(built)
+            finally:
+                engine = getattr(built, "engine", None)
+                if engine is not None:
+                    engine.dispose()
+        store = open_engine(settings)
+        try:
+            view = build_sources_view(
+                session_factory(store),
+                now=SystemClock().now(),
+                windows=[SourceWindow(s.name, s.settle_delay, s.max_age) for s in settings.sources],
+                inventories=inventories,
+            )
+        finally:
+            store.dispose()
+        if as_json:
+            _print_json(view.to_dict())
+            return
+        from leakwatch.views.terminal import print_sources
+
+        print_sources(out, view)
 
 
 @alerts_app.callback(invoke_without_command=True)

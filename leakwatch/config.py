@@ -224,6 +224,9 @@ class AlertRuleSettings(_Section):
     severity: Literal["warning", "critical"] = "warning"
     for_: Duration = Field(default=timedelta(0), validation_alias=AliasChoices("for", "for_"))
     repeat_interval: PositiveDuration = timedelta(hours=4)
+    # sequential: an always-valid CUSUM per cycle (docs/detection.md); interval: the
+    # Wilson bound of the window re-tested each cycle.
+    decision: Literal["sequential", "interval"] = "sequential"
 
 
 class HealthSettings(_Section):

@@ -74,6 +74,13 @@ class GroupBy(StrEnum):
     SOURCE = "source"
 
 
+class DecisionTest(StrEnum):
+    """How a rate rule decides: see the module docstring."""
+
+    SEQUENTIAL = "sequential"
+    INTERVAL = "interval"
+
+
 class Severity(StrEnum):
     WARNING = "warning"
     CRITICAL = "critical"
@@ -119,6 +126,7 @@ class AlertRule:
     severity: Severity = Severity.WARNING
     for_: timedelta = timedelta(0)
     repeat_interval: timedelta = DEFAULT_REPEAT_INTERVAL
+    decision: DecisionTest = DecisionTest.SEQUENTIAL
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -288,7 +296,7 @@ def explain_evidence(rule: AlertRule, evidence: MonitorState, groups: int = 1) -
     threshold = format_percent(rule.threshold)
     if evidence.breached(monitor) or (evidence.breach > 0 and not evidence.cleared(monitor)):
         seen = _run(evidence.breach_leaks, evidence.breach_samples)
-        odds = _odds(evidence.breach)
+        odds = _odds(evidence.breach_odds(monitor))
         if evidence.breached(monitor):
             return (
                 f"{seen}; at this rate the chance of seeing so many by luck under "
@@ -304,19 +312,20 @@ def explain_evidence(rule: AlertRule, evidence: MonitorState, groups: int = 1) -
         verdict = "below" if evidence.cleared(monitor) else "not yet shown below"
         return (
             f"{seen}; the rate is {verdict} {threshold} (chance of so few by luck at "
-            f"{threshold} or more: 1 in {_odds(evidence.clear)})"
+            f"{threshold} or more: 1 in {_odds(evidence.clear_odds(monitor))})"
         )
     return f"no evidence either way yet about {threshold}"
 
 
-def _run(leaks: int, samples: int) -> str:
+def _run(leaks: float, samples: float) -> str:
     rate = leaks / samples if samples else 0.0
-    return f"{format_percent(rate)} of {samples:,} lookups leaked ({leaks:,})"
+    return f"{format_percent(rate)} of {samples:,.0f} lookups leaked ({leaks:,.0f})"
 
 
 def _odds(log_ratio: float) -> str:
     """exp(log_ratio) as a round "1 in N" figure, never rounded up past the bound."""
-    value = math.exp(min(log_ratio, 60.0))
+    # Past a million the figure means nothing more; "below 1 in 1,000,000" stays true.
+    value = math.exp(min(log_ratio, math.log(1e6)))
     if value < 10:
         return f"{math.floor(value * 10) / 10:g}"
     digits = 10 ** max(0, math.floor(math.log10(value)) - 1)

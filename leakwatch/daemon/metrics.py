@@ -13,12 +13,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
+from leakwatch import __version__
 from leakwatch.core.events import Outcome
 from leakwatch.core.exposure import per_day, scope_exposure, segments_of, volumes_in
 from leakwatch.core.pricing import Price
@@ -43,6 +44,8 @@ class StoreSnapshot:
     samples: dict[tuple[str, str], int] = field(default_factory=dict)
     # source -> weighted leak rate among decided samples of the recent window
     leak_rate: dict[str, float] = field(default_factory=dict)
+    # (source, "lower" | "upper") -> the bounds of the leak rate's interval
+    leak_rate_interval: dict[tuple[str, str], float] = field(default_factory=dict)
     # (source, leaking outcome) -> its weighted share of decided samples (adds up to leak_rate)
     outcome_rate: dict[tuple[str, str], float] = field(default_factory=dict)
     # source -> estimated leaked events and revenue at risk per day (where volume / prices known)
@@ -67,6 +70,7 @@ def read_store_snapshot(
     since = now - RECENT_WINDOW
     samples: dict[tuple[str, str], int] = {}
     leak_rate: dict[str, float] = {}
+    leak_rate_interval: dict[tuple[str, str], float] = {}
     outcome_rate: dict[tuple[str, str], float] = {}
     leaked_per_day: dict[str, float] = {}
     revenue_per_day: dict[str, float] = {}
@@ -80,7 +84,10 @@ def read_store_snapshot(
             samples[(source, outcome.value)] = count
         if group.decided == 0:
             continue
-        leak_rate[source] = group.leak_rate().rate
+        estimate = group.leak_rate()
+        leak_rate[source] = estimate.rate
+        leak_rate_interval[(source, "lower")] = estimate.interval.lo
+        leak_rate_interval[(source, "upper")] = estimate.interval.hi
         for outcome, estimate in group.outcome_rates().items():
             outcome_rate[(source, outcome.value)] = estimate.rate
         exposure = scope_exposure(
@@ -115,6 +122,7 @@ def read_store_snapshot(
         taken_at=now,
         samples=samples,
         leak_rate=leak_rate,
+        leak_rate_interval=leak_rate_interval,
         outcome_rate=outcome_rate,
         leaked_per_day=leaked_per_day,
         revenue_at_risk_per_day=revenue_per_day,
@@ -153,6 +161,12 @@ class _StoreCollector(Collector):
             "Weighted leak rate among decided samples of the last 24 h, by source.",
             ["source"],
             (((k,), v) for k, v in snapshot.leak_rate.items()),
+        )
+        yield _gauge(
+            "leakwatch_leak_rate_interval",
+            "Bounds of the leak rate's interval (the one `status` shows), by source.",
+            ["source", "bound"],
+            snapshot.leak_rate_interval.items(),
         )
         yield _gauge(
             "leakwatch_outcome_rate",
@@ -280,6 +294,8 @@ class DaemonMetrics:
         self.job_failures = Counter(
             "leakwatch_job_failures", "Scheduled jobs that raised, by job.", ["job"], registry=r
         )
+        self.build = Info("leakwatch_build", "The leakwatch version running.", registry=r)
+        self.build.info({"version": __version__})
         for outcome in Outcome:
             self.verdicts.labels(outcome=outcome.value)
         self._snapshot = StoreSnapshot()

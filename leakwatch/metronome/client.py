@@ -91,6 +91,12 @@ class SearchStats:
     malformed: int = 0
     retries: int = 0
     failed_requests: int = 0
+    # Batches left unanswered at the deadline or budget after failed attempts: a
+    # lookup that could not be made because Metronome kept failing, not for lack of time.
+    batches_abandoned: int = 0
+    # Attempts that failed in a retryable way (5xx, timeout, connection, malformed).
+    failed_attempts: int = 0
+    last_failure: str = ""
     ids_requested: int = 0
     ids_answered: int = 0
     ids_failed: int = 0
@@ -327,9 +333,10 @@ class SearchClient:
         rate_limited = 0
         calls = 0
         while True:
-            if budget is not None and calls >= budget:
-                return None, calls
-            if not self.rate.acquire(deadline_monotonic):
+            if (budget is not None and calls >= budget) or not self.rate.acquire(
+                deadline_monotonic
+            ):
+                self.stats.batches_abandoned += int(failures > 0)
                 return None, calls
             calls += 1
             result = self._call_search(batch, attempt=failures + rate_limited)
@@ -363,6 +370,8 @@ class SearchClient:
             if result.kind is _CallKind.FATAL:
                 return self._fail(batch, result.reason), calls
             failures += 1
+            self.stats.failed_attempts += 1
+            self.stats.last_failure = result.reason
             if failures > self.max_retries:
                 reason = f"{result.reason} (gave up after {failures} attempts)"
                 return self._fail(batch, reason), calls
@@ -373,6 +382,7 @@ class SearchClient:
                 deadline_monotonic is not None
                 and self._clock.monotonic() + backoff_s > deadline_monotonic
             ):
+                self.stats.batches_abandoned += 1
                 return None, calls
             self.stats.retries += 1
             self._observer.on_retry(result.reason)
@@ -446,10 +456,14 @@ class SearchClient:
         if response is None:
             if status == "timeout":
                 self.stats.timeouts += 1
-                return _CallResult(_CallKind.RETRYABLE, status, "timed out")
+                return _CallResult(
+                    _CallKind.RETRYABLE, status, f"timed out waiting for {self.base_url}"
+                )
             self.stats.connection_errors += 1
             kind = status.split(":", 1)[1]
-            return _CallResult(_CallKind.RETRYABLE, status, f"connection error ({kind})")
+            return _CallResult(
+                _CallKind.RETRYABLE, status, f"connection error ({kind}) to {self.base_url}"
+            )
         code = response.status_code
         if code == 200:
             try:

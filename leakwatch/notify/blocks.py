@@ -91,6 +91,9 @@ class AlertView:
     detail: str = ""
     facts: Mapping[str, str] = field(default_factory=dict)
     reason: str = ""
+    # In plain words, why a rate alert fired (or holds, or cleared): the evidence of
+    # the sequential test ("3.1% of 412 lookups leaked; …"). Empty for interval rules.
+    why: str = ""
 
 
 def clip(text: str, limit: int) -> str:
@@ -159,6 +162,8 @@ def _rate_line(view: AlertView) -> str:
 def _facts(view: AlertView) -> list[str]:
     lines: list[str] = []
     if not view.is_health:
+        if view.why:
+            lines.append(f"*Why:* {slack_value(view.why)}")
         lines.append(_rate_line(view))
         if view.samples is not None:
             leaks = f"{view.leaks} leaking of " if view.leaks is not None else ""

@@ -18,7 +18,7 @@ reconciled), an ack stops updates and repeats for the current episode.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,16 +30,20 @@ from leakwatch.core.alerting import (
     AlertState,
     AlertStatus,
     Decision,
+    DecisionTest,
     HealthKind,
     NotificationKind,
     Observation,
     evaluate,
     evaluate_health,
+    explain_evidence,
 )
 from leakwatch.core.durations import format_duration
 from leakwatch.core.exposure import Exposure, scope_exposure, volumes_in
 from leakwatch.core.pricing import Price
 from leakwatch.core.results import AlertResult
+from leakwatch.core.sequential import MonitorState, monitor_over
+from leakwatch.core.stats import rate_from_weight_sums
 from leakwatch.errors import LeakwatchError
 from leakwatch.notify.blocks import AlertView, MessageKind, render
 from leakwatch.notify.outbox import OutboxKind, enqueue
@@ -50,6 +54,7 @@ from leakwatch.store.outbox import NotificationStatus
 from leakwatch.store.queries import (
     OutcomeCounts,
     example_transactions,
+    outcome_batches,
     outcome_counts,
     segment_counts,
     volume_rows,
@@ -141,6 +146,7 @@ def evaluate_alerts(
                     group = alert.scope.partition("=")[2] if alert.scope else None
                     if group is not None and group not in groups and alert.status != "inactive":
                         groups[group] = OutcomeCounts(group=group)
+            evidence = _evidence(session, rule, since, now, by, len(groups))
         for group, counts in sorted(groups.items(), key=lambda kv: kv[0] or ""):
             # One alert that cannot be recorded (every minute, if the cause persists)
             # must not keep every rule after it from being evaluated.
@@ -151,6 +157,8 @@ def evaluate_alerts(
                         rule,
                         group if by else None,
                         counts,
+                        evidence.get(group, MonitorState()) if evidence is not None else None,
+                        max(1, len(groups)) if by else 1,
                         now,
                         prices,
                         currency,
@@ -226,6 +234,8 @@ def _evaluate_one(
     rule: AlertRule,
     group: str | None,
     counts: OutcomeCounts,
+    evidence: MonitorState | None,
+    groups: int,
     now: datetime,
     prices: Mapping[str, Price] | None,
     currency: str,
@@ -237,8 +247,9 @@ def _evaluate_one(
     with transaction(sessions) as session:
         alert = lock_or_create(session, rule.name, scope, kind="rate", severity=rule.severity.value)
         state = state_of(alert)
-        observation = _observation(rule, counts)
+        observation = replace(_observation(rule, counts), evidence=evidence, groups=groups)
         decision = evaluate(rule, state, observation, now)
+        why = explain_evidence(rule, evidence, groups) if evidence is not None else ""
         estimate = decision.estimate
         leaked = revenue = None
         if estimate is not None:
@@ -278,6 +289,7 @@ def _evaluate_one(
             currency=currency,
             examples=tuple(examples),
             reason=decision.reason,
+            why=why,
         )
         facts = {
             "rate": view.rate,
@@ -290,8 +302,40 @@ def _evaluate_one(
             "estimated_leaked_events": leaked,
             "revenue_at_risk": revenue,
             "examples": examples,
+            "decision": rule.decision.value,
+            "why": why,
         }
         return _record(session, alert, state, decision, view, now, facts, deliver)
+
+
+def _evidence(
+    session: Session,
+    rule: AlertRule,
+    since: datetime,
+    now: datetime,
+    by: str | None,
+    groups: int,
+) -> dict[str | None, MonitorState] | None:
+    """The sequential test's evidence per group: the window's cycles folded in order."""
+    if rule.decision is not DecisionTest.SEQUENTIAL:
+        return None
+    monitor = rule.monitor(max(1, groups) if by else 1)
+    batches = outcome_batches(session, outcomes=rule.rate.outcomes, since=since, until=now, by=by)
+    evidence: dict[str | None, MonitorState] = {}
+    for group, cycle_batches in batches.items():
+        effective = []
+        for b in cycle_batches:
+            # A weighted (stratified) batch counts for its Kish effective size.
+            estimate = rate_from_weight_sums(
+                b.leaks,
+                b.decided,
+                b.weighted_leaks,
+                b.weighted_decided,
+                b.weighted_decided_squares,
+            )
+            effective.append((estimate.rate * estimate.effective_n, estimate.effective_n))
+        evidence[group] = monitor_over(monitor, effective)
+    return evidence
 
 
 def _observation(rule: AlertRule, counts: OutcomeCounts) -> Observation:

@@ -14,7 +14,7 @@ import structlog
 
 from leakwatch.clock import Clock
 from leakwatch.config import AlertRuleSettings, Settings
-from leakwatch.core.alerting import AlertRule, GroupBy, RateKind, Severity
+from leakwatch.core.alerting import AlertRule, DecisionTest, GroupBy, RateKind, Severity
 from leakwatch.core.durations import format_duration
 from leakwatch.core.results import AlertResult, CycleSummary, SendReport
 from leakwatch.errors import LeakwatchError
@@ -51,6 +51,7 @@ def alert_rule(rule: AlertRuleSettings) -> AlertRule:
         severity=Severity(rule.severity),
         for_=rule.for_,
         repeat_interval=rule.repeat_interval,
+        decision=DecisionTest(rule.decision),
     )
 
 

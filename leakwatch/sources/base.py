@@ -157,7 +157,10 @@ class Source(Protocol):
         stratify_by: str | None = None,
         floor: int = 0,
         progress: ProgressCallback | None = None,
-    ) -> SampleResult: ...
+        since: datetime | None = None,
+    ) -> SampleResult:
+        """Draw up to `n` events from the window; with `since`, only those settled after it."""
+        ...
 
     def scan_new(
         self,

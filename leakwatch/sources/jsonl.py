@@ -16,7 +16,6 @@ import hashlib
 import itertools
 import operator
 import random
-import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -33,6 +32,7 @@ from leakwatch.core.sampling import (
     estimate_population,
     parse_stratify_by,
     sampling_window,
+    settled_since,
     stratum_of,
     window_share_of_day,
 )
@@ -266,6 +266,11 @@ class JsonlSource:
     def name(self) -> str:
         return self.spec.name
 
+    @property
+    def index_dir(self) -> Path:
+        """Where this source's `.gz` seek indexes (sidecars) live."""
+        return self._index_dir
+
     # -- files ------------------------------------------------------------------------
 
     def files(self) -> list[LogPath]:
@@ -293,9 +298,14 @@ class JsonlSource:
         stratify_by: str | None = None,
         floor: int = 0,
         progress: ProgressCallback | None = None,
+        since: datetime | None = None,
     ) -> SampleResult:
         """Draw up to `n` events from the window, uniformly or stratified."""
-        window = sampling_window(now, self.spec.settle_delay, self.spec.max_age)
+        window = settled_since(
+            sampling_window(now, self.spec.settle_delay, self.spec.max_age),
+            since,
+            self.spec.settle_delay,
+        )
         fields = parse_stratify_by(stratify_by)
         state = _DrawState()
         segments = self._segments(window, state, progress)
@@ -533,10 +543,12 @@ class JsonlSource:
         pool: dict[str, list[tuple[int, int, SourceEvent]]] = defaultdict(list)
         seen: set[tuple[int, int]] = set()
 
-        def offer(drawn: tuple[int, int, SourceEvent], want: Mapping[str, int]) -> None:
+        def offer(drawn: tuple[int, int, SourceEvent], want: Mapping[str, int] | None) -> None:
+            """Count a drawn line's stratum; keep it while the stratum needs lines."""
             stratum = stratum_of(drawn[2], fields) or ""
             hits[stratum] += 1
-            if drawn[:2] not in seen and len(pool[stratum]) < want.get(stratum, n):
+            room = n if want is None else want.get(stratum, 0)
+            if drawn[:2] not in seen and len(pool[stratum]) < room:
                 seen.add(drawn[:2])
                 pool[stratum].append(drawn)
 
@@ -549,7 +561,7 @@ class JsonlSource:
             while sum(hits.values()) < pilot and drawer.attempts < ATTEMPTS_PER_SAMPLE * n:
                 drawn = drawer.draw()
                 if drawn is not None:
-                    offer(drawn, {})
+                    offer(drawn, None)
             lines = drawer.population()
             total_hits = sum(hits.values())
             populations = {h: lines * c / total_hits for h, c in hits.items()} if hits else {}
@@ -566,7 +578,9 @@ class JsonlSource:
         want = {h: k for h, k in allocation.items() if k and h not in indexed}
         for stratum in list(pool):
             del pool[stratum][want.get(stratum, 0) :]
-        cap = ATTEMPTS_PER_SAMPLE * n + drawer.attempts
+        # Without the index, strata met once in the pilot may be too rare to fill:
+        # spend at most as many attempts again as the pilot took.
+        cap = drawer.attempts + (ATTEMPTS_PER_SAMPLE * n if known else drawer.attempts)
         while drawer.attempts < cap and any(len(pool[h]) < k for h, k in want.items()):
             drawn = drawer.draw()
             if drawn is not None:
@@ -1008,42 +1022,35 @@ class _Counts:
         fast = source._fast
         if fast is not None and no_line_longer(block, source.spec.max_line_bytes):
             decoded = fast.decode_block(block)
-            if decoded is not None and self._add_decoded(decoded, fast, source):
+            counted = None if decoded is None else self._add_decoded(decoded, fast, source)
+            if counted is not None:
+                assert decoded is not None
                 # Blank lines are skipped by the decoder, as `add` does not count them.
                 self.lines += len(decoded)
-                if self.strata is not None:
-                    self._index_decoded(block_start, block, decoded, fast, source)
+                if self.strata is not None and decoded:
+                    strata = fast.strata(decoded, source._strata_fields)
+                    offsets = None
+                    if self.strata.needs_offsets(strata, block_start):
+                        offsets = _line_starts(block, block_start, len(decoded))
+                    self.strata.add(strata, *counted, offsets, block_start + len(block))
                 return
         offset = block_start
         for raw in _lines_of(block):
             self.add(raw, source, tally, offset)
             offset += len(raw)
 
-    def _index_decoded(
-        self,
-        block_start: int,
-        block: bytes,
-        decoded: list[Any],
-        fast: TailDecoder,
-        source: "JsonlSource",
-    ) -> None:
-        assert self.strata is not None
-        stamps = [_utc(stamp) for stamp in map(fast.timestamp, decoded)]
-        strata = fast.strata(decoded, source._strata_fields)
-        offsets = None
-        if self.strata.needs_offsets(strata, block_start):
-            offsets = _line_starts(block, block_start, len(decoded))
-        self.strata.add(strata, stamps, offsets, block_start + len(block))
-
-    def _add_decoded(self, decoded: list[Any], fast: TailDecoder, source: "JsonlSource") -> bool:
-        """Count decoded lines; False (nothing counted) when a timestamp has no zone."""
+    def _add_decoded(
+        self, decoded: list[Any], fast: TailDecoder, source: "JsonlSource"
+    ) -> tuple[list[datetime], list[date]] | None:
+        """Count decoded lines, returning their UTC times and days; None (nothing
+        counted) when a timestamp has no zone."""
         if not decoded:
-            return True
+            return [], []
         stamps = list(map(fast.timestamp, decoded))
         zones = set(map(_ZONE, stamps))
         if zones != {UTC}:
             if None in zones:
-                return False
+                return None
             stamps = [stamp.astimezone(UTC) for stamp in stamps]
         days = list(map(datetime.date, stamps))
         types = list(map(fast.event_type, decoded))
@@ -1062,7 +1069,7 @@ class _Counts:
             self.first = low
         if self.last is None or high > self.last:
             self.last = high
-        return True
+        return stamps, days
 
     def add(self, raw: bytes, source: "JsonlSource", tally: BadLineTally, offset: int = 0) -> None:
         if not raw.strip():
@@ -1085,28 +1092,25 @@ class _Counts:
             self.last = parsed.timestamp
         if self.strata is not None:
             stratum = stratum_of(parsed, source._strata_fields) or ""
-            self.strata.add([stratum], [parsed.timestamp], [offset], offset + len(raw))
+            stamp = parsed.timestamp
+            self.strata.add([stratum], [stamp], [stamp.date()], [offset], offset + len(raw))
 
 
 _ZONE = operator.attrgetter("tzinfo")
 
 
-def _utc(stamp: datetime) -> datetime:
-    return stamp if stamp.tzinfo is UTC else stamp.astimezone(UTC)
-
-
 def _line_starts(block: bytes, base: int, expected: int) -> list[int]:
     """Offsets of the non-blank lines of a block of complete lines (as the decoder sees them)."""
-    starts = [base]
-    starts.extend(base + match.end() for match in _NEWLINE.finditer(block))
+    lines = block.split(b"\n")
+    lines.pop()  # after the last newline: nothing
+    starts = list(itertools.accumulate(map(_PLUS_NEWLINE, map(len, lines)), initial=base))
     starts.pop()
     if len(starts) == expected:
         return starts
-    lines = block.split(b"\n")
-    return [start for start, line in zip(starts, lines, strict=False) if line.strip()]
+    return [start for start, line in zip(starts, lines, strict=True) if line.strip()]
 
 
-_NEWLINE = re.compile(b"\n")
+_PLUS_NEWLINE = (1).__add__
 
 
 def _strata_key(index: StrataIndex, head: bytes) -> str | None:

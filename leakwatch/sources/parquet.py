@@ -34,6 +34,7 @@ from leakwatch.core.sampling import (
     allocate,
     parse_stratify_by,
     sampling_window,
+    settled_since,
 )
 from leakwatch.core.timestamps import TimestampFormat, read_timestamp
 from leakwatch.sources.base import (
@@ -207,10 +208,15 @@ class ParquetSource:
         stratify_by: str | None = None,
         floor: int = 0,
         progress: ProgressCallback | None = None,
+        since: datetime | None = None,
     ) -> SampleResult:
         """Draw up to `n` events from the window: uniform, or stratified with floors."""
         del progress
-        window = sampling_window(now, self.spec.settle_delay, self.spec.max_age)
+        window = settled_since(
+            sampling_window(now, self.spec.settle_delay, self.spec.max_age),
+            since,
+            self.spec.settle_delay,
+        )
         fields = parse_stratify_by(stratify_by)
         opened = [_OpenFile(path) for path in self.files()]
         tally = BadLineTally()

@@ -36,6 +36,7 @@ from leakwatch.core.sampling import (
     allocate,
     parse_stratify_by,
     sampling_window,
+    settled_since,
     stratum_of,
 )
 from leakwatch.core.timestamps import (
@@ -216,10 +217,15 @@ class SqlSource:
         stratify_by: str | None = None,
         floor: int = 0,
         progress: ProgressCallback | None = None,
+        since: datetime | None = None,
     ) -> SampleResult:
         """Draw up to `n` events from the window, with the work done by the database."""
         del progress  # one round trip or two: nothing to report
-        window = sampling_window(now, self.spec.settle_delay, self.spec.max_age)
+        window = settled_since(
+            sampling_window(now, self.spec.settle_delay, self.spec.max_age),
+            since,
+            self.spec.settle_delay,
+        )
         fields = parse_stratify_by(stratify_by)
         with self._engine.connect() as conn:
             self._utc_session(conn)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
@@ -119,6 +119,39 @@ def recorded_identities(
         ).where(col(SampledEventRow.transaction_id).in_(ids[start : start + 1000]))
         found.update((str(a), str(b), str(c)) for a, b, c in session.execute(query))
     return found
+
+
+# ANALYZE the samples table once this many rows (or this share of it) changed since
+# its statistics were taken: plans for the identity lookup and the due rows must not
+# wait for autovacuum, which may be off or behind (a whole-table scan per draw, seen).
+ANALYZE_AFTER_CHANGES = 10_000
+ANALYZE_AFTER_SHARE = 0.1
+
+
+def refresh_statistics_if_stale(session: Session) -> bool:
+    """ANALYZE `sampled_event` when its statistics are missing or stale (Postgres).
+
+    One catalog lookup per call; the ANALYZE itself samples a fixed number of rows,
+    so it costs about the same at any table size. Returns whether it ran.
+    """
+    if _dialect(session) != "postgresql":
+        return False  # SQLite plans by its indexes without statistics
+    row = session.execute(
+        text(
+            "SELECT n_mod_since_analyze, n_live_tup, "
+            "coalesce(last_analyze, last_autoanalyze) IS NULL "
+            "FROM pg_stat_user_tables WHERE relname = 'sampled_event'"
+        )
+    ).one_or_none()
+    if row is None:
+        return False
+    changed, live, never = int(row[0] or 0), int(row[1] or 0), bool(row[2])
+    if changed == 0 or (
+        not never and changed < max(ANALYZE_AFTER_CHANGES, ANALYZE_AFTER_SHARE * live)
+    ):
+        return False
+    session.execute(text("ANALYZE sampled_event"))
+    return True
 
 
 def count_due(session: Session, *, now: datetime) -> int:

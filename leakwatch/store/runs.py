@@ -72,6 +72,19 @@ def note_scan(
     session.add(state)
 
 
+def last_drawn_at(session: Session, source: str) -> datetime | None:
+    """When a cycle last drew from `source`: the next draw takes what settled since."""
+    state = session.get(SourceState, source)
+    return state.last_sampled_at if state is not None else None
+
+
+def note_draw(session: Session, source: str, *, kind: str, now: datetime) -> None:
+    """Record that a cycle drew from `source` at `now`."""
+    state = session.get(SourceState, source) or SourceState(name=source, kind=kind)
+    state.last_sampled_at = now
+    session.add(state)
+
+
 def source_states(session: Session) -> dict[str, SourceState]:
     return {s.name: s for s in session.exec(select(SourceState)).all()}
 

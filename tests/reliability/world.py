@@ -215,6 +215,8 @@ def served(
     database_url: str | None = None,
     extra_config: str = "",
     seed: int = 9,
+    token: str = TOKEN,
+    slack_token: str = SLACK_TOKEN,
 ) -> Iterator[Served]:
     """Start the simulator (the scenario ingested) and the fake Slack; write the config."""
     clock = FakeClock(START)
@@ -225,14 +227,14 @@ def served(
     state.faults.silent_drop_ids.update(scenario.dropped_ids)
     state.faults.hang_s = 5.0
     with (
-        SimulatorServer(state, token=TOKEN, clock=clock) as simulator,
+        SimulatorServer(state, token=token, clock=clock) as simulator,
         FakeSlackWithFiles() as slack,
     ):
         with SearchClient(
-            base_url=simulator.base_url, token=TOKEN, clock=clock, requests_per_second=1000
+            base_url=simulator.base_url, token=token, clock=clock, requests_per_second=1000
         ) as client:
             ingest_scenario(scenario, client.ingest)
-        slack.state.token = SLACK_TOKEN
+        slack.state.token = slack_token
         slack.state.now_s = lambda: clock.now().timestamp()
         config = tmp_path / "leakwatch.toml"
         write_config(
@@ -246,8 +248,8 @@ def served(
             extra=extra_config,
         )
         env = {
-            "METRONOME_BEARER_TOKEN": TOKEN,
-            "SLACK_BOT_TOKEN": SLACK_TOKEN,
+            "METRONOME_BEARER_TOKEN": token,
+            "SLACK_BOT_TOKEN": slack_token,
             "LEAKWATCH_SLACK_BASE_URL": slack.base_url,
         }
         yield Served(clock, simulator, slack, scenario, config, log, env)
