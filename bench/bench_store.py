@@ -405,7 +405,7 @@ def main() -> int:
 
 def bench_recording(
     url: str,
-    drawn: list[SampledEvent],
+    drawn: list[DrawnEvent],
     verdicts: list[Verdict],
     rng: random.Random,
     record_times: list[float],
