@@ -11,13 +11,60 @@ from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 
 from leakwatch.config import Settings, SourceSettings
+from leakwatch.core.formatting import format_instant
 from leakwatch.errors import LeakwatchError
+
+# Plain help, like git's and gh's: `-h` as well as `--help`, no type placeholders.
+HELP_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+
+class PlainCommand(TyperCommand):
+    """Help as git and gh write it: `lookup [OPTIONS] TRANSACTION_ID...`, no `<type>` labels.
+
+    Typer labels every argument with its Python type and wraps required ones in braces;
+    a user wants the metavar and what it is for. (Typer vendors click, so parameters are
+    told apart by click's `param_type_name`.)
+    """
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        return pieces + [
+            _argument_label(p) for p in self.get_params(ctx) if p.param_type_name == "argument"
+        ]
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        params = self.get_params(ctx)
+        arguments = [
+            (_argument_label(p), getattr(p, "help", None) or "")
+            for p in params
+            if p.param_type_name == "argument"
+        ]
+        options = [
+            record
+            for p in params
+            if p.param_type_name == "option" and (record := p.get_help_record(ctx)) is not None
+        ]
+        for title, rows in (("Arguments", arguments), ("Options", options)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def _argument_label(param: Any) -> str:
+    label = str(param.metavar or param.name or "").upper()
+    if param.nargs != 1 and not label.endswith("..."):
+        label += "..."
+    return label if param.required else f"[{label}]"
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 app = typer.Typer(
     name="leakwatch",
@@ -25,9 +72,20 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings=HELP_SETTINGS,
 )
-db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
-alerts_app = typer.Typer(help="Open alerts; silence or acknowledge them.")
+db_app = typer.Typer(
+    help="The store's schema.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings=HELP_SETTINGS,
+)
+alerts_app = typer.Typer(
+    help="Open alerts; silence or acknowledge them.",
+    rich_markup_mode=None,
+    context_settings=HELP_SETTINGS,
+)
 app.add_typer(db_app, name="db")
 app.add_typer(alerts_app, name="alerts")
 
@@ -36,11 +94,67 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         "-c",
+        metavar="PATH",
         help="Config file (default: $LEAKWATCH_CONFIG, else ./leakwatch.toml).",
         show_default=False,
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+# Set by the root options (or LEAKWATCH_LOG_LEVEL); wins over each command's default.
+_log_level: str | None = None
+
+
+def version() -> str:
+    """The installed distribution's version (the one pyproject.toml declares)."""
+    from leakwatch import __version__
+
+    return __version__
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"leakwatch {version()}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_show_version
+        ),
+    ] = False,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level",
+            metavar="LEVEL",
+            help="Log level on stderr: debug, info, warning or error "
+            "(default: $LEAKWATCH_LOG_LEVEL, else warning on a terminal, info otherwise).",
+            show_default=False,
+        ),
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log everything (same as --log-level debug).")
+    ] = False,
+) -> None:
+    """Catch revenue leakage in usage-based billing on Metronome.
+
+    Set LEAKWATCH_DEBUG=1 to see the traceback of an unexpected error.
+    """
+    global _log_level  # noqa: PLW0603  (one process, one command: the root options are global)
+    chosen = "debug" if verbose else (log_level or os.environ.get("LEAKWATCH_LOG_LEVEL"))
+    if chosen is not None and chosen.lower() not in LOG_LEVELS:
+        source = "--log-level" if log_level else "LEAKWATCH_LOG_LEVEL"
+        err.print(
+            f"error: {source} {chosen!r} is not a log level; use one of {', '.join(LOG_LEVELS)}",
+            markup=False,
+            style="red",
+        )
+        raise typer.Exit(2)
+    _log_level = chosen.lower() if chosen else None
 
 
 def _console(*, stderr: bool) -> Console:
@@ -121,7 +235,7 @@ def _first_interrupt_stops() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-@app.command()
+@app.command(cls=PlainCommand, short_help="Write a commented example leakwatch.toml.")
 def init(
     config: ConfigOption = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
@@ -139,25 +253,32 @@ def init(
         out.print(f"wrote {target}; edit [[sources]] and set METRONOME_BEARER_TOKEN", markup=False)
 
 
-@db_app.command("upgrade")
+@db_app.command("upgrade", cls=PlainCommand)
 def db_upgrade(config: ConfigOption = None) -> None:
     """Apply the store's migrations (creates the database schema)."""
-    from leakwatch.store.db import current_revision
-    from leakwatch.wiring import open_engine, settings_for
+    from leakwatch.wiring import settings_for, upgrade_store
 
     with _user_errors():
         settings = settings_for(config)
         _setup_logs(settings, quiet=True)
-        engine = open_engine(settings, migrate=True)
-        out.print(f"database at revision {current_revision(engine)} (up to date)")
-        engine.dispose()
+        before, after = upgrade_store(settings)
+        if before is None:
+            out.print(f"created the schema at revision {after}", markup=False)
+        elif before == after:
+            out.print(f"already at revision {after} (up to date)", markup=False)
+        else:
+            out.print(f"upgraded the schema from revision {before} to {after}", markup=False)
 
 
-@app.command()
+@app.command(cls=PlainCommand, short_help="A self-contained tour on a simulated Metronome.")
 def demo(
     keep: Annotated[
         Path | None,
-        typer.Option("--keep", help="Keep the demo's files in this folder instead of a temp dir."),
+        typer.Option(
+            "--keep",
+            metavar="DIR",
+            help="Keep the demo's files in this folder instead of a temp dir.",
+        ),
     ] = None,
 ) -> None:
     """A self-contained tour: simulated Metronome, injected leaks, cycles, an alert, a report."""
@@ -169,7 +290,7 @@ def demo(
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=PlainCommand, short_help="Run one cycle: sample, look up, record, alert.")
 def check(
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -180,14 +301,13 @@ def check(
     """Run one cycle: sample, search, record, re-check, evaluate alerts, notify."""
     from leakwatch.clock import SystemClock
     from leakwatch.daemon.leader import searching_alone
-    from leakwatch.pipeline.runtime import Runtime
-    from leakwatch.wiring import settings_for
+    from leakwatch.wiring import build_runtime, settings_for
 
     with _user_errors(), _first_interrupt_stops() as stopping:
         settings = settings_for(config)
         _setup_logs(settings, quiet=as_json)
         with searching_alone(settings):
-            runtime = Runtime(settings, clock=SystemClock(), should_stop=stopping.is_set)
+            runtime = build_runtime(settings, clock=SystemClock(), should_stop=stopping.is_set)
             try:
                 summary = runtime.run_cycle(draw=not recheck_only)
                 alerts = runtime.evaluate_alerts()
@@ -216,9 +336,21 @@ def check(
     if stopping.is_set():
         err.print("stopped by Ctrl-C: what was looked up is recorded; the rest stays due")
         raise typer.Exit(130)
+    failures = summary.failures()
+    if failures:
+        # Exit 1: the cycle could not check what it set out to (DESIGN "Exit codes");
+        # what it did record is kept.
+        err.print(
+            _redact(
+                "error: the check could not do its job:\n" + "\n".join(f"  - {f}" for f in failures)
+            ),
+            markup=False,
+            style="red",
+        )
+        raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=PlainCommand, short_help="Run the daemon: cycles, alerts, reports, /metrics.")
 def run(config: ConfigOption = None) -> None:
     """Run the daemon: scheduled cycles, alerts, weekly report, /healthz and /metrics."""
     from leakwatch.clock import SystemClock
@@ -232,11 +364,13 @@ def run(config: ConfigOption = None) -> None:
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=PlainCommand, short_help="How much is leaking: rates, intervals, money.")
 def status(
     config: ConfigOption = None,
     as_json: JsonOption = False,
-    window: Annotated[str, typer.Option(help="How far back to count samples.")] = "24h",
+    window: Annotated[
+        str, typer.Option(metavar="DURATION", help="How far back to count samples, e.g. 24h or 7d.")
+    ] = "24h",
 ) -> None:
     """Per source and outcome: counts, rates with confidence intervals; open alerts."""
     from leakwatch.clock import SystemClock
@@ -267,16 +401,19 @@ def status(
         print_status(out, view)
 
 
-@app.command()
+@app.command(cls=PlainCommand, short_help="Exact billed-vs-sent totals from /v1/usage.")
 def reconcile(
     config: ConfigOption = None,
     as_json: JsonOption = False,
     days: Annotated[
-        int | None, typer.Option(min=1, max=33, help="Complete UTC days to compare (default 7).")
+        int | None,
+        typer.Option(min=1, max=33, metavar="N", help="Complete UTC days to compare (default 7)."),
     ] = None,
     customer: Annotated[
         str | None,
-        typer.Option(help="Only this customer: Metronome id, name or an ingest alias."),
+        typer.Option(
+            metavar="CUSTOMER", help="Only this customer: Metronome id, name or an ingest alias."
+        ),
     ] = None,
     show_all: Annotated[
         bool, typer.Option("--all", help="Show rows within tolerance too.")
@@ -284,13 +421,12 @@ def reconcile(
 ) -> None:
     """Expected vs billed per customer × metric × day, from Metronome's /v1/usage."""
     from leakwatch.clock import SystemClock
-    from leakwatch.pipeline.runtime import Runtime
-    from leakwatch.wiring import settings_for
+    from leakwatch.wiring import build_runtime, settings_for
 
     with _user_errors():
         settings = settings_for(config)
         _setup_logs(settings, quiet=as_json)
-        runtime = Runtime(settings, clock=SystemClock())
+        runtime = build_runtime(settings, clock=SystemClock())
         try:
             result = runtime.reconcile(days=days, customer=customer)
         finally:
@@ -305,21 +441,27 @@ def reconcile(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=PlainCommand, short_help="Export sampled events with their outcome.")
 def outcomes(
     config: ConfigOption = None,
     outcome: Annotated[
-        list[str] | None, typer.Option("--outcome", help="Only these outcomes (repeatable).")
+        list[str] | None,
+        typer.Option("--outcome", metavar="OUTCOME", help="Only these outcomes (repeatable)."),
     ] = None,
-    since: Annotated[str, typer.Option(help="Sampled within this long ago.")] = "7d",
-    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    since: Annotated[
+        str, typer.Option(metavar="DURATION", help="Sampled within this long ago.")
+    ] = "7d",
+    source: Annotated[str | None, typer.Option(metavar="SOURCE", help="Only this source.")] = None,
     event_type: Annotated[
-        str | None, typer.Option("--event-type", help="Only this event type.")
+        str | None, typer.Option("--event-type", metavar="EVENT_TYPE", help="Only this event type.")
     ] = None,
     customer: Annotated[
-        str | None, typer.Option("--customer", help="Only this customer_id (as sent).")
+        str | None,
+        typer.Option("--customer", metavar="CUSTOMER_ID", help="Only this customer_id (as sent)."),
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+    fmt: Annotated[
+        str, typer.Option("--format", metavar="jsonl|csv", help="Output format.")
+    ] = "jsonl",
 ) -> None:
     """Export sampled events with their outcome, one per line."""
     from leakwatch.clock import SystemClock
@@ -360,9 +502,14 @@ def outcomes(
         err.print(f"{written} sampled events", markup=False)
 
 
-@app.command()
+@app.command(cls=PlainCommand, short_help="Show what Metronome holds for transaction ids.")
 def lookup(
-    transaction_ids: Annotated[list[str], typer.Argument(help="Transaction ids to look up.")],
+    transaction_ids: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="TRANSACTION_ID...", help="Transaction ids to look up.", show_default=False
+        ),
+    ],
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -403,20 +550,26 @@ def lookup(
         print_lookup(out, results)
 
 
-@app.command()
+@app.command(cls=PlainCommand, short_help="Write (and send) the weekly leakage report.")
 def report(
     config: ConfigOption = None,
     week: Annotated[
-        str | None, typer.Option(help="ISO week, e.g. 2026-W47 (default: last complete week).")
+        str | None,
+        typer.Option(
+            metavar="YYYY-Www", help="ISO week, e.g. 2026-W47 (default: last complete week)."
+        ),
     ] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder to write to.")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", metavar="DIR", help="Folder to write to.")
+    ] = None,
     send: Annotated[bool, typer.Option("--send", help="Post the summary to Slack.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Post again if already sent.")] = False,
 ) -> None:
     """Write the weekly leakage report (Markdown, HTML, JSON, PNG chart)."""
     from leakwatch.clock import SystemClock
     from leakwatch.pipeline.report import produce_weekly_report
-    from leakwatch.wiring import open_engine, settings_for
+    from leakwatch.store.db import session_factory
+    from leakwatch.wiring import build_report_slack, open_engine, settings_for
 
     with _user_errors():
         settings = settings_for(config)
@@ -425,7 +578,8 @@ def report(
         try:
             outcome = produce_weekly_report(
                 settings,
-                engine=engine,
+                sessions=session_factory(engine),
+                slack=build_report_slack(settings) if send else None,
                 now=SystemClock().now(),
                 week=week,
                 out_dir=out_dir,
@@ -441,34 +595,42 @@ def report(
             out.print(outcome.sent, markup=False)
 
 
-@app.command()
+@app.command(cls=PlainCommand, short_help="Serve the Metronome API simulator.")
 def simulator(
-    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8787,
+    host: Annotated[str, typer.Option(metavar="HOST", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on.")] = 8787,
     token: Annotated[
         str | None,
         typer.Option(
+            metavar="TOKEN",
             help="Bearer token to accept (default: $METRONOME_BEARER_TOKEN). Visible to "
-            "other local users in the process list: prefer the variable or --token-file."
+            "other local users in the process list: prefer the variable or --token-file.",
         ),
     ] = None,
     token_file: Annotated[
         Path | None,
-        typer.Option("--token-file", help="Read the bearer token to accept from this file."),
+        typer.Option(
+            "--token-file", metavar="FILE", help="Read the bearer token to accept from this file."
+        ),
     ] = None,
     rate_limit: Annotated[
-        float, typer.Option("--rate-limit", help="Search requests per second allowed (0: none).")
+        float,
+        typer.Option(
+            "--rate-limit", metavar="RPS", help="Search requests per second allowed (0: none)."
+        ),
     ] = 5.0,
     fault_rate: Annotated[
         float,
         typer.Option(
             "--fault-rate",
+            metavar="SHARE",
             help="Share of search requests that fail (500s, dropped connections, bad bodies, "
             "slow answers).",
         ),
     ] = 0.0,
     seed: Annotated[
-        Path | None, typer.Option("--seed", help="JSON file with customers, metrics, events.")
+        Path | None,
+        typer.Option("--seed", metavar="FILE", help="JSON file with customers, metrics, events."),
     ] = None,
 ) -> None:
     """Serve the Metronome API simulator (ingest and event search)."""
@@ -518,12 +680,19 @@ def simulator(
             raise LeakwatchError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
 
 
-@app.command()
+@app.command(cls=PlainCommand, short_help="Print a sample drawn from a source, unchecked.")
 def sample(
-    source: Annotated[str, typer.Argument(help="Name of a configured source.")],
+    source: Annotated[
+        str,
+        typer.Argument(metavar="SOURCE", help="Name of a configured source.", show_default=False),
+    ],
     config: ConfigOption = None,
-    n: Annotated[int, typer.Option("-n", "--count", help="How many events to draw.")] = 100,
-    seed: Annotated[int | None, typer.Option(help="Random seed, for a repeatable draw.")] = None,
+    n: Annotated[
+        int, typer.Option("-n", "--count", metavar="N", help="How many events to draw.")
+    ] = 100,
+    seed: Annotated[
+        int | None, typer.Option(metavar="N", help="Random seed, for a repeatable draw.")
+    ] = None,
 ) -> None:
     """Print a sample drawn from a source (JSON lines), without checking it."""
     from leakwatch.clock import SystemClock
@@ -539,7 +708,7 @@ def sample(
         settings = settings_for(config)
         _setup_logs(settings, quiet=True)
         configured = settings.source(source)
-        _require_files(configured, settings)
+        _require_readable(configured, settings)
         with progress_bar(err, f"sampling {source}") as progress:
             result = sample_source(
                 source_spec(configured),
@@ -556,6 +725,46 @@ def sample(
                 record["_stratum"] = drawn.stratum
             sys.stdout.write(json_line(record) + "\n")
         print_sample_counts(err, result)
+
+
+@app.command("sources")
+def sources_command(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Per source: files/objects, window, volume by type and day, bad lines with examples."""
+    from leakwatch.clock import SystemClock
+    from leakwatch.sources.factory import make_source
+    from leakwatch.sources.inventory import describe_source
+    from leakwatch.store.db import session_factory
+    from leakwatch.views.sources import SourceWindow, build_sources_view
+    from leakwatch.wiring import open_engine, settings_for, source_spec
+
+    with _user_errors():
+        settings = settings_for(config)
+        _setup_logs(settings, quiet=True)
+        inventories = {}
+        for configured in settings.sources:
+            built = make_source(source_spec(configured), state_dir=settings.state_dir)
+            try:
+                inventories[configured.name] = describe_source(built)
+            finally:
+                engine = getattr(built, "engine", None)
+                if engine is not None:
+                    engine.dispose()
+        store = open_engine(settings)
+        try:
+            view = build_sources_view(
+                session_factory(store),
+                now=SystemClock().now(),
+                windows=[SourceWindow(s.name, s.settle_delay, s.max_age) for s in settings.sources],
+                inventories=inventories,
+            )
+        finally:
+            store.dispose()
+        if as_json:
+            _print_json(view.to_dict())
+            return
+        from leakwatch.views.terminal import print_sources
+
+        print_sources(out, view)
 
 
 @alerts_app.callback(invoke_without_command=True)
@@ -588,11 +797,17 @@ def alerts_list(
         print_alerts(out, found)
 
 
-@alerts_app.command("silence")
+@alerts_app.command("silence", cls=PlainCommand)
 def alerts_silence(
-    name: Annotated[str, typer.Argument(help="Alert rule name.")],
-    duration: Annotated[str, typer.Option("--for", help="How long, e.g. 4h.")] = "4h",
-    scope: Annotated[str | None, typer.Option(help="Only this group, e.g. event_type=x.")] = None,
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="Alert rule name.", show_default=False)
+    ],
+    duration: Annotated[
+        str, typer.Option("--for", metavar="DURATION", help="How long, e.g. 4h.")
+    ] = "4h",
+    scope: Annotated[
+        str | None, typer.Option(metavar="BY=VALUE", help="Only this group, e.g. event_type=x.")
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Stop an alert's notifications for a while; its state is kept."""
@@ -613,14 +828,18 @@ def alerts_silence(
         finally:
             engine.dispose()
         out.print(
-            f"silenced {count} alert(s) of {name!r} until {until:%Y-%m-%d %H:%M} UTC", markup=False
+            f"silenced {count} alert(s) of {name!r} until {format_instant(until)}", markup=False
         )
 
 
-@alerts_app.command("ack")
+@alerts_app.command("ack", cls=PlainCommand)
 def alerts_ack(
-    name: Annotated[str, typer.Argument(help="Alert rule name.")],
-    scope: Annotated[str | None, typer.Option(help="Only this group, e.g. event_type=x.")] = None,
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="Alert rule name.", show_default=False)
+    ],
+    scope: Annotated[
+        str | None, typer.Option(metavar="BY=VALUE", help="Only this group, e.g. event_type=x.")
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Acknowledge a firing alert: no more reminders this episode."""
@@ -663,18 +882,18 @@ def _duration_option(flag: str, text: str) -> "timedelta":
     return span
 
 
-def _require_files(configured: SourceSettings, settings: Settings) -> None:
-    """Fail when a log source's path matches no file: drawing nothing would hide the typo."""
-    from leakwatch.sources.factory import make_source
-    from leakwatch.sources.jsonl import JsonlSource
-    from leakwatch.wiring import source_spec
+def _require_readable(configured: SourceSettings, settings: Settings) -> None:
+    """Fail when a source cannot be read (e.g. a path matching no file): drawing nothing
+    would hide the typo."""
+    from leakwatch.wiring import build_source
 
-    built = make_source(source_spec(configured), state_dir=settings.state_dir)
-    if isinstance(built, JsonlSource) and not built.files():
-        raise LeakwatchError(
-            f"source {configured.name!r}: no file matches {configured.path!r}; "
-            "check the path (a file, a glob or a directory)"
-        )
+    source = build_source(settings, configured)
+    try:
+        problems = source.problems()
+    finally:
+        source.close()
+    if problems:
+        raise LeakwatchError(f"source {configured.name!r}: " + "; ".join(problems))
 
 
 def _setup_logs(
@@ -686,7 +905,7 @@ def _setup_logs(
     """
     from leakwatch.logs import configure_logging
 
-    chosen = level or ("warning" if quiet or sys.stderr.isatty() else "info")
+    chosen = _log_level or level or ("warning" if quiet or sys.stderr.isatty() else "info")
     redactor = configure_logging(level=chosen)
     for secret in settings.secret_values() if settings is not None else []:
         redactor.add(secret)

@@ -38,6 +38,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from leakwatch.core.events import DECIDED_OUTCOMES, Outcome
+from leakwatch.core.formatting import format_percent
 from leakwatch.core.sequential import MonitorConfig, MonitorState
 from leakwatch.core.stats import Interval, RateEstimate, rate_estimate
 
@@ -51,6 +52,8 @@ class RateKind(StrEnum):
     UNMATCHED_METRIC_RATE = "unmatched_metric_rate"
     DUPLICATE_RATE = "duplicate_rate"
     MISMATCH_RATE = "mismatch_rate"
+    # Not sampled: the share of expected usage Metronome did not bill (reconciliation).
+    BILLED_GAP = "billed_gap"
 
     @property
     def outcomes(self) -> frozenset[Outcome]:
@@ -64,6 +67,7 @@ _RATE_OUTCOMES: dict[RateKind, frozenset[Outcome]] = {
     RateKind.UNMATCHED_METRIC_RATE: frozenset({Outcome.UNMATCHED_METRIC}),
     RateKind.DUPLICATE_RATE: frozenset({Outcome.DUPLICATE}),
     RateKind.MISMATCH_RATE: frozenset({Outcome.MISMATCH}),
+    RateKind.BILLED_GAP: frozenset(),
 }
 
 
@@ -71,6 +75,13 @@ class GroupBy(StrEnum):
     EVENT_TYPE = "event_type"
     CUSTOMER_ID = "customer_id"
     SOURCE = "source"
+
+
+class DecisionTest(StrEnum):
+    """How a rate rule decides: see the module docstring."""
+
+    SEQUENTIAL = "sequential"
+    INTERVAL = "interval"
 
 
 class Severity(StrEnum):
@@ -118,6 +129,7 @@ class AlertRule:
     severity: Severity = Severity.WARNING
     for_: timedelta = timedelta(0)
     repeat_interval: timedelta = DEFAULT_REPEAT_INTERVAL
+    decision: DecisionTest = DecisionTest.SEQUENTIAL
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -178,6 +190,8 @@ class Observation:
     weighted: RateEstimate | None = None
     evidence: MonitorState | None = None
     groups: int = 1
+    # An exact figure (totals reconciliation), not a sample: no interval, no minimum.
+    exact_summary: str | None = None
 
     @classmethod
     def from_counts(cls, rate: RateKind, counts: Mapping[Outcome, int]) -> "Observation":
@@ -212,9 +226,9 @@ def evaluate(
     )
     observed = replace(state, last_rate=estimate.rate, last_interval=estimate.interval)
     described = (
-        f"{rule.rate.value} {_pct(estimate.rate)} "
-        f"[{_pct(estimate.interval.lo)}, {_pct(estimate.interval.hi)}] "
-        f"vs threshold {_pct(rule.threshold)} over {observation.decided:g} decided"
+        f"{rule.rate.value} {format_percent(estimate.rate)} "
+        f"[{format_percent(estimate.interval.lo)}, {format_percent(estimate.interval.hi)}] "
+        f"vs threshold {format_percent(rule.threshold)} over {observation.decided:g} decided"
     )
     if (
         rule.by is not None
@@ -232,6 +246,20 @@ def evaluate(
             repeat_interval=rule.repeat_interval,
             now=now,
             described="no samples of this group left in the window",
+        )
+        return replace(decision, estimate=estimate)
+    if observation.exact_summary is not None:
+        # Exact totals: the rate is known, so it breaches or clears by itself; the
+        # next reconciliation is the only new evidence, hence no hysteresis band.
+        decision = _step(
+            observed,
+            breach=estimate.rate > rule.threshold,
+            clear=estimate.rate <= rule.threshold,
+            measured=estimate.interval,
+            for_=rule.for_,
+            repeat_interval=rule.repeat_interval,
+            now=now,
+            described=observation.exact_summary,
         )
         return replace(decision, estimate=estimate)
     if observation.evidence is not None:
@@ -284,10 +312,10 @@ def explain_evidence(rule: AlertRule, evidence: MonitorState, groups: int = 1) -
     over, the odds Ville's bound exp(−evidence) for a rate at the threshold.
     """
     monitor = rule.monitor(groups)
-    threshold = _pct_plain(rule.threshold)
+    threshold = format_percent(rule.threshold)
     if evidence.breached(monitor) or (evidence.breach > 0 and not evidence.cleared(monitor)):
         seen = _run(evidence.breach_leaks, evidence.breach_samples)
-        odds = _odds(evidence.breach)
+        odds = _odds(evidence.breach_odds(monitor))
         if evidence.breached(monitor):
             return (
                 f"{seen}; at this rate the chance of seeing so many by luck under "
@@ -303,27 +331,24 @@ def explain_evidence(rule: AlertRule, evidence: MonitorState, groups: int = 1) -
         verdict = "below" if evidence.cleared(monitor) else "not yet shown below"
         return (
             f"{seen}; the rate is {verdict} {threshold} (chance of so few by luck at "
-            f"{threshold} or more: 1 in {_odds(evidence.clear)})"
+            f"{threshold} or more: 1 in {_odds(evidence.clear_odds(monitor))})"
         )
     return f"no evidence either way yet about {threshold}"
 
 
-def _run(leaks: int, samples: int) -> str:
+def _run(leaks: float, samples: float) -> str:
     rate = leaks / samples if samples else 0.0
-    return f"{_pct_plain(rate)} of {samples:,} lookups leaked ({leaks:,})"
+    return f"{format_percent(rate)} of {samples:,.0f} lookups leaked ({leaks:,.0f})"
 
 
 def _odds(log_ratio: float) -> str:
     """exp(log_ratio) as a round "1 in N" figure, never rounded up past the bound."""
-    value = math.exp(min(log_ratio, 60.0))
+    # Past a million the figure means nothing more; "below 1 in 1,000,000" stays true.
+    value = math.exp(min(log_ratio, math.log(1e6)))
     if value < 10:
         return f"{math.floor(value * 10) / 10:g}"
     digits = 10 ** max(0, math.floor(math.log10(value)) - 1)
     return f"{math.floor(value / digits) * digits:,}"
-
-
-def _pct_plain(value: float) -> str:
-    return f"{value * 100:.2g}%" if value < 0.1 else f"{value * 100:.0f}%"
 
 
 def evaluate_health(
@@ -478,7 +503,3 @@ def _notify(
     else:
         sent = replace(state, announced=True, last_notified_at=now, notified_interval=measured)
     return Decision(sent, notification, f"{why}; {dedup_reason}")
-
-
-def _pct(value: float) -> str:
-    return f"{value * 100:.2f}%"

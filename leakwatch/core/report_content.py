@@ -31,6 +31,12 @@ from leakwatch.core.exposure import (
     segment_exposure,
     volumes_in,
 )
+from leakwatch.core.formatting import (
+    format_count,
+    format_money,
+    format_percent,
+    format_rate_interval,
+)
 from leakwatch.core.pricing import Price
 from leakwatch.core.reconcile import billed_ratio
 from leakwatch.core.stats import Estimate, OutcomeTally, RateEstimate, rate_from_weight_sums
@@ -141,7 +147,7 @@ class Example:
 
 
 @dataclass(frozen=True, slots=True)
-class ReconciledRow:
+class BilledDayRow:
     """One reconciled customer × billable metric × UTC day (from the store)."""
 
     day: date
@@ -167,7 +173,7 @@ class ReportInputs:
     examples: Sequence[Example]
     # Sources whose tail was still counting their history at the week's last cycle.
     volumes_estimated: Sequence[str] = ()
-    reconciled: Sequence[ReconciledRow] = ()
+    reconciled: Sequence[BilledDayRow] = ()
 
 
 # ------------------------------------------------------------------ report content
@@ -552,7 +558,7 @@ def build_content(
 BIGGEST_GAPS = 5
 
 
-def billed_vs_sent(rows: Sequence[ReconciledRow]) -> BilledVsSent | None:
+def billed_vs_sent(rows: Sequence[BilledDayRow]) -> BilledVsSent | None:
     """Sum reconciled rows per metric and day; the biggest flagged gaps, largest first."""
     if not rows:
         return None
@@ -671,7 +677,7 @@ def _main_cause(
     if outcome == Outcome.UNMATCHED_CUSTOMER.value and customer is not None:
         description = f"unknown customer alias `{code_text(customer)}`"
         if customer_share < 0.999:
-            description += f" ({_percent(customer_share)} of these; others too)"
+            description += f" ({format_percent(customer_share)} of these; others too)"
     elif customer is not None and customer_share >= 0.5:
         description = f"{_CAUSE_TEXT[outcome]} (mostly customer `{code_text(customer)}`)"
     else:
@@ -745,56 +751,6 @@ def _notes(
 
 
 # ------------------------------------------------------------------------ wording
-
-
-def _percent(rate: float, decimals: int | None = None) -> str:
-    if decimals is None:
-        decimals = _percent_decimals(rate)
-    return f"{rate * 100:.{decimals}f}%"
-
-
-def _percent_decimals(*rates: float) -> int:
-    """Enough decimals that the smallest non-zero rate shows a significant digit."""
-    decimals = 0
-    for rate in rates:
-        pct = abs(rate) * 100
-        if pct == 0:
-            continue
-        decimals = max(decimals, 1 if pct >= 1 else min(3, -math.floor(math.log10(pct))))
-    return max(1, decimals) if any(r > 0 for r in rates) else 0
-
-
-def format_percent(rate: float) -> str:
-    """0.0083 → '0.8%', 0.00061 → '0.06%', 0 → '0%'."""
-    return _percent(rate)
-
-
-def format_rate_interval(estimate: RateEstimate) -> str:
-    """'0.8% (0.6–1.1%)', with one precision for all three numbers."""
-    value, lo, hi = estimate.rate, estimate.interval.lo, estimate.interval.hi
-    decimals = _percent_decimals(value) if value > 0 else _percent_decimals(hi)
-    return f"{_percent(value, decimals)} ({lo * 100:.{decimals}f}–{hi * 100:.{decimals}f}%)"
-
-
-def round_significant(value: float, digits: int = 2) -> float:
-    if value == 0:
-        return 0.0
-    magnitude = math.floor(math.log10(abs(value)))
-    return round(value, digits - 1 - magnitude)
-
-
-def format_count(value: float) -> str:
-    """41_234.5 → '41,000'; 7.4 → '7'."""
-    if abs(value) >= 100:
-        return f"{round_significant(value):,.0f}"
-    return f"{value:,.0f}"
-
-
-def format_money(value: float, currency: str = "$") -> str:
-    """82.3 → '$82'; 8.23 → '$8.23'; 41_234 → '$41,000'."""
-    if abs(value) >= 10:
-        return f"{currency}{round_significant(value):,.0f}"
-    return f"{currency}{value:,.2f}"
 
 
 def week_label(content: ReportContent) -> str:

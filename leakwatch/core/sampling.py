@@ -50,6 +50,19 @@ def sampling_window(now: datetime, settle_delay: timedelta, max_age: timedelta) 
     return Window(start=now - max_age, end=now - settle_delay)
 
 
+def settled_since(window: Window, since: datetime | None, settle_delay: timedelta) -> Window:
+    """Narrow `window` to the events that settled after `since` (the previous draw).
+
+    A cycle that draws only what became eligible since the last one looks at each
+    event once, soon after it settles: a leak that starts now is in the very next
+    sample instead of diluted over the whole window for weeks (docs/detection.md).
+    """
+    if since is None:
+        return window
+    start = max(window.start, since - settle_delay)
+    return Window(start=min(start, window.end), end=window.end)
+
+
 def validate_window_spec(settle_delay: timedelta, max_age: timedelta) -> None:
     """Reject window settings that could sample unsearchable or no events."""
     if max_age > MAX_AGE_LIMIT:

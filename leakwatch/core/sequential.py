@@ -145,8 +145,8 @@ def cusum_update(
 #
 # By Ville's inequality the likelihood ratio of a true rate at (or below) the threshold
 # exceeds 1/α with probability at most α however often it is looked at, so a cycle is
-# not a new chance of a false alarm the way a re-tested fixed-n bound is. `exp(−breach)`
-# is that bound for the evidence in hand: "the chance of so many leaks by luck".
+# not a new chance of a false alarm the way a re-tested fixed-n bound is. `exp(−LLR)` of
+# the run in hand is that bound for it: "the chance of so many leaks by luck".
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,11 +190,11 @@ class MonitorState:
     """
 
     breach: float = 0.0
-    breach_leaks: int = 0
-    breach_samples: int = 0
+    breach_leaks: float = 0
+    breach_samples: float = 0
     clear: float = 0.0
-    clear_leaks: int = 0
-    clear_samples: int = 0
+    clear_leaks: float = 0
+    clear_samples: float = 0
 
     def breached(self, config: MonitorConfig) -> bool:
         return self.breach >= config.bound
@@ -202,16 +202,29 @@ class MonitorState:
     def cleared(self, config: MonitorConfig) -> bool:
         return self.clear >= config.bound
 
-    @property
-    def chance_by_luck(self) -> float:
-        """Upper bound on the chance of this much evidence at a rate at the threshold."""
-        return math.exp(-self.breach)
+    def breach_odds(self, config: MonitorConfig) -> float:
+        """Log-likelihood ratio of the breach run's own counts (not capped at the bound).
+
+        exp(−this) bounds the chance of seeing that run (or a more extreme one, at any
+        point of it) were the rate at the threshold: Ville's inequality again.
+        """
+        up_leak, up_clean = config.breach_steps
+        return self.breach_leaks * up_leak + (self.breach_samples - self.breach_leaks) * up_clean
+
+    def clear_odds(self, config: MonitorConfig) -> float:
+        """Log-likelihood ratio of the clear run's own counts (not capped at the bound)."""
+        down_leak, down_clean = config.clear_steps
+        return self.clear_leaks * down_leak + (self.clear_samples - self.clear_leaks) * down_clean
 
 
 def monitor_update(
-    config: MonitorConfig, state: MonitorState, leaks: int, samples: int
+    config: MonitorConfig, state: MonitorState, leaks: float, samples: float
 ) -> MonitorState:
-    """Add one batch (`leaks` of `samples` decided outcomes) to both CUSUMs."""
+    """Add one batch (`leaks` of `samples` decided outcomes) to both CUSUMs.
+
+    Counts may be fractional: a weighted batch enters as its Kish-effective counts
+    (rate × n_eff of n_eff, `core.stats.rate_from_weight_sums`).
+    """
     if samples <= 0:
         return state
     if not 0 <= leaks <= samples:
@@ -220,6 +233,10 @@ def monitor_update(
     down_leak, down_clean = config.clear_steps
     breach = state.breach + leaks * up_leak + (samples - leaks) * up_clean
     clear = state.clear + leaks * down_leak + (samples - leaks) * down_clean
+    # Each statistic stops at its bound, as an SPRT stops when it decides: evidence
+    # piled up over a quiet week must not outweigh the first leaky cycle after it.
+    breach = min(breach, config.bound)
+    clear = min(clear, config.bound)
     breach_state = _run_after(
         breach, leaks, samples, state.breach, state.breach_leaks, state.breach_samples
     )
@@ -230,7 +247,9 @@ def monitor_update(
 
 
 def monitor_over(
-    config: MonitorConfig, batches: Iterable[tuple[int, int]], state: MonitorState | None = None
+    config: MonitorConfig,
+    batches: Iterable[tuple[float, float]],
+    state: MonitorState | None = None,
 ) -> MonitorState:
     """Fold batches of (leaks, samples), oldest first, into the monitor."""
     state = state or MonitorState()
@@ -240,8 +259,13 @@ def monitor_over(
 
 
 def _run_after(
-    statistic: float, leaks: int, samples: int, before: float, run_leaks: int, run_samples: int
-) -> tuple[float, int, int]:
+    statistic: float,
+    leaks: float,
+    samples: float,
+    before: float,
+    run_leaks: float,
+    run_samples: float,
+) -> tuple[float, float, float]:
     """Clip a CUSUM at zero and count the run it has gathered since it last left zero."""
     if statistic <= 0.0:
         return 0.0, 0, 0

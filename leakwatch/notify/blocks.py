@@ -15,10 +15,11 @@ clipped to Block Kit's limits so Slack never rejects a message for size.
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from leakwatch.core.formatting import format_count, format_instant, format_money, format_percent
 from leakwatch.core.text import escape_mrkdwn, mrkdwn, slack_value
 
 SECTION_TEXT_MAX = 3000
@@ -90,6 +91,9 @@ class AlertView:
     detail: str = ""
     facts: Mapping[str, str] = field(default_factory=dict)
     reason: str = ""
+    # In plain words, why a rate alert fired (or holds, or cleared): the evidence of
+    # the sequential test ("3.1% of 412 lookups leaked; …"). Empty for interval rules.
+    why: str = ""
 
 
 def clip(text: str, limit: int) -> str:
@@ -99,36 +103,8 @@ def clip(text: str, limit: int) -> str:
     return text[: max(0, limit - 1)] + "…"
 
 
-def percent(value: float | None) -> str:
-    """Format a fraction as a percentage with the precision small rates need."""
-    if value is None:
-        return "n/a"
-    pct = value * 100
-    if pct == 0:
-        return "0%"
-    if abs(pct) < 0.1:
-        return f"{pct:.3f}%"
-    if abs(pct) < 10:
-        return f"{pct:.2f}%"
-    return f"{pct:.1f}%"
-
-
-def _number(value: float) -> str:
-    if value >= 100:
-        return f"{value:,.0f}"
-    return f"{value:,.1f}"
-
-
-def _money(value: float, currency: str) -> str:
-    return f"{currency}{value:,.2f}"
-
-
 def _scope_label(scope: str) -> str:
     return scope if scope else "all events"
-
-
-def _when(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def outcomes_command(view: AlertView) -> str:
@@ -177,24 +153,30 @@ def _headline(view: AlertView, kind: MessageKind) -> str:
 def _rate_line(view: AlertView) -> str:
     confidence = f"{view.confidence:.0%} " if view.confidence is not None else ""
     return (
-        f"*{slack_value(view.rate_name)}* {percent(view.rate)} "
-        f"({confidence}interval {percent(view.lower)} – {percent(view.upper)}) "
-        f"vs threshold {percent(view.threshold)}"
+        f"*{slack_value(view.rate_name)}* {format_percent(view.rate)} "
+        f"({confidence}interval {format_percent(view.lower)} – {format_percent(view.upper)}) "
+        f"vs threshold {format_percent(view.threshold)}"
     )
 
 
 def _facts(view: AlertView) -> list[str]:
     lines: list[str] = []
     if not view.is_health:
+        if view.why:
+            lines.append(f"*Why:* {slack_value(view.why)}")
         lines.append(_rate_line(view))
         if view.samples is not None:
             leaks = f"{view.leaks} leaking of " if view.leaks is not None else ""
             window = f" in the last {slack_value(view.window_label)}" if view.window_label else ""
             lines.append(f"*Samples:* {leaks}{view.samples} decided{window}")
         if view.estimated_leaked_events is not None:
-            lines.append(f"*Estimated leaked events:* ≈ {_number(view.estimated_leaked_events)}")
+            lines.append(
+                f"*Estimated leaked events:* ≈ {format_count(view.estimated_leaked_events)}"
+            )
         if view.revenue_at_risk is not None:
-            lines.append(f"*Revenue at risk:* ≈ {_money(view.revenue_at_risk, view.currency)}")
+            lines.append(
+                f"*Revenue at risk:* ≈ {format_money(view.revenue_at_risk, view.currency)}"
+            )
     for key, value in view.facts.items():
         lines.append(f"*{slack_value(key)}:* {slack_value(value)}")
     return lines
@@ -242,9 +224,9 @@ def render(view: AlertView, kind: MessageKind) -> SlackMessage:
         blocks.append(_section(f"*Example transactions:*\n{ids}"))
     if view.outcomes and not view.is_health:
         blocks.append(_section(f"List them all: `{slack_value(outcomes_command(view))}`"))
-    footer = [f"episode {view.episode}", f"as of {_when(view.now)}"]
+    footer = [f"episode {view.episode}", f"as of {format_instant(view.now)}"]
     if view.since is not None:
-        footer.append(f"since {_when(view.since)}")
+        footer.append(f"since {format_instant(view.since)}")
     if view.reason:
         footer.append(slack_value(view.reason))
     blocks.append(_context(" · ".join(footer)))
@@ -259,8 +241,9 @@ def fallback_text(view: AlertView, kind: MessageKind) -> str:
     if view.is_health:
         return f"{headline}: {slack_value(view.detail)}" if view.detail else headline
     return (
-        f"{headline}: {view.rate_name} {percent(view.rate)} "
-        f"[{percent(view.lower)}, {percent(view.upper)}] vs {percent(view.threshold)}"
+        f"{headline}: {view.rate_name} {format_percent(view.rate)} "
+        f"[{format_percent(view.lower)}, {format_percent(view.upper)}] "
+        f"vs {format_percent(view.threshold)}"
         + (f" over {view.samples} samples" if view.samples is not None else "")
     )
 

@@ -18,7 +18,7 @@ reconciled), an ack stops updates and repeats for the current episode.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,27 +30,34 @@ from leakwatch.core.alerting import (
     AlertState,
     AlertStatus,
     Decision,
+    DecisionTest,
     HealthKind,
     NotificationKind,
     Observation,
+    RateKind,
     evaluate,
     evaluate_health,
+    explain_evidence,
 )
 from leakwatch.core.durations import format_duration
 from leakwatch.core.exposure import Exposure, scope_exposure, volumes_in
 from leakwatch.core.pricing import Price
+from leakwatch.core.reconcile import MetricShortfall, worst_shortfall
 from leakwatch.core.results import AlertResult
+from leakwatch.core.sequential import MonitorState, monitor_over
+from leakwatch.core.stats import Interval, RateEstimate, rate_from_weight_sums
 from leakwatch.errors import LeakwatchError
 from leakwatch.notify.blocks import AlertView, MessageKind, render
-from leakwatch.notify.outbox import NotificationKind as OutboxKind
-from leakwatch.notify.outbox import enqueue
+from leakwatch.notify.outbox import OutboxKind, enqueue
 from leakwatch.store.alerts import alerts_of_rule, apply_state, lock_or_create, state_of
+from leakwatch.store.billing import reconciled_scope_totals
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import Alert, AlertTransition
 from leakwatch.store.outbox import NotificationStatus
 from leakwatch.store.queries import (
     OutcomeCounts,
     example_transactions,
+    outcome_batches,
     outcome_counts,
     segment_counts,
     volume_rows,
@@ -132,6 +139,18 @@ def evaluate_alerts(
     results: list[AlertResult] = []
     failures: list[str] = []
     for rule in rules:
+        if rule.rate is RateKind.BILLED_GAP:
+            try:
+                results += _evaluate_billed_gap(sessions, rule, now, deliver)
+            except Exception as exc:
+                structlog.get_logger().error(
+                    "alert.evaluation_failed",
+                    rule=rule.name,
+                    error=type(exc).__name__,
+                    exc_info=True,
+                )
+                failures.append(f"{rule.name}: {type(exc).__name__}")
+            continue
         since = now - rule.window
         by = rule.by.value if rule.by is not None else None
         with transaction(sessions) as session:
@@ -142,6 +161,7 @@ def evaluate_alerts(
                     group = alert.scope.partition("=")[2] if alert.scope else None
                     if group is not None and group not in groups and alert.status != "inactive":
                         groups[group] = OutcomeCounts(group=group)
+            evidence = _evidence(session, rule, since, now, by, len(groups))
         for group, counts in sorted(groups.items(), key=lambda kv: kv[0] or ""):
             # One alert that cannot be recorded (every minute, if the cause persists)
             # must not keep every rule after it from being evaluated.
@@ -152,6 +172,8 @@ def evaluate_alerts(
                         rule,
                         group if by else None,
                         counts,
+                        evidence.get(group, MonitorState()) if evidence is not None else None,
+                        max(1, len(groups)) if by else 1,
                         now,
                         prices,
                         currency,
@@ -227,6 +249,8 @@ def _evaluate_one(
     rule: AlertRule,
     group: str | None,
     counts: OutcomeCounts,
+    evidence: MonitorState | None,
+    groups: int,
     now: datetime,
     prices: Mapping[str, Price] | None,
     currency: str,
@@ -238,8 +262,9 @@ def _evaluate_one(
     with transaction(sessions) as session:
         alert = lock_or_create(session, rule.name, scope, kind="rate", severity=rule.severity.value)
         state = state_of(alert)
-        observation = _observation(rule, counts)
+        observation = replace(_observation(rule, counts), evidence=evidence, groups=groups)
         decision = evaluate(rule, state, observation, now)
+        why = explain_evidence(rule, evidence, groups) if evidence is not None else ""
         estimate = decision.estimate
         leaked = revenue = None
         if estimate is not None:
@@ -279,6 +304,7 @@ def _evaluate_one(
             currency=currency,
             examples=tuple(examples),
             reason=decision.reason,
+            why=why,
         )
         facts = {
             "rate": view.rate,
@@ -291,8 +317,120 @@ def _evaluate_one(
             "estimated_leaked_events": leaked,
             "revenue_at_risk": revenue,
             "examples": examples,
+            "decision": rule.decision.value,
+            "why": why,
         }
         return _record(session, alert, state, decision, view, now, facts, deliver)
+
+
+def _evaluate_billed_gap(
+    sessions: SessionFactory, rule: AlertRule, now: datetime, deliver: bool
+) -> list[AlertResult]:
+    """Step a `billed_gap` rule: the worst metric's exact shortfall, overall or per customer.
+
+    Its window counts reconciled UTC days from the one `window` ago; the figures are
+    totals, not samples, so the decision needs neither an interval nor a minimum.
+    """
+    by = rule.by.value if rule.by is not None else None
+    since_day = (now - rule.window).astimezone(UTC).date()
+    results: list[AlertResult] = []
+    with transaction(sessions) as session:
+        totals = reconciled_scope_totals(session, since=since_day, by_customer=by is not None)
+        scopes: dict[str | None, list[MetricShortfall]] = {}
+        names: dict[str | None, str | None] = {}
+        for t in totals:
+            scopes.setdefault(t.group, []).append(
+                MetricShortfall(t.metric, t.expected, t.billed, t.days)
+            )
+            names[t.group] = t.name
+        for alert in alerts_of_rule(session, rule.name):
+            group = alert.scope.partition("=")[2] if alert.scope else None
+            if alert.status != "inactive":
+                scopes.setdefault(group, [])  # a vanished scope is stepped, and clears
+    for group, rows in sorted(scopes.items(), key=lambda kv: kv[0] or ""):
+        worst = worst_shortfall(rows)
+        share = worst.share if worst is not None else 0.0
+        summary = worst.describe() if worst is not None else "nothing reconciled in the window"
+        scope = scope_of(by, group)
+        with transaction(sessions) as session:
+            alert = lock_or_create(
+                session, rule.name, scope, kind="rate", severity=rule.severity.value
+            )
+            state = state_of(alert)
+            observation = Observation(
+                leaks=max(0.0, worst.expected - worst.billed) if worst else 0.0,
+                decided=worst.expected if worst else 0.0,
+                weighted=RateEstimate(
+                    count=max(0.0, worst.expected - worst.billed) if worst else 0.0,
+                    decided=worst.expected if worst else 0.0,
+                    rate=share,
+                    interval=Interval(share, share),
+                    effective_n=worst.expected if worst else 0.0,
+                ),
+                exact_summary=summary,
+            )
+            decision = evaluate(rule, state, observation, now)
+            view = AlertView(
+                rule_name=rule.name,
+                severity=rule.severity.value,
+                scope=scope if names.get(group) is None else f"{scope} ({names[group]})",
+                status=decision.new_state.status.value,
+                episode=decision.new_state.episode,
+                now=now,
+                rate_name=rule.rate.value,
+                outcomes=(),
+                rate=share,
+                lower=share,
+                upper=share,
+                threshold=rule.threshold,
+                confidence=rule.confidence,
+                window_label=format_duration(rule.window),
+                since=decision.new_state.since,
+                currency="",
+                reason=decision.reason,
+                why=summary,
+            )
+            facts = {
+                "rate": share,
+                "threshold": rule.threshold,
+                "metric": worst.metric if worst else None,
+                "expected": worst.expected if worst else None,
+                "billed": worst.billed if worst else None,
+                "window_s": rule.window.total_seconds(),
+                "why": summary,
+            }
+            results.append(_record(session, alert, state, decision, view, now, facts, deliver))
+    return results
+
+
+def _evidence(
+    session: Session,
+    rule: AlertRule,
+    since: datetime,
+    now: datetime,
+    by: str | None,
+    groups: int,
+) -> dict[str | None, MonitorState] | None:
+    """The sequential test's evidence per group: the window's cycles folded in order."""
+    if rule.decision is not DecisionTest.SEQUENTIAL:
+        return None
+    monitor = rule.monitor(max(1, groups) if by else 1)
+    batches = outcome_batches(session, outcomes=rule.rate.outcomes, since=since, until=now, by=by)
+    evidence: dict[str | None, MonitorState] = {}
+    for group, cycle_batches in batches.items():
+        effective = []
+        for b in cycle_batches:
+            # A weighted (stratified) batch counts for its Kish effective size.
+            estimate = rate_from_weight_sums(
+                b.leaks,
+                b.decided,
+                b.weighted_leaks,
+                b.weighted_decided,
+                b.weighted_decided_squares,
+            )
+            effective.append((estimate.rate * estimate.effective_n, estimate.effective_n))
+        evidence[group] = monitor_over(monitor, effective)
+    return evidence
 
 
 def _observation(rule: AlertRule, counts: OutcomeCounts) -> Observation:

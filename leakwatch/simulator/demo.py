@@ -22,8 +22,9 @@ from sqlalchemy import select
 
 from leakwatch.clock import FakeClock, SystemClock
 from leakwatch.config import Environment, Settings, settings_from_mapping
-from leakwatch.core.events import DECIDED_OUTCOMES, LEAKING_OUTCOMES, Outcome
-from leakwatch.core.stats import wilson_interval
+from leakwatch.core.events import LEAKING_OUTCOMES, Outcome
+from leakwatch.core.formatting import format_percent, format_rate_interval
+from leakwatch.core.stats import OutcomeTally
 from leakwatch.metronome.client import SearchClient
 from leakwatch.pipeline.runtime import Runtime
 from leakwatch.simulator import SimulatorOptions, SimulatorServer, build_demo_state
@@ -31,7 +32,8 @@ from leakwatch.simulator.scenario import UNKNOWN_ALIAS, Scenario, build_scenario
 from leakwatch.store.db import transaction
 from leakwatch.store.models import SampledEvent
 from leakwatch.views.status import build_status
-from leakwatch.views.terminal import pct, print_reconciliation, print_status
+from leakwatch.views.terminal import print_reconciliation, print_status
+from leakwatch.wiring import build_runtime
 
 INJECTED_AS = {
     "dropped": Outcome.MISSING,
@@ -133,7 +135,7 @@ def run_demo(console: Console, *, keep: Path | None = None, events: int = 4000) 
             f"and sent {sent:,} to a simulated Metronome at {server.base_url}"
         )
         settings = demo_settings(workdir, log, server.base_url, token)
-        runtime = Runtime(settings, clock=clock)
+        runtime = build_runtime(settings, clock=clock)
         try:
             console.print("[bold]2. Check cycles[/] (every 15 minutes, fast-forwarded)")
             for number in range(1, 4):
@@ -222,13 +224,12 @@ def _print_found_vs_injected(console: Console, runtime: Runtime, scenario: Scena
     console.print(table)
     true_leaks = sum(1 for t in truth.values() if t in LEAKING_OUTCOMES)
     true_rate = true_leaks / len(truth)
-    decided = [r for r in rows if Outcome(r.outcome) in DECIDED_OUTCOMES]
-    leaks = sum(1 for r in decided if Outcome(r.outcome) in LEAKING_OUTCOMES)
-    interval = wilson_interval(leaks, len(decided))
+    tally = OutcomeTally()
+    for r in rows:
+        tally.add(Outcome(r.outcome), 1, r.weight, r.weight * r.weight)
     console.print(
-        f"   true leak rate {pct(true_rate)}; estimated from {len(decided)} samples: "
-        f"{pct(leaks / len(decided) if decided else 0)} "
-        f"(95% CI {pct(interval.lo)}–{pct(interval.hi)}); "
+        f"   true leak rate {format_percent(true_rate)}; estimated from {tally.decided} "
+        f"samples: {format_rate_interval(tally.leak_rate())} (95% CI); "
         f"{agree}/{len(rows)} sampled events got their true outcome"
     )
     return agree == len(rows)

@@ -10,16 +10,26 @@ from typing import TYPE_CHECKING
 
 from leakwatch.sources.base import ProgressCallback, SampleResult, Source
 from leakwatch.sources.jsonl import JsonlSource
-from leakwatch.sources.specs import JsonlSourceSpec, SourceSpec, SqlSourceSpec
+from leakwatch.sources.specs import (
+    JsonlSourceSpec,
+    ParquetSourceSpec,
+    SourceSpec,
+    SqlSourceSpec,
+)
 
 if TYPE_CHECKING:
+    from leakwatch.sources.parquet import ParquetSource
     from leakwatch.sources.sql import SqlSource
 
 
-def make_source(spec: SourceSpec, *, state_dir: Path) -> "JsonlSource | SqlSource":
+def make_source(spec: SourceSpec, *, state_dir: Path) -> "JsonlSource | SqlSource | ParquetSource":
     """Build the source a spec describes; `state_dir` holds `.gz` sidecar indexes."""
     if isinstance(spec, JsonlSourceSpec):
         return JsonlSource(spec, state_dir=state_dir)
+    if isinstance(spec, ParquetSourceSpec):
+        from leakwatch.sources.parquet import ParquetSource
+
+        return ParquetSource(spec)
     if isinstance(spec, SqlSourceSpec):
         from leakwatch.sources.sql import SqlSource
 
@@ -53,6 +63,4 @@ def sample_source(
             progress=progress,
         )
     finally:
-        engine = getattr(source, "engine", None)
-        if engine is not None:
-            engine.dispose()
+        source.close()

@@ -140,4 +140,40 @@ class SqlSourceSpec:
         object.__setattr__(self, "fields", merged)
 
 
-SourceSpec = JsonlSourceSpec | SqlSourceSpec
+@dataclass(frozen=True, slots=True)
+class ParquetSourceSpec:
+    """Parquet files (local or object storage; a file, a glob or a directory).
+
+    `fields` maps logical names to top-level column names. The properties column may
+    hold a JSON string, a struct or a map; the timestamp column a timestamp type, an
+    epoch number (`timestamp_format.unit`) or a string.
+    """
+
+    name: str
+    path: str
+    fields: Mapping[str, str] = field(default_factory=dict)
+    settle_delay: timedelta = timedelta(minutes=10)
+    max_age: timedelta = timedelta(days=33)
+    sample_size: int = 500
+    stratify_by: str | None = None
+    floor: int = 5
+    seed: int | None = None
+    quantity_properties: Mapping[str, str] = field(default_factory=dict)
+    timestamp_format: TimestampFormat = DEFAULT_FORMAT
+    storage_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _validate_common(
+            self.name,
+            self.settle_delay,
+            self.max_age,
+            self.sample_size,
+            self.stratify_by,
+            self.floor,
+        )
+        if not self.path:
+            raise ValueError(f"source {self.name!r}: a parquet source needs a path")
+        object.__setattr__(self, "fields", _merged_fields(self.fields))
+
+
+SourceSpec = JsonlSourceSpec | SqlSourceSpec | ParquetSourceSpec

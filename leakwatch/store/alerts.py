@@ -150,6 +150,8 @@ class OpenAlert:
     upper: float | None
     samples: int | None
     slack_ts: str | None
+    # Why it fired, in plain words (the sequential test's evidence); "" for others.
+    why: str = ""
 
 
 def list_open(
@@ -183,6 +185,7 @@ def list_open(
                     upper=seen.get("upper"),
                     samples=seen.get("samples"),
                     slack_ts=alert.slack_ts,
+                    why=str(seen.get("why") or ""),
                 )
             )
         return found

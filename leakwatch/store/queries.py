@@ -5,18 +5,18 @@ last 24 h" is the rate among the samples of the last 24 h, which spans the whole
 sampling window of event time. The weekly report groups by event time instead.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlmodel import Session, col
 
-from leakwatch.core.events import Outcome
+from leakwatch.core.events import DECIDED_OUTCOMES, Outcome
 from leakwatch.core.exposure import Segment, VolumeRow
 from leakwatch.core.stats import OutcomeTally
-from leakwatch.store.models import SampledEvent, VolumeCount
+from leakwatch.store.models import BadLineCount, SampledEvent, VolumeCount
 
 GROUP_COLUMNS = {
     "source": SampledEvent.source,
@@ -167,3 +167,118 @@ def example_transactions(
         col(SampledEvent.last_checked_at).desc(), col(SampledEvent.id).desc()
     ).limit(limit)
     return [str(t) for t in session.execute(query).scalars()]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One cycle's decided samples in a group: counts and Horvitz–Thompson weight sums."""
+
+    sampled_at: datetime
+    leaks: int
+    decided: int
+    weighted_leaks: float
+    weighted_decided: float
+    weighted_decided_squares: float
+
+
+def outcome_batches(
+    session: Session,
+    *,
+    outcomes: Iterable[Outcome],
+    since: datetime,
+    until: datetime,
+    by: str | None = None,
+) -> dict[str | None, list[Batch]]:
+    """Decided samples per group and per cycle (`sampled_at`), oldest cycle first.
+
+    A sequential test reads the window as the stream it arrived in, one batch per
+    check cycle; `outcomes` are the ones the rule counts as leaks.
+    """
+    group_col = _group_column(by)
+    sampled_at = col(SampledEvent.sampled_at)
+    weight = col(SampledEvent.weight)
+    leaking = col(SampledEvent.outcome).in_([o.value for o in outcomes])
+    columns: list[Any] = [
+        sampled_at,
+        func.count(),
+        func.coalesce(func.sum(case((leaking, 1), else_=0)), 0),
+        func.coalesce(func.sum(weight), 0.0),
+        func.coalesce(func.sum(case((leaking, weight), else_=0.0)), 0.0),
+        func.coalesce(func.sum(weight * weight), 0.0),
+    ]
+    group_by: list[Any] = [sampled_at]
+    if group_col is not None:
+        columns.insert(0, group_col)
+        group_by.insert(0, group_col)
+    query = (
+        select(*columns)
+        .where(
+            sampled_at >= since,
+            sampled_at < until,
+            col(SampledEvent.outcome).in_([o.value for o in DECIDED_OUTCOMES]),
+        )
+        .group_by(*group_by)
+        .order_by(*group_by)
+    )
+    found: dict[str | None, list[Batch]] = {}
+    for row in session.execute(query):
+        group = row[0] if group_col is not None else None
+        at, decided, leaks, w_decided, w_leaks, w_squares = (
+            row[1:] if group_col is not None else row
+        )
+        found.setdefault(group, []).append(
+            Batch(
+                sampled_at=at,
+                leaks=int(leaks),
+                decided=int(decided),
+                weighted_leaks=float(w_leaks),
+                weighted_decided=float(w_decided),
+                weighted_decided_squares=float(w_squares),
+            )
+        )
+    return found
+
+
+def stream_sampled_events(
+    session: Session,
+    *,
+    since: datetime,
+    outcomes: Sequence[str] = (),
+    source: str | None = None,
+    event_type: str | None = None,
+    customer_id: str | None = None,
+    chunk: int = 1000,
+) -> Iterator[SampledEvent]:
+    """Sampled events since `since`, filtered, oldest first, fetched `chunk` rows at a time."""
+    query = select(SampledEvent).where(col(SampledEvent.sampled_at) >= since)
+    if outcomes:
+        query = query.where(col(SampledEvent.outcome).in_(list(outcomes)))
+    if source:
+        query = query.where(col(SampledEvent.source) == source)
+    if event_type:
+        query = query.where(col(SampledEvent.event_type) == event_type)
+    if customer_id:
+        query = query.where(col(SampledEvent.customer_id) == customer_id)
+    query = query.order_by(col(SampledEvent.sampled_at), col(SampledEvent.id))
+    yield from session.execute(query.execution_options(yield_per=chunk)).scalars()
+
+
+def sampled_events_of(session: Session, transaction_ids: Sequence[str]) -> list[SampledEvent]:
+    """Every recorded sample of these transaction ids."""
+    return list(
+        session.execute(
+            select(SampledEvent).where(col(SampledEvent.transaction_id).in_(transaction_ids))
+        ).scalars()
+    )
+
+
+def bad_line_totals(session: Session) -> dict[tuple[str, str], int]:
+    """Bad lines ever counted, per (source, reason)."""
+    return {
+        (str(source), str(reason)): int(total or 0)
+        for source, reason, total in session.execute(
+            select(
+                col(BadLineCount.source), col(BadLineCount.reason), func.sum(BadLineCount.count)
+            ).group_by(col(BadLineCount.source), col(BadLineCount.reason))
+        )
+    }

@@ -72,6 +72,19 @@ def note_scan(
     session.add(state)
 
 
+def last_drawn_at(session: Session, source: str) -> datetime | None:
+    """When a cycle last drew from `source`: the next draw takes what settled since."""
+    state = session.get(SourceState, source)
+    return state.last_sampled_at if state is not None else None
+
+
+def note_draw(session: Session, source: str, *, kind: str, now: datetime) -> None:
+    """Record that a cycle drew from `source` at `now`."""
+    state = session.get(SourceState, source) or SourceState(name=source, kind=kind)
+    state.last_sampled_at = now
+    session.add(state)
+
+
 def source_states(session: Session) -> dict[str, SourceState]:
     return {s.name: s for s in session.exec(select(SourceState)).all()}
 
@@ -88,3 +101,10 @@ def last_finished_at(session: Session) -> datetime | None:
         select(func.max(SamplingRun.finished_at)).where(col(SamplingRun.status) == "finished")
     ).scalar_one_or_none()
     return value if isinstance(value, datetime) else None
+
+
+def latest_run(session: Session) -> SamplingRun | None:
+    """The run that started last (finished, running or abandoned)."""
+    return session.exec(
+        select(SamplingRun).order_by(col(SamplingRun.started_at).desc()).limit(1)
+    ).first()

@@ -10,16 +10,14 @@ import json
 import re
 from collections.abc import Sequence
 
-from leakwatch.core.report_content import (
-    LEAK_ORDER,
-    ReportContent,
-    SegmentReport,
+from leakwatch.core.formatting import (
     format_count,
+    format_instant,
     format_money,
     format_percent,
     format_rate_interval,
-    week_label,
 )
+from leakwatch.core.report_content import LEAK_ORDER, ReportContent, SegmentReport, week_label
 from leakwatch.core.stats import Estimate, RateEstimate
 from leakwatch.core.text import code_text, escape_mrkdwn, mrkdwn, one_line
 
@@ -322,7 +320,7 @@ def render_markdown(
     for outcome, ids in examples:
         out.append(f"- **{outcome}**: " + ", ".join(_md_inline(i) for i in ids))
     out += ["", "## Notes", "", *[f"- {_md_text(n)}" for n in content.notes], ""]
-    out.append(f"_Generated {content.generated_at:%Y-%m-%d %H:%M} UTC by leakwatch._")
+    out.append(f"_Generated {format_instant(content.generated_at)} by leakwatch._")
     return "\n".join(out) + "\n"
 
 
@@ -451,9 +449,7 @@ def render_html(
         parts.append("<p><em>none</em></p>")
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in content.notes)
     parts += ["<h2>Notes</h2>", f"<ul>{notes}</ul>"]
-    parts.append(
-        f"<footer>Generated {content.generated_at:%Y-%m-%d %H:%M} UTC by leakwatch.</footer>"
-    )
+    parts.append(f"<footer>Generated {format_instant(content.generated_at)} by leakwatch.</footer>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 

@@ -8,18 +8,16 @@ window as the samples (`--window`), priced — shown per day (window figure × 1
 window), as alerts, the report and `/metrics` compute them.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-
-from sqlalchemy import select
-from sqlmodel import col
 
 from leakwatch.core.events import Outcome
 from leakwatch.core.exposure import (
     Exposure,
     Segment,
+    VolumeRow,
     per_day,
     scope_exposure,
     segments_of,
@@ -28,13 +26,17 @@ from leakwatch.core.exposure import (
 )
 from leakwatch.core.pricing import Price
 from leakwatch.core.reconcile import RECONCILED_WINDOW, billed_ratio
+from leakwatch.core.report_content import BadLineRow
 from leakwatch.core.stats import OutcomeTally
+from leakwatch.store import runs
 from leakwatch.store.alerts import OpenAlert, list_open
 from leakwatch.store.billing import reconciled_totals
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import SamplingRun
 from leakwatch.store.outbox import outbox_summary
 from leakwatch.store.queries import OutcomeCounts, outcome_counts, segment_counts, volume_rows
+from leakwatch.store.report_queries import fetch_bad_lines
+from leakwatch.views.sources import bad_line_rate
 
 TOP_CUSTOMERS = 10
 
@@ -70,6 +72,35 @@ class ReconciledMetric:
     days: int
 
 
+@dataclass(frozen=True)
+class BadLineShare:
+    """A source's unusable lines against its usable events over the same days."""
+
+    bad: int
+    usable: int
+    rate: float | None
+
+
+def bad_line_shares(
+    bad: Iterable[BadLineRow], usable: Iterable[VolumeRow]
+) -> dict[str, BadLineShare]:
+    """Per source: bad lines as a share of everything read (days as filed)."""
+    bad_by: dict[str, int] = {}
+    for row in bad:
+        bad_by[row.source] = bad_by.get(row.source, 0) + row.count
+    usable_by: dict[str, int] = {}
+    for volume in usable:
+        usable_by[volume.source] = usable_by.get(volume.source, 0) + volume.events
+    return {
+        name: BadLineShare(
+            bad_by.get(name, 0),
+            usable_by.get(name, 0),
+            bad_line_rate(bad_by.get(name, 0), usable_by.get(name, 0)),
+        )
+        for name in sorted(set(bad_by) | set(usable_by))
+    }
+
+
 @dataclass
 class StatusView:
     now: datetime
@@ -86,6 +117,8 @@ class StatusView:
     # "estimated" (the tail is still reading the history; volume from the draw).
     volumes: dict[str, str] = field(default_factory=dict)
     reconciled: list[ReconciledMetric] = field(default_factory=list)
+    # Per source over the window's UTC days: bad lines, usable events, bad share.
+    bad_lines: dict[str, BadLineShare] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -104,6 +137,7 @@ class StatusView:
             "volumes": self.volumes,
             "reconciled_last_7_days": [asdict(r) for r in self.reconciled],
             "currency": self.currency,
+            "bad_lines": {name: asdict(share) for name, share in self.bad_lines.items()},
         }
 
 
@@ -149,12 +183,12 @@ def build_status(
         types = outcome_counts(session, since=since, until=now, by="event_type")
         customers = outcome_counts(session, since=since, until=now, by="customer_id")
         segments = segment_counts(session, since=since, until=now)
-        volumes = volumes_in(volume_rows(session, since.date(), now.date()), since, now, now)
+        counted = volume_rows(session, since.date(), now.date())
+        volumes = volumes_in(counted, since, now, now)
+        bad_rows = fetch_bad_lines(session, since.date(), now.date())
         outbox = outbox_summary(session)
         reconciled = reconciled_totals(session, since=(now - RECONCILED_WINDOW).date())
-        last = session.execute(
-            select(SamplingRun).order_by(col(SamplingRun.started_at).desc()).limit(1)
-        ).scalar_one_or_none()
+        last = runs.latest_run(session)
     volume_states = _volume_states(last)
     for name, per_day_events in _estimated_daily_volumes(last).items():
         # Partial counts would understate the volume: the draw's estimate sets the
@@ -208,6 +242,7 @@ def build_status(
         },
         currency=currency,
         volumes=volume_states,
+        bad_lines=bad_line_shares(bad_rows, counted),
     )
 
 

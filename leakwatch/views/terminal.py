@@ -9,12 +9,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from leakwatch.core.formatting import format_instant, format_interval, format_percent
 from leakwatch.core.reconcile import ReconcileResult
 from leakwatch.core.results import AlertResult, CycleSummary, SendReport
 from leakwatch.core.text import one_line
 from leakwatch.sources.base import SampleResult
 from leakwatch.store.alerts import OpenAlert
 from leakwatch.views.lookup import LookupResult
+from leakwatch.views.sources import SourcesView
 from leakwatch.views.status import RateRow, StatusView
 
 
@@ -31,16 +33,6 @@ def _plain(value: object) -> str:
 
 
 LEAK_ORDER = ("missing", "unmatched_customer", "unmatched_metric", "duplicate", "mismatch")
-
-
-def pct(value: float | None) -> str:
-    if value is None:
-        return "–"
-    if value == 0:
-        return "0%"
-    if value < 0.001:
-        return f"{value:.3%}"
-    return f"{value:.2%}" if value < 0.1 else f"{value:.1%}"
 
 
 def print_cycle_summary(
@@ -132,7 +124,7 @@ def _rate_table(title: str, rows: Sequence[RateRow], *, volume: bool, currency: 
         cells = [_markup(row.group), str(row.sampled), str(row.decided)]
         cells += [str(row.counts.get(name, 0) or "") for name in LEAK_ORDER]
         if row.decided:
-            cells.append(f"{pct(row.leak_rate)} ({pct(row.lower)}–{pct(row.upper)})")
+            cells.append(format_interval(row.leak_rate, row.lower, row.upper))
         else:
             cells.append("no decided samples")
         if volume:
@@ -146,7 +138,7 @@ def _rate_table(title: str, rows: Sequence[RateRow], *, volume: bool, currency: 
 
 def print_status(out: Console, view: StatusView) -> None:
     hours = view.window.total_seconds() / 3600
-    out.print(f"samples drawn in the last {hours:g}h, as of {view.now:%Y-%m-%d %H:%M} UTC")
+    out.print(f"samples drawn in the last {hours:g}h, as of {format_instant(view.now)}")
     if view.overall.sampled == 0:
         out.print("no samples in this window yet: run `leakwatch check` or `leakwatch run`")
     else:
@@ -197,6 +189,13 @@ def print_status(out: Console, view: StatusView) -> None:
         if last.get("error"):
             line += f" — {_plain(last['error'])}"
         out.print(line, markup=False)
+    shares = [
+        f"{name} {format_percent(share.rate)} ({share.bad:,} of {share.bad + share.usable:,})"
+        for name, share in view.bad_lines.items()
+        if share.rate is not None
+    ]
+    if shares:
+        out.print("bad lines: " + ", ".join(_plain(s) for s in shares), markup=False)
     estimated = sorted(name for name, state in view.volumes.items() if state == "estimated")
     if estimated:
         out.print(
@@ -217,8 +216,8 @@ def print_alerts(out: Console, alerts: Sequence[OpenAlert]) -> None:
         table.add_column(column)
     for alert in alerts:
         rate = (
-            f"{pct(alert.rate)} ({pct(alert.lower)}–{pct(alert.upper)})"
-            if alert.rate is not None
+            format_interval(alert.rate, alert.lower, alert.upper)
+            if alert.rate is not None and alert.lower is not None and alert.upper is not None
             else ""
         )
         note = []
@@ -231,11 +230,15 @@ def print_alerts(out: Console, alerts: Sequence[OpenAlert]) -> None:
             _markup(alert.scope or "all"),
             alert.severity,
             alert.status,
-            f"{alert.since:%Y-%m-%d %H:%M}" if alert.since else "",
+            format_instant(alert.since) if alert.since else "",
             rate,
             ", ".join(note),
         )
     out.print(table)
+    for alert in alerts:
+        if alert.why:
+            scope = f" [{alert.scope}]" if alert.scope else ""
+            out.print(f"why {alert.rule_name}{scope}: {alert.why}", markup=False)
 
 
 def print_lookup(out: Console, results: Sequence[LookupResult]) -> None:
@@ -269,7 +272,7 @@ def print_lookup(out: Console, results: Sequence[LookupResult]) -> None:
 def print_sample_counts(err: Console, result: SampleResult) -> None:
     err.print(
         f"drew {len(result.events)} of ≈{result.population:,.0f} events in the window "
-        f"{result.window.start:%Y-%m-%d %H:%M} – {result.window.end:%Y-%m-%d %H:%M} UTC",
+        f"{format_instant(result.window.start)} – {format_instant(result.window.end)}",
         markup=False,
     )
     for stratum, population in sorted(result.strata_populations.items()):
@@ -365,3 +368,80 @@ def print_reconciliation(
             "[reconcile] aliases): " + ", ".join(f"{_plain(a)} {n}" for a, n in top),
             markup=False,
         )
+
+
+DAYS_SHOWN = 7
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1000
+    return f"{value:,.1f} TB"
+
+
+def print_sources(out: Console, view: SourcesView) -> None:
+    """One block per source: what it is, its window, volumes, bad lines, read position."""
+    if not view.sources:
+        out.print("no [[sources]] configured; `leakwatch init` writes an example")
+        return
+    for source in view.sources:
+        inv = source.inventory
+        out.print(f"[bold]{_markup(inv.name)}[/bold] ({inv.kind}, {_markup(inv.storage)})")
+        out.print(f"  location: {_plain(inv.location)}", markup=False)
+        if inv.error:
+            out.print(f"  cannot list: {_plain(inv.error)}", markup=False)
+        if inv.kind == "sql":
+            out.print(f"  sampling: {inv.sampling}", markup=False)
+        else:
+            noun = "objects" if inv.storage == "objects" else "files"
+            line = f"  {inv.file_count} {noun}, {_size(inv.total_bytes)}; sampling: {inv.sampling}"
+            out.print(line, markup=False)
+            if inv.indexed or inv.not_indexed:
+                out.print(
+                    f"  .gz seek indexes: {inv.indexed} built, {inv.not_indexed} not yet "
+                    "(built on the first draw that needs them)",
+                    markup=False,
+                )
+        out.print(
+            f"  window: {source.window_start:%Y-%m-%d %H:%M} → "
+            f"{source.window_end:%Y-%m-%d %H:%M} UTC",
+            markup=False,
+        )
+        days = sorted(source.events_per_day)[-DAYS_SHOWN:]
+        if days:
+            types = sorted({t for d in days for t in source.events_per_day[d]})
+            table = Table(title=f"events per day (last {len(days)} UTC days counted)")
+            table.add_column("day")
+            for name in types:
+                table.add_column(_markup(name), justify="right")
+            for day in days:
+                counts = source.events_per_day[day]
+                table.add_row(day.isoformat(), *(f"{counts.get(t, 0):,}" for t in types))
+            out.print(table)
+        else:
+            out.print("  no events counted yet: run `leakwatch check`", markup=False)
+        if source.bad_lines:
+            share = source.bad_line_rate
+            rate = "" if share is None else f" ({format_percent(share)})"
+            total = sum(b.count for b in source.bad_lines)
+            out.print(f"  bad lines in the window: {total:,}{rate}", markup=False)
+            for bad in source.bad_lines:
+                out.print(f"    {bad.reason}: {bad.count:,}", markup=False)
+                for example in bad.examples:
+                    out.print(f"      e.g. {_plain(example)[:160]}", markup=False)
+        else:
+            out.print("  bad lines in the window: none", markup=False)
+        for position in source.read_positions[-5:]:
+            if inv.kind == "sql":
+                where = f"watermark {position.last_event_at}"
+            else:
+                where = f"{position.offset:,} of {position.size:,} bytes, {position.lines:,} lines"
+            at = f"{position.updated_at:%Y-%m-%d %H:%M}"
+            out.print(f"  read {_plain(position.path)}: {where} (at {at})", markup=False)
+        if source.last_scan_at is not None:
+            out.print(f"  last tail: {source.last_scan_at:%Y-%m-%d %H:%M} UTC", markup=False)
+        for note in inv.notes:
+            out.print(f"  {note}", markup=False)

@@ -4,12 +4,20 @@ Runs on SQLite and Postgres. The decisions themselves are the core's (tested the
 these tests check what the shell persists and what reaches Slack.
 """
 
+from dataclasses import replace
 from datetime import timedelta
 
 from sqlmodel import col, select
 
 from leakwatch.clock import FakeClock
-from leakwatch.core.alerting import AlertRule, AlertStatus, GroupBy, NotificationKind, RateKind
+from leakwatch.core.alerting import (
+    AlertRule,
+    AlertStatus,
+    DecisionTest,
+    GroupBy,
+    NotificationKind,
+    RateKind,
+)
 from leakwatch.core.events import Outcome
 from leakwatch.core.pricing import Price
 from leakwatch.notify.outbox import OutboxSender
@@ -27,6 +35,9 @@ RULE = AlertRule(
     window=timedelta(hours=24),
     min_samples=100,
     repeat_interval=timedelta(hours=4),
+    # The flow tests below count on the interval's one-look thresholds; the sequential
+    # test (the default) has its own tests at the end.
+    decision=DecisionTest.INTERVAL,
 )
 
 
@@ -253,3 +264,33 @@ def test_health_alerts_fire_and_resolve_per_condition(
     ]
     assert sum(len(slack.replies(root.ts)) for root in slack.roots()) == 2
     assert list_open(sessions, clock.now()) == []
+
+
+SEQUENTIAL = replace(RULE, threshold=0.01, decision=DecisionTest.SEQUENTIAL)
+
+
+def test_sequential_rule_reads_the_window_cycle_by_cycle_and_says_why(
+    sessions: SessionFactory, clock: FakeClock, outbox: OutboxSender, slack: FakeSlack
+) -> None:
+    def cycle(leaks: int, matched: int) -> list[NotificationKind | None]:
+        add_samples(sessions, clock, leaks=leaks, matched=matched)
+        clock.advance(15 * 60)
+        results = evaluate_alerts(sessions, [SEQUENTIAL], clock.now())
+        outbox.send_due()
+        return [r.notification for r in results]
+
+    # 0.2% for a day of cycles: evidence the rate is under 1%, none of a breach.
+    assert all(cycle(1, 499) == [None] for _ in range(8))
+    # Then 3%: the first cycle's 500 samples are enough evidence on their own.
+    assert cycle(15, 485) == [NotificationKind.FIRE]
+    [root] = slack.roots()
+    body = "\n".join(
+        b["text"]["text"] for b in root.blocks if "text" in b and b["type"] == "section"
+    )
+    assert "Why:" in body and "3.0% of 500 lookups leaked (15)" in body
+    assert "chance of seeing so many by luck under 1.0% is below 1 in" in body
+    [open_alert] = list_open(sessions, clock.now())
+    assert open_alert.why.startswith("3.0% of 500 lookups leaked")
+    # Fixed: two clean cycles clear it — as fast as it fired, not a day later.
+    assert cycle(1, 499) == [None]
+    assert cycle(0, 500) == [NotificationKind.RESOLVE]

@@ -3,8 +3,9 @@
 The same log (with dropped events, an unknown alias, an unmetered type, collisions,
 payloads changed in flight and harmless resends) is placed where real companies keep
 it — a local file with epoch-millisecond times, an S3 object (plain and .gz, on moto's
-server), a Postgres table, a MariaDB table (with timestamps and with epoch ms) —
-and checked against the simulator over loopback, with the store on SQLite.
+server), a Parquet file (local and in S3), a Postgres table, a MariaDB table (with
+timestamps and with epoch ms) — and checked against the simulator over loopback, with
+the store on SQLite.
 """
 
 import gzip
@@ -82,6 +83,31 @@ def fill_table(engine: sa.Engine, scenario: Scenario, *, epoch_ms: bool = False)
             conn.execute(sa.text("ANALYZE usage_log"))
 
 
+def parquet_bytes(scenario: Scenario) -> bytes:
+    """The scenario's log as Parquet: timestamp column, properties as JSON text."""
+    import io
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    records = scenario.records()
+    table = pa.table(
+        {
+            "txn": [r["transaction_id"] for r in records],
+            "customer": [r["customer_id"] for r in records],
+            "kind": [r["event_type"] for r in records],
+            "happened_at": pa.array(
+                [scenario_time(r["timestamp"]) for r in records], type=pa.timestamp("us", tz="UTC")
+            ),
+            "props": [json.dumps(r["properties"]) for r in records],
+        }
+    )
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, row_group_size=100)
+    return buffer.getvalue()
+
+
 def scenario_time(text: str) -> Any:
     from leakwatch.core.events import parse_timestamp
 
@@ -102,6 +128,8 @@ def sql_source(engine: sa.Engine, **extra: Any) -> dict[str, Any]:
         "jsonl-epoch-ms",
         "s3-plain",
         "s3-gz",
+        "parquet",
+        "s3-parquet",
         "postgres-table",
         "mariadb-table",
         "mariadb-epoch-ms",
@@ -117,6 +145,21 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     kind: str = request.param
     if kind == "jsonl-epoch-ms":
         yield from _world(store_url, tmp_path, strings=False, place=jsonl_epoch_ms)
+        return
+    if kind.endswith("parquet"):
+
+        def lake(scenario: Scenario, path: Path) -> dict[str, Any]:
+            data = parquet_bytes(scenario)
+            if kind == "parquet":
+                (path / "lake").mkdir()
+                (path / "lake" / "part-0.parquet").write_bytes(data)
+                return {"type": "parquet", "path": str(path / "lake"), "fields": SQL_FIELDS}
+            server: MotoS3 = request.getfixturevalue("moto_s3")
+            bucket: str = request.getfixturevalue("bucket")
+            put(server, bucket, "lake/part-0.parquet", data)
+            return {"type": "parquet", "path": f"s3://{bucket}/lake/", "fields": SQL_FIELDS}
+
+        yield from _world(store_url, tmp_path, strings=False, place=lake)
         return
     if kind.startswith("s3"):
         server: MotoS3 = request.getfixturevalue("moto_s3")

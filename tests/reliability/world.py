@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import structlog
 from sqlalchemy import text
 
 from leakwatch.clock import FakeClock
@@ -26,10 +27,12 @@ from leakwatch.config import Settings, load_settings
 from leakwatch.daemon.health import DaemonStatus
 from leakwatch.daemon.jobs import Jobs
 from leakwatch.daemon.metrics import DaemonMetrics
+from leakwatch.logs import configure_logging
 from leakwatch.metronome.client import SearchClient
 from leakwatch.pipeline.runtime import Runtime
 from leakwatch.simulator import SimulatorServer, build_demo_state
 from leakwatch.simulator.scenario import Scenario, build_scenario, ingest_scenario
+from leakwatch.wiring import build_runtime
 from tests.fakes.fake_slack_files import FakeSlackWithFiles
 
 TOKEN = "reliability-metronome-token-5b1e"
@@ -47,6 +50,7 @@ def write_config(
     state_dir: Path,
     sample_size: int,
     timeout_s: float,
+    every: str = "15m",
     extra: str = "",
 ) -> None:
     path.write_text(
@@ -70,7 +74,7 @@ def write_config(
             max_age = "33d"
 
             [checks]
-            every = "15m"
+            every = "{every}"
             missing_grace = "2h"
 
             [health]
@@ -99,6 +103,7 @@ class World:
     cycles: int = 0
     # Exceptions that escaped a job: in `leakwatch run` each would end the daemon.
     crashes: int = 0
+    every: timedelta = EVERY
 
     def cycle(self) -> None:
         """One daemon beat: the check job, then alerts and the outbox; then time moves on."""
@@ -109,7 +114,7 @@ class World:
             self.crashes += 1
             raise
         self.cycles += 1
-        self.clock.advance(EVERY.total_seconds())
+        self.clock.advance(self.every.total_seconds())
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         with self.runtime.engine.connect() as conn:
@@ -186,6 +191,24 @@ class Served:
 
 
 @contextmanager
+def debug_logs(path: Path, secrets: list[str]) -> Iterator[Path]:
+    """Log as `leakwatch run` does (JSON lines, the settings' secrets redacted by value),
+    at debug level, into `path`; restore the previous logging afterwards.
+
+    Also keeps failing jobs cheap: the console renderer's rich tracebacks cost seconds.
+    """
+    saved = structlog.get_config()
+    with path.open("a", encoding="utf-8") as stream:
+        redactor = configure_logging(level="debug", json=True, stream=stream)
+        for secret in secrets:
+            redactor.add(secret)
+        try:
+            yield path
+        finally:
+            structlog.configure(**saved)
+
+
+@contextmanager
 def served(
     tmp_path: Path,
     *,
@@ -195,6 +218,9 @@ def served(
     database_url: str | None = None,
     extra_config: str = "",
     seed: int = 9,
+    token: str = TOKEN,
+    slack_token: str = SLACK_TOKEN,
+    every: str = "15m",
 ) -> Iterator[Served]:
     """Start the simulator (the scenario ingested) and the fake Slack; write the config."""
     clock = FakeClock(START)
@@ -205,14 +231,14 @@ def served(
     state.faults.silent_drop_ids.update(scenario.dropped_ids)
     state.faults.hang_s = 5.0
     with (
-        SimulatorServer(state, token=TOKEN, clock=clock) as simulator,
+        SimulatorServer(state, token=token, clock=clock) as simulator,
         FakeSlackWithFiles() as slack,
     ):
         with SearchClient(
-            base_url=simulator.base_url, token=TOKEN, clock=clock, requests_per_second=1000
+            base_url=simulator.base_url, token=token, clock=clock, requests_per_second=1000
         ) as client:
             ingest_scenario(scenario, client.ingest)
-        slack.state.token = SLACK_TOKEN
+        slack.state.token = slack_token
         slack.state.now_s = lambda: clock.now().timestamp()
         config = tmp_path / "leakwatch.toml"
         write_config(
@@ -223,11 +249,12 @@ def served(
             state_dir=tmp_path / "state",
             sample_size=sample_size,
             timeout_s=timeout_s,
+            every=every,
             extra=extra_config,
         )
         env = {
-            "METRONOME_BEARER_TOKEN": TOKEN,
-            "SLACK_BOT_TOKEN": SLACK_TOKEN,
+            "METRONOME_BEARER_TOKEN": token,
+            "SLACK_BOT_TOKEN": slack_token,
             "LEAKWATCH_SLACK_BASE_URL": slack.base_url,
         }
         yield Served(clock, simulator, slack, scenario, config, log, env)
@@ -236,9 +263,12 @@ def served(
 @contextmanager
 def cycle_world(tmp_path: Path, **options: Any) -> Iterator[World]:
     """`served`, plus a Runtime and the daemon's Jobs in this process (see `World`)."""
-    with served(tmp_path, **options) as world:
+    with (
+        served(tmp_path, **options) as world,
+        debug_logs(tmp_path / "leakwatch.log", world.settings().secret_values()),
+    ):
         metrics = DaemonMetrics()
-        runtime = Runtime(world.settings(), clock=world.clock, observer=metrics.observer())
+        runtime = build_runtime(world.settings(), clock=world.clock, observer=metrics.observer())
         status = DaemonStatus(world.clock)
         jobs = Jobs(
             runtime, clock=world.clock, metrics=metrics, status=status, may_run=lambda: True
@@ -254,6 +284,7 @@ def cycle_world(tmp_path: Path, **options: Any) -> Iterator[World]:
                 status,
                 metrics,
                 world.log_path,
+                every=runtime.settings.checks.every,
             )
         finally:
             runtime.close()

@@ -252,8 +252,8 @@ def test_fire_reason_and_estimate() -> None:
     assert decision.estimate is not None
     assert decision.estimate.interval == wilson_interval(BREACH, 1000)
     assert decision.new_state.notified_interval == decision.estimate.interval
-    assert "leak_rate 3.00%" in decision.reason
-    assert "threshold 1.00%" in decision.reason
+    assert "leak_rate 3.0%" in decision.reason
+    assert "threshold 1.0%" in decision.reason
 
 
 def test_flapping_rate_gives_no_flapping_notifications() -> None:
@@ -402,7 +402,7 @@ def test_sequential_evidence_fires_and_says_why_in_plain_words() -> None:
     decision = evaluate(RULE, None, Observation(13, 412, evidence=evidence), T0)
     assert decision.new_state.status is AlertStatus.FIRING
     assert "3.2% of 412 lookups leaked (13)" in decision.reason
-    assert "chance of seeing so many by luck under 1% is below 1 in" in decision.reason
+    assert "chance of seeing so many by luck under 1.0% is below 1 in" in decision.reason
 
 
 def test_sequential_evidence_needs_no_minimum_but_holds_in_the_band() -> None:

@@ -370,3 +370,20 @@ def test_blank_lines_are_neither_events_nor_bad_lines(tmp_path: Path) -> None:
     assert sum(delta.events for delta in scan.volumes.values()) == 20
     drawn = source.sample(20, now=NOW, rng=random.Random(1))
     assert drawn.bad_lines == {}
+
+
+@pytest.mark.parametrize("stratify_by", [None, "event_type"])
+def test_since_draws_only_what_settled_after_the_previous_draw(
+    tmp_path: Path, stratify_by: str | None
+) -> None:
+    log = tmp_path / "events.jsonl"
+    # One event every 2 minutes, the last one a minute ago.
+    write_log(log, 3000, start=NOW - timedelta(minutes=5999), step=timedelta(minutes=2))
+    src = source(log, tmp_path)
+    previous = NOW - timedelta(minutes=30)
+    result = src.sample(50, now=NOW, rng=random.Random(4), since=previous, stratify_by=stratify_by)
+    assert result.events
+    earliest = previous - SETTLE
+    assert all(earliest < e.event.timestamp < NOW - SETTLE for e in result.events)
+    # 30 minutes of events at one per 2 minutes: fewer than asked, all of them.
+    assert len(result.events) == 15

@@ -8,15 +8,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from leakwatch.core.exposure import VolumeRow, day_share
+from leakwatch.core.formatting import format_count, format_money, format_rate_interval
 from leakwatch.core.pricing import Price, parse_prices
 from leakwatch.core.report_content import (
     Example,
     OutcomeRow,
     ReportInputs,
     build_content,
-    format_count,
-    format_money,
-    format_rate_interval,
 )
 from leakwatch.core.stats import Interval, RateEstimate
 from leakwatch.core.weeks import IsoWeek

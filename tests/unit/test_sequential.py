@@ -112,16 +112,19 @@ def test_monitor_breaches_on_a_rate_well_above_the_threshold() -> None:
     state = monitor_over(config, [(15, 500)])
     assert state.breached(config)
     assert (state.breach_leaks, state.breach_samples) == (15, 500)
-    assert state.chance_by_luck < config.alpha
+    assert state.breach == config.bound  # a decided statistic stops at its bound
+    assert state.breach_odds(config) > config.bound
     assert state.clear == 0.0
 
 
 def test_monitor_clears_on_a_rate_well_below_and_restarts_its_run_at_zero() -> None:
     config = MonitorConfig(threshold=0.01)
-    state = monitor_over(config, [(20, 500), (1, 500), (1, 500), (0, 500)])
+    quiet_week = [(1, 500)] * 600
+    state = monitor_over(config, [*quiet_week, (20, 500), (1, 500), (1, 500), (0, 500)])
     assert state.breach == 0.0 and state.breach_samples == 0
     assert state.cleared(config)
-    # The clear run began after the leaky batch pushed it to zero.
+    # The quiet week's evidence stopped at the bound, so one leaky batch pushed it to
+    # zero: the clear run began after it.
     assert state.clear_samples == 1_500
 
 

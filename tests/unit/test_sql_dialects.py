@@ -59,3 +59,19 @@ def test_key_ranges_become_between_or_an_in_list() -> None:
         "(`id` BETWEEN 3 AND 5 OR `id` BETWEEN 9 AND 9)"
     )
     assert key_range_predicate("`id`", []) == "1 = 0"
+
+
+def test_sources_names_the_dialect_and_its_sampling(tmp_path: object) -> None:
+    from leakwatch.sources.inventory import describe_source
+    from leakwatch.sources.specs import SqlSourceSpec
+    from leakwatch.sources.sql import SqlSource
+
+    source = SqlSource(SqlSourceSpec(name="w", url="sqlite://", table="usage_events"))
+    described = describe_source(source)
+    source.engine.dispose()
+    assert (described.kind, described.storage, described.location) == (
+        "sql",
+        "sqlite",
+        "usage_events",
+    )
+    assert described.sampling == "ORDER BY random() LIMIT n"
