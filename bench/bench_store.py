@@ -337,6 +337,7 @@ def bench_cycle_store_work(url: str, large: int, small: int = 50_000) -> bool:
         # The first cycle takes the missing statistics; the steady state is the median.
         figures[rows] = {part: statistics.median(run[part] for run in runs[1:]) for part in runs[0]}
         figures[rows]["first cycle (takes statistics)"] = sum(runs[0].values())
+        figures[rows]["first lookup (no statistics yet)"] = runs[0]["lookup"]
     total_small = sum(v for k, v in figures[small].items() if not k.startswith("first"))
     total_large = sum(v for k, v in figures[large].items() if not k.startswith("first"))
     for part in figures[small]:
