@@ -301,14 +301,13 @@ def check(
     """Run one cycle: sample, search, record, re-check, evaluate alerts, notify."""
     from leakwatch.clock import SystemClock
     from leakwatch.daemon.leader import searching_alone
-    from leakwatch.pipeline.runtime import Runtime
-    from leakwatch.wiring import settings_for
+    from leakwatch.wiring import build_runtime, settings_for
 
     with _user_errors(), _first_interrupt_stops() as stopping:
         settings = settings_for(config)
         _setup_logs(settings, quiet=as_json)
         with searching_alone(settings):
-            runtime = Runtime(settings, clock=SystemClock(), should_stop=stopping.is_set)
+            runtime = build_runtime(settings, clock=SystemClock(), should_stop=stopping.is_set)
             try:
                 summary = runtime.run_cycle(draw=not recheck_only)
                 alerts = runtime.evaluate_alerts()
@@ -422,13 +421,12 @@ def reconcile(
 ) -> None:
     """Expected vs billed per customer × metric × day, from Metronome's /v1/usage."""
     from leakwatch.clock import SystemClock
-    from leakwatch.pipeline.runtime import Runtime
-    from leakwatch.wiring import settings_for
+    from leakwatch.wiring import build_runtime, settings_for
 
     with _user_errors():
         settings = settings_for(config)
         _setup_logs(settings, quiet=as_json)
-        runtime = Runtime(settings, clock=SystemClock())
+        runtime = build_runtime(settings, clock=SystemClock())
         try:
             result = runtime.reconcile(days=days, customer=customer)
         finally:
@@ -570,7 +568,8 @@ def report(
     """Write the weekly leakage report (Markdown, HTML, JSON, PNG chart)."""
     from leakwatch.clock import SystemClock
     from leakwatch.pipeline.report import produce_weekly_report
-    from leakwatch.wiring import open_engine, settings_for
+    from leakwatch.store.db import session_factory
+    from leakwatch.wiring import build_report_slack, open_engine, settings_for
 
     with _user_errors():
         settings = settings_for(config)
@@ -579,7 +578,8 @@ def report(
         try:
             outcome = produce_weekly_report(
                 settings,
-                engine=engine,
+                sessions=session_factory(engine),
+                slack=build_report_slack(settings) if send else None,
                 now=SystemClock().now(),
                 week=week,
                 out_dir=out_dir,
@@ -708,7 +708,7 @@ def sample(
         settings = settings_for(config)
         _setup_logs(settings, quiet=True)
         configured = settings.source(source)
-        _require_files(configured, settings)
+        _require_readable(configured, settings)
         with progress_bar(err, f"sampling {source}") as progress:
             result = sample_source(
                 source_spec(configured),
@@ -882,18 +882,18 @@ def _duration_option(flag: str, text: str) -> "timedelta":
     return span
 
 
-def _require_files(configured: SourceSettings, settings: Settings) -> None:
-    """Fail when a log source's path matches no file: drawing nothing would hide the typo."""
-    from leakwatch.sources.factory import make_source
-    from leakwatch.sources.jsonl import JsonlSource
-    from leakwatch.wiring import source_spec
+def _require_readable(configured: SourceSettings, settings: Settings) -> None:
+    """Fail when a source cannot be read (e.g. a path matching no file): drawing nothing
+    would hide the typo."""
+    from leakwatch.wiring import build_source
 
-    built = make_source(source_spec(configured), state_dir=settings.state_dir)
-    if isinstance(built, JsonlSource) and not built.files():
-        raise LeakwatchError(
-            f"source {configured.name!r}: no file matches {configured.path!r}; "
-            "check the path (a file, a glob or a directory)"
-        )
+    source = build_source(settings, configured)
+    try:
+        problems = source.problems()
+    finally:
+        source.close()
+    if problems:
+        raise LeakwatchError(f"source {configured.name!r}: " + "; ".join(problems))
 
 
 def _setup_logs(

@@ -209,6 +209,7 @@ RateName = Literal[
     "unmatched_metric_rate",
     "duplicate_rate",
     "mismatch_rate",
+    "billed_gap",
 ]
 
 
@@ -226,6 +227,15 @@ class AlertRuleSettings(_Section):
     # sequential: an always-valid CUSUM per cycle (docs/detection.md); interval: the
     # Wilson bound of the window re-tested each cycle.
     decision: Literal["sequential", "interval"] = "sequential"
+
+    @model_validator(mode="after")
+    def _billed_gap_scope(self) -> "AlertRuleSettings":
+        if self.rate == "billed_gap" and self.by not in (None, "customer_id"):
+            raise ValueError(
+                f"alert {self.name!r}: a billed_gap rule compares Metronome's totals per "
+                f"customer, so `by` is customer_id or absent, not {self.by!r}"
+            )
+        return self
 
 
 class HealthSettings(_Section):

@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 
 import structlog
-from slack_sdk import WebClient
+from slack_sdk import WebClient, WebhookClient
 
 from leakwatch.core.report_content import ReportContent
 from leakwatch.store.db import SessionFactory
@@ -26,6 +26,19 @@ from leakwatch.store.report_record import (
     save_content,
 )
 from leakwatch.views.report_render import render_slack_blocks, render_slack_text
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSlack:
+    """The Slack clients the weekly report goes out through (built by wiring).
+
+    A bot token gives `client` (post, then upload the files into the thread) and the
+    configured `channel`; a webhook gives `webhook` (the summary alone).
+    """
+
+    client: WebClient | None = None
+    channel: str | None = None
+    webhook: WebhookClient | None = None
 
 
 class SendDecision(StrEnum):

@@ -32,7 +32,6 @@ from leakwatch.metronome.client import SearchClient, SearchStats
 from leakwatch.metronome.errors import TokenRejected
 from leakwatch.sources.base import SampleResult, ScanResult, Source
 from leakwatch.sources.checkpoints import CheckpointStore
-from leakwatch.sources.jsonl import JsonlSource
 from leakwatch.store import runs
 from leakwatch.store.billing import save_learned_billing
 from leakwatch.store.db import SessionFactory, transaction
@@ -235,22 +234,15 @@ class CheckCycle:
                 continue
             report.volumes_counted = scan.caught_up
             report.tail_behind_bytes = scan.bytes_behind
-            # Every non-empty file read leaves a checkpoint: only without any is it
-            # worth looking again whether the path matches a file at all.
-            if (
-                isinstance(configured.source, JsonlSource)
-                and not scan.checkpoints
-                and not configured.source.files()
-            ):
-                # Nothing to read is almost always a wrong path, not a quiet pipeline.
-                report.no_files = True
-                report.warnings.append(
-                    f"no file matches {configured.source.spec.path!r}; "
-                    "check the path (a file, a glob or a directory)"
-                )
-                log.warning(
-                    "source.no_files", source=configured.name, path=configured.source.spec.path
-                )
+            # Every non-empty read leaves a checkpoint: only without any is it worth
+            # asking the source what is wrong. A scan that raised nothing and read
+            # nothing almost always means a path matching no file, not a quiet pipeline.
+            if not scan.checkpoints:
+                problems = configured.source.problems()
+                report.no_files = bool(problems)
+                for problem in problems:
+                    report.warnings.append(problem)
+                    log.warning("source.problem", source=configured.name, problem=problem)
             report.lines_read = scan.lines_read
             report.new_events = sum(delta.events for delta in scan.volumes.values())
             report.bad_lines = sum(scan.bad_lines.values())

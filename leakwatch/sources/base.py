@@ -177,3 +177,15 @@ class Source(Protocol):
         For reconciliation, which reads each settled day once more; not a hot path.
         """
         ...
+
+    def problems(self) -> list[str]:
+        """Say what keeps this source from being read right now; empty when it can be.
+
+        Cheap checks only (list and open the files, or connect), for start-up and for a
+        cycle that read nothing. Each problem is one line a user can act on.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release what the source holds (a SQL source's engine); it is not used after."""
+        ...

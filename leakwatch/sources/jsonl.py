@@ -55,7 +55,7 @@ from leakwatch.sources.lines import (
     parse_line,
     tail_decoder,
 )
-from leakwatch.sources.objects import LogPath, ObjectPath, list_files
+from leakwatch.sources.objects import LogPath, ObjectPath, file_problems, list_files
 from leakwatch.sources.readers import (
     FINGERPRINT_BYTES,
     ContentReader,
@@ -279,6 +279,12 @@ class JsonlSource:
         An object-storage URL (`s3://bucket/prefix/*.jsonl*`) lists objects instead.
         """
         return list_files(self.spec.path, self.spec.storage_options)
+
+    def problems(self) -> list[str]:
+        return file_problems(self.spec.path, self.files)
+
+    def close(self) -> None:
+        """Nothing to release: files are opened per read."""
 
     def _open(self, path: LogPath, progress: ProgressCallback | None) -> ContentReader:
         if path.suffix == ".gz":

@@ -23,7 +23,7 @@ import glob
 import hashlib
 import zlib
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -278,3 +278,21 @@ def list_files(path: str, storage_options: Mapping[str, Any]) -> list[LogPath]:
     else:
         candidates = [target] if target.is_file() else []
     return sorted(p for p in candidates if not p.name.startswith("."))
+
+
+def file_problems(pattern: str, files: Callable[[], Sequence[LogPath]]) -> list[str]:
+    """What keeps a file source from being read: no listing, no match, unreadable files."""
+    try:
+        found = files()
+    except OSError as exc:
+        return [f"cannot list {pattern}: {exc}"]
+    if not found:
+        return [f"no file matches {pattern!r}; check the path (a file, a glob or a directory)"]
+    problems: list[str] = []
+    for path in found:
+        try:
+            with path.open("rb") as handle:
+                handle.read(1)
+        except OSError as exc:
+            problems.append(f"cannot read {path}: {exc}")
+    return problems

@@ -48,7 +48,7 @@ from leakwatch.sources.base import (
     VolumeDelta,
     VolumeKey,
 )
-from leakwatch.sources.objects import LogPath, ObjectPath, list_files
+from leakwatch.sources.objects import LogPath, ObjectPath, file_problems, list_files
 from leakwatch.sources.specs import ParquetSourceSpec
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
@@ -126,6 +126,12 @@ class ParquetSource:
         """The source's Parquet files in name order (other files under a prefix ignored)."""
         found = list_files(self.spec.path, self.spec.storage_options)
         return [p for p in found if p.suffix in PARQUET_SUFFIXES]
+
+    def problems(self) -> list[str]:
+        return file_problems(self.spec.path, self.files)
+
+    def close(self) -> None:
+        """Nothing to release: files are opened per read."""
 
     # -- rows to events -------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from leakwatch.core.events import SampledEvent, SourceEvent
@@ -121,6 +122,19 @@ class SqlSource:
     @property
     def engine(self) -> Engine:
         return self._engine
+
+    def problems(self) -> list[str]:
+        try:
+            with self._engine.connect():
+                pass
+        except SQLAlchemyError as exc:
+            where = self._engine.url.render_as_string(hide_password=True)
+            first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            return [f"cannot connect to {where}: {first[0] if first else type(exc).__name__}"]
+        return []
+
+    def close(self) -> None:
+        self._engine.dispose()
 
     # -- SQL pieces -----------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from leakwatch.daemon.run import run_daemon
 from leakwatch.errors import LeakwatchError, UsageProblem
 from leakwatch.metronome.client import SearchClient
 from leakwatch.simulator import SimulatorServer, build_demo_state
-from leakwatch.simulator.scenario import build_scenario, ingest_scenario
+from leakwatch.simulator.scenario import Scenario, build_scenario, ingest_scenario
 from leakwatch.store.db import make_engine, upgrade
 
 TOKEN = "daemon-test-token-0123"
@@ -148,6 +148,8 @@ class DaemonWorld:
     config_path: Path
     every: str = "2s"
     started: list[DaemonProcess] = field(default_factory=list)
+    # The log's ground truth: what an honest checker must record for each event.
+    scenario: Scenario | None = None
 
     def start_daemon(self, *, name: str = "a", env: dict[str, str] | None = None) -> DaemonProcess:
         port = free_port()
@@ -237,7 +239,9 @@ def daemon_world(tmp_path: Path, database_url: str, *, every: str = "2s") -> Ite
             state_dir=tmp_path / "state",
             every=every,
         )
-        world = DaemonWorld(tmp_path, database_url, simulator, config_path, every)
+        world = DaemonWorld(
+            tmp_path, database_url, simulator, config_path, every, scenario=scenario
+        )
         try:
             yield world
         finally:

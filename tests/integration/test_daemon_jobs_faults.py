@@ -17,8 +17,8 @@ from leakwatch.daemon.jobs import Jobs
 from leakwatch.daemon.metrics import DaemonMetrics
 from leakwatch.notify.blocks import SlackMessage
 from leakwatch.notify.outbox import NotificationKind, enqueue
-from leakwatch.pipeline.runtime import Runtime
 from leakwatch.store.db import transaction
+from leakwatch.wiring import build_runtime
 from tests.fakes.fake_slack import FakeSlack
 from tests.integration.test_alerts import add_samples
 from tests.integration.test_daemon import postgres_database
@@ -56,7 +56,7 @@ def test_a_failing_evaluation_does_not_hold_back_what_the_outbox_already_holds(
             },
             env,
         )
-        runtime = Runtime(settings, clock=clock)
+        runtime = build_runtime(settings, clock=clock)
         try:
             metrics = DaemonMetrics()
             jobs = Jobs(
@@ -124,7 +124,7 @@ def test_one_alert_that_cannot_be_recorded_does_not_silence_the_others(
             },
             env,
         )
-        runtime = Runtime(settings, clock=clock)
+        runtime = build_runtime(settings, clock=clock)
         try:
             metrics = DaemonMetrics()
             jobs = Jobs(

@@ -22,6 +22,7 @@ from prometheus_client import generate_latest
 from sqlalchemy import Engine, inspect, text
 
 from leakwatch.pipeline.report import produce_weekly_report
+from leakwatch.wiring import build_report_slack
 from tests.integration.test_daemon import postgres_database
 from tests.reliability.conftest import Ledger
 from tests.reliability.world import cycle_world
@@ -110,7 +111,11 @@ def test_no_secret_in_logs_store_reports_slack_metrics_or_messages(
         world.recover()
         settings = world.runtime.settings
         outcome = produce_weekly_report(
-            settings, engine=world.runtime.engine, now=world.clock.now(), send=True
+            settings,
+            sessions=world.runtime.sessions,
+            slack=build_report_slack(settings),
+            now=world.clock.now(),
+            send=True,
         )
         world.jobs.refresh_store_metrics()
 
