@@ -4,12 +4,15 @@ Health is a pure decision (`judge_health`) over the daemon's status; the server 
 renders it. A follower is healthy while it is alive: it is waiting by design. A leader
 is healthy while its last successful cycle (or, before the first one, the moment it
 took the lead) is no older than `stale_after` — three check intervals by default —
-so a leader stuck in a hung cycle gets restarted by its orchestrator.
+so a leader stuck in a hung cycle gets restarted by its orchestrator. A leader whose
+last cycle found Metronome unreachable (or the token rejected) stays 200 and says
+`"status": "degraded"` with the reason in `problems`: a restart cannot fix that.
 """
 
 import json
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from http.server import BaseHTTPRequestHandler
@@ -39,6 +42,8 @@ class StatusView:
     started_at: datetime
     leader_since: datetime | None
     last_success_at: datetime | None
+    # What the last cycle found wrong with Metronome, by condition, with its reason.
+    problems: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,11 @@ def judge_health(status: StatusView, *, now: datetime, stale_after: timedelta) -
         if not healthy:
             body["problem"] = "shutting down"
     body["status"] = "ok" if healthy else "unhealthy"
+    if healthy and status.role is Role.LEADER and status.problems:
+        # Still 200: restarting leakwatch cannot bring Metronome back, and a liveness
+        # probe would only lose its state. The Slack health alert is the page.
+        body["status"] = "degraded"
+        body["problems"] = dict(status.problems)
     return HealthVerdict(healthy=healthy, body=body)
 
 
@@ -89,6 +99,12 @@ class DaemonStatus:
         self._started_at = clock.now()
         self._leader_since: datetime | None = None
         self._last_success_at: datetime | None = None
+        self._problems: dict[str, str] = {}
+
+    def set_problems(self, problems: Mapping[str, str]) -> None:
+        """What the last cycle found wrong with Metronome (empty: nothing)."""
+        with self._lock:
+            self._problems = dict(problems)
 
     def set_role(self, role: Role) -> None:
         with self._lock:
@@ -110,6 +126,7 @@ class DaemonStatus:
                 started_at=self._started_at,
                 leader_since=self._leader_since,
                 last_success_at=self._last_success_at,
+                problems=dict(self._problems),
             )
 
 

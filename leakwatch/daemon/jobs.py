@@ -40,6 +40,8 @@ class DaemonRuntime(Protocol):
 
     def run_cycle(self) -> CycleSummary: ...
 
+    def health_problems(self) -> Mapping[str, str]: ...
+
     def catch_up_tail(self) -> bool: ...
 
     def evaluate_alerts(self) -> object: ...
@@ -114,6 +116,8 @@ class Jobs:
         except Exception:
             self._metrics.cycles.labels(status="failed").inc()
             raise
+        finally:
+            self._status.set_problems(self._runtime.health_problems())
         self._metrics.observe_cycle(summary)
         if summary.status == "finished" and summary.finished_at is not None:
             self._status.cycle_succeeded(summary.finished_at)

@@ -16,7 +16,7 @@ import hashlib
 import itertools
 import operator
 import random
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -55,7 +55,13 @@ from leakwatch.sources.lines import (
     parse_line,
     tail_decoder,
 )
-from leakwatch.sources.objects import LogPath, ObjectPath, file_problems, list_files
+from leakwatch.sources.objects import (
+    LogPath,
+    ObjectPath,
+    PrefetchingReader,
+    file_problems,
+    list_files,
+)
 from leakwatch.sources.readers import (
     FINGERPRINT_BYTES,
     ContentReader,
@@ -92,6 +98,8 @@ MIN_ACCEPT_BYTES = 16
 # and it is exact where rejection would keep hitting lines it already took.
 SCAN_IF_LINES_PER_SAMPLE_BELOW = 4
 ATTEMPTS_PER_SAMPLE = 200
+# Offsets drawn ahead at a time (object storage fetches their ranges concurrently).
+DRAW_BATCH = 32
 # A stratified draw without the tail's index first meets this many lines per sample
 # (at least MIN_PILOT) to estimate stratum sizes.
 PILOT_PER_SAMPLE = 4
@@ -147,6 +155,33 @@ class _OffsetDrawer:
         self.accept_bytes = max(MIN_ACCEPT_BYTES, min(probe_lengths, default=64) // 2)
         self.inverse_lengths: list[float] = []
         self.attempts = self.accepted = self.eligible = self.short_lines = 0
+        # Offsets come from their own stream, drawn a batch ahead, so readers that can
+        # fetch ranges concurrently (object storage) get the batch's reads at once.
+        self._points = random.Random(rng.getrandbits(64))
+        self._ahead: deque[int] = deque()
+        self._prefetch = any(isinstance(s.reader, PrefetchingReader) for s in segments)
+
+    def _next_point(self) -> int:
+        if not self._ahead:
+            batch = [self._points.randrange(self._total) for _ in range(DRAW_BATCH)]
+            self._ahead.extend(batch)
+            if self._prefetch:
+                self._fetch_ahead(batch)
+        return self._ahead.popleft()
+
+    def _fetch_ahead(self, points: list[int]) -> None:
+        """Ask each object reader for the ranges the batch's first reads will want."""
+        wanted: defaultdict[int, list[tuple[int, int]]] = defaultdict(list)
+        for point in points:
+            index = bisect.bisect_right(self._cumulative, point) - 1
+            segment = self._segments[index]
+            offset = segment.lo + point - self._cumulative[index]
+            start = max(segment.lo, offset - PROBE_BYTES // 2)
+            wanted[index].append((start, min(segment.hi, offset + PROBE_BYTES // 2)))
+        for index, ranges in wanted.items():
+            reader = self._segments[index].reader
+            if isinstance(reader, PrefetchingReader):
+                reader.prefetch(ranges)
 
     def draw(self) -> tuple[int, int, SourceEvent] | None:
         """Try one offset: (segment, line start, event) for an eligible line, else None."""
@@ -154,7 +189,7 @@ class _OffsetDrawer:
         if self._total <= 0:
             return None
         max_line = self._source.spec.max_line_bytes
-        point = self._rng.randrange(self._total)
+        point = self._next_point()
         index = bisect.bisect_right(self._cumulative, point) - 1
         segment = self._segments[index]
         offset = segment.lo + point - self._cumulative[index]

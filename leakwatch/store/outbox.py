@@ -162,6 +162,18 @@ class OutboxSummary:
     dead: tuple[tuple[int, str, str | None], ...]
 
 
+def unsent_counts(session: Session) -> dict[str, int]:
+    """Rows not sent, per status (pending, dead, skipped)."""
+    return {
+        str(status): int(count)
+        for status, count in session.execute(
+            select(col(Notification.status), func.count())
+            .where(col(Notification.status) != NotificationStatus.SENT.value)
+            .group_by(col(Notification.status))
+        )
+    }
+
+
 def outbox_summary(session: Session, *, dead_limit: int = 10) -> OutboxSummary:
     """Count rows by status and list the newest dead letters (id, dedup key, error)."""
     counts = {

@@ -12,8 +12,10 @@ database are terminated with `pg_terminate_backend`, and "unreachable" is our da
 refusing connections (`ALLOW_CONNECTIONS false`) while its sessions are terminated.
 """
 
+import json
 import random
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -321,3 +323,83 @@ def test_the_leaders_lock_session_killed_mid_cycle_hands_over_without_two_leader
         assert first.terminate() == 0 and second.terminate() == 0
         assert_nothing_lost_or_doubled(pg_url, slack)
         assert overlapping_runs(pg_url) == []
+
+
+UNREACHABLE_TITLE = "Metronome unreachable"
+
+
+def append_usage(world: DaemonWorld, count: int, *, tag: str) -> None:
+    """New usage keeps arriving in the source log (an hour old: inside the window)."""
+    stamp = (CLOCK.now() - timedelta(hours=1)).isoformat()
+    with (world.tmp_path / "usage.jsonl").open("a", encoding="utf-8") as log:
+        for i in range(count):
+            event = {
+                "transaction_id": f"{tag}-{i}",
+                "customer_id": "acme",
+                "event_type": "api_request",
+                "timestamp": stamp,
+                "properties": {},
+            }
+            log.write(json.dumps(event) + "\n")
+
+
+def test_metronome_down_fires_the_unreachable_alert_and_degrades_healthz_then_resolves(
+    tmp_path: Path, pg_url: str, slack: FakeSlack
+) -> None:
+    """A total outage (every search answers 500), default [health] settings: the health
+    alert fires in Slack and /healthz says `degraded` with the reason; when Metronome is
+    back, the alert resolves in its thread and /healthz is `ok` again, within a cycle."""
+    with daemon_world(tmp_path, pg_url) as world:
+        with_alerts(world)
+        # Default retries too (4: five attempts a batch, more than a 2 s cycle allows).
+        config = world.config_path.read_text(encoding="utf-8")
+        world.config_path.write_text(config.replace("max_retries = 1\n", ""), encoding="utf-8")
+        daemon = start(world, slack, "a")
+        wait_for(lambda: daemon.role() == "leader", timeout_s=60, what="the daemon to lead")
+        wait_for(lambda: finished_runs(pg_url) >= 1, timeout_s=60, what="a first cycle")
+        health = daemon.health()
+        assert health is not None and health["status"] == "ok", health
+
+        faults = world.simulator.state.faults
+        faults.endpoints = frozenset({"search"})
+        faults.server_error_rate = 1.0
+        append_usage(world, 200, tag="during-outage")
+        wait_for(
+            lambda: any(UNREACHABLE_TITLE in m.text for m in slack.roots()),
+            timeout_s=60,
+            what="the Metronome unreachable alert in Slack",
+        )
+        degraded = wait_for(
+            lambda: (h := daemon.health()) is not None and h["status"] == "degraded" and h,
+            timeout_s=60,
+            what="/healthz to say degraded",
+        )
+        assert degraded["http_status"] == 200  # a restart cannot bring Metronome back
+        reason = degraded["problems"]["metronome_unreachable"]
+        assert "lookup batches failed" in reason and "HTTP 500" in reason, reason
+        root = next(m for m in slack.roots() if UNREACHABLE_TITLE in m.text)
+
+        faults.clear()
+        append_usage(world, 50, tag="after-outage")
+        cleared_at = finished_runs(pg_url)
+        wait_for(
+            lambda: (h := daemon.health()) is not None and h["status"] == "ok",
+            timeout_s=60,
+            what="/healthz to be ok again",
+        )
+        # The cycle running when Metronome came back may still have failed; the next is clean.
+        assert finished_runs(pg_url) - cleared_at <= 2
+        wait_for(lambda: slack.replies(root.ts), timeout_s=60, what="the resolve in the thread")
+        wait_for(lambda: outbox_drained(pg_url), timeout_s=60, what="the outbox to drain")
+        assert daemon.process.poll() is None, daemon.log_text()[-3000:]
+        assert daemon.terminate() == 0
+        assert any("resolved" in r.text.lower() for r in slack.replies(root.ts))
+        rows = pg_query(pg_url, "SELECT status FROM alert WHERE rule_name = 'api_unreachable'")
+        assert rows == [("inactive",)]
+        # No sampled event is judged missing for the outage.
+        assert pg_query(
+            pg_url,
+            "SELECT count(*) FROM sampled_event"
+            " WHERE transaction_id LIKE 'during-outage-%' AND outcome = 'missing'",
+        ) == [(0,)]
+        assert_nothing_lost_or_doubled(pg_url, slack)
