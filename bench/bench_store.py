@@ -37,7 +37,7 @@ import psycopg
 import structlog
 
 from leakwatch.core.classify import Verdict
-from leakwatch.core.events import Outcome, SampledEvent, SourceEvent
+from leakwatch.core.events import DrawnEvent, Outcome, SourceEvent
 from leakwatch.store.db import make_engine, session_factory, transaction, upgrade
 from leakwatch.store.outcomes import (
     NEW_ROW,
@@ -69,11 +69,11 @@ COLUMNS = (
 )
 
 
-def samples(n: int, rng: random.Random, offset: int = 0) -> list[SampledEvent]:
+def samples(n: int, rng: random.Random, offset: int = 0) -> list[DrawnEvent]:
     """Drawn events as the cycle hands them to recording: already hashed (the cycle's
     identity check before the lookup computes each payload hash)."""
     drawn = [
-        SampledEvent(
+        DrawnEvent(
             source="gateway",
             event=SourceEvent(
                 transaction_id=f"txn-{offset + i:09d}",
@@ -99,7 +99,7 @@ def verdict_for(rng: random.Random) -> Verdict:
     )
 
 
-def time_recording(url: str, drawn: list[SampledEvent], verdicts: list[Verdict]) -> float:
+def time_recording(url: str, drawn: list[DrawnEvent], verdicts: list[Verdict]) -> float:
     """The cycle's write path for new samples: rows built from verdicts, inserted by COPY."""
     engine = make_engine(url)
     sessions = session_factory(engine)
@@ -141,7 +141,7 @@ def time_rechecks(url: str, verdicts: list[Verdict]) -> tuple[int, float]:
     return len(rows), elapsed
 
 
-def copy_text(drawn: list[SampledEvent], verdicts: list[Verdict]) -> bytes:
+def copy_text(drawn: list[DrawnEvent], verdicts: list[Verdict]) -> bytes:
     out = io.StringIO()
     stamp = NOW.isoformat()
     for sample, verdict in zip(drawn, verdicts, strict=True):
@@ -416,7 +416,7 @@ def main() -> int:
 
 def bench_recording(
     url: str,
-    drawn: list[SampledEvent],
+    drawn: list[DrawnEvent],
     verdicts: list[Verdict],
     rng: random.Random,
     record_times: list[float],

@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from leakwatch.core.events import SampledEvent, SourceEvent, quantity_number, quantity_value
+from leakwatch.core.events import DrawnEvent, SourceEvent, quantity_number, quantity_value
 from leakwatch.core.sampling import (
     StratifiedReservoir,
     Window,
@@ -547,7 +547,7 @@ class JsonlSource:
             source=self.name,
             window=window,
             events=tuple(
-                SampledEvent(source=self.name, event=event, weight=weight) for event in events
+                DrawnEvent(source=self.name, event=event, weight=weight) for event in events
             ),
             population=population,
             population_exact=False,
@@ -643,14 +643,14 @@ class JsonlSource:
         for stratum, drawn_lines in pool.items():
             if drawn_lines:
                 picks[stratum] = [(i, start, event) for i, start, event in drawn_lines]
-        sampled: list[SampledEvent] = []
+        sampled: list[DrawnEvent] = []
         for stratum, chosen_lines in picks.items():
             events = [e for e in (self._event_at(segments, pick) for pick in chosen_lines) if e]
             if not events:
                 continue
             weight = populations[stratum] / len(events)
             sampled.extend(
-                SampledEvent(source=self.name, event=e, weight=weight, stratum=stratum)
+                DrawnEvent(source=self.name, event=e, weight=weight, stratum=stratum)
                 for e in events
             )
         return SampleResult(
@@ -761,7 +761,7 @@ class JsonlSource:
         populations = reservoir.populations()
         allocation = allocate(populations, n, floor if fields else 0)
         drawn = reservoir.draw(allocation)
-        sampled: list[SampledEvent] = []
+        sampled: list[DrawnEvent] = []
         for stratum, picks in drawn.items():
             if not picks:
                 continue
@@ -773,7 +773,7 @@ class JsonlSource:
                 )
                 if isinstance(parsed, SourceEvent):
                     sampled.append(
-                        SampledEvent(
+                        DrawnEvent(
                             source=self.name,
                             event=parsed,
                             weight=weight,
