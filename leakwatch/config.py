@@ -34,6 +34,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from leakwatch.core.durations import format_duration, parse_duration
 from leakwatch.core.pricing import Price, parse_price, quantity_properties
+from leakwatch.core.schedule import WeeklyTime
 from leakwatch.errors import ConfigError, UsageProblem
 
 DEFAULT_CONFIG_PATH = Path("leakwatch.toml")
@@ -267,6 +268,9 @@ class DaemonSettings(_Section):
         return value
 
 
+# "mon 09:00", read by the one parser into the `WeeklyTime` the scheduler and the
+# catch-up check use.
+WeeklySetting = Annotated[WeeklyTime, PlainValidator(WeeklyTime.parse)]
 # A number (per event) or { per_unit = 0.0004, property = "seconds" }, read by the one
 # parser into the one `Price` type that status, alerts, the report and /metrics use.
 PriceSetting = Annotated[Price, PlainValidator(parse_price)]
@@ -288,7 +292,7 @@ def _octal_mode(value: Any) -> Any:
 
 
 class ReportSettings(_Section):
-    weekly: str = "mon 09:00"
+    weekly: WeeklySetting = WeeklyTime(0, 9, 0)
     timezone: str = "UTC"
     out_dir: Path = Path("reports")
     prices: dict[str, PriceSetting] = Field(default_factory=dict)
@@ -299,19 +303,6 @@ class ReportSettings(_Section):
     def quantity_properties(self) -> dict[str, str]:
         """Event type → the property whose value is priced per unit (from `prices`)."""
         return quantity_properties(self.prices)
-
-    @field_validator("weekly")
-    @classmethod
-    def _weekly(cls, value: str) -> str:
-        parts = value.lower().split()
-        days = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
-        ok = len(parts) == 2 and parts[0] in days and len(parts[1].split(":")) == 2
-        if ok:
-            hour, minute = parts[1].split(":")
-            ok = hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60
-        if not ok:
-            raise ValueError(f"{value!r} is not a weekly time; write e.g. 'mon 09:00'")
-        return value.lower()
 
     @field_validator("timezone")
     @classmethod
