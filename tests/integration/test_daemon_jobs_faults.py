@@ -14,7 +14,7 @@ from leakwatch.daemon.health import DaemonStatus
 from leakwatch.daemon.jobs import Jobs
 from leakwatch.daemon.metrics import DaemonMetrics
 from leakwatch.notify.blocks import SlackMessage
-from leakwatch.notify.outbox import NotificationKind, enqueue
+from leakwatch.notify.outbox import OutboxKind, enqueue
 from leakwatch.store.db import transaction
 from leakwatch.wiring import build_runtime
 from tests.fakes.fake_slack import FakeSlack
@@ -61,7 +61,7 @@ def test_a_failing_evaluation_does_not_hold_back_what_the_outbox_already_holds(
                 enqueue(
                     session,
                     dedup_key="report:2026-W47",
-                    kind=NotificationKind.REPORT,
+                    kind=OutboxKind.REPORT,
                     message=SlackMessage(text="weekly report", blocks=()),
                     now=clock.now(),
                 )

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, text
 
-from leakwatch.core.events import SampledEvent, SourceEvent
+from leakwatch.core.events import DrawnEvent, SourceEvent
 from leakwatch.store.db import make_engine, session_factory, transaction
 from leakwatch.store.outcomes import (
     record_samples,
@@ -32,9 +32,9 @@ def fresh_engine(pg_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def _samples(first: int, count: int) -> list[SampledEvent]:
+def _samples(first: int, count: int) -> list[DrawnEvent]:
     return [
-        SampledEvent(
+        DrawnEvent(
             source="gw",
             event=SourceEvent(
                 transaction_id=f"txn-{i:08d}",
@@ -47,7 +47,7 @@ def _samples(first: int, count: int) -> list[SampledEvent]:
     ]
 
 
-def _record(engine: Engine, samples: list[SampledEvent]) -> None:
+def _record(engine: Engine, samples: list[DrawnEvent]) -> None:
     rows = [sample_row(s, now=NOW, run_id=None, quantity_properties={}) for s in samples]
     with transaction(session_factory(engine)) as session:
         record_samples(session, rows)
