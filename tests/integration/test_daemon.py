@@ -41,8 +41,6 @@ TOKEN = "daemon-test-token-0123"
 PG_ADMIN_URL = os.environ.get("LEAKWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 CLOCK = SystemClock()
 
-# Until `leakwatch run` is wired in cli.py, start the daemon through its Python entry.
-
 
 def free_port() -> int:
     with socket.socket() as sock:
