@@ -34,8 +34,6 @@ from tests.support.databases import pg_query
 TOKEN = "daemon-test-token-0123"
 CLOCK = SystemClock()
 
-# Until `leakwatch run` is wired in cli.py, start the daemon through its Python entry.
-
 
 def free_port() -> int:
     with socket.socket() as sock:
