@@ -53,7 +53,7 @@ from leakwatch.core.alerting import (
 )
 from leakwatch.core.sampling import allocate, parse_stratify_by
 from leakwatch.core.sequential import MonitorConfig, MonitorState, monitor_update
-from leakwatch.pipeline.runtime import alert_rule
+from leakwatch.wiring import alert_rule
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "leakwatch" / "templates" / "leakwatch.toml"

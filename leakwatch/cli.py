@@ -11,7 +11,7 @@ from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,6 +20,9 @@ from typer.core import TyperCommand
 from leakwatch.config import Settings, SourceSettings
 from leakwatch.core.formatting import format_instant
 from leakwatch.errors import LeakwatchError
+
+if TYPE_CHECKING:
+    from leakwatch.store.db import SessionFactory
 
 # Plain help, like git's and gh's: `-h` as well as `--help`, no type placeholders.
 HELP_SETTINGS = {"help_option_names": ["-h", "--help"]}
@@ -107,15 +110,9 @@ _log_level: str | None = None
 
 def version() -> str:
     """The installed distribution's version (the one pyproject.toml declares)."""
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
+    from leakwatch import __version__
 
-    try:
-        return dist_version("leakwatch")
-    except PackageNotFoundError:
-        from leakwatch import __version__
-
-        return __version__
+    return __version__
 
 
 def _show_version(value: bool) -> None:
@@ -307,14 +304,13 @@ def check(
     """Run one cycle: sample, search, record, re-check, evaluate alerts, notify."""
     from leakwatch.clock import SystemClock
     from leakwatch.daemon.leader import searching_alone
-    from leakwatch.pipeline.runtime import Runtime
-    from leakwatch.wiring import settings_for
+    from leakwatch.wiring import build_runtime, settings_for
 
     with _user_errors(), _first_interrupt_stops() as stopping:
         settings = settings_for(config)
         _setup_logs(settings, quiet=as_json)
         with searching_alone(settings):
-            runtime = Runtime(settings, clock=SystemClock(), should_stop=stopping.is_set)
+            runtime = build_runtime(settings, clock=SystemClock(), should_stop=stopping.is_set)
             try:
                 summary = runtime.run_cycle(draw=not recheck_only)
                 alerts = runtime.evaluate_alerts()
@@ -343,6 +339,18 @@ def check(
     if stopping.is_set():
         err.print("stopped by Ctrl-C: what was looked up is recorded; the rest stays due")
         raise typer.Exit(130)
+    failures = summary.failures()
+    if failures:
+        # Exit 1: the cycle could not check what it set out to (DESIGN "Exit codes");
+        # what it did record is kept.
+        err.print(
+            _redact(
+                "error: the check could not do its job:\n" + "\n".join(f"  - {f}" for f in failures)
+            ),
+            markup=False,
+            style="red",
+        )
+        raise typer.Exit(1)
 
 
 @app.command(cls=PlainCommand, short_help="Run the daemon: cycles, alerts, reports, /metrics.")
@@ -416,13 +424,12 @@ def reconcile(
 ) -> None:
     """Expected vs billed per customer × metric × day, from Metronome's /v1/usage."""
     from leakwatch.clock import SystemClock
-    from leakwatch.pipeline.runtime import Runtime
-    from leakwatch.wiring import settings_for
+    from leakwatch.wiring import build_runtime, settings_for
 
     with _user_errors():
         settings = settings_for(config)
         _setup_logs(settings, quiet=as_json)
-        runtime = Runtime(settings, clock=SystemClock())
+        runtime = build_runtime(settings, clock=SystemClock())
         try:
             result = runtime.reconcile(days=days, customer=customer)
         finally:
@@ -564,7 +571,8 @@ def report(
     """Write the weekly leakage report (Markdown, HTML, JSON, PNG chart)."""
     from leakwatch.clock import SystemClock
     from leakwatch.pipeline.report import produce_weekly_report
-    from leakwatch.wiring import open_engine, settings_for
+    from leakwatch.store.db import session_factory
+    from leakwatch.wiring import build_report_slack, open_engine, settings_for
 
     with _user_errors():
         settings = settings_for(config)
@@ -573,7 +581,8 @@ def report(
         try:
             outcome = produce_weekly_report(
                 settings,
-                engine=engine,
+                sessions=session_factory(engine),
+                slack=build_report_slack(settings) if send else None,
                 now=SystemClock().now(),
                 week=week,
                 out_dir=out_dir,
@@ -702,7 +711,7 @@ def sample(
         settings = settings_for(config)
         _setup_logs(settings, quiet=True)
         configured = settings.source(source)
-        _require_files(configured, settings)
+        _require_readable(configured, settings)
         with progress_bar(err, f"sampling {source}") as progress:
             result = sample_source(
                 source_spec(configured),
@@ -762,12 +771,21 @@ def sources_command(config: ConfigOption = None, as_json: JsonOption = False) ->
 
 
 @alerts_app.callback(invoke_without_command=True)
-def alerts_list(
+def alerts_default(
     ctx: typer.Context, config: ConfigOption = None, as_json: JsonOption = False
 ) -> None:
-    """List open alerts."""
-    if ctx.invoked_subcommand is not None:
-        return
+    """Open alerts (`alerts list`); silence, unsilence or acknowledge them."""
+    if ctx.invoked_subcommand is None:
+        _list_alerts(config, as_json)
+
+
+@alerts_app.command("list", cls=PlainCommand)
+def alerts_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """List open alerts: firing or pending, silenced or acknowledged."""
+    _list_alerts(config, as_json)
+
+
+def _list_alerts(config: Path | None, as_json: bool) -> None:
     from dataclasses import asdict
 
     from leakwatch.clock import SystemClock
@@ -814,11 +832,13 @@ def alerts_silence(
         span = _duration_option("--for", duration)
         settings = settings_for(config)
         _setup_logs(settings, quiet=True)
-        _known_alert(settings, name)
+        _known_alert(settings, name, scope)
         engine = open_engine(settings)
         until = SystemClock().now() + span
         try:
-            count = silence(session_factory(engine), name, scope=scope, until=until)
+            sessions = session_factory(engine)
+            _scope_can_exist(settings, sessions, name, scope)
+            count = silence(sessions, name, scope=scope, until=until)
         finally:
             engine.dispose()
         out.print(
@@ -845,22 +865,83 @@ def alerts_ack(
     with _user_errors():
         settings = settings_for(config)
         _setup_logs(settings, quiet=True)
+        _known_alert(settings, name, scope)
         engine = open_engine(settings)
         try:
-            count = ack(session_factory(engine), name, scope=scope, now=SystemClock().now())
+            sessions = session_factory(engine)
+            _scope_can_exist(settings, sessions, name, scope)
+            count = ack(sessions, name, scope=scope, now=SystemClock().now())
         finally:
             engine.dispose()
         out.print(f"acknowledged {count} alert(s) of {name!r}", markup=False)
 
 
-def _known_alert(settings: "Settings", name: str) -> None:
-    """Refuse a silence for a rule that does not exist (a typo would silence nothing)."""
+@alerts_app.command("unsilence", cls=PlainCommand)
+def alerts_unsilence(
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="Alert rule name.", show_default=False)
+    ],
+    scope: Annotated[
+        str | None, typer.Option(metavar="BY=VALUE", help="Only this group, e.g. event_type=x.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Lift a silence early: notifications resume at the next evaluation."""
+    from leakwatch.store.alerts import unsilence
+    from leakwatch.store.db import session_factory
+    from leakwatch.wiring import open_engine, settings_for
+
+    with _user_errors():
+        settings = settings_for(config)
+        _setup_logs(settings, quiet=True)
+        _known_alert(settings, name, scope)
+        engine = open_engine(settings)
+        try:
+            sessions = session_factory(engine)
+            _scope_can_exist(settings, sessions, name, scope)
+            count = unsilence(sessions, name, scope=scope)
+        finally:
+            engine.dispose()
+        out.print(f"unsilenced {count} alert(s) of {name!r}", markup=False)
+
+
+def _known_alert(settings: "Settings", name: str, scope: str | None = None) -> None:
+    """Refuse a rule that does not exist (a typo would silence nothing)."""
     from leakwatch.core.alerting import HealthKind
     from leakwatch.errors import UsageProblem
 
     known = [rule.name for rule in settings.alerts] + [kind.value for kind in HealthKind]
     if name not in known:
         raise UsageProblem(f"no alert rule named {name!r}; known: {', '.join(known)}")
+
+
+def _scope_can_exist(
+    settings: "Settings", sessions: "SessionFactory", name: str, scope: str | None
+) -> None:
+    """Refuse a --scope the rule can never have, naming the scopes it does have.
+
+    A rule split `by = "event_type"` has scopes `event_type=…` (one not seen yet may be
+    silenced ahead of trouble); a rule without `by` has only the one, unscoped alert.
+    """
+    from leakwatch.errors import UsageProblem
+    from leakwatch.store.alerts import scopes_of_rule
+
+    if scope is None:
+        return
+    rule = next((r for r in settings.alerts if r.name == name), None)
+    if rule is None:
+        return  # a health alert: its scopes name sources, checked by the store
+    by = rule.by
+    key, sep, value = scope.partition("=")
+    if by is not None and key == by and sep and value:
+        return
+    existing = [s for s in scopes_of_rule(sessions, name) if s]
+    if by is None:
+        expected = f"rule {name!r} is not split by a group, so it has one alert: drop --scope"
+    else:
+        expected = f"rule {name!r} is split by {by}: write --scope {by}=VALUE"
+    known = f"; scopes seen so far: {', '.join(existing[:10])}" if existing else ""
+    raise UsageProblem(f"--scope {scope!r} cannot exist: {expected}{known}")
 
 
 def _duration_option(flag: str, text: str) -> "timedelta":
@@ -876,18 +957,18 @@ def _duration_option(flag: str, text: str) -> "timedelta":
     return span
 
 
-def _require_files(configured: SourceSettings, settings: Settings) -> None:
-    """Fail when a log source's path matches no file: drawing nothing would hide the typo."""
-    from leakwatch.sources.factory import make_source
-    from leakwatch.sources.jsonl import JsonlSource
-    from leakwatch.wiring import source_spec
+def _require_readable(configured: SourceSettings, settings: Settings) -> None:
+    """Fail when a source cannot be read (e.g. a path matching no file): drawing nothing
+    would hide the typo."""
+    from leakwatch.wiring import build_source
 
-    built = make_source(source_spec(configured), state_dir=settings.state_dir)
-    if isinstance(built, JsonlSource) and not built.files():
-        raise LeakwatchError(
-            f"source {configured.name!r}: no file matches {configured.path!r}; "
-            "check the path (a file, a glob or a directory)"
-        )
+    source = build_source(settings, configured)
+    try:
+        problems = source.problems()
+    finally:
+        source.close()
+    if problems:
+        raise LeakwatchError(f"source {configured.name!r}: " + "; ".join(problems))
 
 
 def _setup_logs(

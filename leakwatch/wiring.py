@@ -1,6 +1,9 @@
-"""The one place that builds engines, clients and services from Settings. I/O.
+"""The one place that builds engines, clients, sources and notifiers from Settings. I/O.
 
-Commands call these; nothing else reads configuration or the environment.
+Commands call these and pass what they build in: `Runtime` (pipeline/runtime.py)
+receives its engine, search client, cycle, outbox sender and report Slack clients from
+`build_runtime`; the daemon gets its runtime, sources and leader from here too. Nothing
+else reads configuration or the environment, or opens an engine or a client.
 """
 
 import random
@@ -15,15 +18,21 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from leakwatch.config import Settings, load_settings
-from leakwatch.errors import StoreError, UsageProblem
+from leakwatch.errors import LeakwatchError, StoreError, UsageProblem
 from leakwatch.store.db import head_revision, is_up_to_date, make_engine, store_url, upgrade
 
 if TYPE_CHECKING:
     from leakwatch.clock import Clock
-    from leakwatch.config import SourceSettings
+    from leakwatch.config import AlertRuleSettings, SourceSettings
+    from leakwatch.core.alerting import AlertRule
     from leakwatch.core.classify import ClassifyPolicy
+    from leakwatch.daemon.leader import Leadership
     from leakwatch.metronome.client import SearchClient, SearchObserver
+    from leakwatch.notify.report_send import ReportSlack
+    from leakwatch.notify.slack import Notifier
     from leakwatch.pipeline.check import CheckCycle
+    from leakwatch.pipeline.runtime import Runtime
+    from leakwatch.sources.base import Source
     from leakwatch.sources.specs import SourceSpec
 
 
@@ -190,7 +199,6 @@ def build_check_cycle(
 ) -> "CheckCycle":
     """Assemble one CheckCycle from settings; sources are built, not yet read."""
     from leakwatch.pipeline.check import CheckCycle, ConfiguredSource, CycleSettings
-    from leakwatch.sources.factory import make_source
     from leakwatch.store.checkpoint_repo import SqlCheckpointStore
     from leakwatch.store.db import session_factory
     from leakwatch.store.outcomes import RecheckPolicy
@@ -203,10 +211,7 @@ def build_check_cycle(
     sessions = session_factory(engine)
     configured = [
         ConfiguredSource(
-            source=make_source(
-                source_spec(s, settings.report.quantity_properties()),
-                state_dir=settings.state_dir,
-            ),
+            source=build_source(settings, s),
             sample_size=s.sample_size,
             policy=classify_policy(settings, s),
             stratify_by=s.stratify_by,
@@ -236,4 +241,135 @@ def build_check_cycle(
         ),
         rng=rng,
         should_stop=should_stop or (lambda: False),
+    )
+
+
+def build_source(settings: Settings, source: "SourceSettings") -> "Source":
+    """Build one configured source (not yet read); the caller closes it."""
+    from leakwatch.sources.factory import make_source
+
+    return make_source(
+        source_spec(source, settings.report.quantity_properties()), state_dir=settings.state_dir
+    )
+
+
+def alert_rule(rule: "AlertRuleSettings") -> "AlertRule":
+    from leakwatch.core.alerting import AlertRule, DecisionTest, GroupBy, RateKind, Severity
+
+    return AlertRule(
+        name=rule.name,
+        rate=RateKind(rule.rate),
+        threshold=rule.threshold,
+        window=rule.window,
+        min_samples=rule.min_samples,
+        confidence=rule.confidence,
+        by=GroupBy(rule.by) if rule.by else None,
+        severity=Severity(rule.severity),
+        for_=rule.for_,
+        repeat_interval=rule.repeat_interval,
+        decision=DecisionTest(rule.decision),
+    )
+
+
+def build_notifier(settings: Settings) -> "Notifier | None":
+    """Slack by bot token (threads, edits) or webhook; None when Slack is not configured."""
+    from leakwatch.notify.slack import SlackNotifier, WebhookNotifier
+
+    if settings.slack_bot_token is not None:
+        if not settings.slack.channel:
+            raise LeakwatchError(
+                'SLACK_BOT_TOKEN is set but [slack] channel is not; set channel = "#alerts"'
+            )
+        return SlackNotifier(
+            token=settings.slack_bot_token.get_secret_value(),
+            channel=settings.slack.channel,
+            base_url=settings.slack_base_url,
+        )
+    if settings.slack_webhook_url is not None:
+        return WebhookNotifier(url=settings.slack_webhook_url.get_secret_value())
+    return None
+
+
+def build_report_slack(settings: Settings) -> "ReportSlack | None":
+    """The clients the weekly report is sent through; None when Slack is not configured.
+
+    Building them does no I/O; whether a bot token has its channel is checked on send.
+    """
+    from slack_sdk import WebClient, WebhookClient
+
+    from leakwatch.notify.report_send import ReportSlack
+    from leakwatch.notify.slack import quiet_sdk_logger
+
+    if settings.slack_bot_token is not None:
+        client = WebClient(
+            token=settings.slack_bot_token.get_secret_value(),
+            base_url=settings.slack_base_url or WebClient.BASE_URL,
+            logger=quiet_sdk_logger(),
+        )
+        return ReportSlack(client=client, channel=settings.slack.channel or None)
+    if settings.slack_webhook_url is not None:
+        webhook = WebhookClient(
+            url=settings.slack_webhook_url.get_secret_value(), logger=quiet_sdk_logger()
+        )
+        return ReportSlack(webhook=webhook)
+    return None
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    clock: "Clock",
+    observer: "SearchObserver | None" = None,
+    should_stop: "Callable[[], bool] | None" = None,
+    migrate: bool = True,
+) -> "Runtime":
+    """Open the store, build the search client, cycle, sender and Slack clients; assemble.
+
+    Whatever was opened is released again when a later part cannot be built.
+    """
+    from leakwatch.notify.outbox import OutboxSender
+    from leakwatch.pipeline.runtime import Runtime
+    from leakwatch.store.db import session_factory
+
+    engine = open_engine(settings, migrate=migrate)
+    search: SearchClient | None = None
+    cycle: CheckCycle | None = None
+    try:
+        search = build_search_client(settings, clock, observer=observer)
+        cycle = build_check_cycle(
+            settings, engine=engine, clock=clock, search=search, should_stop=should_stop
+        )
+        notifier = build_notifier(settings)
+        sender = (
+            OutboxSender(session_factory(engine), notifier, clock) if notifier is not None else None
+        )
+        return Runtime(
+            settings,
+            clock=clock,
+            engine=engine,
+            search=search,
+            cycle=cycle,
+            sender=sender,
+            rules=[alert_rule(r) for r in settings.alerts],
+            report_slack=build_report_slack(settings),
+        )
+    except BaseException:
+        for source in cycle.sources if cycle is not None else []:
+            source.close()
+        if search is not None:
+            search.close()
+        engine.dispose()
+        raise
+
+
+def build_leader(settings: Settings) -> "Leadership":
+    """The store's one lock: a Postgres advisory lock elects the leader; SQLite, a lock file.
+
+    A URL that cannot be used says so first, before any lock file is made for it.
+    """
+    from leakwatch.daemon.leader import store_lock
+
+    checked_store_url(settings)
+    return store_lock(
+        settings.database_url, key=settings.daemon.leader_lock_key, state_dir=settings.state_dir
     )

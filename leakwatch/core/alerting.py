@@ -52,6 +52,8 @@ class RateKind(StrEnum):
     UNMATCHED_METRIC_RATE = "unmatched_metric_rate"
     DUPLICATE_RATE = "duplicate_rate"
     MISMATCH_RATE = "mismatch_rate"
+    # Not sampled: the share of expected usage Metronome did not bill (reconciliation).
+    BILLED_GAP = "billed_gap"
 
     @property
     def outcomes(self) -> frozenset[Outcome]:
@@ -65,6 +67,7 @@ _RATE_OUTCOMES: dict[RateKind, frozenset[Outcome]] = {
     RateKind.UNMATCHED_METRIC_RATE: frozenset({Outcome.UNMATCHED_METRIC}),
     RateKind.DUPLICATE_RATE: frozenset({Outcome.DUPLICATE}),
     RateKind.MISMATCH_RATE: frozenset({Outcome.MISMATCH}),
+    RateKind.BILLED_GAP: frozenset(),
 }
 
 
@@ -187,6 +190,8 @@ class Observation:
     weighted: RateEstimate | None = None
     evidence: MonitorState | None = None
     groups: int = 1
+    # An exact figure (totals reconciliation), not a sample: no interval, no minimum.
+    exact_summary: str | None = None
 
     @classmethod
     def from_counts(cls, rate: RateKind, counts: Mapping[Outcome, int]) -> "Observation":
@@ -204,11 +209,6 @@ class Decision:
     notification: NotificationKind | None
     reason: str
     estimate: RateEstimate | None = None
-
-
-def alert_key(rule_name: str, group: str | None) -> str:
-    """Name one alert instance: the rule, and the group when the rule is split `by`."""
-    return rule_name if group is None else f"{rule_name}[{group}]"
 
 
 def evaluate(
@@ -241,6 +241,20 @@ def evaluate(
             repeat_interval=rule.repeat_interval,
             now=now,
             described="no samples of this group left in the window",
+        )
+        return replace(decision, estimate=estimate)
+    if observation.exact_summary is not None:
+        # Exact totals: the rate is known, so it breaches or clears by itself; the
+        # next reconciliation is the only new evidence, hence no hysteresis band.
+        decision = _step(
+            observed,
+            breach=estimate.rate > rule.threshold,
+            clear=estimate.rate <= rule.threshold,
+            measured=estimate.interval,
+            for_=rule.for_,
+            repeat_interval=rule.repeat_interval,
+            now=now,
+            described=observation.exact_summary,
         )
         return replace(decision, estimate=estimate)
     if observation.evidence is not None:

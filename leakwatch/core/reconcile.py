@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import Any
 
 from leakwatch.core.events import quantity_value
+from leakwatch.core.formatting import format_percent
 from leakwatch.core.pricing import Price
 
 REPRODUCIBLE = frozenset({"COUNT", "SUM", "MAX"})
@@ -541,3 +542,33 @@ class ReconcileResult:
             "notes": list(self.notes),
             "settled_before": self.settled_before.isoformat() if self.settled_before else None,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class MetricShortfall:
+    """How much of one metric's expected usage Metronome did not bill, over some days."""
+
+    metric: str
+    expected: float
+    billed: float
+    days: int
+
+    @property
+    def share(self) -> float:
+        """(expected − billed) / expected, floored at 0 (over-billing is not a leak)."""
+        if self.expected <= 0:
+            return 0.0
+        return max(0.0, (self.expected - self.billed) / self.expected)
+
+    def describe(self) -> str:
+        return (
+            f"{self.metric}: billed {self.billed:,.6g} of {self.expected:,.6g} expected over "
+            f"{self.days} reconciled day{'s' if self.days != 1 else ''} "
+            f"({format_percent(self.share)} short), exact from Metronome's /v1/usage"
+        )
+
+
+def worst_shortfall(rows: Iterable[MetricShortfall]) -> MetricShortfall | None:
+    """The metric billed furthest short of what was sent (None when nothing was expected)."""
+    candidates = [r for r in rows if r.expected > 0]
+    return max(candidates, key=lambda r: (r.share, r.expected - r.billed), default=None)

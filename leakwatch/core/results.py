@@ -30,6 +30,8 @@ class SourceReport:
     events_per_day: float | None = None
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    # The path matches no file: nothing could be read (a wrong path, almost always).
+    no_files: bool = False
 
     @property
     def volumes(self) -> str:
@@ -54,12 +56,46 @@ class CycleSummary:
     search_requests: int = 0
     search_rate_limited: int = 0
     search_errors: int = 0
+    # Lookup batches (up to max_ids_per_request ids each) that were answered, and that
+    # failed for good or were still failing when the cycle's time ran out: the share
+    # of failed batches, not of HTTP attempts, says whether Metronome can be reached.
+    search_batches_answered: int = 0
+    search_batches_failed: int = 0
+    # Why the last failed attempt failed (names Metronome's base URL when unreachable).
+    search_last_failure: str = ""
     # Transaction ids Metronome answered for (found or not): evidence the token works.
     answered_ids: int = 0
     not_looked_up: int = 0
     # Why lookups failed, by message: what a user needs when every verdict is `error`.
     lookup_errors: Counter[str] = field(default_factory=Counter)
     error: str | None = None
+
+    @property
+    def lookup_failure(self) -> str:
+        """Why lookups failed this cycle (the commonest reason), or "" if none did."""
+        if self.lookup_errors:
+            return self.lookup_errors.most_common(1)[0][0]
+        return self.search_last_failure
+
+    def failures(self) -> list[str]:
+        """What this cycle set out to do and could not; empty when it did its job.
+
+        A source that could not be read or whose path matches no file, and lookups
+        that all failed (none answered, at least one batch failed, retries cut off by
+        the cycle's deadline included). `leakwatch check` exits 1 when there are any.
+        """
+        found = [f"source {name}: {r.error}" for name, r in self.sources.items() if r.error]
+        found += [
+            f"source {name}: no file matches its path"
+            for name, r in self.sources.items()
+            if r.no_files
+        ]
+        if self.search_batches_failed and not self.search_batches_answered:
+            found.append(
+                f"no lookup succeeded ({self.search_batches_failed} batch(es) failed): "
+                f"{self.lookup_failure or 'every search attempt failed'}"
+            )
+        return found
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +112,8 @@ class CycleSummary:
                 "requests": self.search_requests,
                 "rate_limited": self.search_rate_limited,
                 "errors": self.search_errors,
+                "batches_answered": self.search_batches_answered,
+                "batches_failed": self.search_batches_failed,
                 "not_looked_up": self.not_looked_up,
                 "failed_lookups": dict(self.lookup_errors),
             },
@@ -98,6 +136,7 @@ class CycleSummary:
                 for name, r in self.sources.items()
             },
             "error": self.error,
+            "failures": self.failures(),
         }
 
 

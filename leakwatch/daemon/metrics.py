@@ -13,20 +13,20 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
-from sqlmodel import Session, col
+from sqlmodel import Session
 
+from leakwatch import __version__
 from leakwatch.core.events import Outcome
 from leakwatch.core.exposure import per_day, scope_exposure, segments_of, volumes_in
 from leakwatch.core.pricing import Price
 from leakwatch.core.reconcile import RECONCILED_WINDOW
 from leakwatch.core.results import CycleSummary
 from leakwatch.store.billing import MetricTotals, reconciled_totals
-from leakwatch.store.models import BadLineCount, Notification
-from leakwatch.store.queries import outcome_counts, segment_counts, volume_rows
+from leakwatch.store.outbox import unsent_counts
+from leakwatch.store.queries import bad_line_totals, outcome_counts, segment_counts, volume_rows
 
 # Seconds; search calls are paced, so the tail matters more than the median.
 SEARCH_LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -43,6 +43,8 @@ class StoreSnapshot:
     samples: dict[tuple[str, str], int] = field(default_factory=dict)
     # source -> weighted leak rate among decided samples of the recent window
     leak_rate: dict[str, float] = field(default_factory=dict)
+    # (source, "lower" | "upper") -> the bounds of the leak rate's interval
+    leak_rate_interval: dict[tuple[str, str], float] = field(default_factory=dict)
     # (source, leaking outcome) -> its weighted share of decided samples (adds up to leak_rate)
     outcome_rate: dict[tuple[str, str], float] = field(default_factory=dict)
     # source -> estimated leaked events and revenue at risk per day (where volume / prices known)
@@ -67,6 +69,7 @@ def read_store_snapshot(
     since = now - RECENT_WINDOW
     samples: dict[tuple[str, str], int] = {}
     leak_rate: dict[str, float] = {}
+    leak_rate_interval: dict[tuple[str, str], float] = {}
     outcome_rate: dict[tuple[str, str], float] = {}
     leaked_per_day: dict[str, float] = {}
     revenue_per_day: dict[str, float] = {}
@@ -80,7 +83,10 @@ def read_store_snapshot(
             samples[(source, outcome.value)] = count
         if group.decided == 0:
             continue
-        leak_rate[source] = group.leak_rate().rate
+        estimate = group.leak_rate()
+        leak_rate[source] = estimate.rate
+        leak_rate_interval[(source, "lower")] = estimate.interval.lo
+        leak_rate_interval[(source, "upper")] = estimate.interval.hi
         for outcome, estimate in group.outcome_rates().items():
             outcome_rate[(source, outcome.value)] = estimate.rate
         exposure = scope_exposure(
@@ -92,22 +98,8 @@ def read_store_snapshot(
             leaked_per_day[source] = leaked.point
         if revenue is not None:
             revenue_per_day[source] = revenue.point
-    outbox = {
-        str(status): int(count)
-        for status, count in session.execute(
-            select(col(Notification.status), func.count())
-            .where(col(Notification.status) != "sent")
-            .group_by(col(Notification.status))
-        )
-    }
-    bad_lines = {
-        (str(source), str(reason)): int(total or 0)
-        for source, reason, total in session.execute(
-            select(
-                col(BadLineCount.source), col(BadLineCount.reason), func.sum(BadLineCount.count)
-            ).group_by(col(BadLineCount.source), col(BadLineCount.reason))
-        )
-    }
+    outbox = unsent_counts(session)
+    bad_lines = bad_line_totals(session)
     reconciled = {
         t.metric_name: t for t in reconciled_totals(session, since=(now - RECONCILED_WINDOW).date())
     }
@@ -115,6 +107,7 @@ def read_store_snapshot(
         taken_at=now,
         samples=samples,
         leak_rate=leak_rate,
+        leak_rate_interval=leak_rate_interval,
         outcome_rate=outcome_rate,
         leaked_per_day=leaked_per_day,
         revenue_at_risk_per_day=revenue_per_day,
@@ -153,6 +146,12 @@ class _StoreCollector(Collector):
             "Weighted leak rate among decided samples of the last 24 h, by source.",
             ["source"],
             (((k,), v) for k, v in snapshot.leak_rate.items()),
+        )
+        yield _gauge(
+            "leakwatch_leak_rate_interval",
+            "Bounds of the leak rate's interval (the one `status` shows), by source.",
+            ["source", "bound"],
+            snapshot.leak_rate_interval.items(),
         )
         yield _gauge(
             "leakwatch_outcome_rate",
@@ -280,6 +279,8 @@ class DaemonMetrics:
         self.job_failures = Counter(
             "leakwatch_job_failures", "Scheduled jobs that raised, by job.", ["job"], registry=r
         )
+        self.build = Info("leakwatch_build", "The leakwatch version running.", registry=r)
+        self.build.info({"version": __version__})
         for outcome in Outcome:
             self.verdicts.labels(outcome=outcome.value)
         self._snapshot = StoreSnapshot()

@@ -33,7 +33,6 @@ import structlog
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.executors.base import BaseExecutor, run_job
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -42,12 +41,18 @@ from leakwatch.config import Settings
 from leakwatch.core.durations import format_duration
 from leakwatch.daemon.health import STALE_AFTER_CYCLES, DaemonStatus, HealthServer, Role
 from leakwatch.daemon.jobs import Jobs, schedule_jobs
-from leakwatch.daemon.leader import Leadership, SqliteLockFile, migration_lock, store_lock
+from leakwatch.daemon.leader import Leadership, SqliteLockFile, migration_lock
 from leakwatch.daemon.metrics import DaemonMetrics
 from leakwatch.errors import LeakwatchError, StoreError, UsageProblem
 from leakwatch.store import runs
 from leakwatch.store.db import transaction
-from leakwatch.wiring import checked_store_url, metronome_endpoint, require_token, source_spec
+from leakwatch.wiring import (
+    build_leader,
+    build_runtime,
+    build_source,
+    metronome_endpoint,
+    require_token,
+)
 
 # Leave this much of the shutdown allowance for releasing the lock and closing up.
 SHUTDOWN_MARGIN_S = 1.0
@@ -109,49 +114,19 @@ def build_scheduler() -> BackgroundScheduler:
 
 def check_sources(settings: Settings) -> None:
     """Fail with a clear message unless every source can be read right now."""
-    from leakwatch.sources.factory import make_source
-    from leakwatch.sources.jsonl import JsonlSource
 
     if not settings.sources:
         raise UsageProblem(
             "no [[sources]] configured; add one (see `leakwatch init`) so there is something "
             "to check"
         )
-    problems = []
+    problems: list[str] = []
     for configured in settings.sources:
-        source = make_source(source_spec(configured), state_dir=settings.state_dir)
-        if isinstance(source, JsonlSource):
-            try:
-                files = source.files()
-            except OSError as exc:
-                problems.append(f"sources[{configured.name}]: cannot list {configured.path}: {exc}")
-                continue
-            if not files:
-                problems.append(
-                    f"sources[{configured.name}]: no file matches {configured.path!r}; "
-                    "check the path (a file, a glob or a directory)"
-                )
-            for path in files:
-                try:
-                    with path.open("rb") as handle:
-                        handle.read(1)
-                except OSError as exc:
-                    problems.append(f"sources[{configured.name}]: cannot read {path}: {exc}")
-        else:
-            assert configured.url is not None
-            engine = create_engine(configured.url)
-            try:
-                with engine.connect():
-                    pass
-            except SQLAlchemyError as exc:
-                where = make_url(configured.url).render_as_string(hide_password=True)
-                first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-                problems.append(
-                    f"sources[{configured.name}]: cannot connect to {where}: "
-                    f"{first[0] if first else type(exc).__name__}"
-                )
-            finally:
-                engine.dispose()
+        source = build_source(settings, configured)
+        try:
+            problems += [f"sources[{configured.name}]: {p}" for p in source.problems()]
+        finally:
+            source.close()
     if problems:
         raise LeakwatchError("a source cannot be read:\n" + "\n".join(f"  - {p}" for p in problems))
 
@@ -166,7 +141,9 @@ def _is_postgres(settings: Settings) -> bool:
 class Daemon:
     """One daemon process: election loop, scheduler, health server, graceful stop."""
 
-    def __init__(self, settings: Settings, *, clock: Clock, stop: threading.Event) -> None:
+    def __init__(
+        self, settings: Settings, *, clock: Clock, stop: threading.Event, leader: Leadership
+    ) -> None:
         self.settings = settings
         self.clock = clock
         self.stop = stop
@@ -176,11 +153,7 @@ class Daemon:
         self._leading = threading.Event()
         self._wake = threading.Event()
         self._scheduled = False
-        # A URL that cannot be used says so now, before any lock file is made for it.
-        checked_store_url(settings)
-        self.leader: Leadership = store_lock(
-            settings.database_url, key=settings.daemon.leader_lock_key, state_dir=settings.state_dir
-        )
+        self.leader = leader
 
     def should_stop(self) -> bool:
         """What the running cycle polls: stop looking up on shutdown or lost leadership."""
@@ -220,12 +193,10 @@ class Daemon:
             self.leader.release()
 
     def _run_started(self) -> int:
-        from leakwatch.pipeline.runtime import Runtime
-
         log = structlog.get_logger()
         settings = self.settings
         with self._migrations():
-            runtime = Runtime(
+            runtime = build_runtime(
                 settings,
                 clock=self.clock,
                 observer=self.metrics.observer(),
@@ -354,7 +325,9 @@ def run_daemon(settings: Settings, *, clock: Clock, stop: threading.Event | None
     message that says what to fix. Signal handlers are installed when called from the
     main thread.
     """
-    daemon = Daemon(settings, clock=clock, stop=stop or threading.Event())
+    daemon = Daemon(
+        settings, clock=clock, stop=stop or threading.Event(), leader=build_leader(settings)
+    )
     restore = _install_signal_handlers(daemon.request_stop)
     try:
         return daemon.run()

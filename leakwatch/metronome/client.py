@@ -10,7 +10,6 @@ never as "absent".
 """
 
 import json
-import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import httpx
 import structlog
 
 from leakwatch.clock import Clock
+from leakwatch.core.durations import retry_after_s
 from leakwatch.core.events import SearchItem, SourceEvent, format_timestamp
 from leakwatch.core.reconcile import UsageAggregate
 from leakwatch.metronome.errors import (
@@ -91,6 +91,12 @@ class SearchStats:
     malformed: int = 0
     retries: int = 0
     failed_requests: int = 0
+    # Batches left unanswered at the deadline or budget after failed attempts: a
+    # lookup that could not be made because Metronome kept failing, not for lack of time.
+    batches_abandoned: int = 0
+    # Attempts that failed in a retryable way (5xx, timeout, connection, malformed).
+    failed_attempts: int = 0
+    last_failure: str = ""
     ids_requested: int = 0
     ids_answered: int = 0
     ids_failed: int = 0
@@ -194,21 +200,6 @@ class _CallResult:
     retry_after_s: float | None = None
     http_status: int = 0
     message: str = ""
-
-
-def retry_after_s(headers: httpx.Headers) -> float | None:
-    """Read `retry-after-ms` (precise) or `Retry-After` (seconds, maybe fractional)."""
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) / scale
-        except ValueError:
-            continue
-        if math.isfinite(seconds) and seconds >= 0:
-            return min(seconds, MAX_RETRY_AFTER_S)
-    return None
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -342,9 +333,10 @@ class SearchClient:
         rate_limited = 0
         calls = 0
         while True:
-            if budget is not None and calls >= budget:
-                return None, calls
-            if not self.rate.acquire(deadline_monotonic):
+            if (budget is not None and calls >= budget) or not self.rate.acquire(
+                deadline_monotonic
+            ):
+                self.stats.batches_abandoned += int(failures > 0)
                 return None, calls
             calls += 1
             result = self._call_search(batch, attempt=failures + rate_limited)
@@ -378,6 +370,8 @@ class SearchClient:
             if result.kind is _CallKind.FATAL:
                 return self._fail(batch, result.reason), calls
             failures += 1
+            self.stats.failed_attempts += 1
+            self.stats.last_failure = result.reason
             if failures > self.max_retries:
                 reason = f"{result.reason} (gave up after {failures} attempts)"
                 return self._fail(batch, reason), calls
@@ -388,6 +382,7 @@ class SearchClient:
                 deadline_monotonic is not None
                 and self._clock.monotonic() + backoff_s > deadline_monotonic
             ):
+                self.stats.batches_abandoned += 1
                 return None, calls
             self.stats.retries += 1
             self._observer.on_retry(result.reason)
@@ -461,10 +456,14 @@ class SearchClient:
         if response is None:
             if status == "timeout":
                 self.stats.timeouts += 1
-                return _CallResult(_CallKind.RETRYABLE, status, "timed out")
+                return _CallResult(
+                    _CallKind.RETRYABLE, status, f"timed out waiting for {self.base_url}"
+                )
             self.stats.connection_errors += 1
             kind = status.split(":", 1)[1]
-            return _CallResult(_CallKind.RETRYABLE, status, f"connection error ({kind})")
+            return _CallResult(
+                _CallKind.RETRYABLE, status, f"connection error ({kind}) to {self.base_url}"
+            )
         code = response.status_code
         if code == 200:
             try:
@@ -482,7 +481,7 @@ class SearchClient:
             return _CallResult(
                 _CallKind.RATE_LIMITED,
                 status,
-                retry_after_s=retry_after_s(response.headers),
+                retry_after_s=retry_after_s(response.headers, MAX_RETRY_AFTER_S),
                 http_status=code,
             )
         if code >= 500 or code in (408, 409):
@@ -491,7 +490,7 @@ class SearchClient:
                 _CallKind.RETRYABLE,
                 status,
                 f"HTTP {code}",
-                retry_after_s=retry_after_s(response.headers),
+                retry_after_s=retry_after_s(response.headers, MAX_RETRY_AFTER_S),
                 http_status=code,
             )
         self.stats.client_errors += 1
@@ -561,7 +560,7 @@ class SearchClient:
                 rate_limited += 1
                 if rate_limited > self.max_rate_limited_waits:
                     raise RequestFailed(f"usage rate limited {rate_limited} times in a row")
-                wait_s = retry_after_s(response.headers)
+                wait_s = retry_after_s(response.headers, MAX_RETRY_AFTER_S)
                 self.usage_rate.on_rate_limited(
                     wait_s if wait_s is not None else self._backoff_s(rate_limited - 1)
                 )
@@ -606,7 +605,7 @@ class SearchClient:
                 rate_limited += 1
                 if rate_limited > self.max_rate_limited_waits:
                     raise RequestFailed(f"ingest rate limited {rate_limited} times in a row")
-                wait_s = retry_after_s(response.headers)
+                wait_s = retry_after_s(response.headers, MAX_RETRY_AFTER_S)
                 self._clock.sleep(
                     wait_s if wait_s is not None else self._backoff_s(rate_limited - 1)
                 )

@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 
 import structlog
-from slack_sdk import WebClient
+from slack_sdk import WebClient, WebhookClient
 
 from leakwatch.core.report_content import ReportContent
 from leakwatch.store.db import SessionFactory
@@ -26,6 +26,19 @@ from leakwatch.store.report_record import (
     save_content,
 )
 from leakwatch.views.report_render import render_slack_blocks, render_slack_text
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSlack:
+    """The Slack clients the weekly report goes out through (built by wiring).
+
+    A bot token gives `client` (post, then upload the files into the thread) and the
+    configured `channel`; a webhook gives `webhook` (the summary alone).
+    """
+
+    client: WebClient | None = None
+    channel: str | None = None
+    webhook: WebhookClient | None = None
 
 
 class SendDecision(StrEnum):
@@ -46,7 +59,7 @@ def decide_send(record: ReportRecord | None, *, force: bool) -> SendDecision:
 
 
 @dataclass(frozen=True, slots=True)
-class SendResult:
+class ReportPost:
     decision: SendDecision
     channel: str | None
     ts: str | None
@@ -62,7 +75,7 @@ def send_report(
     files: Sequence[Path],
     now: datetime,
     force: bool = False,
-) -> SendResult:
+) -> ReportPost:
     """Post `content` to `channel` with `files` in the thread, unless already sent.
 
     Raises slack_sdk's errors (SlackApiError, URLError…) to the caller; whatever was
@@ -78,7 +91,7 @@ def send_report(
             reason="already sent",
             slack_ts=record.slack_ts,
         )
-        return SendResult(decision, record.slack_channel, record.slack_ts, ())
+        return ReportPost(decision, record.slack_channel, record.slack_ts, ())
     if decision is SendDecision.POST:
         response = client.chat_postMessage(
             channel=channel,
@@ -100,4 +113,4 @@ def send_report(
     mark_sent(sessions, content.week, now)
     names = tuple(path.name for path in files)
     log.info("report.sent", week=content.week, channel=channel_id, slack_ts=ts, files=names)
-    return SendResult(decision, channel_id, ts, names)
+    return ReportPost(decision, channel_id, ts, names)

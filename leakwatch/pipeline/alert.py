@@ -34,6 +34,7 @@ from leakwatch.core.alerting import (
     HealthKind,
     NotificationKind,
     Observation,
+    RateKind,
     evaluate,
     evaluate_health,
     explain_evidence,
@@ -41,14 +42,15 @@ from leakwatch.core.alerting import (
 from leakwatch.core.durations import format_duration
 from leakwatch.core.exposure import Exposure, scope_exposure, volumes_in
 from leakwatch.core.pricing import Price
+from leakwatch.core.reconcile import MetricShortfall, worst_shortfall
 from leakwatch.core.results import AlertResult
 from leakwatch.core.sequential import MonitorState, monitor_over
-from leakwatch.core.stats import rate_from_weight_sums
+from leakwatch.core.stats import Interval, RateEstimate, rate_from_weight_sums
 from leakwatch.errors import LeakwatchError
 from leakwatch.notify.blocks import AlertView, MessageKind, render
-from leakwatch.notify.outbox import NotificationKind as OutboxKind
-from leakwatch.notify.outbox import enqueue
+from leakwatch.notify.outbox import OutboxKind, enqueue
 from leakwatch.store.alerts import alerts_of_rule, apply_state, lock_or_create, state_of
+from leakwatch.store.billing import reconciled_scope_totals
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import Alert, AlertTransition
 from leakwatch.store.outbox import NotificationStatus
@@ -137,6 +139,18 @@ def evaluate_alerts(
     results: list[AlertResult] = []
     failures: list[str] = []
     for rule in rules:
+        if rule.rate is RateKind.BILLED_GAP:
+            try:
+                results += _evaluate_billed_gap(sessions, rule, now, deliver)
+            except Exception as exc:
+                structlog.get_logger().error(
+                    "alert.evaluation_failed",
+                    rule=rule.name,
+                    error=type(exc).__name__,
+                    exc_info=True,
+                )
+                failures.append(f"{rule.name}: {type(exc).__name__}")
+            continue
         since = now - rule.window
         by = rule.by.value if rule.by is not None else None
         with transaction(sessions) as session:
@@ -307,6 +321,86 @@ def _evaluate_one(
             "why": why,
         }
         return _record(session, alert, state, decision, view, now, facts, deliver)
+
+
+def _evaluate_billed_gap(
+    sessions: SessionFactory, rule: AlertRule, now: datetime, deliver: bool
+) -> list[AlertResult]:
+    """Step a `billed_gap` rule: the worst metric's exact shortfall, overall or per customer.
+
+    Its window counts reconciled UTC days from the one `window` ago; the figures are
+    totals, not samples, so the decision needs neither an interval nor a minimum.
+    """
+    by = rule.by.value if rule.by is not None else None
+    since_day = (now - rule.window).astimezone(UTC).date()
+    results: list[AlertResult] = []
+    with transaction(sessions) as session:
+        totals = reconciled_scope_totals(session, since=since_day, by_customer=by is not None)
+        scopes: dict[str | None, list[MetricShortfall]] = {}
+        names: dict[str | None, str | None] = {}
+        for t in totals:
+            scopes.setdefault(t.group, []).append(
+                MetricShortfall(t.metric, t.expected, t.billed, t.days)
+            )
+            names[t.group] = t.name
+        for alert in alerts_of_rule(session, rule.name):
+            group = alert.scope.partition("=")[2] if alert.scope else None
+            if alert.status != "inactive":
+                scopes.setdefault(group, [])  # a vanished scope is stepped, and clears
+    for group, rows in sorted(scopes.items(), key=lambda kv: kv[0] or ""):
+        worst = worst_shortfall(rows)
+        share = worst.share if worst is not None else 0.0
+        summary = worst.describe() if worst is not None else "nothing reconciled in the window"
+        scope = scope_of(by, group)
+        with transaction(sessions) as session:
+            alert = lock_or_create(
+                session, rule.name, scope, kind="rate", severity=rule.severity.value
+            )
+            state = state_of(alert)
+            observation = Observation(
+                leaks=max(0.0, worst.expected - worst.billed) if worst else 0.0,
+                decided=worst.expected if worst else 0.0,
+                weighted=RateEstimate(
+                    count=max(0.0, worst.expected - worst.billed) if worst else 0.0,
+                    decided=worst.expected if worst else 0.0,
+                    rate=share,
+                    interval=Interval(share, share),
+                    effective_n=worst.expected if worst else 0.0,
+                ),
+                exact_summary=summary,
+            )
+            decision = evaluate(rule, state, observation, now)
+            view = AlertView(
+                rule_name=rule.name,
+                severity=rule.severity.value,
+                scope=scope if names.get(group) is None else f"{scope} ({names[group]})",
+                status=decision.new_state.status.value,
+                episode=decision.new_state.episode,
+                now=now,
+                rate_name=rule.rate.value,
+                outcomes=(),
+                rate=share,
+                lower=share,
+                upper=share,
+                threshold=rule.threshold,
+                confidence=rule.confidence,
+                window_label=format_duration(rule.window),
+                since=decision.new_state.since,
+                currency="",
+                reason=decision.reason,
+                why=summary,
+            )
+            facts = {
+                "rate": share,
+                "threshold": rule.threshold,
+                "metric": worst.metric if worst else None,
+                "expected": worst.expected if worst else None,
+                "billed": worst.billed if worst else None,
+                "window_s": rule.window.total_seconds(),
+                "why": summary,
+            }
+            results.append(_record(session, alert, state, decision, view, now, facts, deliver))
+    return results
 
 
 def _evidence(

@@ -25,14 +25,13 @@ from leakwatch.core.classify import (
     error_verdict,
     expire_if_needed,
 )
-from leakwatch.core.events import Outcome, SampledEvent, SearchItem
+from leakwatch.core.events import DrawnEvent, Outcome, SearchItem
 from leakwatch.core.reconcile import learn_billing
 from leakwatch.core.results import CycleSummary, SourceReport
-from leakwatch.metronome.client import SearchClient
+from leakwatch.metronome.client import SearchClient, SearchStats
 from leakwatch.metronome.errors import TokenRejected
 from leakwatch.sources.base import SampleResult, ScanResult, Source
 from leakwatch.sources.checkpoints import CheckpointStore
-from leakwatch.sources.jsonl import JsonlSource
 from leakwatch.store import runs
 from leakwatch.store.billing import save_learned_billing
 from leakwatch.store.db import SessionFactory, transaction
@@ -45,6 +44,7 @@ from leakwatch.store.outcomes import (
     record_samples,
     record_verdicts,
     recorded_identities,
+    refresh_statistics_if_stale,
     sample_row,
     source_event_of,
     verdict_update,
@@ -234,21 +234,15 @@ class CheckCycle:
                 continue
             report.volumes_counted = scan.caught_up
             report.tail_behind_bytes = scan.bytes_behind
-            # Every non-empty file read leaves a checkpoint: only without any is it
-            # worth looking again whether the path matches a file at all.
-            if (
-                isinstance(configured.source, JsonlSource)
-                and not scan.checkpoints
-                and not configured.source.files()
-            ):
-                # Nothing to read is almost always a wrong path, not a quiet pipeline.
-                report.warnings.append(
-                    f"no file matches {configured.source.spec.path!r}; "
-                    "check the path (a file, a glob or a directory)"
-                )
-                log.warning(
-                    "source.no_files", source=configured.name, path=configured.source.spec.path
-                )
+            # Every non-empty read leaves a checkpoint: only without any is it worth
+            # asking the source what is wrong. A scan that raised nothing and read
+            # nothing almost always means a path matching no file, not a quiet pipeline.
+            if not scan.checkpoints:
+                problems = configured.source.problems()
+                report.no_files = bool(problems)
+                for problem in problems:
+                    report.warnings.append(problem)
+                    log.warning("source.problem", source=configured.name, problem=problem)
             report.lines_read = scan.lines_read
             report.new_events = sum(delta.events for delta in scan.volumes.values())
             report.bad_lines = sum(scan.bad_lines.values())
@@ -289,10 +283,10 @@ class CheckCycle:
 
     def _draw(
         self, summary: CycleSummary, now: datetime, shares: Mapping[str, int]
-    ) -> list[SampledEvent]:
+    ) -> list[DrawnEvent]:
         """Draw each source's share; return the samples the store does not hold yet."""
         log = structlog.get_logger()
-        drawn: list[SampledEvent] = []
+        drawn: list[DrawnEvent] = []
         for configured in self._sources:
             report = summary.sources.setdefault(configured.name, SourceReport(configured.name))
             wanted = shares.get(configured.name, 0)
@@ -311,7 +305,7 @@ class CheckCycle:
                     session, configured.name, kind=type(configured.source).__name__, now=now
                 )
                 known = recorded_identities(session, result.events)
-            fresh: dict[tuple[str, str, str], SampledEvent] = {}
+            fresh: dict[tuple[str, str, str], DrawnEvent] = {}
             for sample in result.events:
                 identity = (sample.source, sample.event.transaction_id, sample.event.payload_hash)
                 if identity not in known:
@@ -372,7 +366,7 @@ class CheckCycle:
     def _search_and_record(
         self,
         summary: CycleSummary,
-        drawn: list[SampledEvent],
+        drawn: list[DrawnEvent],
         due: list[SampledEventRow],
         now: datetime,
         deadline_monotonic: float,
@@ -443,9 +437,18 @@ class CheckCycle:
             summary.answered_ids += len(answered)
             summary.lookup_errors.update(errors.values())
             after = _snapshot(self._search)
-            summary.search_requests += after[0] - before[0]
-            summary.search_rate_limited += after[1] - before[1]
-            summary.search_errors += after[2] - before[2]
+            summary.search_requests += after.calls - before.calls
+            summary.search_rate_limited += after.rate_limited - before.rate_limited
+            summary.search_errors += after.failed_requests - before.failed_requests
+            summary.search_batches_answered += after.ok - before.ok
+            summary.search_batches_failed += (
+                after.failed_requests
+                - before.failed_requests
+                + after.batches_abandoned
+                - before.batches_abandoned
+            )
+            if after.failed_attempts > before.failed_attempts:
+                summary.search_last_failure = after.last_failure
         return answered, errors
 
     def _learn_billing(self, answered: Mapping[str, Sequence[SearchItem]], now: datetime) -> None:
@@ -458,7 +461,7 @@ class CheckCycle:
     def _record_new(
         self,
         summary: CycleSummary,
-        drawn: list[SampledEvent],
+        drawn: list[DrawnEvent],
         answered: Mapping[str, Sequence[SearchItem]],
         errors: Mapping[str, str],
         now: datetime,
@@ -504,6 +507,9 @@ class CheckCycle:
         for start in range(0, len(rows), _WRITE_CHUNK):
             with transaction(self._sessions) as session:
                 record_samples(session, rows[start : start + _WRITE_CHUNK])
+        if rows:
+            with transaction(self._sessions) as session:
+                refresh_statistics_if_stale(session)
         for row in rows:
             summary.sources[row["source"]].newly_recorded += 1
 
@@ -572,6 +578,5 @@ def _note_scan(
     )
 
 
-def _snapshot(client: SearchClient) -> tuple[int, int, int]:
-    stats = client.stats
-    return stats.calls, stats.rate_limited, stats.failed_requests
+def _snapshot(client: SearchClient) -> SearchStats:
+    return replace(client.stats)

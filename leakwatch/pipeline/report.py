@@ -12,17 +12,15 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import structlog
-from slack_sdk import WebClient, WebhookClient
 from slack_sdk.errors import SlackApiError, SlackClientError
-from sqlalchemy import Engine
 
 from leakwatch.config import Settings
 from leakwatch.core.schedule import last_weekly_instant
 from leakwatch.core.weeks import IsoWeek
 from leakwatch.errors import LeakwatchError, UsageProblem
-from leakwatch.notify.slack import quiet_sdk_logger
+from leakwatch.notify.report_send import ReportSlack
 from leakwatch.pipeline.report_build import ReportContent, build_report, send_report, write_report
-from leakwatch.store.db import SessionFactory, session_factory
+from leakwatch.store.db import SessionFactory
 from leakwatch.store.report_record import load_record, mark_sent
 from leakwatch.views.report_render import render_slack_blocks, render_slack_text
 
@@ -37,7 +35,8 @@ class ReportOutcome:
 def produce_weekly_report(
     settings: Settings,
     *,
-    engine: Engine,
+    sessions: SessionFactory,
+    slack: ReportSlack | None,
     now: datetime,
     week: str | None = None,
     out_dir: Path | None = None,
@@ -46,9 +45,10 @@ def produce_weekly_report(
 ) -> ReportOutcome:
     """Build the week's report from the store, write its files, and send it if asked.
 
-    Raises UsageProblem for a malformed week; LeakwatchError when Slack refuses.
+    `slack` holds the clients wiring built (None: no Slack configured). Raises
+    UsageProblem for a malformed week or a send without Slack; LeakwatchError when
+    Slack refuses.
     """
-    sessions = session_factory(engine)
     content = build_report(
         sessions,
         week=week,
@@ -63,7 +63,7 @@ def produce_weekly_report(
     )
     outcome = ReportOutcome(content=content, paths=paths)
     if send:
-        outcome.sent = _send(settings, sessions, content, paths, now=now, force=force)
+        outcome.sent = _send(slack, sessions, content, paths, now=now, force=force)
     return outcome
 
 
@@ -84,7 +84,7 @@ def weekly_report_missed(settings: Settings, sessions: SessionFactory, *, now: d
 
 
 def _send(
-    settings: Settings,
+    slack: ReportSlack | None,
     sessions: SessionFactory,
     content: ReportContent,
     paths: list[Path],
@@ -94,20 +94,15 @@ def _send(
 ) -> str:
     log = structlog.get_logger()
     try:
-        if settings.slack_bot_token is not None:
-            if not settings.slack.channel:
+        if slack is not None and slack.client is not None:
+            if not slack.channel:
                 raise UsageProblem("--send needs [slack] channel with SLACK_BOT_TOKEN")
-            client = WebClient(
-                token=settings.slack_bot_token.get_secret_value(),
-                base_url=settings.slack_base_url or WebClient.BASE_URL,
-                logger=quiet_sdk_logger(),
-            )
             attachments = [p for p in paths if p.suffix in (".png", ".html")]
             result = send_report(
                 sessions,
                 content,
-                client=client,
-                channel=settings.slack.channel,
+                client=slack.client,
+                channel=slack.channel,
                 files=attachments,
                 now=now,
                 force=force,
@@ -115,14 +110,11 @@ def _send(
             if result.decision.value == "skip_already_sent":
                 return f"already sent to Slack for {content.week} (use --force to post again)"
             return f"sent to Slack ({result.channel}, {len(result.files)} file(s) in the thread)"
-        if settings.slack_webhook_url is not None:
+        if slack is not None and slack.webhook is not None:
             record = load_record(sessions, content.week)
             if record is not None and record.sent_at is not None and not force:
                 return f"already sent to Slack for {content.week} (use --force to post again)"
-            webhook = WebhookClient(
-                url=settings.slack_webhook_url.get_secret_value(), logger=quiet_sdk_logger()
-            )
-            response = webhook.send(
+            response = slack.webhook.send(
                 text=render_slack_text(content), blocks=render_slack_blocks(content)
             )
             if response.status_code != 200:

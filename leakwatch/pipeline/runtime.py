@@ -1,75 +1,42 @@
 """What a running leakwatch holds, and the plain operations its jobs perform. I/O.
 
-`Runtime` is built once from Settings (through wiring) by `leakwatch check` and by the
-daemon; each method is one job: run a cycle, evaluate alerts, send notifications,
-write the weekly report, apply retention. The scheduler only calls these.
+`Runtime` is assembled once by `wiring.build_runtime` for `leakwatch check`,
+`reconcile` and the daemon; each method is one job: run a cycle, evaluate alerts,
+send notifications, write the weekly report, apply retention. The scheduler only calls these.
 """
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import structlog
+from sqlalchemy import Engine
 
 from leakwatch.clock import Clock
-from leakwatch.config import AlertRuleSettings, Settings
-from leakwatch.core.alerting import AlertRule, DecisionTest, GroupBy, RateKind, Severity
+from leakwatch.config import Settings
+from leakwatch.core.alerting import AlertRule
 from leakwatch.core.durations import format_duration
 from leakwatch.core.results import AlertResult, CycleSummary, SendReport
 from leakwatch.errors import LeakwatchError
-from leakwatch.metronome.client import SearchObserver
+from leakwatch.metronome.client import SearchClient
 from leakwatch.metronome.errors import RequestFailed, TokenRejected
 from leakwatch.notify.outbox import OutboxSender
-from leakwatch.notify.slack import Notifier, SlackNotifier, WebhookNotifier
+from leakwatch.notify.report_send import ReportSlack
 from leakwatch.pipeline.alert import (
     AlertEvaluationFailed,
     HealthSignals,
     evaluate_alerts,
     evaluate_health_alerts,
 )
+from leakwatch.pipeline.check import CheckCycle
 from leakwatch.store import runs
 from leakwatch.store.db import session_factory, transaction
 from leakwatch.store.retention import drop_old_detail
-from leakwatch.wiring import build_check_cycle, build_search_client, open_engine
 
 if TYPE_CHECKING:
     from leakwatch.core.reconcile import ReconcileResult
-    from leakwatch.pipeline.check import CheckCycle
     from leakwatch.pipeline.report import ReportOutcome
-
-
-def alert_rule(rule: AlertRuleSettings) -> AlertRule:
-    return AlertRule(
-        name=rule.name,
-        rate=RateKind(rule.rate),
-        threshold=rule.threshold,
-        window=rule.window,
-        min_samples=rule.min_samples,
-        confidence=rule.confidence,
-        by=GroupBy(rule.by) if rule.by else None,
-        severity=Severity(rule.severity),
-        for_=rule.for_,
-        repeat_interval=rule.repeat_interval,
-        decision=DecisionTest(rule.decision),
-    )
-
-
-def build_notifier(settings: Settings) -> Notifier | None:
-    """Slack by bot token (threads, edits) or webhook; None when Slack is not configured."""
-    if settings.slack_bot_token is not None:
-        if not settings.slack.channel:
-            raise LeakwatchError(
-                'SLACK_BOT_TOKEN is set but [slack] channel is not; set channel = "#alerts"'
-            )
-        return SlackNotifier(
-            token=settings.slack_bot_token.get_secret_value(),
-            channel=settings.slack.channel,
-            base_url=settings.slack_base_url,
-        )
-    if settings.slack_webhook_url is not None:
-        return WebhookNotifier(url=settings.slack_webhook_url.get_secret_value())
-    return None
 
 
 @dataclass
@@ -82,22 +49,39 @@ class HealthTracker:
     details: dict[str, str] = field(default_factory=dict)
 
     def observe(self, summary: CycleSummary, *, error_rate_limit: float) -> None:
-        calls = summary.search_requests
-        failing = summary.search_errors
+        """Take one finished cycle's measure of Metronome.
+
+        The failure share is over lookup *batches*, not HTTP attempts: with retries,
+        a batch that failed every attempt is one failure among as many attempts, so a
+        total outage would score 1 / attempts and never cross the limit. A batch still
+        failing when the cycle's time ran out counts as failed, so a cycle that could
+        not search at all is a failed one. A cycle that looked nothing up says nothing.
+        """
         if summary.answered_ids:
             # Only an answer proves the token works; a cycle with nothing to look up
             # says nothing about it.
             self.token_rejected = False
-        if calls:
-            share = failing / calls
-            self.api_unreachable = share > error_rate_limit
+        failed = summary.search_batches_failed
+        batches = summary.search_batches_answered + failed
+        if batches:
+            self.api_unreachable = failed / batches > error_rate_limit
+            cause = f": {summary.lookup_failure}" if failed and summary.lookup_failure else ""
             self.details["api_unreachable"] = (
-                f"{failing} of {calls} search calls failed in the last cycle"
+                f"{failed} of {batches} lookup batches failed in the last cycle{cause}"
             )
         for name, report in summary.sources.items():
             read = report.lines_read
             if read:
                 self.bad_line_rate[name] = report.bad_lines / read
+
+    def problems(self) -> dict[str, str]:
+        """What is wrong with Metronome now, by condition: what /healthz reports."""
+        found: dict[str, str] = {}
+        if self.api_unreachable:
+            found["metronome_unreachable"] = self.details.get("api_unreachable", "")
+        if self.token_rejected:
+            found["token_rejected"] = self.details.get("token_rejected", "")
+        return found
 
     def observe_failure(self, exc: BaseException) -> None:
         if isinstance(exc, TokenRejected):
@@ -109,38 +93,40 @@ class HealthTracker:
 
 
 class Runtime:
-    """Engine, clients and cycle built once; one method per job."""
+    """The parts a running leakwatch holds, built by `wiring.build_runtime`; one method per job.
+
+    It opens nothing: the engine, the search client, the cycle (with its sources), the
+    outbox sender and the report's Slack clients are handed in. `close()` releases them
+    (the runtime owns what it was given).
+    """
 
     def __init__(
         self,
         settings: Settings,
         *,
         clock: Clock,
-        observer: SearchObserver | None = None,
-        should_stop: Callable[[], bool] | None = None,
-        migrate: bool = True,
+        engine: Engine,
+        search: SearchClient,
+        cycle: CheckCycle,
+        sender: OutboxSender | None,
+        rules: Sequence[AlertRule],
+        report_slack: ReportSlack | None,
     ) -> None:
         self.settings = settings
         self.clock = clock
-        self.engine = open_engine(settings, migrate=migrate)
-        self.sessions = session_factory(self.engine)
-        self.search = build_search_client(settings, clock, observer=observer)
-        self.cycle: CheckCycle = build_check_cycle(
-            settings,
-            engine=self.engine,
-            clock=clock,
-            search=self.search,
-            should_stop=should_stop,
-        )
-        self.notifier = build_notifier(settings)
-        self.sender = (
-            OutboxSender(self.sessions, self.notifier, clock) if self.notifier is not None else None
-        )
-        self.rules = [alert_rule(r) for r in settings.alerts]
+        self.engine = engine
+        self.sessions = session_factory(engine)
+        self.search = search
+        self.cycle = cycle
+        self.sender = sender
+        self.rules = list(rules)
+        self.report_slack = report_slack
         self.health = HealthTracker()
         self.last_summary: CycleSummary | None = None
 
     def close(self) -> None:
+        for source in self.cycle.sources:
+            source.close()
         self.search.close()
         self.engine.dispose()
 
@@ -158,6 +144,10 @@ class Runtime:
         self.health.observe(summary, error_rate_limit=self.settings.health.api_error_rate)
         self.last_summary = summary
         return summary
+
+    def health_problems(self) -> dict[str, str]:
+        """What the last cycles found wrong with Metronome (for /healthz)."""
+        return self.health.problems()
 
     def catch_up_tail(self) -> bool:
         """Count more of a long history in what is left of the cycle's time.
@@ -249,11 +239,12 @@ class Runtime:
         """Write last week's report and send it once when Slack is configured."""
         from leakwatch.pipeline.report import produce_weekly_report
 
-        slack = self.settings.slack_bot_token is not None or (
-            self.settings.slack_webhook_url is not None
-        )
         outcome = produce_weekly_report(
-            self.settings, engine=self.engine, now=self.clock.now(), send=slack
+            self.settings,
+            sessions=self.sessions,
+            slack=self.report_slack,
+            now=self.clock.now(),
+            send=self.report_slack is not None,
         )
         structlog.get_logger().info(
             "report.written",

@@ -33,6 +33,7 @@ from leakwatch.store.db import transaction
 from leakwatch.store.models import SampledEvent
 from leakwatch.views.status import build_status
 from leakwatch.views.terminal import print_reconciliation, print_status
+from leakwatch.wiring import build_runtime
 
 INJECTED_AS = {
     "dropped": Outcome.MISSING,
@@ -134,7 +135,7 @@ def run_demo(console: Console, *, keep: Path | None = None, events: int = 4000) 
             f"and sent {sent:,} to a simulated Metronome at {server.base_url}"
         )
         settings = demo_settings(workdir, log, server.base_url, token)
-        runtime = Runtime(settings, clock=clock)
+        runtime = build_runtime(settings, clock=clock)
         try:
             console.print("[bold]2. Check cycles[/] (every 15 minutes, fast-forwarded)")
             for number in range(1, 4):

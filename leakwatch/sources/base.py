@@ -12,7 +12,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Protocol
 
-from leakwatch.core.events import SampledEvent, SourceEvent
+from leakwatch.core.events import DrawnEvent, SourceEvent
 from leakwatch.core.sampling import Window
 
 MAX_EXAMPLES_PER_REASON = 5
@@ -133,7 +133,7 @@ class SampleResult:
 
     source: str
     window: Window
-    events: tuple[SampledEvent, ...]
+    events: tuple[DrawnEvent, ...]
     population: float
     population_exact: bool
     strata_populations: Mapping[str, float]
@@ -176,4 +176,16 @@ class Source(Protocol):
 
         For reconciliation, which reads each settled day once more; not a hot path.
         """
+        ...
+
+    def problems(self) -> list[str]:
+        """Say what keeps this source from being read right now; empty when it can be.
+
+        Cheap checks only (list and open the files, or connect), for start-up and for a
+        cycle that read nothing. Each problem is one line a user can act on.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release what the source holds (a SQL source's engine); it is not used after."""
         ...

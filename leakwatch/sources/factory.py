@@ -63,6 +63,4 @@ def sample_source(
             progress=progress,
         )
     finally:
-        engine = getattr(source, "engine", None)
-        if engine is not None:
-            engine.dispose()
+        source.close()

@@ -16,15 +16,14 @@ import hashlib
 import itertools
 import operator
 import random
-import re
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from leakwatch.core.events import SampledEvent, SourceEvent, quantity_number, quantity_value
+from leakwatch.core.events import DrawnEvent, SourceEvent, quantity_number, quantity_value
 from leakwatch.core.sampling import (
     StratifiedReservoir,
     Window,
@@ -56,7 +55,13 @@ from leakwatch.sources.lines import (
     parse_line,
     tail_decoder,
 )
-from leakwatch.sources.objects import LogPath, ObjectPath, list_files
+from leakwatch.sources.objects import (
+    LogPath,
+    ObjectPath,
+    PrefetchingReader,
+    file_problems,
+    list_files,
+)
 from leakwatch.sources.readers import (
     FINGERPRINT_BYTES,
     ContentReader,
@@ -93,6 +98,8 @@ MIN_ACCEPT_BYTES = 16
 # and it is exact where rejection would keep hitting lines it already took.
 SCAN_IF_LINES_PER_SAMPLE_BELOW = 4
 ATTEMPTS_PER_SAMPLE = 200
+# Offsets drawn ahead at a time (object storage fetches their ranges concurrently).
+DRAW_BATCH = 32
 # A stratified draw without the tail's index first meets this many lines per sample
 # (at least MIN_PILOT) to estimate stratum sizes.
 PILOT_PER_SAMPLE = 4
@@ -148,6 +155,33 @@ class _OffsetDrawer:
         self.accept_bytes = max(MIN_ACCEPT_BYTES, min(probe_lengths, default=64) // 2)
         self.inverse_lengths: list[float] = []
         self.attempts = self.accepted = self.eligible = self.short_lines = 0
+        # Offsets come from their own stream, drawn a batch ahead, so readers that can
+        # fetch ranges concurrently (object storage) get the batch's reads at once.
+        self._points = random.Random(rng.getrandbits(64))
+        self._ahead: deque[int] = deque()
+        self._prefetch = any(isinstance(s.reader, PrefetchingReader) for s in segments)
+
+    def _next_point(self) -> int:
+        if not self._ahead:
+            batch = [self._points.randrange(self._total) for _ in range(DRAW_BATCH)]
+            self._ahead.extend(batch)
+            if self._prefetch:
+                self._fetch_ahead(batch)
+        return self._ahead.popleft()
+
+    def _fetch_ahead(self, points: list[int]) -> None:
+        """Ask each object reader for the ranges the batch's first reads will want."""
+        wanted: defaultdict[int, list[tuple[int, int]]] = defaultdict(list)
+        for point in points:
+            index = bisect.bisect_right(self._cumulative, point) - 1
+            segment = self._segments[index]
+            offset = segment.lo + point - self._cumulative[index]
+            start = max(segment.lo, offset - PROBE_BYTES // 2)
+            wanted[index].append((start, min(segment.hi, offset + PROBE_BYTES // 2)))
+        for index, ranges in wanted.items():
+            reader = self._segments[index].reader
+            if isinstance(reader, PrefetchingReader):
+                reader.prefetch(ranges)
 
     def draw(self) -> tuple[int, int, SourceEvent] | None:
         """Try one offset: (segment, line start, event) for an eligible line, else None."""
@@ -155,7 +189,7 @@ class _OffsetDrawer:
         if self._total <= 0:
             return None
         max_line = self._source.spec.max_line_bytes
-        point = self._rng.randrange(self._total)
+        point = self._next_point()
         index = bisect.bisect_right(self._cumulative, point) - 1
         segment = self._segments[index]
         offset = segment.lo + point - self._cumulative[index]
@@ -280,6 +314,12 @@ class JsonlSource:
         An object-storage URL (`s3://bucket/prefix/*.jsonl*`) lists objects instead.
         """
         return list_files(self.spec.path, self.spec.storage_options)
+
+    def problems(self) -> list[str]:
+        return file_problems(self.spec.path, self.files)
+
+    def close(self) -> None:
+        """Nothing to release: files are opened per read."""
 
     def _open(self, path: LogPath, progress: ProgressCallback | None) -> ContentReader:
         if path.suffix == ".gz":
@@ -507,7 +547,7 @@ class JsonlSource:
             source=self.name,
             window=window,
             events=tuple(
-                SampledEvent(source=self.name, event=event, weight=weight) for event in events
+                DrawnEvent(source=self.name, event=event, weight=weight) for event in events
             ),
             population=population,
             population_exact=False,
@@ -544,12 +584,20 @@ class JsonlSource:
         pool: dict[str, list[tuple[int, int, SourceEvent]]] = defaultdict(list)
         seen: set[tuple[int, int]] = set()
 
-        def offer(drawn: tuple[int, int, SourceEvent], want: Mapping[str, int]) -> None:
+        def offer(drawn: tuple[int, int, SourceEvent], want: Mapping[str, int] | None) -> bool:
+            """Count a drawn line's stratum; keep it while the stratum needs lines.
+
+            Returns whether this line filled its stratum's allocation.
+            """
             stratum = stratum_of(drawn[2], fields) or ""
             hits[stratum] += 1
-            if drawn[:2] not in seen and len(pool[stratum]) < want.get(stratum, n):
+            room = n if want is None else want.get(stratum, 0)
+            kept = pool[stratum]
+            if drawn[:2] not in seen and len(kept) < room:
                 seen.add(drawn[:2])
-                pool[stratum].append(drawn)
+                kept.append(drawn)
+                return len(kept) == room
+            return False
 
         if known is None:
             state.warnings.append(
@@ -560,7 +608,7 @@ class JsonlSource:
             while sum(hits.values()) < pilot and drawer.attempts < ATTEMPTS_PER_SAMPLE * n:
                 drawn = drawer.draw()
                 if drawn is not None:
-                    offer(drawn, {})
+                    offer(drawn, None)
             lines = drawer.population()
             total_hits = sum(hits.values())
             populations = {h: lines * c / total_hits for h, c in hits.items()} if hits else {}
@@ -577,11 +625,14 @@ class JsonlSource:
         want = {h: k for h, k in allocation.items() if k and h not in indexed}
         for stratum in list(pool):
             del pool[stratum][want.get(stratum, 0) :]
-        cap = ATTEMPTS_PER_SAMPLE * n + drawer.attempts
-        while drawer.attempts < cap and any(len(pool[h]) < k for h, k in want.items()):
+        # Without the index, strata met once in the pilot may be too rare to fill:
+        # spend at most as many attempts again as the pilot took.
+        cap = drawer.attempts + (ATTEMPTS_PER_SAMPLE * n if known else drawer.attempts)
+        unfilled = sum(1 for h, k in want.items() if len(pool[h]) < k)
+        while drawer.attempts < cap and unfilled:
             drawn = drawer.draw()
-            if drawn is not None:
-                offer(drawn, want)
+            if drawn is not None and offer(drawn, want):
+                unfilled -= 1
         drawer.warn_short_lines()
         short = sorted(h for h, k in want.items() if len(pool[h]) < k)
         if short:
@@ -592,14 +643,14 @@ class JsonlSource:
         for stratum, drawn_lines in pool.items():
             if drawn_lines:
                 picks[stratum] = [(i, start, event) for i, start, event in drawn_lines]
-        sampled: list[SampledEvent] = []
+        sampled: list[DrawnEvent] = []
         for stratum, chosen_lines in picks.items():
             events = [e for e in (self._event_at(segments, pick) for pick in chosen_lines) if e]
             if not events:
                 continue
             weight = populations[stratum] / len(events)
             sampled.extend(
-                SampledEvent(source=self.name, event=e, weight=weight, stratum=stratum)
+                DrawnEvent(source=self.name, event=e, weight=weight, stratum=stratum)
                 for e in events
             )
         return SampleResult(
@@ -710,7 +761,7 @@ class JsonlSource:
         populations = reservoir.populations()
         allocation = allocate(populations, n, floor if fields else 0)
         drawn = reservoir.draw(allocation)
-        sampled: list[SampledEvent] = []
+        sampled: list[DrawnEvent] = []
         for stratum, picks in drawn.items():
             if not picks:
                 continue
@@ -722,7 +773,7 @@ class JsonlSource:
                 )
                 if isinstance(parsed, SourceEvent):
                     sampled.append(
-                        SampledEvent(
+                        DrawnEvent(
                             source=self.name,
                             event=parsed,
                             weight=weight,
@@ -1019,42 +1070,35 @@ class _Counts:
         fast = source._fast
         if fast is not None and no_line_longer(block, source.spec.max_line_bytes):
             decoded = fast.decode_block(block)
-            if decoded is not None and self._add_decoded(decoded, fast, source):
+            counted = None if decoded is None else self._add_decoded(decoded, fast, source)
+            if counted is not None:
+                assert decoded is not None
                 # Blank lines are skipped by the decoder, as `add` does not count them.
                 self.lines += len(decoded)
-                if self.strata is not None:
-                    self._index_decoded(block_start, block, decoded, fast, source)
+                if self.strata is not None and decoded:
+                    strata = fast.strata(decoded, source._strata_fields)
+                    offsets = None
+                    if self.strata.needs_offsets(strata, block_start):
+                        offsets = _line_starts(block, block_start, len(decoded))
+                    self.strata.add(strata, *counted, offsets, block_start + len(block))
                 return
         offset = block_start
         for raw in _lines_of(block):
             self.add(raw, source, tally, offset)
             offset += len(raw)
 
-    def _index_decoded(
-        self,
-        block_start: int,
-        block: bytes,
-        decoded: list[Any],
-        fast: TailDecoder,
-        source: "JsonlSource",
-    ) -> None:
-        assert self.strata is not None
-        stamps = [_utc(stamp) for stamp in map(fast.timestamp, decoded)]
-        strata = fast.strata(decoded, source._strata_fields)
-        offsets = None
-        if self.strata.needs_offsets(strata, block_start):
-            offsets = _line_starts(block, block_start, len(decoded))
-        self.strata.add(strata, stamps, offsets, block_start + len(block))
-
-    def _add_decoded(self, decoded: list[Any], fast: TailDecoder, source: "JsonlSource") -> bool:
-        """Count decoded lines; False (nothing counted) when a timestamp has no zone."""
+    def _add_decoded(
+        self, decoded: list[Any], fast: TailDecoder, source: "JsonlSource"
+    ) -> tuple[list[datetime], list[date]] | None:
+        """Count decoded lines, returning their UTC times and days; None (nothing
+        counted) when a timestamp has no zone."""
         if not decoded:
-            return True
+            return [], []
         stamps = list(map(fast.timestamp, decoded))
         zones = set(map(_ZONE, stamps))
         if zones != {UTC}:
             if None in zones:
-                return False
+                return None
             stamps = [stamp.astimezone(UTC) for stamp in stamps]
         days = list(map(datetime.date, stamps))
         types = list(map(fast.event_type, decoded))
@@ -1073,7 +1117,7 @@ class _Counts:
             self.first = low
         if self.last is None or high > self.last:
             self.last = high
-        return True
+        return stamps, days
 
     def add(self, raw: bytes, source: "JsonlSource", tally: BadLineTally, offset: int = 0) -> None:
         if not raw.strip():
@@ -1096,28 +1140,25 @@ class _Counts:
             self.last = parsed.timestamp
         if self.strata is not None:
             stratum = stratum_of(parsed, source._strata_fields) or ""
-            self.strata.add([stratum], [parsed.timestamp], [offset], offset + len(raw))
+            stamp = parsed.timestamp
+            self.strata.add([stratum], [stamp], [stamp.date()], [offset], offset + len(raw))
 
 
 _ZONE = operator.attrgetter("tzinfo")
 
 
-def _utc(stamp: datetime) -> datetime:
-    return stamp if stamp.tzinfo is UTC else stamp.astimezone(UTC)
-
-
 def _line_starts(block: bytes, base: int, expected: int) -> list[int]:
     """Offsets of the non-blank lines of a block of complete lines (as the decoder sees them)."""
-    starts = [base]
-    starts.extend(base + match.end() for match in _NEWLINE.finditer(block))
+    lines = block.split(b"\n")
+    lines.pop()  # after the last newline: nothing
+    starts = list(itertools.accumulate(map(_PLUS_NEWLINE, map(len, lines)), initial=base))
     starts.pop()
     if len(starts) == expected:
         return starts
-    lines = block.split(b"\n")
-    return [start for start, line in zip(starts, lines, strict=False) if line.strip()]
+    return [start for start, line in zip(starts, lines, strict=True) if line.strip()]
 
 
-_NEWLINE = re.compile(b"\n")
+_PLUS_NEWLINE = (1).__add__
 
 
 def _strata_key(index: StrataIndex, head: bytes) -> str | None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from leakwatch.core.events import SampledEvent, SourceEvent, quantity_value
+from leakwatch.core.events import DrawnEvent, SourceEvent, quantity_value
 from leakwatch.core.sampling import (
     Window,
     allocate,
@@ -48,7 +48,7 @@ from leakwatch.sources.base import (
     VolumeDelta,
     VolumeKey,
 )
-from leakwatch.sources.objects import LogPath, ObjectPath, list_files
+from leakwatch.sources.objects import LogPath, ObjectPath, file_problems, list_files
 from leakwatch.sources.specs import ParquetSourceSpec
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
@@ -126,6 +126,12 @@ class ParquetSource:
         """The source's Parquet files in name order (other files under a prefix ignored)."""
         found = list_files(self.spec.path, self.spec.storage_options)
         return [p for p in found if p.suffix in PARQUET_SUFFIXES]
+
+    def problems(self) -> list[str]:
+        return file_problems(self.spec.path, self.files)
+
+    def close(self) -> None:
+        """Nothing to release: files are opened per read."""
 
     # -- rows to events -------------------------------------------------------------------
 
@@ -228,7 +234,7 @@ class ParquetSource:
                 picks = _choose(groups, min(n, population), rng)
                 events = self._read_picks(opened, picks, tally)
                 weight = population / len(events) if events else 0.0
-                sampled = [SampledEvent(self.name, e, weight) for e in events]
+                sampled = [DrawnEvent(self.name, e, weight) for e in events]
                 rng.shuffle(sampled)
                 return self._result(window, sampled, population, {}, tally)
             by_stratum = self._strata(groups, read, fields)
@@ -245,7 +251,7 @@ class ParquetSource:
                 picks = _choose(stratum_groups, min(wanted, populations[stratum]), rng)
                 events = self._read_picks(opened, picks, tally)
                 weight = populations[stratum] / len(events) if events else 0.0
-                sampled += [SampledEvent(self.name, e, weight, stratum) for e in events]
+                sampled += [DrawnEvent(self.name, e, weight, stratum) for e in events]
             rng.shuffle(sampled)
             total = sum(populations.values())
             return self._result(
@@ -290,7 +296,7 @@ class ParquetSource:
     def _result(
         self,
         window: Window,
-        sampled: list[SampledEvent],
+        sampled: list[DrawnEvent],
         population: float,
         strata: Mapping[str, float],
         tally: BadLineTally,

@@ -89,32 +89,41 @@ class FileCounter:
         self,
         strata: Sequence[str],
         stamps: Sequence[datetime],
+        days: Sequence[date],
         offsets: Sequence[int] | None,
         end: int,
     ) -> None:
-        """Count lines (stratum, UTC time, offset) that end at or before `end`.
+        """Count lines (stratum, UTC time and day, offset) of a block that ends at `end`.
 
-        `offsets` may be None when no line of the block is at or past `covered` or
-        of a rare stratum; the caller computes them only when `needs_offsets` says so.
+        `offsets` may be None when every line is of a common stratum and past
+        `covered`; the caller asks `needs_offsets` whether to compute them.
         """
         if end <= self._from:
             return
-        rare = self.entry.rare
-        if offsets is None:
-            self._days.update(zip(strata, map(datetime.date, stamps), strict=True))
-        else:
-            for stratum, stamp, offset in zip(strata, stamps, offsets, strict=True):
-                if offset < self._from:
-                    continue
-                self._days[(stratum, stamp.date())] += 1
-                if stratum in self._common:
-                    continue
-                kept = rare.setdefault(stratum, [])
-                kept.append((offset, _epoch_us(stamp)))
-                if len(kept) > RARE_LIMIT:
-                    del rare[stratum]
-                    self._common.add(stratum)
+        if offsets is not None and offsets and offsets[0] < self._from:
+            # A block read again: only its lines past what was counted are new.
+            keep = [i for i, offset in enumerate(offsets) if offset >= self._from]
+            strata = [strata[i] for i in keep]
+            stamps = [stamps[i] for i in keep]
+            days = [days[i] for i in keep]
+            offsets = [offsets[i] for i in keep]
+        self._days.update(zip(strata, days, strict=True))
         self.entry.covered = max(self.entry.covered, end)
+        if offsets is None:
+            return
+        common = self._common
+        rare = self.entry.rare
+        for i in [i for i, stratum in enumerate(strata) if stratum not in common]:
+            stratum = strata[i]
+            if stratum in common:
+                continue  # it outgrew the limit earlier in this block
+            kept = rare.get(stratum)
+            if kept is None:
+                kept = rare[stratum] = []
+            kept.append((offsets[i], int(stamps[i].timestamp() * 1_000_000)))
+            if len(kept) > RARE_LIMIT:
+                del rare[stratum]
+                common.add(stratum)
 
     def needs_offsets(self, strata: Iterable[str], block_start: int) -> bool:
         """Whether a block's lines need their offsets (a rare stratum, or a repeat)."""
@@ -128,7 +137,3 @@ class FileCounter:
             per_day[ordinal] = per_day.get(ordinal, 0) + lines
         self.entry.common = sorted(self._common)
         self._days.clear()
-
-
-def _epoch_us(stamp: datetime) -> int:
-    return int(stamp.timestamp() * 1_000_000)

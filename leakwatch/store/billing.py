@@ -215,3 +215,42 @@ def reconciled_totals(session: Session, *, since: date) -> list[MetricTotals]:
         MetricTotals(str(name), float(expected or 0), float(billed or 0), int(bad or 0), int(n))
         for name, expected, billed, bad, n in rows
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeTotals:
+    """Expected and billed for one metric over reconciled days, overall or per customer."""
+
+    group: str | None  # the Metronome customer id, or None for all customers
+    name: str | None
+    metric: str
+    expected: float
+    billed: float
+    days: int
+
+
+def reconciled_scope_totals(
+    session: Session, *, since: date, by_customer: bool
+) -> list[ScopeTotals]:
+    """Sum reconciled rows from `since` per metric, overall or per customer.
+
+    Per metric because metrics count different units (calls, seconds, tokens): a
+    shortfall is a share of one metric's expected total, never of a sum across them.
+    """
+    groups: dict[tuple[str | None, str], list[ReconciledDay]] = {}
+    for row in session.exec(select(ReconciledDay).where(col(ReconciledDay.day) >= since)):
+        key = (row.customer_id if by_customer else None, row.metric_name)
+        groups.setdefault(key, []).append(row)
+    return [
+        ScopeTotals(
+            group=group,
+            name=next((r.customer_name for r in rows if r.customer_name), None),
+            metric=metric,
+            expected=sum(r.expected for r in rows),
+            billed=sum(r.billed or 0.0 for r in rows),
+            days=len({r.day for r in rows}),
+        )
+        for (group, metric), rows in sorted(
+            groups.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])
+        )
+    ]

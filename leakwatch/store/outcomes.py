@@ -13,16 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
 
 from leakwatch.core.classify import Verdict
 from leakwatch.core.events import (
+    DrawnEvent,
     MatchedMetric,
     Outcome,
-    SampledEvent,
     SourceEvent,
     quantity_value,
 )
@@ -49,7 +49,7 @@ def quantity_of(event: SourceEvent, quantity_properties: Mapping[str, str]) -> f
 
 
 def sample_row(
-    sample: SampledEvent,
+    sample: DrawnEvent,
     *,
     now: datetime,
     run_id: int | None,
@@ -106,7 +106,7 @@ def record_samples(session: Session, rows: Sequence[dict[str, Any]]) -> int:
 
 
 def recorded_identities(
-    session: Session, samples: Sequence[SampledEvent]
+    session: Session, samples: Sequence[DrawnEvent]
 ) -> set[tuple[str, str, str]]:
     """Which of these samples' identities the store already holds (to skip their lookup)."""
     found: set[tuple[str, str, str]] = set()
@@ -119,6 +119,39 @@ def recorded_identities(
         ).where(col(SampledEventRow.transaction_id).in_(ids[start : start + 1000]))
         found.update((str(a), str(b), str(c)) for a, b, c in session.execute(query))
     return found
+
+
+# ANALYZE the samples table once this many rows (or this share of it) changed since
+# its statistics were taken: plans for the identity lookup and the due rows must not
+# wait for autovacuum, which may be off or behind (a whole-table scan per draw, seen).
+ANALYZE_AFTER_CHANGES = 10_000
+ANALYZE_AFTER_SHARE = 0.1
+
+
+def refresh_statistics_if_stale(session: Session) -> bool:
+    """ANALYZE `sampled_event` when its statistics are missing or stale (Postgres).
+
+    One catalog lookup per call; the ANALYZE itself samples a fixed number of rows,
+    so it costs about the same at any table size. Returns whether it ran.
+    """
+    if _dialect(session) != "postgresql":
+        return False  # SQLite plans by its indexes without statistics
+    row = session.execute(
+        text(
+            "SELECT n_mod_since_analyze, n_live_tup, "
+            "coalesce(last_analyze, last_autoanalyze) IS NULL "
+            "FROM pg_stat_user_tables WHERE relname = 'sampled_event'"
+        )
+    ).one_or_none()
+    if row is None:
+        return False
+    changed, live, never = int(row[0] or 0), int(row[1] or 0), bool(row[2])
+    if changed == 0 or (
+        not never and changed < max(ANALYZE_AFTER_CHANGES, ANALYZE_AFTER_SHARE * live)
+    ):
+        return False
+    session.execute(text("ANALYZE sampled_event"))
+    return True
 
 
 def count_due(session: Session, *, now: datetime) -> int:

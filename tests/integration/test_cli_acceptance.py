@@ -76,17 +76,24 @@ def test_check_says_when_a_source_path_matches_no_file(
     tmp_path: Path, db_url: str, config: Path
 ) -> None:
     result = _leakwatch(tmp_path, db_url, "check")
-    assert result.returncode == 0, result.stderr
+    # Nothing could be checked: for cron-style use that is exit 1, not a quiet 0.
+    assert result.returncode == 1, result.stderr
     assert "warning (gateway): no file matches" in result.stdout
     assert str(tmp_path / "logs" / "*.jsonl") in result.stdout
+    assert "source gateway: no file matches its path" in result.stderr
+    assert "Traceback" not in result.stderr
     as_json = _leakwatch(tmp_path, db_url, "check", "--json")
-    warnings = json.loads(as_json.stdout)["sources"]["gateway"]["warnings"]
-    assert any("no file matches" in w for w in warnings)
+    assert as_json.returncode == 1
+    body = json.loads(as_json.stdout)
+    assert any("no file matches" in w for w in body["sources"]["gateway"]["warnings"])
+    assert body["failures"] == ["source gateway: no file matches its path"]
 
 
 def test_status_gives_the_last_cycle_its_finishing_time(
     tmp_path: Path, db_url: str, config: Path
 ) -> None:
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "quiet.jsonl").write_text("")  # a quiet pipeline is no failure
     assert _leakwatch(tmp_path, db_url, "check").returncode == 0
     last = json.loads(_leakwatch(tmp_path, db_url, "status", "--json").stdout)["last_cycle"]
     assert last["finished_at"] != last["started_at"]

@@ -6,16 +6,19 @@ variable), say why, say what to do; exit 2 for bad usage or config, 1 for a job 
 could not be done; never a traceback.
 """
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from leakwatch.clock import SystemClock
 from tests.integration.test_cli_foundation import leakwatch
 
 NOT_A_BUG = "this is a bug in leakwatch"
@@ -113,4 +116,53 @@ def test_a_bad_database_url_exits_2_naming_it_with_the_password_masked(
     shown, _, after = url.partition("hunter2")
     assert shown in result.stderr and after in result.stderr  # named ...
     assert "hunter2" not in result.stderr  # ... with its password masked
+    assert_clear(result.stderr)
+
+
+def _source_log(tmp_path: Path, *, path: str | None = None) -> dict[str, str]:
+    """A config with one log source of a few recent events; Metronome on a closed port."""
+    log = tmp_path / "usage.jsonl"
+    now = SystemClock().now()  # the subprocess reads the same wall clock
+    lines = [
+        json.dumps(
+            {
+                "transaction_id": f"t-{i}",
+                "customer_id": "acme",
+                "event_type": "api_request",
+                "timestamp": (now - timedelta(hours=2)).isoformat(),
+                "properties": {},
+            }
+        )
+        for i in range(5)
+    ]
+    log.write_text("\n".join(lines) + "\n")
+    (tmp_path / "leakwatch.toml").write_text(
+        f'state_dir = "{tmp_path / "state"}"\n'
+        "[metronome]\nmax_retries = 1\n"
+        f'[[sources]]\nname = "gateway"\ntype = "jsonl"\npath = "{path or log}"\n'
+    )
+    return {
+        "METRONOME_BEARER_TOKEN": "tok-0123456789",
+        "METRONOME_BASE_URL": "http://127.0.0.1:9",
+        "LEAKWATCH_DATABASE_URL": f"sqlite:///{tmp_path / 'lw.db'}",
+    }
+
+
+def test_check_exits_1_when_every_lookup_failed_naming_metronomes_url(tmp_path: Path) -> None:
+    result = leakwatch("check", cwd=tmp_path, env=_source_log(tmp_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    said = " ".join(result.stderr.split())
+    assert "the check could not do its job" in said
+    assert "no lookup succeeded" in said
+    assert "connection error (ConnectError) to http://127.0.0.1:9" in said
+    assert_clear(result.stderr)
+
+
+def test_check_exits_1_when_a_source_cannot_be_read(tmp_path: Path) -> None:
+    """An object-storage scheme whose package is not installed is a source error."""
+    env = _source_log(tmp_path, path="gcs://no-such-bucket/logs/*.jsonl")
+    result = leakwatch("check", cwd=tmp_path, env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    said = " ".join(result.stderr.split())
+    assert "source gateway: cannot read source" in said and "gcs://no-such-bucket" in said
     assert_clear(result.stderr)

@@ -27,6 +27,7 @@ from leakwatch.pipeline.runtime import Runtime
 from leakwatch.simulator import PropertyFilter, SimulatorServer, SimulatorState
 from leakwatch.store.billing import load_reconciled
 from leakwatch.store.db import make_engine, session_factory, transaction
+from leakwatch.wiring import build_runtime
 from tests.fakes.simulator_fixtures import TOKEN, running_simulator
 
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -140,8 +141,8 @@ def _as_ingested(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(NOW)
+def clock_start() -> datetime:
+    return NOW
 
 
 @pytest.fixture
@@ -185,11 +186,21 @@ def runtime(
             }
         },
         "reconcile": {"days": 3, "settle": "2d"},
+        "alerts": [
+            {"name": "billed", "rate": "billed_gap", "threshold": 0.05, "window": "7d"},
+            {
+                "name": "billed by customer",
+                "rate": "billed_gap",
+                "threshold": 0.05,
+                "window": "1d",
+                "by": "customer_id",
+            },
+        ],
     }
     env = Environment.model_validate(
         {"METRONOME_BEARER_TOKEN": TOKEN, "METRONOME_BASE_URL": sim.base_url}
     )
-    rt = Runtime(settings_from_mapping(mapping, env), clock=clock)
+    rt = build_runtime(settings_from_mapping(mapping, env), clock=clock)
     yield rt
     rt.close()
 
@@ -340,3 +351,25 @@ def test_the_weekly_report_shows_billed_vs_sent_with_its_chart(
     assert 'id="billed-chart"' in html_page
     report_json = json.loads((tmp_path / "reports" / "leakage-2026-W47.json").read_text())
     assert report_json["billed_vs_sent"]["flagged"] == 4
+
+
+def test_billed_gap_alerts_fire_on_the_worst_metrics_exact_shortfall(runtime: Runtime) -> None:
+    runtime.run_cycle()
+    runtime.reconcile()
+    results = {(r.rule_name, r.scope): r for r in runtime.evaluate_alerts()}
+    overall = results[("billed", "")]
+    assert overall.status.value == "firing"
+    assert "GPU seconds: billed" in overall.reason and "exact" in overall.reason
+    # Over the last day only Globex's dropped 5,000 s show; Acme's day was billed whole.
+    assert results[("billed by customer", f"customer_id={GLOBEX}")].status.value == "firing"
+    assert results[("billed by customer", f"customer_id={ACME}")].status.value == "inactive"
+
+
+def test_a_billed_gap_rule_splits_by_customer_only() -> None:
+    from leakwatch.errors import ConfigError
+
+    mapping = {
+        "alerts": [{"name": "x", "rate": "billed_gap", "threshold": 0.01, "by": "event_type"}]
+    }
+    with pytest.raises(ConfigError, match="billed_gap rule compares Metronome's totals"):
+        settings_from_mapping(mapping, Environment.model_validate({}))

@@ -22,9 +22,10 @@ from prometheus_client import generate_latest
 from sqlalchemy import Engine, inspect, text
 
 from leakwatch.pipeline.report import produce_weekly_report
-from tests.integration.test_daemon import postgres_database
+from leakwatch.wiring import build_report_slack
 from tests.reliability.conftest import Ledger
 from tests.reliability.world import cycle_world
+from tests.support.databases import postgres_store
 
 METRONOME_CANARY = "lwcanary-metronome-7f3a9c2e51"
 SLACK_CANARY = "xoxb-lwcanary-slack-5d8e1b6604"
@@ -42,7 +43,7 @@ window = "30d"
 
 @pytest.fixture
 def pg_url_with_password() -> Iterator[str]:
-    with postgres_database() as url:
+    with postgres_store() as url:
         yield url.replace("://postgres@", f"://postgres:{DB_PASSWORD_CANARY}@", 1)
 
 
@@ -110,7 +111,11 @@ def test_no_secret_in_logs_store_reports_slack_metrics_or_messages(
         world.recover()
         settings = world.runtime.settings
         outcome = produce_weekly_report(
-            settings, engine=world.runtime.engine, now=world.clock.now(), send=True
+            settings,
+            sessions=world.runtime.sessions,
+            slack=build_report_slack(settings),
+            now=world.clock.now(),
+            send=True,
         )
         world.jobs.refresh_store_metrics()
 

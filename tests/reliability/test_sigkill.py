@@ -29,8 +29,8 @@ from leakwatch.clock import FakeClock
 from leakwatch.config import Settings
 from leakwatch.core.weeks import IsoWeek
 from leakwatch.pipeline.report import produce_weekly_report
-from leakwatch.pipeline.runtime import Runtime
-from leakwatch.store.db import make_engine, upgrade
+from leakwatch.store.db import make_engine, session_factory, upgrade
+from leakwatch.wiring import build_report_slack, build_runtime
 from tests.reliability.conftest import Ledger
 from tests.reliability.world import EVERY, START, Served, served
 
@@ -64,7 +64,7 @@ def _beat(settings: Settings, round_: int, *, stage_file: Path | None = None) ->
                 out.write(stage + "\n")
 
     clock = FakeClock(START + round_ * EVERY)
-    runtime = Runtime(settings, clock=clock, migrate=False)
+    runtime = build_runtime(settings, clock=clock, migrate=False)
     try:
         enter("check")
         runtime.run_cycle()
@@ -75,7 +75,12 @@ def _beat(settings: Settings, round_: int, *, stage_file: Path | None = None) ->
         if round_ % REPORT_EVERY == 0 and settings.slack_bot_token is not None:
             enter("report")
             produce_weekly_report(
-                settings, engine=runtime.engine, now=clock.now(), week=_week(round_), send=True
+                settings,
+                sessions=runtime.sessions,
+                slack=runtime.report_slack,
+                now=clock.now(),
+                week=_week(round_),
+                send=True,
             )
         enter("done")
     finally:
@@ -202,7 +207,8 @@ def test_fifty_sigkills_across_every_stage_lose_and_double_nothing(
         for report_round in range(0, round_, REPORT_EVERY):
             produce_weekly_report(
                 killed,
-                engine=make_engine(killed.database_url),
+                sessions=session_factory(make_engine(killed.database_url)),
+                slack=build_report_slack(killed),
                 now=START + last * EVERY,
                 week=_week(report_round),
                 send=True,

@@ -32,6 +32,7 @@ from leakwatch.metronome.client import SearchClient
 from leakwatch.pipeline.runtime import Runtime
 from leakwatch.simulator import SimulatorServer, build_demo_state
 from leakwatch.simulator.scenario import Scenario, build_scenario, ingest_scenario
+from leakwatch.wiring import build_runtime
 from tests.fakes.fake_slack_files import FakeSlackWithFiles
 
 TOKEN = "reliability-metronome-token-5b1e"
@@ -49,6 +50,7 @@ def write_config(
     state_dir: Path,
     sample_size: int,
     timeout_s: float,
+    every: str = "15m",
     extra: str = "",
 ) -> None:
     path.write_text(
@@ -72,7 +74,7 @@ def write_config(
             max_age = "33d"
 
             [checks]
-            every = "15m"
+            every = "{every}"
             missing_grace = "2h"
 
             [health]
@@ -101,6 +103,7 @@ class World:
     cycles: int = 0
     # Exceptions that escaped a job: in `leakwatch run` each would end the daemon.
     crashes: int = 0
+    every: timedelta = EVERY
 
     def cycle(self) -> None:
         """One daemon beat: the check job, then alerts and the outbox; then time moves on."""
@@ -111,7 +114,7 @@ class World:
             self.crashes += 1
             raise
         self.cycles += 1
-        self.clock.advance(EVERY.total_seconds())
+        self.clock.advance(self.every.total_seconds())
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         with self.runtime.engine.connect() as conn:
@@ -217,6 +220,7 @@ def served(
     seed: int = 9,
     token: str = TOKEN,
     slack_token: str = SLACK_TOKEN,
+    every: str = "15m",
 ) -> Iterator[Served]:
     """Start the simulator (the scenario ingested) and the fake Slack; write the config."""
     clock = FakeClock(START)
@@ -245,6 +249,7 @@ def served(
             state_dir=tmp_path / "state",
             sample_size=sample_size,
             timeout_s=timeout_s,
+            every=every,
             extra=extra_config,
         )
         env = {
@@ -263,7 +268,7 @@ def cycle_world(tmp_path: Path, **options: Any) -> Iterator[World]:
         debug_logs(tmp_path / "leakwatch.log", world.settings().secret_values()),
     ):
         metrics = DaemonMetrics()
-        runtime = Runtime(world.settings(), clock=world.clock, observer=metrics.observer())
+        runtime = build_runtime(world.settings(), clock=world.clock, observer=metrics.observer())
         status = DaemonStatus(world.clock)
         jobs = Jobs(
             runtime, clock=world.clock, metrics=metrics, status=status, may_run=lambda: True
@@ -279,6 +284,7 @@ def cycle_world(tmp_path: Path, **options: Any) -> Iterator[World]:
                 status,
                 metrics,
                 world.log_path,
+                every=runtime.settings.checks.every,
             )
         finally:
             runtime.close()

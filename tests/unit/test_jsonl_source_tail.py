@@ -5,6 +5,8 @@ import random
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from leakwatch.sources import JsonlSourceSpec, make_source
 from leakwatch.sources.checkpoints import InMemoryCheckpointStore
 from leakwatch.sources.jsonl import JsonlSource
@@ -202,3 +204,22 @@ def test_the_tail_keeps_stratum_counts_and_rare_offsets_once(tmp_path: Path) -> 
     offsets = [offset for offset, _at in entry.rare["rare"]]
     assert [content[o : o + 20] for o in offsets] == [lines(i, 1)[:20] for i in range(30, 33)]
     assert first.checkpoints[0].offset == entry.covered == len(content)
+
+
+def test_a_stratum_that_outgrows_the_rare_limit_keeps_no_offsets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from leakwatch.sources import strata_index
+
+    monkeypatch.setattr(strata_index, "RARE_LIMIT", 5)
+    log = tmp_path / "app.jsonl"
+    log.write_bytes(lines(0, 20) + lines(20, 3, event_type="rare") + lines(23, 20))
+    spec = JsonlSourceSpec(
+        name="gw", path=str(log), max_age=timedelta(days=10), stratify_by="event_type"
+    )
+    make_source(spec, state_dir=tmp_path / "state").scan_new((), now=NOW)
+    path = strata_index.index_path(tmp_path / "state", "gw")
+    (entry,) = strata_index.load_index(path, ("event_type",)).files.values()
+    assert set(entry.rare) == {"rare"}
+    assert entry.common == ["api"]
+    assert sum(entry.counts["api"].values()) == 40
