@@ -10,6 +10,7 @@ never as "absent".
 """
 
 import json
+import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
