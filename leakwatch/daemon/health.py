@@ -35,7 +35,7 @@ class Role(StrEnum):
 
 
 @dataclass(frozen=True)
-class StatusView:
+class StatusSnapshot:
     """A consistent copy of the daemon's status at one moment."""
 
     role: Role
@@ -56,7 +56,7 @@ class HealthVerdict:
         return 200 if self.healthy else 503
 
 
-def judge_health(status: StatusView, *, now: datetime, stale_after: timedelta) -> HealthVerdict:
+def judge_health(status: StatusSnapshot, *, now: datetime, stale_after: timedelta) -> HealthVerdict:
     """Decide /healthz from the status: who we are and how long since a cycle succeeded."""
     age = now - status.last_success_at if status.last_success_at is not None else None
     body: dict[str, Any] = {
@@ -119,9 +119,9 @@ class DaemonStatus:
             if self._last_success_at is None or at > self._last_success_at:
                 self._last_success_at = at
 
-    def view(self) -> StatusView:
+    def view(self) -> StatusSnapshot:
         with self._lock:
-            return StatusView(
+            return StatusSnapshot(
                 role=self._role,
                 started_at=self._started_at,
                 leader_since=self._leader_since,
@@ -136,7 +136,7 @@ def parse_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _HealthHandler(BaseHTTPRequestHandler):
     server: "_HealthHTTPServer"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -165,7 +165,7 @@ class _HealthHTTPServer(BoundedHTTPServer):
     def __init__(self, address: tuple[str, int], endpoint: "HealthServer") -> None:
         self.endpoint = endpoint
         # Scrapers and probes need a handful of connections; a slow one is dropped.
-        super().__init__(address, _Handler, max_threads=16, request_timeout_s=10.0)
+        super().__init__(address, _HealthHandler, max_threads=16, request_timeout_s=10.0)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         structlog.get_logger().debug("health.request_failed", client=str(client_address))
@@ -221,7 +221,7 @@ __all__ = [
     "HealthServer",
     "HealthVerdict",
     "Role",
-    "StatusView",
+    "StatusSnapshot",
     "judge_health",
     "parse_address",
 ]

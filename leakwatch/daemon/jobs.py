@@ -193,12 +193,11 @@ class Jobs:
 
 def weekly_trigger(settings: Settings) -> CronTrigger:
     """`report.weekly` ("mon 09:00") in `report.timezone`, as a cron trigger."""
-    day, clock_time = settings.report.weekly.split()
-    hour, minute = clock_time.split(":")
+    weekly = settings.report.weekly
     return CronTrigger(
-        day_of_week=day,
-        hour=int(hour),
-        minute=int(minute),
+        day_of_week=weekly.day_name,
+        hour=weekly.hour,
+        minute=weekly.minute,
         timezone=ZoneInfo(settings.report.timezone),
     )
 

@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from leakwatch.core.events import SampledEvent, SourceEvent, quantity_number, quantity_value
+from leakwatch.core.events import DrawnEvent, SourceEvent, quantity_number, quantity_value
 from leakwatch.core.sampling import (
     StratifiedReservoir,
     Window,
@@ -547,7 +547,7 @@ class JsonlSource:
             source=self.name,
             window=window,
             events=tuple(
-                SampledEvent(source=self.name, event=event, weight=weight) for event in events
+                DrawnEvent(source=self.name, event=event, weight=weight) for event in events
             ),
             population=population,
             population_exact=False,
@@ -584,14 +584,20 @@ class JsonlSource:
         pool: dict[str, list[tuple[int, int, SourceEvent]]] = defaultdict(list)
         seen: set[tuple[int, int]] = set()
 
-        def offer(drawn: tuple[int, int, SourceEvent], want: Mapping[str, int] | None) -> None:
-            """Count a drawn line's stratum; keep it while the stratum needs lines."""
+        def offer(drawn: tuple[int, int, SourceEvent], want: Mapping[str, int] | None) -> bool:
+            """Count a drawn line's stratum; keep it while the stratum needs lines.
+
+            Returns whether this line filled its stratum's allocation.
+            """
             stratum = stratum_of(drawn[2], fields) or ""
             hits[stratum] += 1
             room = n if want is None else want.get(stratum, 0)
-            if drawn[:2] not in seen and len(pool[stratum]) < room:
+            kept = pool[stratum]
+            if drawn[:2] not in seen and len(kept) < room:
                 seen.add(drawn[:2])
-                pool[stratum].append(drawn)
+                kept.append(drawn)
+                return len(kept) == room
+            return False
 
         if known is None:
             state.warnings.append(
@@ -622,10 +628,11 @@ class JsonlSource:
         # Without the index, strata met once in the pilot may be too rare to fill:
         # spend at most as many attempts again as the pilot took.
         cap = drawer.attempts + (ATTEMPTS_PER_SAMPLE * n if known else drawer.attempts)
-        while drawer.attempts < cap and any(len(pool[h]) < k for h, k in want.items()):
+        unfilled = sum(1 for h, k in want.items() if len(pool[h]) < k)
+        while drawer.attempts < cap and unfilled:
             drawn = drawer.draw()
-            if drawn is not None:
-                offer(drawn, want)
+            if drawn is not None and offer(drawn, want):
+                unfilled -= 1
         drawer.warn_short_lines()
         short = sorted(h for h, k in want.items() if len(pool[h]) < k)
         if short:
@@ -636,14 +643,14 @@ class JsonlSource:
         for stratum, drawn_lines in pool.items():
             if drawn_lines:
                 picks[stratum] = [(i, start, event) for i, start, event in drawn_lines]
-        sampled: list[SampledEvent] = []
+        sampled: list[DrawnEvent] = []
         for stratum, chosen_lines in picks.items():
             events = [e for e in (self._event_at(segments, pick) for pick in chosen_lines) if e]
             if not events:
                 continue
             weight = populations[stratum] / len(events)
             sampled.extend(
-                SampledEvent(source=self.name, event=e, weight=weight, stratum=stratum)
+                DrawnEvent(source=self.name, event=e, weight=weight, stratum=stratum)
                 for e in events
             )
         return SampleResult(
@@ -754,7 +761,7 @@ class JsonlSource:
         populations = reservoir.populations()
         allocation = allocate(populations, n, floor if fields else 0)
         drawn = reservoir.draw(allocation)
-        sampled: list[SampledEvent] = []
+        sampled: list[DrawnEvent] = []
         for stratum, picks in drawn.items():
             if not picks:
                 continue
@@ -766,7 +773,7 @@ class JsonlSource:
                 )
                 if isinstance(parsed, SourceEvent):
                     sampled.append(
-                        SampledEvent(
+                        DrawnEvent(
                             source=self.name,
                             event=parsed,
                             weight=weight,

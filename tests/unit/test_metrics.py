@@ -9,7 +9,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from leakwatch.core.results import CycleSummary
-from leakwatch.daemon.health import Role, StatusView, judge_health, parse_address
+from leakwatch.daemon.health import Role, StatusSnapshot, judge_health, parse_address
 from leakwatch.daemon.metrics import REASON_BUCKETS, DaemonMetrics, StoreSnapshot, sample_value
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -101,8 +101,8 @@ def test_the_exposition_parses_and_holds_only_our_metrics() -> None:
 
 def status(
     role: Role, *, leader_for: timedelta | None = None, success_ago: timedelta | None = None
-) -> StatusView:
-    return StatusView(
+) -> StatusSnapshot:
+    return StatusSnapshot(
         role=role,
         started_at=NOW - timedelta(hours=5),
         leader_since=NOW - leader_for if leader_for is not None else None,
@@ -167,7 +167,7 @@ def test_a_leader_that_cannot_reach_metronome_is_degraded_with_the_reason() -> N
         "fresh-takeover",
     ],
 )
-def test_health_decision(view: StatusView, healthy: bool) -> None:
+def test_health_decision(view: StatusSnapshot, healthy: bool) -> None:
     verdict = judge_health(view, now=NOW, stale_after=STALE)
     assert verdict.healthy is healthy
     assert verdict.http_status == (200 if healthy else 503)
