@@ -250,7 +250,6 @@ class HealthSettings(_Section):
 
 class SlackSettings(_Section):
     channel: str | None = None
-    mention: str | None = None
 
 
 class DaemonSettings(_Section):
