@@ -735,9 +735,3 @@ class SqlSource:
             bytes_read=0,
             lines_read=lines + missing,
         )
-
-
-# Kept for callers that want to size a TABLESAMPLE themselves (the benchmark does).
-def tablesample_percent(sample_size: int, window_rows: float) -> float:
-    """Percent of pages to sample for about OVERSAMPLE × `sample_size` window rows."""
-    return min(100.0, 100.0 * OVERSAMPLE * sample_size / max(window_rows, 1.0))

@@ -10,10 +10,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlmodel import select
+from sqlalchemy import update
+from sqlmodel import Session, col, select
 
 from leakwatch.clock import FakeClock
 from leakwatch.notify.blocks import SlackMessage
@@ -21,7 +22,7 @@ from leakwatch.notify.outbox import OutboxKind, OutboxSender, enqueue
 from leakwatch.notify.slack import SlackNotifier, WebhookNotifier
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import Alert, Notification
-from leakwatch.store.outbox import outbox_summary, requeue_dead
+from leakwatch.store.outbox import outbox_summary
 from tests.fakes.fake_slack import FakeSlack
 
 TOKEN = "xoxb-test-token"
@@ -321,7 +322,7 @@ def test_permanent_errors_and_exhausted_attempts_become_visible_dead_letters(
             "look-up failed: http_500",
             "channel_not_found",
         ]
-        assert requeue_dead(session, now=clock.now()) == 2
+        assert _requeue_dead(session, now=clock.now()) == 2
     drain(outbox, clock, passes=2)
     assert len(slack.state.messages) == 2
 
@@ -379,3 +380,14 @@ def test_webhook_mode_is_at_least_once_when_an_answer_is_lost(
     drain(sender(sessions, WebhookNotifier(url=slack.webhook_url), clock), clock, passes=3)
     assert [m["text"] for m in slack.state.webhook_messages] == ["fire 0", "fire 0"]
     assert statuses(sessions) == [("fire", "sent", 2)]
+
+
+def _requeue_dead(session: Session, *, now: datetime) -> int:
+    """What an operator's SQL does to retry dead letters: pending again, attempts kept
+    above zero so a message that did land is found, not re-sent."""
+    result = session.execute(
+        update(Notification)
+        .where(col(Notification.status) == "dead")
+        .values(status="pending", next_attempt_at=now, attempts=1)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
