@@ -19,128 +19,33 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from tests.fakes.fake_slack import FakeSlack
-from tests.integration.test_daemon import (
+from tests.support.daemon import (
     CLOCK,
-    DaemonProcess,
     DaemonWorld,
+    admin,
+    assert_nothing_lost_or_doubled,
     daemon_world,
+    db_name,
     finished_runs,
-    pg_query,
-    postgres_database,
+    fired,
+    outbox_drained,
+    slow_searches,
+    start,
+    start_with,
+    terminate,
     wait_for,
+    with_alerts,
 )
-
-SLACK_TOKEN = "xoxb-test-token"
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    with postgres_database() as url:
-        yield url
+from tests.support.databases import pg_query
 
 
 @pytest.fixture
 def slack() -> Iterator[FakeSlack]:
     with FakeSlack() as fake:
         yield fake
-
-
-def db_name(database_url: str) -> str:
-    return database_url.rsplit("/", 1)[1]
-
-
-def admin(database_url: str, sql: str) -> list[tuple[Any, ...]]:
-    """Run SQL from the `postgres` database (so our own session is not in the way)."""
-    libpq = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
-    with psycopg.connect(libpq.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        cursor = conn.execute(sql)
-        return list(cursor.fetchall()) if cursor.description else []
-
-
-def slow_searches(world: DaemonWorld) -> None:
-    """Make each search call take a while, so a cycle lasts about a second (killable)."""
-    faults = world.simulator.state.faults
-    faults.endpoints = frozenset({"search"})
-    faults.slow_delay_s = 0.3
-    faults.slow_rate = 1.0
-
-
-def terminate(database_url: str, *, application_name: str | None = None) -> int:
-    """Kill the daemon's sessions on our database (all, or one application's); how many."""
-    where = f"datname = '{db_name(database_url)}' AND pid <> pg_backend_pid()"
-    if application_name is not None:
-        where += f" AND application_name = '{application_name}'"
-    rows = admin(
-        database_url, f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {where}"
-    )
-    return sum(1 for (done,) in rows if done)
-
-
-def start(world: DaemonWorld, slack: FakeSlack, name: str) -> DaemonProcess:
-    return start_with(world, slack, name, {})
-
-
-def start_with(
-    world: DaemonWorld, slack: FakeSlack, name: str, env: dict[str, str]
-) -> DaemonProcess:
-    return world.start_daemon(
-        name=name,
-        env={"SLACK_BOT_TOKEN": SLACK_TOKEN, "LEAKWATCH_SLACK_BASE_URL": slack.base_url, **env},
-    )
-
-
-def with_alerts(world: DaemonWorld) -> None:
-    """A leak-rate alert the scenario's leaks trip, delivered to the fake Slack."""
-    with world.config_path.open("a", encoding="utf-8") as config:
-        config.write(
-            '\n[slack]\nchannel = "#billing-alerts"\n\n'
-            '[[alerts]]\nname = "leaks"\nrate = "leak_rate"\nthreshold = 0.01\n'
-            'min_samples = 10\nwindow = "30d"\nrepeat_interval = "1h"\n'
-        )
-
-
-def duplicates(database_url: str) -> list[tuple[Any, ...]]:
-    return pg_query(
-        database_url,
-        "SELECT source, transaction_id, payload_hash, count(*) FROM sampled_event"
-        " GROUP BY source, transaction_id, payload_hash HAVING count(*) > 1",
-    )
-
-
-def assert_nothing_lost_or_doubled(database_url: str, slack: FakeSlack) -> None:
-    assert duplicates(database_url) == []
-    running = pg_query(database_url, "SELECT count(*) FROM sampling_run WHERE status = 'running'")
-    assert running[0][0] == 0
-    fires = pg_query(
-        database_url,
-        "SELECT alert_id, episode, count(*) FROM alert_transition"
-        " WHERE transition = 'fire' GROUP BY alert_id, episode HAVING count(*) > 1",
-    )
-    assert fires == []
-    pending = pg_query(
-        database_url, "SELECT status, count(*) FROM notification GROUP BY status ORDER BY status"
-    )
-    assert dict(pending).keys() <= {"sent", "skipped"}, pending
-    markers = [m for m in slack.markers() if m is not None]
-    assert len(markers) == len(set(markers)), "a notification reached Slack twice"
-    posted = pg_query(
-        database_url, "SELECT count(*) FROM notification WHERE status = 'sent' AND kind <> 'edit'"
-    )
-    assert posted[0][0] == len(slack.state.messages)
-
-
-def outbox_drained(database_url: str) -> bool:
-    rows = pg_query(database_url, "SELECT count(*) FROM notification WHERE status = 'pending'")
-    return rows[0][0] == 0
-
-
-def fired(database_url: str) -> int:
-    rows = pg_query(database_url, "SELECT count(*) FROM alert_transition WHERE transition = 'fire'")
-    return int(rows[0][0])
 
 
 def test_killed_connections_mid_cycle_and_mid_send_lose_and_double_nothing(

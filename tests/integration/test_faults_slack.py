@@ -18,8 +18,8 @@ from leakwatch.notify.slack import SlackNotifier
 from leakwatch.store.db import SessionFactory, make_engine, session_factory, transaction
 from leakwatch.store.models import Alert, Notification
 from tests.fakes.fake_slack import FakeSlack
-from tests.integration.test_daemon import postgres_database
-from tests.integration.test_faults_daemon import admin, terminate
+from tests.support.daemon import admin, terminate
+from tests.support.databases import postgres_store
 
 TOKEN = "xoxb-test-token"
 
@@ -126,7 +126,7 @@ def test_postgres_lost_between_send_and_mark_neither_loses_nor_doubles(
     slack: FakeSlack, clock: FakeClock
 ) -> None:
     """Slack takes the message, then the sender cannot record it: found later, not resent."""
-    with postgres_database() as url:
+    with postgres_store() as url:
         engine = make_engine(url)
         sessions = session_factory(engine)
         name = url.rsplit("/", 1)[1]
