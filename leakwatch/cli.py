@@ -162,8 +162,9 @@ def root(
 
 def _console(*, stderr: bool) -> Console:
     console = Console(stderr=stderr, highlight=False)
-    if not console.is_terminal:
-        # Piped or captured output has no width; tables read better wide than wrapped.
+    if not console.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
+        # Piped or captured output has no width; tables read better wide than wrapped,
+        # unless COLUMNS says how wide the reader is.
         console = Console(stderr=stderr, highlight=False, width=140)
     return console
 

@@ -158,3 +158,17 @@ def test_reconcile_before_and_after_a_check(setup: Setup) -> None:
     text = setup.run("reconcile", "--days", "2")
     assert text.returncode == 0, text.stderr
     assert "flagged" in text.stdout and "within tolerance" in text.stdout
+
+
+def test_status_fits_80_columns_and_cuts_nothing(setup: Setup) -> None:
+    assert setup.run("check", "--json").returncode == 0
+    result = setup.run("status", "--window", "1h", env={"COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), max(lines, key=len)
+    assert "…" not in result.stdout
+    # Every event type and both ends of every interval are there, if folded.
+    flat = "".join(ch for ch in result.stdout if ch.isalnum() or ch in "_.%()–")
+    for event_type in ("api_request", "gpu_seconds", "tokens"):
+        assert event_type in flat
+    assert flat.count("(") == flat.count(")")
