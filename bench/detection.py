@@ -290,6 +290,8 @@ class Trial:
         live: set[int] = set()  # sequential evidence above zero: must be stepped
         marks = self._marks(alerts, streams)
         candidates = [int(i) for i in np.flatnonzero(marks.any(axis=1))] or [10**12]
+        if s.decision == "sequential":
+            k = self._first_run_to_cross(alerts, streams, len(cycles))
         while k < len(cycles):
             if not firing and not live:
                 k = candidates[bisect_left(candidates, k)] if candidates[-1] >= k else len(cycles)
@@ -395,6 +397,34 @@ class Trial:
             for j in range(sn.shape[1]):
                 found[(rule.name, j)] = (rate[:, j] * n_eff[:, j], n_eff[:, j], window)
         return found
+
+    def _first_run_to_cross(
+        self,
+        alerts: Sequence[StreamAlert],
+        streams: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, int]],
+        horizon: int,
+    ) -> int:
+        """The first cycle worth stepping: where the earliest run that reaches a bound began.
+
+        Page's CUSUM is S_k = X_k − min(0, min_{j≤k} X_j) for the cumulative sum X of
+        the batch increments, so every stream's whole path is one vectorised line; an
+        alert can only fire in a run that reaches its bound, and a run that starts at a
+        zero of the statistic starts from an empty `MonitorState` — exactly what the
+        stepping loop does. Before the earliest such run nothing can fire.
+        """
+        start = horizon
+        for alert in alerts:
+            leaks, decided, _ = streams[(alert.rule.name, alert.index)]
+            up_leak, up_clean = alert.config.breach_steps
+            x = np.cumsum(leaks * up_leak + (decided - leaks) * up_clean)
+            lows = np.minimum.accumulate(np.minimum(x, 0.0))
+            crossing = np.flatnonzero(x - lows >= alert.config.bound)
+            if crossing.size == 0:
+                continue
+            first = int(crossing[0])
+            zeros = np.flatnonzero(x[:first] - lows[:first] <= 0.0)
+            start = min(start, int(zeros[-1]) + 1 if zeros.size else 0)
+        return start
 
     def _marks(
         self,

@@ -7,6 +7,7 @@ these tests check what the shell persists and what reaches Slack.
 from dataclasses import replace
 from datetime import timedelta
 
+from rich.console import Console
 from sqlmodel import col, select
 
 from leakwatch.clock import FakeClock
@@ -24,6 +25,7 @@ from leakwatch.pipeline.alert import HealthSignals, evaluate_alerts, evaluate_he
 from leakwatch.store.alerts import ack, list_open, silence
 from leakwatch.store.db import SessionFactory, make_engine, session_factory, transaction
 from leakwatch.store.models import Alert, AlertTransition, Notification, VolumeCount
+from leakwatch.views.terminal import print_alerts
 from tests.fakes.fake_slack import FakeSlack
 from tests.support.alerts import PRICES, RULE, add_samples
 
@@ -246,6 +248,9 @@ def test_sequential_rule_reads_the_window_cycle_by_cycle_and_says_why(
     assert "chance of seeing so many by luck under 1.0% is below 1 in" in body
     [open_alert] = list_open(sessions, clock.now())
     assert open_alert.why.startswith("3.0% of 500 lookups leaked")
+    console = Console(record=True, width=200)
+    print_alerts(console, [open_alert])
+    assert "why leak rate: 3.0% of 500 lookups leaked (15); at this rate" in console.export_text()
     # Fixed: one clean cycle undoes the evidence that fired and points below 1% — it
     # resolves as fast as it fired, not a day later when the leaky samples age out.
     assert cycle(1, 499) == [NotificationKind.RESOLVE]
