@@ -6,12 +6,20 @@
         ▲                            │ confident clear                          │
         └────────────────────────────┴──────────── confident clear ◄────────────┘
 
-- *Confident breach*: the Wilson lower bound of the rate exceeds the threshold, with
-  at least `min_samples` decided samples. *Confident clear*: the upper bound is below
-  it. In between (the hysteresis band) every state holds: a pending alert neither
-  fires nor resets, a firing alert does not resolve. Too few samples: the state holds
-  — except for a group of a split (`by`) rule with no samples at all left in its
-  window: the group is gone, and its alert resolves.
+- *Confident breach* and *confident clear* come from the rule's `decision`:
+  - `sequential` (the default): the observation carries the evidence of a CUSUM over
+    the window's cycles (`core.sequential`): breach when it holds 1/α for a rate of
+    3 × the threshold against the threshold — a level that holds under any number of
+    looks (docs/detection.md) — clear when it holds as much for a third of the
+    threshold, or when the evidence that fired is gone and what came since points
+    under the threshold. No minimum sample: the test is valid at any size, and
+    `explain_evidence` says in plain words why.
+  - `interval`: the Wilson lower bound of the window's rate exceeds the threshold,
+    with at least `min_samples` decided samples; clear when the upper bound is below.
+  In between (the hysteresis band) every state holds: a pending alert neither fires
+  nor resets, a firing alert does not resolve. Too few samples (interval): the state
+  holds — except for a group of a split (`by`) rule with no samples at all left in
+  its window: the group is gone, and its alert resolves.
 - A firing alert notifies `fire` once per episode, `update` when its rate got
   materially worse — the whole current interval lies above the interval last
   notified — `repeat` every `repeat_interval` otherwise (carrying current numbers),
