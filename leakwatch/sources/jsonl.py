@@ -401,11 +401,11 @@ class JsonlSource:
         # Plain files first, so a rotated file present both plain and compressed is
         # read from the cheap copy and counted once.
         for path in sorted(self.files(), key=lambda p: (p.suffix == ".gz", p.name)):
-            if (
-                path.suffix == ".gz"
-                and path.stat().st_mtime < (window.start - self.spec.order_slack).timestamp()
-            ):
-                # gzip keeps the original mtime: the last write, so the newest event.
+            if (path.suffix == ".gz" or isinstance(path, ObjectPath)) and path.stat().st_mtime < (
+                window.start - self.spec.order_slack
+            ).timestamp():
+                # gzip keeps the original mtime: the last write, so the newest event. An
+                # object is written whole: nothing in it is newer than its upload.
                 continue
             try:
                 head = read_head(path)
