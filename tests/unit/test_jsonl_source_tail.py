@@ -10,7 +10,7 @@ import pytest
 from leakwatch.sources import JsonlSourceSpec, make_source
 from leakwatch.sources.checkpoints import InMemoryCheckpointStore
 from leakwatch.sources.jsonl import JsonlSource
-from tests.unit.test_jsonl_source import event_line
+from tests.support.logs import event_line
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 DAY1 = datetime(2026, 10, 30, 10, 0, tzinfo=UTC)
