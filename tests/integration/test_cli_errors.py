@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from leakwatch.clock import SystemClock
-from tests.integration.test_cli_foundation import leakwatch
+from tests.support.cli import leakwatch
 
 NOT_A_BUG = "this is a bug in leakwatch"
 
