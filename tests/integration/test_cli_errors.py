@@ -182,3 +182,11 @@ def test_check_with_an_unreachable_sql_source_exits_1_naming_it(tmp_path: Path) 
     assert "source warehouse: cannot read source: cannot read postgresql+psycopg://reader:" in said
     assert "@127.0.0.1:1/usage" in said and "hunter2" not in said
     assert_clear(result.stderr)
+
+
+def test_lookup_exits_1_when_no_lookup_succeeded_naming_metronomes_url(tmp_path: Path) -> None:
+    result = leakwatch("lookup", "t-1", "t-2", cwd=tmp_path, env=_source_log(tmp_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    said = " ".join(result.stderr.split())
+    assert "no lookup succeeded: connection error (ConnectError) to http://127.0.0.1:9" in said
+    assert_clear(result.stderr)
