@@ -555,10 +555,13 @@ def lookup(
             engine.dispose()
         if as_json:
             _print_json([r.to_dict() for r in results])
-            return
-        from leakwatch.views.terminal import print_lookup
+        else:
+            from leakwatch.views.terminal import print_lookup
 
-        print_lookup(out, results)
+            print_lookup(out, results)
+        if results and all(r.error is not None for r in results):
+            # Nothing was learnt: exit 1, as DESIGN's "Exit codes" ask (the why is above).
+            raise LeakwatchError(f"no lookup succeeded: {results[0].error}")
 
 
 @app.command(cls=PlainCommand, short_help="Write (and send) the weekly leakage report.")
