@@ -6,11 +6,16 @@ no S3 does. For the object-storage benchmark, a GET that carries a Range header 
 view that reads only the bytes asked for; everything else (auth, listing, ETag, the
 Range and Content-Range handling itself) is moto's own. Tests use plain moto.
 
+With MOTO_GET_LATENCY_MS set, each GET waits that long before answering (in its own
+server thread), to model the first-byte latency of a real S3 over a network.
+
     python bench/moto_ranged.py -H 127.0.0.1 -p 5000
 """
 
 import contextvars
+import os
 import sys
+import time
 from typing import Any
 
 from moto.s3.models import FakeKey
@@ -47,7 +52,12 @@ def _value(self: FakeKey) -> Any:
 _get_object = S3Response.get_object
 
 
+_LATENCY_S = float(os.environ.get("MOTO_GET_LATENCY_MS", "0")) / 1000
+
+
 def _ranged_get_object(self: S3Response) -> Any:
+    if _LATENCY_S:
+        time.sleep(_LATENCY_S)
     if not self.headers.get("range"):
         return _get_object(self)
     token = _ranged.set(True)

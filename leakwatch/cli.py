@@ -11,7 +11,7 @@ from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,6 +20,9 @@ from typer.core import TyperCommand
 from leakwatch.config import Settings, SourceSettings
 from leakwatch.core.formatting import format_instant
 from leakwatch.errors import LeakwatchError
+
+if TYPE_CHECKING:
+    from leakwatch.store.db import SessionFactory
 
 # Plain help, like git's and gh's: `-h` as well as `--help`, no type placeholders.
 HELP_SETTINGS = {"help_option_names": ["-h", "--help"]}
@@ -768,12 +771,21 @@ def sources_command(config: ConfigOption = None, as_json: JsonOption = False) ->
 
 
 @alerts_app.callback(invoke_without_command=True)
-def alerts_list(
+def alerts_default(
     ctx: typer.Context, config: ConfigOption = None, as_json: JsonOption = False
 ) -> None:
-    """List open alerts."""
-    if ctx.invoked_subcommand is not None:
-        return
+    """Open alerts (`alerts list`); silence, unsilence or acknowledge them."""
+    if ctx.invoked_subcommand is None:
+        _list_alerts(config, as_json)
+
+
+@alerts_app.command("list", cls=PlainCommand)
+def alerts_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """List open alerts: firing or pending, silenced or acknowledged."""
+    _list_alerts(config, as_json)
+
+
+def _list_alerts(config: Path | None, as_json: bool) -> None:
     from dataclasses import asdict
 
     from leakwatch.clock import SystemClock
@@ -820,11 +832,13 @@ def alerts_silence(
         span = _duration_option("--for", duration)
         settings = settings_for(config)
         _setup_logs(settings, quiet=True)
-        _known_alert(settings, name)
+        _known_alert(settings, name, scope)
         engine = open_engine(settings)
         until = SystemClock().now() + span
         try:
-            count = silence(session_factory(engine), name, scope=scope, until=until)
+            sessions = session_factory(engine)
+            _scope_can_exist(settings, sessions, name, scope)
+            count = silence(sessions, name, scope=scope, until=until)
         finally:
             engine.dispose()
         out.print(
@@ -851,22 +865,83 @@ def alerts_ack(
     with _user_errors():
         settings = settings_for(config)
         _setup_logs(settings, quiet=True)
+        _known_alert(settings, name, scope)
         engine = open_engine(settings)
         try:
-            count = ack(session_factory(engine), name, scope=scope, now=SystemClock().now())
+            sessions = session_factory(engine)
+            _scope_can_exist(settings, sessions, name, scope)
+            count = ack(sessions, name, scope=scope, now=SystemClock().now())
         finally:
             engine.dispose()
         out.print(f"acknowledged {count} alert(s) of {name!r}", markup=False)
 
 
-def _known_alert(settings: "Settings", name: str) -> None:
-    """Refuse a silence for a rule that does not exist (a typo would silence nothing)."""
+@alerts_app.command("unsilence", cls=PlainCommand)
+def alerts_unsilence(
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="Alert rule name.", show_default=False)
+    ],
+    scope: Annotated[
+        str | None, typer.Option(metavar="BY=VALUE", help="Only this group, e.g. event_type=x.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Lift a silence early: notifications resume at the next evaluation."""
+    from leakwatch.store.alerts import unsilence
+    from leakwatch.store.db import session_factory
+    from leakwatch.wiring import open_engine, settings_for
+
+    with _user_errors():
+        settings = settings_for(config)
+        _setup_logs(settings, quiet=True)
+        _known_alert(settings, name, scope)
+        engine = open_engine(settings)
+        try:
+            sessions = session_factory(engine)
+            _scope_can_exist(settings, sessions, name, scope)
+            count = unsilence(sessions, name, scope=scope)
+        finally:
+            engine.dispose()
+        out.print(f"unsilenced {count} alert(s) of {name!r}", markup=False)
+
+
+def _known_alert(settings: "Settings", name: str, scope: str | None = None) -> None:
+    """Refuse a rule that does not exist (a typo would silence nothing)."""
     from leakwatch.core.alerting import HealthKind
     from leakwatch.errors import UsageProblem
 
     known = [rule.name for rule in settings.alerts] + [kind.value for kind in HealthKind]
     if name not in known:
         raise UsageProblem(f"no alert rule named {name!r}; known: {', '.join(known)}")
+
+
+def _scope_can_exist(
+    settings: "Settings", sessions: "SessionFactory", name: str, scope: str | None
+) -> None:
+    """Refuse a --scope the rule can never have, naming the scopes it does have.
+
+    A rule split `by = "event_type"` has scopes `event_type=…` (one not seen yet may be
+    silenced ahead of trouble); a rule without `by` has only the one, unscoped alert.
+    """
+    from leakwatch.errors import UsageProblem
+    from leakwatch.store.alerts import scopes_of_rule
+
+    if scope is None:
+        return
+    rule = next((r for r in settings.alerts if r.name == name), None)
+    if rule is None:
+        return  # a health alert: its scopes name sources, checked by the store
+    by = rule.by
+    key, sep, value = scope.partition("=")
+    if by is not None and key == by and sep and value:
+        return
+    existing = [s for s in scopes_of_rule(sessions, name) if s]
+    if by is None:
+        expected = f"rule {name!r} is not split by a group, so it has one alert: drop --scope"
+    else:
+        expected = f"rule {name!r} is split by {by}: write --scope {by}=VALUE"
+    known = f"; scopes seen so far: {', '.join(existing[:10])}" if existing else ""
+    raise UsageProblem(f"--scope {scope!r} cannot exist: {expected}{known}")
 
 
 def _duration_option(flag: str, text: str) -> "timedelta":

@@ -5,9 +5,11 @@ webhook) come only from the environment. A bad config is rejected before anythin
 runs, with the key, the bad value and what is allowed: `ConfigError.problems`.
 """
 
+import difflib
 import ipaddress
 import os
 import tomllib
+import typing
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -32,7 +34,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from leakwatch.core.durations import format_duration, parse_duration
 from leakwatch.core.pricing import Price, parse_price, quantity_properties
-from leakwatch.errors import ConfigError
+from leakwatch.core.schedule import WeeklyTime
+from leakwatch.errors import ConfigError, UsageProblem
 
 DEFAULT_CONFIG_PATH = Path("leakwatch.toml")
 DEFAULT_DATABASE_URL = "sqlite:///leakwatch.db"
@@ -247,7 +250,6 @@ class HealthSettings(_Section):
 
 class SlackSettings(_Section):
     channel: str | None = None
-    mention: str | None = None
 
 
 class DaemonSettings(_Section):
@@ -265,6 +267,9 @@ class DaemonSettings(_Section):
         return value
 
 
+# "mon 09:00", read by the one parser into the `WeeklyTime` the scheduler and the
+# catch-up check use.
+WeeklySetting = Annotated[WeeklyTime, PlainValidator(WeeklyTime.parse)]
 # A number (per event) or { per_unit = 0.0004, property = "seconds" }, read by the one
 # parser into the one `Price` type that status, alerts, the report and /metrics use.
 PriceSetting = Annotated[Price, PlainValidator(parse_price)]
@@ -286,7 +291,7 @@ def _octal_mode(value: Any) -> Any:
 
 
 class ReportSettings(_Section):
-    weekly: str = "mon 09:00"
+    weekly: WeeklySetting = WeeklyTime(0, 9, 0)
     timezone: str = "UTC"
     out_dir: Path = Path("reports")
     prices: dict[str, PriceSetting] = Field(default_factory=dict)
@@ -297,19 +302,6 @@ class ReportSettings(_Section):
     def quantity_properties(self) -> dict[str, str]:
         """Event type → the property whose value is priced per unit (from `prices`)."""
         return quantity_properties(self.prices)
-
-    @field_validator("weekly")
-    @classmethod
-    def _weekly(cls, value: str) -> str:
-        parts = value.lower().split()
-        days = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
-        ok = len(parts) == 2 and parts[0] in days and len(parts[1].split(":")) == 2
-        if ok:
-            hour, minute = parts[1].split(":")
-            ok = hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60
-        if not ok:
-            raise ValueError(f"{value!r} is not a weekly time; write e.g. 'mon 09:00'")
-        return value.lower()
 
     @field_validator("timezone")
     @classmethod
@@ -371,7 +363,7 @@ class Settings(_Section):
             if source.name == name:
                 return source
         known = ", ".join(s.name for s in self.sources) or "none configured"
-        raise ConfigError([f"no source named {name!r} (configured: {known})"])
+        raise UsageProblem(f"no source named {name!r}; configured: {known}")
 
 
 class Environment(BaseSettings):
@@ -471,10 +463,28 @@ def settings_from_mapping(
     merged["slack_bot_token"] = cleaned["SLACK_BOT_TOKEN"]
     merged["slack_webhook_url"] = cleaned["SLACK_WEBHOOK_URL"]
     merged["slack_base_url"] = env.slack_base_url
+    from_env: dict[tuple[str, ...], str] = {
+        location: variable
+        for location, variable, value in (
+            (("database_url",), "LEAKWATCH_DATABASE_URL", env.database_url),
+            (("metronome", "base_url"), "METRONOME_BASE_URL", env.metronome_base_url),
+            (("daemon", "health_address"), "LEAKWATCH_HEALTH_ADDRESS", env.health_address),
+        )
+        if value
+    }
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError([f"{origin}: {_describe(err)}" for err in exc.errors()]) from None
+        raise ConfigError([_blame(err, origin, from_env) for err in exc.errors()]) from None
+
+
+def _blame(error: Mapping[str, Any], origin: str, from_env: Mapping[tuple[str, ...], str]) -> str:
+    """Say where a bad value came from: the variable that overrode the file, or the file."""
+    location = tuple(str(part) for part in error.get("loc", ()))
+    variable = from_env.get(location[:2]) or from_env.get(location[:1])
+    if variable is not None:
+        return f"environment: {variable}: {_describe(error).partition(': ')[2]}"
+    return f"{origin}: {_describe(error)}"
 
 
 def _clean_secret(variable: str, secret: SecretStr | None) -> SecretStr | None:
@@ -589,6 +599,36 @@ def _secret_problems(data: Mapping[str, Any], prefix: str = "") -> list[str]:
     return problems
 
 
+def _nearest_key(location: tuple[Any, ...]) -> str | None:
+    """The valid key closest to an unknown one, found by walking the models along `loc`."""
+    model: Any = Settings
+    for part in location[:-1]:
+        if isinstance(part, int) or not isinstance(model, type):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        annotation = field.annotation
+        for candidate in (annotation, *typing.get_args(annotation)):
+            inner = typing.get_args(candidate) or (candidate,)
+            found = next(
+                (c for c in inner if isinstance(c, type) and issubclass(c, BaseModel)), None
+            )
+            if found is not None:
+                model = found
+                break
+        else:
+            return None
+    names: list[str] = []
+    for name, field in getattr(model, "model_fields", {}).items():
+        names.append(name)
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.extend(str(a) for a in alias.choices)
+    matches = difflib.get_close_matches(str(location[-1]), names, n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
 def _describe(error: Mapping[str, Any]) -> str:
     location = ""
     for part in error.get("loc", ()):
@@ -601,7 +641,9 @@ def _describe(error: Mapping[str, Any]) -> str:
     message = str(error.get("msg", "invalid"))
     message = message.removeprefix("Value error, ")
     if error.get("type") == "extra_forbidden":
-        message = "unknown key (a typo? see `leakwatch init` for every key)"
+        nearest = _nearest_key(tuple(error.get("loc", ())))
+        hint = f"did you mean {nearest!r}?" if nearest else "a typo?"
+        message = f"unknown key ({hint} see `leakwatch init` for every key)"
     value = error.get("input")
     shown = "" if isinstance(value, Mapping | list) or value is None else f" (got {value!r})"
     return f"{location or '(top level)'}: {message}{shown}"

@@ -16,6 +16,8 @@ from urllib.parse import quote, quote_plus
 
 import structlog
 
+from leakwatch.core.text import keep_lines
+
 REDACTED = "[redacted]"
 _SECRET_KEY = re.compile(r"token|secret|password|authorization|webhook|api_key", re.IGNORECASE)
 # Secrets recognised by shape. Each keeps group 1 (and 2) and loses what lies between.
@@ -105,6 +107,16 @@ class SecretRedactor:
         return event_dict
 
 
+def _terminal_safe(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Drop control characters (ESC, C1, bidi overrides) from string fields; keep lines."""
+    for key, value in event_dict.items():
+        if isinstance(value, str):
+            event_dict[key] = keep_lines(value)
+    return event_dict
+
+
 def redactor_in_use() -> SecretRedactor | None:
     """The redactor `configure_logging` installed in this process, if any.
 
@@ -138,6 +150,8 @@ def configure_logging(
     if use_json:
         processors.append(structlog.processors.JSONRenderer(default=str))
     else:
+        # JSON escapes control characters itself; the console prints strings as they are.
+        processors.append(_terminal_safe)
         processors.append(structlog.dev.ConsoleRenderer(colors=out.isatty()))
     processors.append(redactor.redact_rendered)
     structlog.configure(

@@ -31,6 +31,8 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     ) -> None:
         self._slots = threading.BoundedSemaphore(max_threads)
         self.request_timeout_s = request_timeout_s
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
         super().__init__(address, handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
@@ -50,10 +52,28 @@ class BoundedHTTPServer(ThreadingHTTPServer):
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
         try:
             super().process_request_thread(request, client_address)
         finally:
+            with self._open_lock:
+                self._open.discard(request)
             self._slots.release()
+
+    def close_connections(self) -> None:
+        """Cut every open connection, kept-alive ones included: a stopped server is gone.
+
+        Without this a client's pooled keep-alive connection would still be served by
+        its handler thread after the listening socket closed.
+        """
+        with self._open_lock:
+            connections = list(self._open)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                continue
 
 
 def serve_in_thread(httpd: HTTPServer, *, name: str, poll_interval_s: float) -> threading.Thread:
@@ -71,8 +91,10 @@ def serve_in_thread(httpd: HTTPServer, *, name: str, poll_interval_s: float) -> 
 def stop_serving(
     httpd: HTTPServer, thread: threading.Thread | None, *, join_timeout_s: float = 5.0
 ) -> None:
-    """Stop the serving loop, close the listening socket, and wait for the thread."""
+    """Stop the serving loop, close the listening socket and open connections, and wait."""
     httpd.shutdown()
     httpd.server_close()
+    if isinstance(httpd, BoundedHTTPServer):
+        httpd.close_connections()
     if thread is not None:
         thread.join(timeout=join_timeout_s)

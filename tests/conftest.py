@@ -5,47 +5,47 @@ test starts from empty tables. If Postgres cannot be reached the Postgres tests 
 with how to start it: they are never silently skipped.
 """
 
-import os
-import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import SQLModel
 
+from leakwatch.clock import FakeClock
 from leakwatch.store.db import SessionFactory, make_engine, session_factory, upgrade
-
-PG_ADMIN_URL = os.environ.get("LEAKWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-PG_START_HINT = (
-    "Postgres is not answering at 127.0.0.1:5432. Start it with\n"
-    "  pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n"
-    "(.ci/run does this itself), or point LEAKWATCH_TEST_PG at a server."
-)
-
-
-def _admin() -> psycopg.Connection:
-    try:
-        return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"{PG_START_HINT}\n({exc})", pytrace=False)
+from tests.support.databases import postgres_store
 
 
 @pytest.fixture(scope="session")
 def pg_database_url() -> Iterator[str]:
-    """A fresh, migrated Postgres database for this test session."""
-    name = f"leakwatch_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with _admin() as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    url = f"{base}/{name}"
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    yield url
-    with _admin() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A fresh, migrated Postgres database for this test session (see `db_url`)."""
+    with postgres_store() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, migrated Postgres database of this test's own, dropped after.
+
+    For tests that run a daemon or other processes against the store, which must not
+    see another test's rows or locks.
+    """
+    with postgres_store("leakwatch_own") as url:
+        yield url
+
+
+@pytest.fixture
+def clock_start() -> datetime | None:
+    """Where `clock` starts; a module overrides this fixture to start elsewhere."""
+    return None
+
+
+@pytest.fixture
+def clock(clock_start: datetime | None) -> FakeClock:
+    """The fake clock: moves only when told to, or when something sleeps on it."""
+    return FakeClock(clock_start)
 
 
 def _empty_tables(engine: Engine) -> None:

@@ -211,11 +211,6 @@ class Decision:
     estimate: RateEstimate | None = None
 
 
-def alert_key(rule_name: str, group: str | None) -> str:
-    """Name one alert instance: the rule, and the group when the rule is split `by`."""
-    return rule_name if group is None else f"{rule_name}[{group}]"
-
-
 def evaluate(
     rule: AlertRule, state: AlertState | None, observation: Observation, now: datetime
 ) -> Decision:

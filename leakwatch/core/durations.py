@@ -1,7 +1,10 @@
-"""Durations as people write them in config: `90s`, `15m`, `2h`, `33d`, `1h30m`, `1w`."""
+"""Durations as people write them in config (`90s`, `15m`, `2h`, `33d`, `1h30m`, `1w`),
+and as servers send them (`Retry-After`). Pure."""
 
+import math
 import re
 from datetime import timedelta
+from typing import Any
 
 _UNITS_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -35,3 +38,29 @@ def format_duration(value: timedelta) -> str:
         if amount:
             parts.append(f"{amount}{unit}")
     return "".join(parts)
+
+
+def retry_after_s(headers: Any, max_s: float | None = None) -> float | None:
+    """How long a server asks us to wait: `retry-after-ms` (precise) or `Retry-After`.
+
+    The one reader of the header, for Metronome and Slack alike. `headers` is any
+    mapping with `.items()` (httpx's headers, slack-sdk's dict, whose values may be
+    lists); names match case-insensitively. Seconds may be fractional; a value that is
+    not a finite number ≥ 0 is ignored. Capped at `max_s` when given.
+    """
+    if not headers:
+        return None
+    found: dict[str, Any] = {str(name).lower(): value for name, value in headers.items()}
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = found.get(name)
+        if isinstance(value, list):
+            value = value[0] if value else None
+        if value is None:
+            continue
+        try:
+            seconds = float(value) / scale
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(seconds) and seconds >= 0:
+            return seconds if max_s is None else min(seconds, max_s)
+    return None

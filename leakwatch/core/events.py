@@ -162,7 +162,7 @@ def quantity_number(value: Any) -> float | None:
 
 
 @dataclass(frozen=True, slots=True)
-class SampledEvent:
+class DrawnEvent:
     """A source event drawn by the sampler, with what makes estimates unbiased.
 
     `weight` is the inverse of the event's inclusion probability (Horvitz–Thompson):

@@ -147,7 +147,7 @@ class Example:
 
 
 @dataclass(frozen=True, slots=True)
-class ReconciledRow:
+class BilledDayRow:
     """One reconciled customer × billable metric × UTC day (from the store)."""
 
     day: date
@@ -173,7 +173,7 @@ class ReportInputs:
     examples: Sequence[Example]
     # Sources whose tail was still counting their history at the week's last cycle.
     volumes_estimated: Sequence[str] = ()
-    reconciled: Sequence[ReconciledRow] = ()
+    reconciled: Sequence[BilledDayRow] = ()
 
 
 # ------------------------------------------------------------------ report content
@@ -558,7 +558,7 @@ def build_content(
 BIGGEST_GAPS = 5
 
 
-def billed_vs_sent(rows: Sequence[ReconciledRow]) -> BilledVsSent | None:
+def billed_vs_sent(rows: Sequence[BilledDayRow]) -> BilledVsSent | None:
     """Sum reconciled rows per metric and day; the biggest flagged gaps, largest first."""
     if not rows:
         return None

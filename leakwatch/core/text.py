@@ -16,6 +16,7 @@ from typing import Any
 # some viewers break lines on); bidirectional overrides and isolates, which reorder
 # what a reader sees (CVE-2021-42574, "Trojan Source").
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_UNSAFE_IN_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 # A run of line-breaking whitespace reads as one space.
 _BREAKS = re.compile(r"[\t\n\v\f\r\u2028\u2029]+")
 
@@ -23,6 +24,13 @@ _BREAKS = re.compile(r"[\t\n\v\f\r\u2028\u2029]+")
 def one_line(value: str) -> str:
     """`value` on one line: line breaks become a space, other control characters vanish."""
     return _CONTROLS.sub("", _BREAKS.sub(" ", value))
+
+
+def keep_lines(text: str) -> str:
+    """`text` with its line breaks and tabs, but no other control character (for a log
+    line on a terminal, where a traceback's newlines belong but an ESC from an event
+    would drive the terminal)."""
+    return _UNSAFE_IN_LINES.sub("", text)
 
 
 def code_text(value: str) -> str:

@@ -4,12 +4,15 @@ Health is a pure decision (`judge_health`) over the daemon's status; the server 
 renders it. A follower is healthy while it is alive: it is waiting by design. A leader
 is healthy while its last successful cycle (or, before the first one, the moment it
 took the lead) is no older than `stale_after` — three check intervals by default —
-so a leader stuck in a hung cycle gets restarted by its orchestrator.
+so a leader stuck in a hung cycle gets restarted by its orchestrator. A leader whose
+last cycle found Metronome unreachable (or the token rejected) stays 200 and says
+`"status": "degraded"` with the reason in `problems`: a restart cannot fix that.
 """
 
 import json
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from http.server import BaseHTTPRequestHandler
@@ -32,13 +35,15 @@ class Role(StrEnum):
 
 
 @dataclass(frozen=True)
-class StatusView:
+class StatusSnapshot:
     """A consistent copy of the daemon's status at one moment."""
 
     role: Role
     started_at: datetime
     leader_since: datetime | None
     last_success_at: datetime | None
+    # What the last cycle found wrong with Metronome, by condition, with its reason.
+    problems: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,7 @@ class HealthVerdict:
         return 200 if self.healthy else 503
 
 
-def judge_health(status: StatusView, *, now: datetime, stale_after: timedelta) -> HealthVerdict:
+def judge_health(status: StatusSnapshot, *, now: datetime, stale_after: timedelta) -> HealthVerdict:
     """Decide /healthz from the status: who we are and how long since a cycle succeeded."""
     age = now - status.last_success_at if status.last_success_at is not None else None
     body: dict[str, Any] = {
@@ -76,6 +81,11 @@ def judge_health(status: StatusView, *, now: datetime, stale_after: timedelta) -
         if not healthy:
             body["problem"] = "shutting down"
     body["status"] = "ok" if healthy else "unhealthy"
+    if healthy and status.role is Role.LEADER and status.problems:
+        # Still 200: restarting leakwatch cannot bring Metronome back, and a liveness
+        # probe would only lose its state. The Slack health alert is the page.
+        body["status"] = "degraded"
+        body["problems"] = dict(status.problems)
     return HealthVerdict(healthy=healthy, body=body)
 
 
@@ -89,6 +99,12 @@ class DaemonStatus:
         self._started_at = clock.now()
         self._leader_since: datetime | None = None
         self._last_success_at: datetime | None = None
+        self._problems: dict[str, str] = {}
+
+    def set_problems(self, problems: Mapping[str, str]) -> None:
+        """What the last cycle found wrong with Metronome (empty: nothing)."""
+        with self._lock:
+            self._problems = dict(problems)
 
     def set_role(self, role: Role) -> None:
         with self._lock:
@@ -103,13 +119,14 @@ class DaemonStatus:
             if self._last_success_at is None or at > self._last_success_at:
                 self._last_success_at = at
 
-    def view(self) -> StatusView:
+    def view(self) -> StatusSnapshot:
         with self._lock:
-            return StatusView(
+            return StatusSnapshot(
                 role=self._role,
                 started_at=self._started_at,
                 leader_since=self._leader_since,
                 last_success_at=self._last_success_at,
+                problems=dict(self._problems),
             )
 
 
@@ -119,7 +136,7 @@ def parse_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _HealthHandler(BaseHTTPRequestHandler):
     server: "_HealthHTTPServer"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -148,7 +165,7 @@ class _HealthHTTPServer(BoundedHTTPServer):
     def __init__(self, address: tuple[str, int], endpoint: "HealthServer") -> None:
         self.endpoint = endpoint
         # Scrapers and probes need a handful of connections; a slow one is dropped.
-        super().__init__(address, _Handler, max_threads=16, request_timeout_s=10.0)
+        super().__init__(address, _HealthHandler, max_threads=16, request_timeout_s=10.0)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         structlog.get_logger().debug("health.request_failed", client=str(client_address))
@@ -204,7 +221,7 @@ __all__ = [
     "HealthServer",
     "HealthVerdict",
     "Role",
-    "StatusView",
+    "StatusSnapshot",
     "judge_health",
     "parse_address",
 ]

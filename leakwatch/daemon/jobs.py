@@ -40,6 +40,8 @@ class DaemonRuntime(Protocol):
 
     def run_cycle(self) -> CycleSummary: ...
 
+    def health_problems(self) -> Mapping[str, str]: ...
+
     def catch_up_tail(self) -> bool: ...
 
     def evaluate_alerts(self) -> object: ...
@@ -114,6 +116,8 @@ class Jobs:
         except Exception:
             self._metrics.cycles.labels(status="failed").inc()
             raise
+        finally:
+            self._status.set_problems(self._runtime.health_problems())
         self._metrics.observe_cycle(summary)
         if summary.status == "finished" and summary.finished_at is not None:
             self._status.cycle_succeeded(summary.finished_at)
@@ -189,12 +193,11 @@ class Jobs:
 
 def weekly_trigger(settings: Settings) -> CronTrigger:
     """`report.weekly` ("mon 09:00") in `report.timezone`, as a cron trigger."""
-    day, clock_time = settings.report.weekly.split()
-    hour, minute = clock_time.split(":")
+    weekly = settings.report.weekly
     return CronTrigger(
-        day_of_week=day,
-        hour=int(hour),
-        minute=int(minute),
+        day_of_week=weekly.day_name,
+        hour=weekly.hour,
+        minute=weekly.minute,
         timezone=ZoneInfo(settings.report.timezone),
     )
 

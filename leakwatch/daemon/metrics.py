@@ -16,8 +16,7 @@ from datetime import datetime, timedelta
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from leakwatch import __version__
 from leakwatch.core.events import Outcome
@@ -26,8 +25,8 @@ from leakwatch.core.pricing import Price
 from leakwatch.core.reconcile import RECONCILED_WINDOW
 from leakwatch.core.results import CycleSummary
 from leakwatch.store.billing import MetricTotals, reconciled_totals
-from leakwatch.store.models import BadLineCount, Notification
-from leakwatch.store.queries import outcome_counts, segment_counts, volume_rows
+from leakwatch.store.outbox import unsent_counts
+from leakwatch.store.queries import bad_line_totals, outcome_counts, segment_counts, volume_rows
 
 # Seconds; search calls are paced, so the tail matters more than the median.
 SEARCH_LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -99,22 +98,8 @@ def read_store_snapshot(
             leaked_per_day[source] = leaked.point
         if revenue is not None:
             revenue_per_day[source] = revenue.point
-    outbox = {
-        str(status): int(count)
-        for status, count in session.execute(
-            select(col(Notification.status), func.count())
-            .where(col(Notification.status) != "sent")
-            .group_by(col(Notification.status))
-        )
-    }
-    bad_lines = {
-        (str(source), str(reason)): int(total or 0)
-        for source, reason, total in session.execute(
-            select(
-                col(BadLineCount.source), col(BadLineCount.reason), func.sum(BadLineCount.count)
-            ).group_by(col(BadLineCount.source), col(BadLineCount.reason))
-        )
-    }
+    outbox = unsent_counts(session)
+    bad_lines = bad_line_totals(session)
     reconciled = {
         t.metric_name: t for t in reconciled_totals(session, since=(now - RECONCILED_WINDOW).date())
     }

@@ -7,7 +7,6 @@ from leakwatch.metronome.client import (
     SearchObserver,
     SearchResult,
     SearchStats,
-    retry_after_s,
 )
 from leakwatch.metronome.errors import (
     IngestRejected,
@@ -32,5 +31,4 @@ __all__ = [
     "TokenRejected",
     "parse_search_body",
     "parse_search_item",
-    "retry_after_s",
 ]

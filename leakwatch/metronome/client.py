@@ -10,7 +10,6 @@ never as "absent".
 """
 
 import json
-import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import httpx
 import structlog
 
 from leakwatch.clock import Clock
+from leakwatch.core.durations import retry_after_s
 from leakwatch.core.events import SearchItem, SourceEvent, format_timestamp
 from leakwatch.core.reconcile import UsageAggregate
 from leakwatch.metronome.errors import (
@@ -200,21 +200,6 @@ class _CallResult:
     retry_after_s: float | None = None
     http_status: int = 0
     message: str = ""
-
-
-def retry_after_s(headers: httpx.Headers) -> float | None:
-    """Read `retry-after-ms` (precise) or `Retry-After` (seconds, maybe fractional)."""
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) / scale
-        except ValueError:
-            continue
-        if math.isfinite(seconds) and seconds >= 0:
-            return min(seconds, MAX_RETRY_AFTER_S)
-    return None
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -496,7 +481,7 @@ class SearchClient:
             return _CallResult(
                 _CallKind.RATE_LIMITED,
                 status,
-                retry_after_s=retry_after_s(response.headers),
+                retry_after_s=retry_after_s(response.headers, MAX_RETRY_AFTER_S),
                 http_status=code,
             )
         if code >= 500 or code in (408, 409):
@@ -505,7 +490,7 @@ class SearchClient:
                 _CallKind.RETRYABLE,
                 status,
                 f"HTTP {code}",
-                retry_after_s=retry_after_s(response.headers),
+                retry_after_s=retry_after_s(response.headers, MAX_RETRY_AFTER_S),
                 http_status=code,
             )
         self.stats.client_errors += 1
@@ -575,7 +560,7 @@ class SearchClient:
                 rate_limited += 1
                 if rate_limited > self.max_rate_limited_waits:
                     raise RequestFailed(f"usage rate limited {rate_limited} times in a row")
-                wait_s = retry_after_s(response.headers)
+                wait_s = retry_after_s(response.headers, MAX_RETRY_AFTER_S)
                 self.usage_rate.on_rate_limited(
                     wait_s if wait_s is not None else self._backoff_s(rate_limited - 1)
                 )
@@ -620,7 +605,7 @@ class SearchClient:
                 rate_limited += 1
                 if rate_limited > self.max_rate_limited_waits:
                     raise RequestFailed(f"ingest rate limited {rate_limited} times in a row")
-                wait_s = retry_after_s(response.headers)
+                wait_s = retry_after_s(response.headers, MAX_RETRY_AFTER_S)
                 self._clock.sleep(
                     wait_s if wait_s is not None else self._backoff_s(rate_limited - 1)
                 )

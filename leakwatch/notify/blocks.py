@@ -13,14 +13,14 @@ clipped to Block Kit's limits so Slack never rejects a message for size.
 """
 
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from leakwatch.core.formatting import format_count, format_instant, format_money, format_percent
-from leakwatch.core.text import escape_mrkdwn, mrkdwn, slack_value
+from leakwatch.core.text import mrkdwn, slack_value
 
 SECTION_TEXT_MAX = 3000
 HEADER_TEXT_MAX = 150
@@ -246,13 +246,3 @@ def fallback_text(view: AlertView, kind: MessageKind) -> str:
         f"vs {format_percent(view.threshold)}"
         + (f" over {view.samples} samples" if view.samples is not None else "")
     )
-
-
-def render_plain(text: str, facts: Sequence[tuple[str, str]] = ()) -> SlackMessage:
-    """A simple message (e.g. a report notice): one section and optional facts."""
-    blocks = [_section(escape_mrkdwn(text))]
-    if facts:
-        blocks.append(
-            _section("\n".join(f"*{slack_value(k)}:* {slack_value(v)}" for k, v in facts))
-        )
-    return SlackMessage(text=clip(escape_mrkdwn(text), MESSAGE_TEXT_MAX), blocks=tuple(blocks))

@@ -67,7 +67,7 @@ from leakwatch.store.outbox import NotificationStatus
 LOOKUP_SKEW = timedelta(minutes=10)
 
 
-class NotificationKind(StrEnum):
+class OutboxKind(StrEnum):
     FIRE = "fire"
     UPDATE = "update"
     REPEAT = "repeat"
@@ -85,7 +85,7 @@ def enqueue(
     session: Session,
     *,
     dedup_key: str,
-    kind: NotificationKind,
+    kind: OutboxKind,
     message: SlackMessage,
     now: datetime,
     alert_id: int | None = None,
@@ -122,7 +122,7 @@ def enqueue(
 class _Claimed:
     id: int
     attempts: int
-    kind: NotificationKind
+    kind: OutboxKind
     alert_id: int | None
     marker: str
     created_at: datetime
@@ -248,7 +248,7 @@ class OutboxSender:
             return _Claimed(
                 id=row_id,
                 attempts=attempts,
-                kind=NotificationKind(row.kind),
+                kind=OutboxKind(row.kind),
                 alert_id=row.alert_id,
                 marker=row.delivery_marker,
                 created_at=row.created_at,
@@ -259,11 +259,11 @@ class OutboxSender:
 
     def _target(self, claimed: _Claimed) -> _Target:
         if claimed.root_key is None:
-            if claimed.kind is NotificationKind.EDIT:
+            if claimed.kind is OutboxKind.EDIT:
                 return _Target(None, None, skip_reason="nothing to edit")
             return _Target(None, None)
         if not self._notifier.can_thread:
-            if claimed.kind is NotificationKind.EDIT:
+            if claimed.kind is OutboxKind.EDIT:
                 return _Target(None, None, skip_reason="webhooks cannot edit messages")
             return _Target(None, None)
         with transaction(self._sessions) as session:
@@ -271,7 +271,7 @@ class OutboxSender:
         if root is not None and root.status == NotificationStatus.PENDING.value:
             return _Target(None, None, wait=True)
         if root is None or root.status != NotificationStatus.SENT.value or not root.slack_ts:
-            if claimed.kind is NotificationKind.EDIT:
+            if claimed.kind is OutboxKind.EDIT:
                 return _Target(None, None, skip_reason="root message was never posted")
             # The root died or was silenced: say it unthreaded rather than not at all.
             return _Target(None, None)
@@ -293,7 +293,7 @@ class OutboxSender:
             log.info("notification.skipped", reason=target.skip_reason)
             return None
 
-        if claimed.attempts > 1 and claimed.kind is not NotificationKind.EDIT:
+        if claimed.attempts > 1 and claimed.kind is not OutboxKind.EDIT:
             if self._notifier.can_look_up:
                 found = self._notifier.look_up(
                     marker=claimed.marker,
@@ -317,7 +317,7 @@ class OutboxSender:
             else:
                 log.info("notification.resend_unverifiable")
 
-        if claimed.kind is NotificationKind.EDIT:
+        if claimed.kind is OutboxKind.EDIT:
             assert target.channel is not None and target.thread_ts is not None
             result = self._notifier.edit(
                 claimed.message, channel=target.channel, ts=target.thread_ts
@@ -330,7 +330,7 @@ class OutboxSender:
                 thread_ts=target.thread_ts,
             )
         if result.ok:
-            if claimed.kind is NotificationKind.EDIT:
+            if claimed.kind is OutboxKind.EDIT:
                 self._mark_sent(claimed, channel=target.channel, ts=target.thread_ts)
             else:
                 self._mark_sent(claimed, channel=result.channel, ts=result.ts)
@@ -394,6 +394,6 @@ class OutboxSender:
                 channel=channel,
                 ts=ts,
                 alert_id=claimed.alert_id,
-                is_root=claimed.kind is NotificationKind.FIRE,
+                is_root=claimed.kind is OutboxKind.FIRE,
                 episode=claimed.episode,
             )

@@ -59,7 +59,7 @@ def decide_send(record: ReportRecord | None, *, force: bool) -> SendDecision:
 
 
 @dataclass(frozen=True, slots=True)
-class SendResult:
+class ReportPost:
     decision: SendDecision
     channel: str | None
     ts: str | None
@@ -75,7 +75,7 @@ def send_report(
     files: Sequence[Path],
     now: datetime,
     force: bool = False,
-) -> SendResult:
+) -> ReportPost:
     """Post `content` to `channel` with `files` in the thread, unless already sent.
 
     Raises slack_sdk's errors (SlackApiError, URLError…) to the caller; whatever was
@@ -91,7 +91,7 @@ def send_report(
             reason="already sent",
             slack_ts=record.slack_ts,
         )
-        return SendResult(decision, record.slack_channel, record.slack_ts, ())
+        return ReportPost(decision, record.slack_channel, record.slack_ts, ())
     if decision is SendDecision.POST:
         response = client.chat_postMessage(
             channel=channel,
@@ -113,4 +113,4 @@ def send_report(
     mark_sent(sessions, content.week, now)
     names = tuple(path.name for path in files)
     log.info("report.sent", week=content.week, channel=channel_id, slack_ts=ts, files=names)
-    return SendResult(decision, channel_id, ts, names)
+    return ReportPost(decision, channel_id, ts, names)

@@ -34,6 +34,7 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web import WebClient
 from slack_sdk.webhook import WebhookClient
 
+from leakwatch.core.durations import retry_after_s
 from leakwatch.notify.blocks import SlackMessage
 
 SLACK_API_URL = "https://slack.com/api/"
@@ -90,7 +91,7 @@ class LookupStatus(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class LookupResult:
+class MessageLookup:
     """Whether a message carrying a delivery marker is already in Slack."""
 
     status: LookupStatus
@@ -127,7 +128,7 @@ class Notifier(Protocol):
         oldest: datetime,
         channel: str | None = None,
         thread_ts: str | None = None,
-    ) -> LookupResult: ...
+    ) -> MessageLookup: ...
 
 
 def quiet_sdk_logger() -> logging.Logger:
@@ -159,32 +160,17 @@ def _message_marker(message: dict[str, Any]) -> str | None:
     return marker if isinstance(marker, str) else None
 
 
-def _retry_after_s(headers: Any) -> float | None:
-    if not headers:
-        return None
-    for key in ("Retry-After", "retry-after"):
-        value = headers.get(key)
-        if isinstance(value, list):
-            value = value[0] if value else None
-        if value is not None:
-            try:
-                return max(0.0, float(value))
-            except (TypeError, ValueError):
-                return None
-    return None
-
-
 def classify_http(
     status_code: int, error: str | None, headers: Any
 ) -> tuple[SendStatus, str, float | None]:
     """Classify one failed answer from Slack: (status, error text, retry after seconds)."""
     if status_code == 429:
-        return SendStatus.RETRYABLE, "ratelimited", _retry_after_s(headers) or 1.0
+        return SendStatus.RETRYABLE, "ratelimited", retry_after_s(headers) or 1.0
     if status_code >= 500 or status_code == 408:
         # The body of a 5xx is often a proxy's HTML or text page: the code says enough.
         return SendStatus.RETRYABLE, f"http_{status_code}", None
     if error in RETRYABLE_SLACK_ERRORS:
-        retry_after = _retry_after_s(headers)
+        retry_after = retry_after_s(headers)
         if error in ("ratelimited", "rate_limited") and retry_after is None:
             retry_after = 1.0
         return SendStatus.RETRYABLE, error or "", retry_after
@@ -301,7 +287,7 @@ class SlackNotifier:
         oldest: datetime,
         channel: str | None = None,
         thread_ts: str | None = None,
-    ) -> LookupResult:
+    ) -> MessageLookup:
         """Find the message carrying `marker` posted since `oldest`.
 
         A reply is looked for in its thread, a root in the channel's history. Anything
@@ -311,7 +297,7 @@ class SlackNotifier:
         channel_id = channel if channel and _looks_like_id(channel) else None
         if channel_id is None:
             resolved = self._resolve_channel_id()
-            if isinstance(resolved, LookupResult):
+            if isinstance(resolved, MessageLookup):
                 return resolved
             channel_id = resolved
         method = "conversations.replies" if thread_ts else "conversations.history"
@@ -328,20 +314,20 @@ class SlackNotifier:
                 params["ts"] = thread_ts
             answer = self._call(method, params, http_verb="GET")
             if isinstance(answer, SendResult):
-                return LookupResult(
+                return MessageLookup(
                     LookupStatus.UNKNOWN, error=answer.error, retry_after_s=answer.retry_after_s
                 )
             for item in answer.get("messages") or []:
                 if isinstance(item, dict) and _message_marker(item) == marker:
-                    return LookupResult(
+                    return MessageLookup(
                         LookupStatus.FOUND, channel=channel_id, ts=str(item.get("ts"))
                     )
             cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None
             if not cursor:
-                return LookupResult(LookupStatus.NOT_FOUND, channel=channel_id)
-        return LookupResult(LookupStatus.UNKNOWN, error="history too long to search")
+                return MessageLookup(LookupStatus.NOT_FOUND, channel=channel_id)
+        return MessageLookup(LookupStatus.UNKNOWN, error="history too long to search")
 
-    def _resolve_channel_id(self) -> str | LookupResult:
+    def _resolve_channel_id(self) -> str | MessageLookup:
         if self._channel_id is not None:
             return self._channel_id
         wanted = self._channel.lstrip("#")
@@ -358,7 +344,7 @@ class SlackNotifier:
                 http_verb="GET",
             )
             if isinstance(answer, SendResult):
-                return LookupResult(
+                return MessageLookup(
                     LookupStatus.UNKNOWN, error=answer.error, retry_after_s=answer.retry_after_s
                 )
             for item in answer.get("channels") or []:
@@ -368,7 +354,7 @@ class SlackNotifier:
             cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None
             if not cursor:
                 break
-        return LookupResult(LookupStatus.UNKNOWN, error=f"channel {self._channel} not found")
+        return MessageLookup(LookupStatus.UNKNOWN, error=f"channel {self._channel} not found")
 
     def _call(
         self, method: str, params: dict[str, Any], *, http_verb: str = "POST"
@@ -459,6 +445,6 @@ class WebhookNotifier:
         oldest: datetime,
         channel: str | None = None,
         thread_ts: str | None = None,
-    ) -> LookupResult:
+    ) -> MessageLookup:
         del marker, oldest, channel, thread_ts
-        return LookupResult(LookupStatus.UNSUPPORTED)
+        return MessageLookup(LookupStatus.UNSUPPORTED)

@@ -48,8 +48,7 @@ from leakwatch.core.sequential import MonitorState, monitor_over
 from leakwatch.core.stats import Interval, RateEstimate, rate_from_weight_sums
 from leakwatch.errors import LeakwatchError
 from leakwatch.notify.blocks import AlertView, MessageKind, render
-from leakwatch.notify.outbox import NotificationKind as OutboxKind
-from leakwatch.notify.outbox import enqueue
+from leakwatch.notify.outbox import OutboxKind, enqueue
 from leakwatch.store.alerts import alerts_of_rule, apply_state, lock_or_create, state_of
 from leakwatch.store.billing import reconciled_scope_totals
 from leakwatch.store.db import SessionFactory, transaction

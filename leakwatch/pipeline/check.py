@@ -25,7 +25,7 @@ from leakwatch.core.classify import (
     error_verdict,
     expire_if_needed,
 )
-from leakwatch.core.events import Outcome, SampledEvent, SearchItem
+from leakwatch.core.events import DrawnEvent, Outcome, SearchItem
 from leakwatch.core.reconcile import learn_billing
 from leakwatch.core.results import CycleSummary, SourceReport
 from leakwatch.metronome.client import SearchClient, SearchStats
@@ -283,10 +283,10 @@ class CheckCycle:
 
     def _draw(
         self, summary: CycleSummary, now: datetime, shares: Mapping[str, int]
-    ) -> list[SampledEvent]:
+    ) -> list[DrawnEvent]:
         """Draw each source's share; return the samples the store does not hold yet."""
         log = structlog.get_logger()
-        drawn: list[SampledEvent] = []
+        drawn: list[DrawnEvent] = []
         for configured in self._sources:
             report = summary.sources.setdefault(configured.name, SourceReport(configured.name))
             wanted = shares.get(configured.name, 0)
@@ -305,7 +305,7 @@ class CheckCycle:
                     session, configured.name, kind=type(configured.source).__name__, now=now
                 )
                 known = recorded_identities(session, result.events)
-            fresh: dict[tuple[str, str, str], SampledEvent] = {}
+            fresh: dict[tuple[str, str, str], DrawnEvent] = {}
             for sample in result.events:
                 identity = (sample.source, sample.event.transaction_id, sample.event.payload_hash)
                 if identity not in known:
@@ -366,7 +366,7 @@ class CheckCycle:
     def _search_and_record(
         self,
         summary: CycleSummary,
-        drawn: list[SampledEvent],
+        drawn: list[DrawnEvent],
         due: list[SampledEventRow],
         now: datetime,
         deadline_monotonic: float,
@@ -461,7 +461,7 @@ class CheckCycle:
     def _record_new(
         self,
         summary: CycleSummary,
-        drawn: list[SampledEvent],
+        drawn: list[DrawnEvent],
         answered: Mapping[str, Sequence[SearchItem]],
         errors: Mapping[str, str],
         now: datetime,

@@ -18,7 +18,7 @@ from leakwatch.core.report_content import ReportContent, build_content
 from leakwatch.core.weeks import IsoWeek
 from leakwatch.errors import ConfigError, UsageProblem
 from leakwatch.files import dir_mode_for, make_private_dir, write_private
-from leakwatch.notify.report_send import SendDecision, SendResult, send_report
+from leakwatch.notify.report_send import ReportPost, SendDecision, send_report
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.report_queries import fetch_report_inputs
 from leakwatch.store.report_record import save_content
@@ -29,8 +29,8 @@ __all__ = [
     "IsoWeek",
     "Price",
     "ReportContent",
+    "ReportPost",
     "SendDecision",
-    "SendResult",
     "build_report",
     "send_report",
     "write_report",

@@ -49,22 +49,39 @@ class HealthTracker:
     details: dict[str, str] = field(default_factory=dict)
 
     def observe(self, summary: CycleSummary, *, error_rate_limit: float) -> None:
-        calls = summary.search_requests
-        failing = summary.search_errors
+        """Take one finished cycle's measure of Metronome.
+
+        The failure share is over lookup *batches*, not HTTP attempts: with retries,
+        a batch that failed every attempt is one failure among as many attempts, so a
+        total outage would score 1 / attempts and never cross the limit. A batch still
+        failing when the cycle's time ran out counts as failed, so a cycle that could
+        not search at all is a failed one. A cycle that looked nothing up says nothing.
+        """
         if summary.answered_ids:
             # Only an answer proves the token works; a cycle with nothing to look up
             # says nothing about it.
             self.token_rejected = False
-        if calls:
-            share = failing / calls
-            self.api_unreachable = share > error_rate_limit
+        failed = summary.search_batches_failed
+        batches = summary.search_batches_answered + failed
+        if batches:
+            self.api_unreachable = failed / batches > error_rate_limit
+            cause = f": {summary.lookup_failure}" if failed and summary.lookup_failure else ""
             self.details["api_unreachable"] = (
-                f"{failing} of {calls} search calls failed in the last cycle"
+                f"{failed} of {batches} lookup batches failed in the last cycle{cause}"
             )
         for name, report in summary.sources.items():
             read = report.lines_read
             if read:
                 self.bad_line_rate[name] = report.bad_lines / read
+
+    def problems(self) -> dict[str, str]:
+        """What is wrong with Metronome now, by condition: what /healthz reports."""
+        found: dict[str, str] = {}
+        if self.api_unreachable:
+            found["metronome_unreachable"] = self.details.get("api_unreachable", "")
+        if self.token_rejected:
+            found["token_rejected"] = self.details.get("token_rejected", "")
+        return found
 
     def observe_failure(self, exc: BaseException) -> None:
         if isinstance(exc, TokenRejected):
@@ -127,6 +144,10 @@ class Runtime:
         self.health.observe(summary, error_rate_limit=self.settings.health.api_error_rate)
         self.last_summary = summary
         return summary
+
+    def health_problems(self) -> dict[str, str]:
+        """What the last cycles found wrong with Metronome (for /healthz)."""
+        return self.health.problems()
 
     def catch_up_tail(self) -> bool:
         """Count more of a long history in what is left of the cycle's time.

@@ -30,7 +30,7 @@ from leakwatch.simulator.state import (
     MALFORMED_KINDS,
     FaultKind,
     Faults,
-    IngestRejected,
+    InvalidIngest,
     SimulatorState,
     UsageQueryRejected,
     build_demo_state,
@@ -84,7 +84,7 @@ class ServerStats:
             setattr(self, counter, getattr(self, counter) + 1)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _SimulatorHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # Headers and body go out as two writes; Nagle would hold the second for ~40 ms.
     disable_nagle_algorithm = True
@@ -178,7 +178,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _ingest(self, body: Any, stats: ServerStats, fault: FaultKind | None) -> None:
         try:
             self.server.simulator.state.ingest(body)
-        except IngestRejected as err:
+        except InvalidIngest as err:
             stats.bump("bad_request")
             self._send_json(400, {"message": str(err)})
             return
@@ -299,7 +299,7 @@ class _SimulatorHTTPServer(BoundedHTTPServer):
     def __init__(self, address: tuple[str, int], simulator: "SimulatorServer") -> None:
         self.simulator = simulator
         # Idle keep-alive connections and half-sent requests are dropped after a minute.
-        super().__init__(address, _Handler, max_threads=128, request_timeout_s=60.0)
+        super().__init__(address, _SimulatorHandler, max_threads=128, request_timeout_s=60.0)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Ignore clients that hung up (a timed-out client is a normal test scenario)."""

@@ -42,7 +42,7 @@ class UsageQueryRejected(ValueError):
     """A `POST /v1/usage` body the API would answer with 400; the message says why."""
 
 
-class IngestRejected(ValueError):
+class InvalidIngest(ValueError):
     """A batch the real API would answer with 400; the message names index and field."""
 
 
@@ -324,7 +324,7 @@ class SimulatorState:
     def ingest(self, body: Any) -> None:
         """Validate and store a batch, all or nothing, as `POST /v1/ingest` does.
 
-        Raises IngestRejected (→ 400) naming the first bad event's index and field.
+        Raises InvalidIngest (→ 400) naming the first bad event's index and field.
         """
         now = self.clock.now()
         events = validate_batch(body, now)
@@ -521,22 +521,22 @@ class _ValidEvent:
 def _require_string(event: Mapping[str, Any], index: int, name: str, max_chars: int) -> str:
     value = event.get(name)
     if not isinstance(value, str) or not value:
-        raise IngestRejected(f"usage[{index}].{name}: required non-empty string")
+        raise InvalidIngest(f"usage[{index}].{name}: required non-empty string")
     if len(value) > max_chars:
-        raise IngestRejected(f"usage[{index}].{name}: longer than {max_chars} characters")
+        raise InvalidIngest(f"usage[{index}].{name}: longer than {max_chars} characters")
     return value
 
 
 def validate_batch(body: Any, now: datetime) -> list[_ValidEvent]:
     """Check an ingest body the way Metronome documents it; raise on the first bad event."""
     if not isinstance(body, list):
-        raise IngestRejected("body must be a JSON array of usage events")
+        raise InvalidIngest("body must be a JSON array of usage events")
     if not 1 <= len(body) <= MAX_BATCH_SIZE:
-        raise IngestRejected(f"body must hold 1 to {MAX_BATCH_SIZE} events, got {len(body)}")
+        raise InvalidIngest(f"body must hold 1 to {MAX_BATCH_SIZE} events, got {len(body)}")
     events: list[_ValidEvent] = []
     for index, event in enumerate(body):
         if not isinstance(event, dict):
-            raise IngestRejected(f"usage[{index}]: must be an object")
+            raise InvalidIngest(f"usage[{index}]: must be an object")
         txn = _require_string(event, index, "transaction_id", MAX_TRANSACTION_ID_CHARS)
         customer_id = _require_string(event, index, "customer_id", 1024)
         event_type = _require_string(event, index, "event_type", 1024)
@@ -544,18 +544,18 @@ def validate_batch(body: Any, now: datetime) -> list[_ValidEvent]:
         try:
             timestamp = parse_timestamp(raw_ts)
         except ValueError:
-            raise IngestRejected(
+            raise InvalidIngest(
                 f"usage[{index}].timestamp: not an RFC 3339 timestamp: {raw_ts!r}"
             ) from None
         if timestamp - now > MAX_FUTURE:
-            raise IngestRejected(f"usage[{index}].timestamp: more than 24 hours in the future")
+            raise InvalidIngest(f"usage[{index}].timestamp: more than 24 hours in the future")
         if now - timestamp > SEARCH_WINDOW:
-            raise IngestRejected(f"usage[{index}].timestamp: older than 34 days")
+            raise InvalidIngest(f"usage[{index}].timestamp: older than 34 days")
         properties = event.get("properties", {})
         if properties is None:
             properties = {}
         if not isinstance(properties, dict):
-            raise IngestRejected(f"usage[{index}].properties: must be an object")
+            raise InvalidIngest(f"usage[{index}].properties: must be an object")
         events.append(_ValidEvent(txn, customer_id, event_type, timestamp, properties))
     return events
 

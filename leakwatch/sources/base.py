@@ -12,7 +12,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Protocol
 
-from leakwatch.core.events import SampledEvent, SourceEvent
+from leakwatch.core.events import DrawnEvent, SourceEvent
 from leakwatch.core.sampling import Window
 
 MAX_EXAMPLES_PER_REASON = 5
@@ -133,7 +133,7 @@ class SampleResult:
 
     source: str
     window: Window
-    events: tuple[SampledEvent, ...]
+    events: tuple[DrawnEvent, ...]
     population: float
     population_exact: bool
     strata_populations: Mapping[str, float]

@@ -16,14 +16,14 @@ import hashlib
 import itertools
 import operator
 import random
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from leakwatch.core.events import SampledEvent, SourceEvent, quantity_number, quantity_value
+from leakwatch.core.events import DrawnEvent, SourceEvent, quantity_number, quantity_value
 from leakwatch.core.sampling import (
     StratifiedReservoir,
     Window,
@@ -55,7 +55,13 @@ from leakwatch.sources.lines import (
     parse_line,
     tail_decoder,
 )
-from leakwatch.sources.objects import LogPath, ObjectPath, file_problems, list_files
+from leakwatch.sources.objects import (
+    LogPath,
+    ObjectPath,
+    PrefetchingReader,
+    file_problems,
+    list_files,
+)
 from leakwatch.sources.readers import (
     FINGERPRINT_BYTES,
     ContentReader,
@@ -92,6 +98,8 @@ MIN_ACCEPT_BYTES = 16
 # and it is exact where rejection would keep hitting lines it already took.
 SCAN_IF_LINES_PER_SAMPLE_BELOW = 4
 ATTEMPTS_PER_SAMPLE = 200
+# Offsets drawn ahead at a time (object storage fetches their ranges concurrently).
+DRAW_BATCH = 32
 # A stratified draw without the tail's index first meets this many lines per sample
 # (at least MIN_PILOT) to estimate stratum sizes.
 PILOT_PER_SAMPLE = 4
@@ -147,6 +155,33 @@ class _OffsetDrawer:
         self.accept_bytes = max(MIN_ACCEPT_BYTES, min(probe_lengths, default=64) // 2)
         self.inverse_lengths: list[float] = []
         self.attempts = self.accepted = self.eligible = self.short_lines = 0
+        # Offsets come from their own stream, drawn a batch ahead, so readers that can
+        # fetch ranges concurrently (object storage) get the batch's reads at once.
+        self._points = random.Random(rng.getrandbits(64))
+        self._ahead: deque[int] = deque()
+        self._prefetch = any(isinstance(s.reader, PrefetchingReader) for s in segments)
+
+    def _next_point(self) -> int:
+        if not self._ahead:
+            batch = [self._points.randrange(self._total) for _ in range(DRAW_BATCH)]
+            self._ahead.extend(batch)
+            if self._prefetch:
+                self._fetch_ahead(batch)
+        return self._ahead.popleft()
+
+    def _fetch_ahead(self, points: list[int]) -> None:
+        """Ask each object reader for the ranges the batch's first reads will want."""
+        wanted: defaultdict[int, list[tuple[int, int]]] = defaultdict(list)
+        for point in points:
+            index = bisect.bisect_right(self._cumulative, point) - 1
+            segment = self._segments[index]
+            offset = segment.lo + point - self._cumulative[index]
+            start = max(segment.lo, offset - PROBE_BYTES // 2)
+            wanted[index].append((start, min(segment.hi, offset + PROBE_BYTES // 2)))
+        for index, ranges in wanted.items():
+            reader = self._segments[index].reader
+            if isinstance(reader, PrefetchingReader):
+                reader.prefetch(ranges)
 
     def draw(self) -> tuple[int, int, SourceEvent] | None:
         """Try one offset: (segment, line start, event) for an eligible line, else None."""
@@ -154,7 +189,7 @@ class _OffsetDrawer:
         if self._total <= 0:
             return None
         max_line = self._source.spec.max_line_bytes
-        point = self._rng.randrange(self._total)
+        point = self._next_point()
         index = bisect.bisect_right(self._cumulative, point) - 1
         segment = self._segments[index]
         offset = segment.lo + point - self._cumulative[index]
@@ -512,7 +547,7 @@ class JsonlSource:
             source=self.name,
             window=window,
             events=tuple(
-                SampledEvent(source=self.name, event=event, weight=weight) for event in events
+                DrawnEvent(source=self.name, event=event, weight=weight) for event in events
             ),
             population=population,
             population_exact=False,
@@ -549,14 +584,20 @@ class JsonlSource:
         pool: dict[str, list[tuple[int, int, SourceEvent]]] = defaultdict(list)
         seen: set[tuple[int, int]] = set()
 
-        def offer(drawn: tuple[int, int, SourceEvent], want: Mapping[str, int] | None) -> None:
-            """Count a drawn line's stratum; keep it while the stratum needs lines."""
+        def offer(drawn: tuple[int, int, SourceEvent], want: Mapping[str, int] | None) -> bool:
+            """Count a drawn line's stratum; keep it while the stratum needs lines.
+
+            Returns whether this line filled its stratum's allocation.
+            """
             stratum = stratum_of(drawn[2], fields) or ""
             hits[stratum] += 1
             room = n if want is None else want.get(stratum, 0)
-            if drawn[:2] not in seen and len(pool[stratum]) < room:
+            kept = pool[stratum]
+            if drawn[:2] not in seen and len(kept) < room:
                 seen.add(drawn[:2])
-                pool[stratum].append(drawn)
+                kept.append(drawn)
+                return len(kept) == room
+            return False
 
         if known is None:
             state.warnings.append(
@@ -587,10 +628,11 @@ class JsonlSource:
         # Without the index, strata met once in the pilot may be too rare to fill:
         # spend at most as many attempts again as the pilot took.
         cap = drawer.attempts + (ATTEMPTS_PER_SAMPLE * n if known else drawer.attempts)
-        while drawer.attempts < cap and any(len(pool[h]) < k for h, k in want.items()):
+        unfilled = sum(1 for h, k in want.items() if len(pool[h]) < k)
+        while drawer.attempts < cap and unfilled:
             drawn = drawer.draw()
-            if drawn is not None:
-                offer(drawn, want)
+            if drawn is not None and offer(drawn, want):
+                unfilled -= 1
         drawer.warn_short_lines()
         short = sorted(h for h, k in want.items() if len(pool[h]) < k)
         if short:
@@ -601,14 +643,14 @@ class JsonlSource:
         for stratum, drawn_lines in pool.items():
             if drawn_lines:
                 picks[stratum] = [(i, start, event) for i, start, event in drawn_lines]
-        sampled: list[SampledEvent] = []
+        sampled: list[DrawnEvent] = []
         for stratum, chosen_lines in picks.items():
             events = [e for e in (self._event_at(segments, pick) for pick in chosen_lines) if e]
             if not events:
                 continue
             weight = populations[stratum] / len(events)
             sampled.extend(
-                SampledEvent(source=self.name, event=e, weight=weight, stratum=stratum)
+                DrawnEvent(source=self.name, event=e, weight=weight, stratum=stratum)
                 for e in events
             )
         return SampleResult(
@@ -719,7 +761,7 @@ class JsonlSource:
         populations = reservoir.populations()
         allocation = allocate(populations, n, floor if fields else 0)
         drawn = reservoir.draw(allocation)
-        sampled: list[SampledEvent] = []
+        sampled: list[DrawnEvent] = []
         for stratum, picks in drawn.items():
             if not picks:
                 continue
@@ -731,7 +773,7 @@ class JsonlSource:
                 )
                 if isinstance(parsed, SourceEvent):
                     sampled.append(
-                        SampledEvent(
+                        DrawnEvent(
                             source=self.name,
                             event=parsed,
                             weight=weight,

@@ -33,7 +33,9 @@ from leakwatch.errors import LeakwatchError
 
 MIN_FETCH_BYTES = 16 << 10
 STREAM_BLOCK_BYTES = 8 << 20
-CACHED_RANGES = 16
+# Enough for a batch of draws fetched ahead plus the reads that follow them.
+CACHED_RANGES = 96
+S3_CONNECTIONS = 32
 # Compressed bytes fetched to inflate a `.gz` object's first KiB (its fingerprint).
 GZ_HEAD_FETCH_BYTES = 64 << 10
 
@@ -70,7 +72,11 @@ def _filesystem(url: str, storage_options: Mapping[str, Any]) -> tuple[Any, str]
             "object storage needs fsspec and the storage's package: "
             "pip install 'leakwatch[s3]' (or [gcs], [azure])"
         ) from None
-    options = {"use_listings_cache": False, "skip_instance_cache": True, **storage_options}
+    options: dict[str, Any] = {"use_listings_cache": False, "skip_instance_cache": True}
+    if url.startswith(("s3://", "s3a://")):
+        # A batch of draws fetches its ranges at once: allow as many connections.
+        options["config_kwargs"] = {"max_pool_connections": S3_CONNECTIONS}
+    options.update(storage_options)
     try:
         return cast(tuple[Any, str], url_to_fs(url, **options))
     except (ImportError, ValueError) as exc:
@@ -178,6 +184,19 @@ class ObjectPath:
         except Exception as exc:  # the SDK's own errors (botocore, …) are not OSError
             raise ObjectStoreError(f"{self}: {_reason(exc)}") from None
 
+    def read_ranges(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+        """Several [start, end) ranges of the object, fetched concurrently."""
+        try:
+            found = self._fs.cat_ranges(
+                [self.key] * len(ranges), [s for s, _ in ranges], [e for _, e in ranges]
+            )
+        except Exception as exc:  # the SDK's own errors (botocore, …) are not OSError
+            raise ObjectStoreError(f"{self}: {_reason(exc)}") from None
+        for piece in found:
+            if isinstance(piece, BaseException):
+                raise ObjectStoreError(f"{self}: {_reason(piece)}")
+        return [bytes(piece) for piece in found]
+
     def read_head(self, length: int) -> bytes:
         """The first `length` bytes of content (inflated for `.gz`) in one small GET."""
         if self.suffix != ".gz":
@@ -203,7 +222,11 @@ class ObjectPath:
 
 
 class RangedReader:
-    """Random access to a plain object: each miss one ranged GET, recent ranges kept."""
+    """Random access to a plain object: each miss one ranged GET, recent ranges kept.
+
+    `prefetch` fetches many ranges at once (concurrent GETs), for a batch of draws
+    whose offsets are known before their reads: latency is paid once per batch.
+    """
 
     def __init__(self, path: ObjectPath) -> None:
         self._path = path
@@ -224,10 +247,25 @@ class RangedReader:
                 return data[offset - start : end - start]
         fetch_end = min(self._size, max(end, offset + MIN_FETCH_BYTES))
         data = self._path.read_range(offset, fetch_end)
+        self._keep(offset, data)
+        return data[: end - offset]
+
+    def _keep(self, offset: int, data: bytes) -> None:
         self._ranges[offset] = data
         if len(self._ranges) > CACHED_RANGES:
             self._ranges.popitem(last=False)
-        return data[: end - offset]
+
+    def prefetch(self, ranges: list[tuple[int, int]]) -> None:
+        """Fetch [start, end) ranges (each at least MIN_FETCH_BYTES) concurrently."""
+        wanted = [
+            (start, min(self._size, max(end, start + MIN_FETCH_BYTES)))
+            for start, end in ranges
+            if start < self._size
+        ]
+        if not wanted:
+            return
+        for (start, _), data in zip(wanted, self._path.read_ranges(wanted), strict=True):
+            self._keep(start, data)
 
     def close(self) -> None:
         self._ranges.clear()
@@ -258,6 +296,9 @@ def list_objects(url: str, storage_options: Mapping[str, Any]) -> list[ObjectPat
     ]
     return sorted(o for o in objects if not o.name.startswith("."))
 
+
+# A reader that can fetch ranges ahead of their reads (object storage).
+PrefetchingReader = RangedReader
 
 # What a file source reads: a local file or an object.
 LogPath = Path | ObjectPath
@@ -291,6 +332,9 @@ def file_problems(pattern: str, files: Callable[[], Sequence[LogPath]]) -> list[
     problems: list[str] = []
     for path in found:
         try:
+            if isinstance(path, ObjectPath):
+                path.read_range(0, 1)  # one small GET, not a read-ahead block
+                continue
             with path.open("rb") as handle:
                 handle.read(1)
         except OSError as exc:

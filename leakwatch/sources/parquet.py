@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from leakwatch.core.events import SampledEvent, SourceEvent, quantity_value
+from leakwatch.core.events import DrawnEvent, SourceEvent, quantity_value
 from leakwatch.core.sampling import (
     Window,
     allocate,
@@ -234,7 +234,7 @@ class ParquetSource:
                 picks = _choose(groups, min(n, population), rng)
                 events = self._read_picks(opened, picks, tally)
                 weight = population / len(events) if events else 0.0
-                sampled = [SampledEvent(self.name, e, weight) for e in events]
+                sampled = [DrawnEvent(self.name, e, weight) for e in events]
                 rng.shuffle(sampled)
                 return self._result(window, sampled, population, {}, tally)
             by_stratum = self._strata(groups, read, fields)
@@ -251,7 +251,7 @@ class ParquetSource:
                 picks = _choose(stratum_groups, min(wanted, populations[stratum]), rng)
                 events = self._read_picks(opened, picks, tally)
                 weight = populations[stratum] / len(events) if events else 0.0
-                sampled += [SampledEvent(self.name, e, weight, stratum) for e in events]
+                sampled += [DrawnEvent(self.name, e, weight, stratum) for e in events]
             rng.shuffle(sampled)
             total = sum(populations.values())
             return self._result(
@@ -296,7 +296,7 @@ class ParquetSource:
     def _result(
         self,
         window: Window,
-        sampled: list[SampledEvent],
+        sampled: list[DrawnEvent],
         population: float,
         strata: Mapping[str, float],
         tally: BadLineTally,

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from leakwatch.core.events import SampledEvent, SourceEvent
+from leakwatch.core.events import DrawnEvent, SourceEvent
 from leakwatch.core.sampling import (
     Window,
     allocate,
@@ -261,7 +261,7 @@ class SqlSource:
     def _result(
         self,
         window: Window,
-        sampled: list[SampledEvent],
+        sampled: list[DrawnEvent],
         population: float,
         exact: bool,
         strata: Mapping[str, float],
@@ -296,7 +296,7 @@ class SqlSource:
         bad: dict[BadLineReason, int] = {}
         kind = self.sampling.kind
         if self.spec.table is not None and n > 0:
-            drawn: tuple[list[SampledEvent], float] | None = None
+            drawn: tuple[list[DrawnEvent], float] | None = None
             if kind is SamplingKind.PAGES:
                 drawn = self._sample_pages(conn, n, window, rng, bad)
             elif kind is SamplingKind.KEY_RANGES:
@@ -317,7 +317,7 @@ class SqlSource:
         )
         events = self._events(conn.execute(sa.text(sql), {**params, "n": n}), bad)
         weight = population / len(events) if events else 0.0
-        sampled = [SampledEvent(self.name, e, weight) for e in events]
+        sampled = [DrawnEvent(self.name, e, weight) for e in events]
         return self._result(window, sampled, population, True, {}, bad)
 
     def _sample_pages(
@@ -327,7 +327,7 @@ class SqlSource:
         window: Window,
         rng: random.Random,
         bad: dict[BadLineReason, int],
-    ) -> tuple[list[SampledEvent], float] | None:
+    ) -> tuple[list[DrawnEvent], float] | None:
         """Draw about n rows spread over many pages, or None to fall back to a scan.
 
         `TABLESAMPLE SYSTEM` picks whole pages, and the rows of one page are neighbours
@@ -409,7 +409,7 @@ class SqlSource:
         window: Window,
         rng: random.Random,
         bad: dict[BadLineReason, int],
-    ) -> tuple[list[SampledEvent], float] | None:
+    ) -> tuple[list[DrawnEvent], float] | None:
         """Draw about n rows by reading random primary-key ranges; None to fall back.
 
         MySQL and MariaDB have no TABLESAMPLE, but every InnoDB table is clustered on
@@ -472,13 +472,13 @@ class SqlSource:
         population: float,
         rng: random.Random,
         bad: dict[BadLineReason, int],
-    ) -> tuple[list[SampledEvent], float]:
+    ) -> tuple[list[DrawnEvent], float]:
         """Keep n of rows drawn with equal probabilities, uniformly: still equal."""
         picks = min(len(candidates), n + n // 20 + 8)
         order = rng.sample(range(len(candidates)), picks)
         events = self._events((candidates[i] for i in order), bad, limit=n)
         weight = population / len(events) if events else 0.0
-        return [SampledEvent(self.name, e, weight) for e in events], population
+        return [DrawnEvent(self.name, e, weight) for e in events], population
 
     def _sample_with_clause(
         self,
@@ -487,7 +487,7 @@ class SqlSource:
         window: Window,
         rng: random.Random,
         bad: dict[BadLineReason, int],
-    ) -> tuple[list[SampledEvent], float] | None:
+    ) -> tuple[list[DrawnEvent], float] | None:
         """Draw with the warehouse's own SAMPLE/TABLESAMPLE at p%, sized by a count."""
         params = self._window_params(window)
         count_sql = f"SELECT count(*) FROM {self._relation()} WHERE {self._window_predicate()}"
@@ -533,7 +533,7 @@ class SqlSource:
                 heapq.heapreplace(kept, item)
         events = self._events((row for _, _, row in kept), bad)
         weight = population / len(events) if events else 0.0
-        sampled = [SampledEvent(self.name, e, weight) for e in events]
+        sampled = [DrawnEvent(self.name, e, weight) for e in events]
         return self._result(window, sampled, float(population), True, {}, bad)
 
     def _estimate_window_shape(self, conn: Connection, window: Window) -> tuple[float, float]:
@@ -611,7 +611,7 @@ class SqlSource:
         allocation = allocate(populations, n, floor)
         wanted = {s: k for s, k in allocation.items() if k > 0}
         bad: dict[BadLineReason, int] = {}
-        sampled: list[SampledEvent] = []
+        sampled: list[DrawnEvent] = []
         if wanted:
             value_rows = []
             alloc_params: dict[str, Any] = {}
@@ -639,7 +639,7 @@ class SqlSource:
             for event in events:
                 stratum = stratum_of(event, fields) or ""
                 weight = populations[stratum] / taken[stratum]
-                sampled.append(SampledEvent(self.name, event, weight, stratum))
+                sampled.append(DrawnEvent(self.name, event, weight, stratum))
         rng.shuffle(sampled)
         total = sum(populations.values())
         return self._result(window, sampled, total, True, populations, bad)
@@ -735,9 +735,3 @@ class SqlSource:
             bytes_read=0,
             lines_read=lines + missing,
         )
-
-
-# Kept for callers that want to size a TABLESAMPLE themselves (the benchmark does).
-def tablesample_percent(sample_size: int, window_rows: float) -> float:
-    """Percent of pages to sample for about OVERSAMPLE × `sample_size` window rows."""
-    return min(100.0, 100.0 * OVERSAMPLE * sample_size / max(window_rows, 1.0))

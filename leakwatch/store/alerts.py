@@ -191,6 +191,12 @@ def list_open(
         return found
 
 
+def scopes_of_rule(sessions: SessionFactory, rule_name: str) -> list[str]:
+    """The scopes a rule has had alerts for, in order."""
+    with transaction(sessions) as session:
+        return sorted({alert.scope for alert in alerts_of_rule(session, rule_name)})
+
+
 def _matching(session: Session, rule_name: str, scope: str | None) -> list[Alert]:
     # Locked like an evaluation's read, so an ack cannot land on an episode that an
     # evaluation is resolving at the same moment.

@@ -1,8 +1,8 @@
 """Engines, sessions and migrations. I/O.
 
-`open_store(url)` is what commands call: it builds the engine with the pragmas each
-backend needs and brings the schema to the latest migration (Alembic is the only way
-the schema is made).
+`make_engine(url)` builds the engine with the pragmas each backend needs; `upgrade`
+brings the schema to the latest migration (Alembic is the only way the schema is
+made). `leakwatch.wiring` is what commands call: it does both.
 """
 
 import os

@@ -162,6 +162,18 @@ class OutboxSummary:
     dead: tuple[tuple[int, str, str | None], ...]
 
 
+def unsent_counts(session: Session) -> dict[str, int]:
+    """Rows not sent, per status (pending, dead, skipped)."""
+    return {
+        str(status): int(count)
+        for status, count in session.execute(
+            select(col(Notification.status), func.count())
+            .where(col(Notification.status) != NotificationStatus.SENT.value)
+            .group_by(col(Notification.status))
+        )
+    }
+
+
 def outbox_summary(session: Session, *, dead_limit: int = 10) -> OutboxSummary:
     """Count rows by status and list the newest dead letters (id, dedup key, error)."""
     counts = {
@@ -186,19 +198,3 @@ def outbox_summary(session: Session, *, dead_limit: int = 10) -> OutboxSummary:
         oldest_pending_at=oldest,
         dead=tuple((r.id or 0, r.dedup_key, r.last_error) for r in dead_rows),
     )
-
-
-def requeue_dead(session: Session, *, now: datetime, ids: list[int] | None = None) -> int:
-    """Give dead letters another round of attempts (all, or the given ids).
-
-    Attempts are kept above zero so a message that did land is found, not re-sent.
-    """
-    statement = (
-        update(Notification)
-        .where(col(Notification.status) == NotificationStatus.DEAD.value)
-        .values(status=NotificationStatus.PENDING.value, next_attempt_at=now, attempts=1)
-    )
-    if ids:
-        statement = statement.where(col(Notification.id).in_(ids))
-    result = session.execute(statement)
-    return int(result.rowcount)  # type: ignore[attr-defined]

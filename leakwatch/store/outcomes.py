@@ -20,9 +20,9 @@ from sqlmodel import Session, col
 
 from leakwatch.core.classify import Verdict
 from leakwatch.core.events import (
+    DrawnEvent,
     MatchedMetric,
     Outcome,
-    SampledEvent,
     SourceEvent,
     quantity_value,
 )
@@ -49,7 +49,7 @@ def quantity_of(event: SourceEvent, quantity_properties: Mapping[str, str]) -> f
 
 
 def sample_row(
-    sample: SampledEvent,
+    sample: DrawnEvent,
     *,
     now: datetime,
     run_id: int | None,
@@ -106,7 +106,7 @@ def record_samples(session: Session, rows: Sequence[dict[str, Any]]) -> int:
 
 
 def recorded_identities(
-    session: Session, samples: Sequence[SampledEvent]
+    session: Session, samples: Sequence[DrawnEvent]
 ) -> set[tuple[str, str, str]]:
     """Which of these samples' identities the store already holds (to skip their lookup)."""
     found: set[tuple[str, str, str]] = set()

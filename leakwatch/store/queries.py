@@ -5,7 +5,7 @@ last 24 h" is the rate among the samples of the last 24 h, which spans the whole
 sampling window of event time. The weekly report groups by event time instead.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -16,7 +16,7 @@ from sqlmodel import Session, col
 from leakwatch.core.events import DECIDED_OUTCOMES, Outcome
 from leakwatch.core.exposure import Segment, VolumeRow
 from leakwatch.core.stats import OutcomeTally
-from leakwatch.store.models import SampledEvent, VolumeCount
+from leakwatch.store.models import BadLineCount, SampledEvent, VolumeCount
 
 GROUP_COLUMNS = {
     "source": SampledEvent.source,
@@ -237,3 +237,48 @@ def outcome_batches(
             )
         )
     return found
+
+
+def stream_sampled_events(
+    session: Session,
+    *,
+    since: datetime,
+    outcomes: Sequence[str] = (),
+    source: str | None = None,
+    event_type: str | None = None,
+    customer_id: str | None = None,
+    chunk: int = 1000,
+) -> Iterator[SampledEvent]:
+    """Sampled events since `since`, filtered, oldest first, fetched `chunk` rows at a time."""
+    query = select(SampledEvent).where(col(SampledEvent.sampled_at) >= since)
+    if outcomes:
+        query = query.where(col(SampledEvent.outcome).in_(list(outcomes)))
+    if source:
+        query = query.where(col(SampledEvent.source) == source)
+    if event_type:
+        query = query.where(col(SampledEvent.event_type) == event_type)
+    if customer_id:
+        query = query.where(col(SampledEvent.customer_id) == customer_id)
+    query = query.order_by(col(SampledEvent.sampled_at), col(SampledEvent.id))
+    yield from session.execute(query.execution_options(yield_per=chunk)).scalars()
+
+
+def sampled_events_of(session: Session, transaction_ids: Sequence[str]) -> list[SampledEvent]:
+    """Every recorded sample of these transaction ids."""
+    return list(
+        session.execute(
+            select(SampledEvent).where(col(SampledEvent.transaction_id).in_(transaction_ids))
+        ).scalars()
+    )
+
+
+def bad_line_totals(session: Session) -> dict[tuple[str, str], int]:
+    """Bad lines ever counted, per (source, reason)."""
+    return {
+        (str(source), str(reason)): int(total or 0)
+        for source, reason, total in session.execute(
+            select(
+                col(BadLineCount.source), col(BadLineCount.reason), func.sum(BadLineCount.count)
+            ).group_by(col(BadLineCount.source), col(BadLineCount.reason))
+        )
+    }

@@ -22,12 +22,12 @@ from leakwatch.core.report_content import (
     TREND_WEEKS,
     AlertTransitionRow,
     BadLineRow,
+    BilledDayRow,
     CustomerRow,
     CycleRow,
     Example,
     LeakKeyRow,
     OutcomeRow,
-    ReconciledRow,
     ReportInputs,
 )
 from leakwatch.core.weeks import IsoWeek, utc_days_touching, week_utc_dates
@@ -312,10 +312,10 @@ def fetch_report_inputs(
     )
 
 
-def fetch_reconciled(session: Session, first_day: date, last_day: date) -> list[ReconciledRow]:
+def fetch_reconciled(session: Session, first_day: date, last_day: date) -> list[BilledDayRow]:
     """Reconciled customer × metric × UTC days from `first_day` to `last_day` inclusive."""
     return [
-        ReconciledRow(
+        BilledDayRow(
             day=row.day,
             customer=row.customer_name or row.customer_id,
             metric=row.metric_name,

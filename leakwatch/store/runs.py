@@ -101,3 +101,10 @@ def last_finished_at(session: Session) -> datetime | None:
         select(func.max(SamplingRun.finished_at)).where(col(SamplingRun.status) == "finished")
     ).scalar_one_or_none()
     return value if isinstance(value, datetime) else None
+
+
+def latest_run(session: Session) -> SamplingRun | None:
+    """The run that started last (finished, running or abandoned)."""
+    return session.exec(
+        select(SamplingRun).order_by(col(SamplingRun.started_at).desc()).limit(1)
+    ).first()

@@ -10,12 +10,10 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
-from sqlalchemy import select
-from sqlmodel import col
-
 from leakwatch.core.events import format_timestamp
 from leakwatch.store.db import SessionFactory
 from leakwatch.store.models import SampledEvent
+from leakwatch.store.queries import stream_sampled_events
 
 FIELDS = (
     "source",
@@ -74,20 +72,17 @@ def iter_outcomes(
     customer_id: str | None = None,
     chunk: int = 1000,
 ) -> Iterator[dict[str, Any]]:
-    query = select(SampledEvent).where(col(SampledEvent.sampled_at) >= since)
-    if outcomes:
-        query = query.where(col(SampledEvent.outcome).in_(list(outcomes)))
-    if source:
-        query = query.where(col(SampledEvent.source) == source)
-    if event_type:
-        query = query.where(col(SampledEvent.event_type) == event_type)
-    if customer_id:
-        query = query.where(col(SampledEvent.customer_id) == customer_id)
-    query = query.order_by(col(SampledEvent.sampled_at), col(SampledEvent.id))
     session = sessions()
     try:
-        result = session.execute(query.execution_options(yield_per=chunk))
-        for row in result.scalars():
+        for row in stream_sampled_events(
+            session,
+            since=since,
+            outcomes=outcomes,
+            source=source,
+            event_type=event_type,
+            customer_id=customer_id,
+            chunk=chunk,
+        ):
             yield record_of(row)
     finally:
         session.close()

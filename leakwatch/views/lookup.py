@@ -11,15 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlmodel import col
-
 from leakwatch.core.classify import ClassifyPolicy, classify
 from leakwatch.core.events import SearchItem, SourceEvent
 from leakwatch.metronome.client import SearchClient
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import SampledEvent
 from leakwatch.store.outcomes import source_event_of
+from leakwatch.store.queries import sampled_events_of
 
 
 @dataclass
@@ -73,10 +71,7 @@ def look_up(
     recorded: dict[str, list[SampledEvent]] = {}
     if sessions is not None:
         with transaction(sessions) as session:
-            rows = session.execute(
-                select(SampledEvent).where(col(SampledEvent.transaction_id).in_(transaction_ids))
-            ).scalars()
-            for row in rows:
+            for row in sampled_events_of(session, transaction_ids):
                 recorded.setdefault(row.transaction_id, []).append(row)
     answer = search.search(transaction_ids)
     results: list[LookupResult] = []

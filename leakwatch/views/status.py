@@ -13,9 +13,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
-from sqlmodel import col
-
 from leakwatch.core.events import Outcome
 from leakwatch.core.exposure import (
     Exposure,
@@ -31,6 +28,7 @@ from leakwatch.core.pricing import Price
 from leakwatch.core.reconcile import RECONCILED_WINDOW, billed_ratio
 from leakwatch.core.report_content import BadLineRow
 from leakwatch.core.stats import OutcomeTally
+from leakwatch.store import runs
 from leakwatch.store.alerts import OpenAlert, list_open
 from leakwatch.store.billing import reconciled_totals
 from leakwatch.store.db import SessionFactory, transaction
@@ -190,9 +188,7 @@ def build_status(
         bad_rows = fetch_bad_lines(session, since.date(), now.date())
         outbox = outbox_summary(session)
         reconciled = reconciled_totals(session, since=(now - RECONCILED_WINDOW).date())
-        last = session.execute(
-            select(SamplingRun).order_by(col(SamplingRun.started_at).desc()).limit(1)
-        ).scalar_one_or_none()
+        last = runs.latest_run(session)
     volume_states = _volume_states(last)
     for name, per_day_events in _estimated_daily_volumes(last).items():
         # Partial counts would understate the volume: the draw's estimate sets the

@@ -36,11 +36,6 @@ def bucket(moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def slack(clock: FakeClock) -> Iterator[FakeSlack]:
     with FakeSlack(now_s=lambda: clock.now().timestamp()) as fake:
         yield fake

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, select
 
 from leakwatch.clock import FakeClock
 from leakwatch.config import Settings, settings_from_mapping
-from leakwatch.core.events import SampledEvent, SourceEvent
+from leakwatch.core.events import DrawnEvent, SourceEvent
 from leakwatch.core.results import CycleSummary
 from leakwatch.metronome.client import SearchClient
 from leakwatch.simulator import SimulatorServer, build_demo_state
@@ -85,7 +85,7 @@ def _record_pending(setup: Setup) -> None:
     rows = []
     for i, event in enumerate(setup.events):
         row = sample_row(
-            SampledEvent(source="gateway", event=event, weight=1.0),
+            DrawnEvent(source="gateway", event=event, weight=1.0),
             now=NOW,
             run_id=None,
             quantity_properties={},

@@ -136,6 +136,15 @@ def test_check_then_status_outcomes_lookup_alerts_report(setup: Setup) -> None:
     assert silenced.returncode == 0, silenced.stderr
     typo = setup.run("alerts", "silence", "leak rat", "--for", "1h")
     assert typo.returncode == 2 and "no alert rule named" in typo.stderr
+    listed = setup.run("alerts", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)[0]["silenced_until"] is not None
+    no_such_scope = setup.run("alerts", "silence", "leak rate", "--scope", "event_type=foo")
+    assert no_such_scope.returncode == 2
+    assert "is not split by a group" in no_such_scope.stderr
+    unsilenced = setup.run("alerts", "unsilence", "leak rate")
+    assert unsilenced.returncode == 0 and "unsilenced 1 alert" in unsilenced.stdout
+    assert json.loads(setup.run("alerts", "list", "--json").stdout)[0]["silenced_until"] is None
 
     week = datetime.now(UTC).strftime("%G-W%V")
     report = setup.run("report", "--week", week)
@@ -157,6 +166,7 @@ def test_sample_prints_json_lines_and_counts(setup: Setup) -> None:
     assert again.stdout == result.stdout
     unknown = setup.run("sample", "nope")
     assert unknown.returncode == 2 and "no source named 'nope'" in unknown.stderr
+    assert "invalid configuration" not in unknown.stderr  # a bad argument, not a bad file
 
 
 def test_missing_or_rejected_token_is_a_clear_error(setup: Setup) -> None:

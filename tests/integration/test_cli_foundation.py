@@ -22,6 +22,8 @@ COMMANDS = [
     ["alerts"],
     ["alerts", "silence"],
     ["alerts", "ack"],
+    ["alerts", "list"],
+    ["alerts", "unsilence"],
     ["reconcile"],
 ]
 

@@ -4,11 +4,9 @@ transition raise, as a broken or locked-down table would), the real Runtime and 
 the fake Slack on loopback.
 """
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from leakwatch.clock import FakeClock
 from leakwatch.config import Environment, settings_from_mapping
@@ -16,18 +14,11 @@ from leakwatch.daemon.health import DaemonStatus
 from leakwatch.daemon.jobs import Jobs
 from leakwatch.daemon.metrics import DaemonMetrics
 from leakwatch.notify.blocks import SlackMessage
-from leakwatch.notify.outbox import NotificationKind, enqueue
+from leakwatch.notify.outbox import OutboxKind, enqueue
 from leakwatch.store.db import transaction
 from leakwatch.wiring import build_runtime
 from tests.fakes.fake_slack import FakeSlack
 from tests.integration.test_alerts import add_samples
-from tests.integration.test_daemon import postgres_database
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    with postgres_database() as url:
-        yield url
 
 
 def test_a_failing_evaluation_does_not_hold_back_what_the_outbox_already_holds(
@@ -70,7 +61,7 @@ def test_a_failing_evaluation_does_not_hold_back_what_the_outbox_already_holds(
                 enqueue(
                     session,
                     dedup_key="report:2026-W47",
-                    kind=NotificationKind.REPORT,
+                    kind=OutboxKind.REPORT,
                     message=SlackMessage(text="weekly report", blocks=()),
                     now=clock.now(),
                 )

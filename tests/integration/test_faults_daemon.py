@@ -12,133 +12,40 @@ database are terminated with `pg_terminate_backend`, and "unreachable" is our da
 refusing connections (`ALLOW_CONNECTIONS false`) while its sessions are terminated.
 """
 
+import json
 import random
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from tests.fakes.fake_slack import FakeSlack
-from tests.integration.test_daemon import (
+from tests.support.daemon import (
     CLOCK,
-    DaemonProcess,
     DaemonWorld,
+    admin,
+    assert_nothing_lost_or_doubled,
     daemon_world,
+    db_name,
     finished_runs,
-    pg_query,
-    postgres_database,
+    fired,
+    outbox_drained,
+    slow_searches,
+    start,
+    start_with,
+    terminate,
     wait_for,
+    with_alerts,
 )
-
-SLACK_TOKEN = "xoxb-test-token"
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    with postgres_database() as url:
-        yield url
+from tests.support.databases import pg_query
 
 
 @pytest.fixture
 def slack() -> Iterator[FakeSlack]:
     with FakeSlack() as fake:
         yield fake
-
-
-def db_name(database_url: str) -> str:
-    return database_url.rsplit("/", 1)[1]
-
-
-def admin(database_url: str, sql: str) -> list[tuple[Any, ...]]:
-    """Run SQL from the `postgres` database (so our own session is not in the way)."""
-    libpq = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
-    with psycopg.connect(libpq.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        cursor = conn.execute(sql)
-        return list(cursor.fetchall()) if cursor.description else []
-
-
-def slow_searches(world: DaemonWorld) -> None:
-    """Make each search call take a while, so a cycle lasts about a second (killable)."""
-    faults = world.simulator.state.faults
-    faults.endpoints = frozenset({"search"})
-    faults.slow_delay_s = 0.3
-    faults.slow_rate = 1.0
-
-
-def terminate(database_url: str, *, application_name: str | None = None) -> int:
-    """Kill the daemon's sessions on our database (all, or one application's); how many."""
-    where = f"datname = '{db_name(database_url)}' AND pid <> pg_backend_pid()"
-    if application_name is not None:
-        where += f" AND application_name = '{application_name}'"
-    rows = admin(
-        database_url, f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {where}"
-    )
-    return sum(1 for (done,) in rows if done)
-
-
-def start(world: DaemonWorld, slack: FakeSlack, name: str) -> DaemonProcess:
-    return start_with(world, slack, name, {})
-
-
-def start_with(
-    world: DaemonWorld, slack: FakeSlack, name: str, env: dict[str, str]
-) -> DaemonProcess:
-    return world.start_daemon(
-        name=name,
-        env={"SLACK_BOT_TOKEN": SLACK_TOKEN, "LEAKWATCH_SLACK_BASE_URL": slack.base_url, **env},
-    )
-
-
-def with_alerts(world: DaemonWorld) -> None:
-    """A leak-rate alert the scenario's leaks trip, delivered to the fake Slack."""
-    with world.config_path.open("a", encoding="utf-8") as config:
-        config.write(
-            '\n[slack]\nchannel = "#billing-alerts"\n\n'
-            '[[alerts]]\nname = "leaks"\nrate = "leak_rate"\nthreshold = 0.01\n'
-            'min_samples = 10\nwindow = "30d"\nrepeat_interval = "1h"\n'
-        )
-
-
-def duplicates(database_url: str) -> list[tuple[Any, ...]]:
-    return pg_query(
-        database_url,
-        "SELECT source, transaction_id, payload_hash, count(*) FROM sampled_event"
-        " GROUP BY source, transaction_id, payload_hash HAVING count(*) > 1",
-    )
-
-
-def assert_nothing_lost_or_doubled(database_url: str, slack: FakeSlack) -> None:
-    assert duplicates(database_url) == []
-    running = pg_query(database_url, "SELECT count(*) FROM sampling_run WHERE status = 'running'")
-    assert running[0][0] == 0
-    fires = pg_query(
-        database_url,
-        "SELECT alert_id, episode, count(*) FROM alert_transition"
-        " WHERE transition = 'fire' GROUP BY alert_id, episode HAVING count(*) > 1",
-    )
-    assert fires == []
-    pending = pg_query(
-        database_url, "SELECT status, count(*) FROM notification GROUP BY status ORDER BY status"
-    )
-    assert dict(pending).keys() <= {"sent", "skipped"}, pending
-    markers = [m for m in slack.markers() if m is not None]
-    assert len(markers) == len(set(markers)), "a notification reached Slack twice"
-    posted = pg_query(
-        database_url, "SELECT count(*) FROM notification WHERE status = 'sent' AND kind <> 'edit'"
-    )
-    assert posted[0][0] == len(slack.state.messages)
-
-
-def outbox_drained(database_url: str) -> bool:
-    rows = pg_query(database_url, "SELECT count(*) FROM notification WHERE status = 'pending'")
-    return rows[0][0] == 0
-
-
-def fired(database_url: str) -> int:
-    rows = pg_query(database_url, "SELECT count(*) FROM alert_transition WHERE transition = 'fire'")
-    return int(rows[0][0])
 
 
 def test_killed_connections_mid_cycle_and_mid_send_lose_and_double_nothing(
@@ -321,3 +228,83 @@ def test_the_leaders_lock_session_killed_mid_cycle_hands_over_without_two_leader
         assert first.terminate() == 0 and second.terminate() == 0
         assert_nothing_lost_or_doubled(pg_url, slack)
         assert overlapping_runs(pg_url) == []
+
+
+UNREACHABLE_TITLE = "Metronome unreachable"
+
+
+def append_usage(world: DaemonWorld, count: int, *, tag: str) -> None:
+    """New usage keeps arriving in the source log (an hour old: inside the window)."""
+    stamp = (CLOCK.now() - timedelta(hours=1)).isoformat()
+    with (world.tmp_path / "usage.jsonl").open("a", encoding="utf-8") as log:
+        for i in range(count):
+            event = {
+                "transaction_id": f"{tag}-{i}",
+                "customer_id": "acme",
+                "event_type": "api_request",
+                "timestamp": stamp,
+                "properties": {},
+            }
+            log.write(json.dumps(event) + "\n")
+
+
+def test_metronome_down_fires_the_unreachable_alert_and_degrades_healthz_then_resolves(
+    tmp_path: Path, pg_url: str, slack: FakeSlack
+) -> None:
+    """A total outage (every search answers 500), default [health] settings: the health
+    alert fires in Slack and /healthz says `degraded` with the reason; when Metronome is
+    back, the alert resolves in its thread and /healthz is `ok` again, within a cycle."""
+    with daemon_world(tmp_path, pg_url) as world:
+        with_alerts(world)
+        # Default retries too (4: five attempts a batch, more than a 2 s cycle allows).
+        config = world.config_path.read_text(encoding="utf-8")
+        world.config_path.write_text(config.replace("max_retries = 1\n", ""), encoding="utf-8")
+        daemon = start(world, slack, "a")
+        wait_for(lambda: daemon.role() == "leader", timeout_s=60, what="the daemon to lead")
+        wait_for(lambda: finished_runs(pg_url) >= 1, timeout_s=60, what="a first cycle")
+        health = daemon.health()
+        assert health is not None and health["status"] == "ok", health
+
+        faults = world.simulator.state.faults
+        faults.endpoints = frozenset({"search"})
+        faults.server_error_rate = 1.0
+        append_usage(world, 200, tag="during-outage")
+        wait_for(
+            lambda: any(UNREACHABLE_TITLE in m.text for m in slack.roots()),
+            timeout_s=60,
+            what="the Metronome unreachable alert in Slack",
+        )
+        degraded = wait_for(
+            lambda: (h := daemon.health()) is not None and h["status"] == "degraded" and h,
+            timeout_s=60,
+            what="/healthz to say degraded",
+        )
+        assert degraded["http_status"] == 200  # a restart cannot bring Metronome back
+        reason = degraded["problems"]["metronome_unreachable"]
+        assert "lookup batches failed" in reason and "HTTP 500" in reason, reason
+        root = next(m for m in slack.roots() if UNREACHABLE_TITLE in m.text)
+
+        faults.clear()
+        append_usage(world, 50, tag="after-outage")
+        cleared_at = finished_runs(pg_url)
+        wait_for(
+            lambda: (h := daemon.health()) is not None and h["status"] == "ok",
+            timeout_s=60,
+            what="/healthz to be ok again",
+        )
+        # The cycle running when Metronome came back may still have failed; the next is clean.
+        assert finished_runs(pg_url) - cleared_at <= 2
+        wait_for(lambda: slack.replies(root.ts), timeout_s=60, what="the resolve in the thread")
+        wait_for(lambda: outbox_drained(pg_url), timeout_s=60, what="the outbox to drain")
+        assert daemon.process.poll() is None, daemon.log_text()[-3000:]
+        assert daemon.terminate() == 0
+        assert any("resolved" in r.text.lower() for r in slack.replies(root.ts))
+        rows = pg_query(pg_url, "SELECT status FROM alert WHERE rule_name = 'api_unreachable'")
+        assert rows == [("inactive",)]
+        # No sampled event is judged missing for the outage.
+        assert pg_query(
+            pg_url,
+            "SELECT count(*) FROM sampled_event"
+            " WHERE transaction_id LIKE 'during-outage-%' AND outcome = 'missing'",
+        ) == [(0,)]
+        assert_nothing_lost_or_doubled(pg_url, slack)

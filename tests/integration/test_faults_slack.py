@@ -13,13 +13,13 @@ from sqlmodel import col, select
 
 from leakwatch.clock import FakeClock
 from leakwatch.notify.blocks import SlackMessage
-from leakwatch.notify.outbox import NotificationKind, OutboxSender, enqueue
+from leakwatch.notify.outbox import OutboxKind, OutboxSender, enqueue
 from leakwatch.notify.slack import SlackNotifier
 from leakwatch.store.db import SessionFactory, make_engine, session_factory, transaction
 from leakwatch.store.models import Alert, Notification
 from tests.fakes.fake_slack import FakeSlack
-from tests.integration.test_daemon import postgres_database
-from tests.integration.test_faults_daemon import admin, terminate
+from tests.support.daemon import admin, terminate
+from tests.support.databases import postgres_store
 
 TOKEN = "xoxb-test-token"
 
@@ -39,15 +39,15 @@ def episode(sessions: SessionFactory, clock: FakeClock, name: str) -> int:
         session.flush()
         assert alert.id is not None
         root = f"alert:{alert.id}:ep1:fire"
-        for kind in (NotificationKind.FIRE, NotificationKind.UPDATE, NotificationKind.RESOLVE):
+        for kind in (OutboxKind.FIRE, OutboxKind.UPDATE, OutboxKind.RESOLVE):
             enqueue(
                 session,
-                dedup_key=root if kind is NotificationKind.FIRE else f"{root}:{kind}",
+                dedup_key=root if kind is OutboxKind.FIRE else f"{root}:{kind}",
                 kind=kind,
                 message=SlackMessage(text=f"{name} {kind}", blocks=()),
                 now=clock.now(),
                 alert_id=alert.id,
-                root_key=None if kind is NotificationKind.FIRE else root,
+                root_key=None if kind is OutboxKind.FIRE else root,
                 episode=1,
             )
         return alert.id
@@ -126,7 +126,7 @@ def test_postgres_lost_between_send_and_mark_neither_loses_nor_doubles(
     slack: FakeSlack, clock: FakeClock
 ) -> None:
     """Slack takes the message, then the sender cannot record it: found later, not resent."""
-    with postgres_database() as url:
+    with postgres_store() as url:
         engine = make_engine(url)
         sessions = session_factory(engine)
         name = url.rsplit("/", 1)[1]

@@ -6,7 +6,6 @@ on its next check and steps down.
 """
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,20 +21,14 @@ from leakwatch.daemon.leader import (
     sqlite_lock_path,
 )
 from leakwatch.errors import StoreError
-
-PG_ADMIN_URL = os.environ.get("LEAKWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+from tests.support.databases import empty_postgres_url
 
 
 @pytest.fixture(scope="module")
 def database_url() -> Iterator[str]:
     """An empty database of our own (advisory locks are per database); tests release."""
-    name = f"leakwatch_leader_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    yield f"{base}/{name}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with empty_postgres_url("leakwatch_leader") as url:
+        yield url
 
 
 @pytest.fixture

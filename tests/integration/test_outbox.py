@@ -10,18 +10,19 @@ import signal
 import subprocess
 import sys
 import textwrap
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlmodel import select
+from sqlalchemy import update
+from sqlmodel import Session, col, select
 
 from leakwatch.clock import FakeClock
 from leakwatch.notify.blocks import SlackMessage
-from leakwatch.notify.outbox import NotificationKind, OutboxSender, enqueue
+from leakwatch.notify.outbox import OutboxKind, OutboxSender, enqueue
 from leakwatch.notify.slack import SlackNotifier, WebhookNotifier
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import Alert, Notification
-from leakwatch.store.outbox import outbox_summary, requeue_dead
+from leakwatch.store.outbox import outbox_summary
 from tests.fakes.fake_slack import FakeSlack
 
 TOKEN = "xoxb-test-token"
@@ -55,7 +56,7 @@ def episode_rows(
     sessions: SessionFactory,
     clock: FakeClock,
     alert_id: int,
-    kinds: list[NotificationKind],
+    kinds: list[OutboxKind],
     episode: int = 1,
 ) -> None:
     """Enqueue an episode's notifications the way the alert shell does."""
@@ -63,9 +64,7 @@ def episode_rows(
     with transaction(sessions) as session:
         for i, kind in enumerate(kinds):
             key = (
-                root_key
-                if kind is NotificationKind.FIRE
-                else f"alert:{alert_id}:ep{episode}:{kind}:{i}"
+                root_key if kind is OutboxKind.FIRE else f"alert:{alert_id}:ep{episode}:{kind}:{i}"
             )
             enqueue(
                 session,
@@ -74,7 +73,7 @@ def episode_rows(
                 message=SlackMessage(text=f"{kind} {i}", blocks=()),
                 now=clock.now(),
                 alert_id=alert_id,
-                root_key=None if kind is NotificationKind.FIRE else root_key,
+                root_key=None if kind is OutboxKind.FIRE else root_key,
                 episode=episode,
             )
 
@@ -98,11 +97,11 @@ def test_fire_update_resolve_share_one_thread_and_the_root_shows_the_status(
 ) -> None:
     alert_id = make_alert(sessions)
     kinds = [
-        NotificationKind.FIRE,
-        NotificationKind.UPDATE,
-        NotificationKind.EDIT,
-        NotificationKind.RESOLVE,
-        NotificationKind.EDIT,
+        OutboxKind.FIRE,
+        OutboxKind.UPDATE,
+        OutboxKind.EDIT,
+        OutboxKind.RESOLVE,
+        OutboxKind.EDIT,
     ]
     episode_rows(sessions, clock, alert_id, kinds)
 
@@ -127,7 +126,7 @@ def test_fire_update_resolve_share_one_thread_and_the_root_shows_the_status(
 def test_enqueue_is_idempotent_by_dedup_key(sessions: SessionFactory, clock: FakeClock) -> None:
     alert_id = make_alert(sessions)
     for _ in range(3):
-        episode_rows(sessions, clock, alert_id, [NotificationKind.FIRE])
+        episode_rows(sessions, clock, alert_id, [OutboxKind.FIRE])
     assert len(statuses(sessions)) == 1
 
 
@@ -135,8 +134,8 @@ def test_slack_down_for_a_while_then_every_message_goes_out_once_in_order(
     sessions: SessionFactory, slack: FakeSlack, clock: FakeClock
 ) -> None:
     first, second = make_alert(sessions, "a"), make_alert(sessions, "b")
-    episode_rows(sessions, clock, first, [NotificationKind.FIRE, NotificationKind.UPDATE])
-    episode_rows(sessions, clock, second, [NotificationKind.FIRE, NotificationKind.RESOLVE])
+    episode_rows(sessions, clock, first, [OutboxKind.FIRE, OutboxKind.UPDATE])
+    episode_rows(sessions, clock, second, [OutboxKind.FIRE, OutboxKind.RESOLVE])
     outbox = sender(sessions, bot(slack), clock, max_attempts=30, backoff_max_s=300)
 
     slack.set_down(True)
@@ -167,7 +166,7 @@ def test_a_message_that_landed_but_whose_answer_was_lost_is_found_not_resent(
     sessions: SessionFactory, slack: FakeSlack, clock: FakeClock
 ) -> None:
     alert_id = make_alert(sessions)
-    episode_rows(sessions, clock, alert_id, [NotificationKind.FIRE, NotificationKind.RESOLVE])
+    episode_rows(sessions, clock, alert_id, [OutboxKind.FIRE, OutboxKind.RESOLVE])
     outbox = sender(sessions, bot(slack), clock)
     slack.inject("post_then_500", methods={"chat.postMessage"})
 
@@ -188,10 +187,10 @@ def test_a_lost_answer_on_a_thread_reply_is_found_in_the_thread(
     sessions: SessionFactory, slack: FakeSlack, clock: FakeClock
 ) -> None:
     alert_id = make_alert(sessions)
-    episode_rows(sessions, clock, alert_id, [NotificationKind.FIRE])
+    episode_rows(sessions, clock, alert_id, [OutboxKind.FIRE])
     outbox = sender(sessions, bot(slack), clock)
     outbox.send_due()
-    episode_rows(sessions, clock, alert_id, [NotificationKind.FIRE, NotificationKind.RESOLVE])
+    episode_rows(sessions, clock, alert_id, [OutboxKind.FIRE, OutboxKind.RESOLVE])
     slack.inject("post_then_500", methods={"chat.postMessage"})
 
     drain(outbox, clock, passes=5)
@@ -206,7 +205,7 @@ def test_when_slack_cannot_say_whether_it_has_the_message_nothing_is_posted(
     sessions: SessionFactory, slack: FakeSlack, clock: FakeClock
 ) -> None:
     alert_id = make_alert(sessions)
-    episode_rows(sessions, clock, alert_id, [NotificationKind.FIRE])
+    episode_rows(sessions, clock, alert_id, [OutboxKind.FIRE])
     outbox = sender(sessions, bot(slack), clock)
     slack.inject("post_then_500", methods={"chat.postMessage"})
     outbox.send_due()
@@ -226,7 +225,7 @@ def test_a_crash_between_send_and_mark_does_not_send_twice(
 ) -> None:
     """Kill a real sender process after Slack took its message, before it could mark it."""
     alert_id = make_alert(sessions)
-    episode_rows(sessions, clock, alert_id, [NotificationKind.FIRE])
+    episode_rows(sessions, clock, alert_id, [OutboxKind.FIRE])
     slack.inject("hold", methods={"chat.postMessage"})
     child = textwrap.dedent(
         f"""
@@ -268,7 +267,7 @@ def test_a_429_is_honoured_with_its_retry_after_and_stops_the_pass(
     sessions: SessionFactory, slack: FakeSlack, clock: FakeClock
 ) -> None:
     for name in ("a", "b"):
-        episode_rows(sessions, clock, make_alert(sessions, name), [NotificationKind.FIRE])
+        episode_rows(sessions, clock, make_alert(sessions, name), [OutboxKind.FIRE])
     slack.inject("429", retry_after_s=1)
     outbox = sender(sessions, bot(slack), clock)
 
@@ -289,7 +288,7 @@ def test_a_timeout_is_retried_and_the_message_found_if_it_landed(
     sessions: SessionFactory, slack: FakeSlack, clock: FakeClock
 ) -> None:
     alert_id = make_alert(sessions)
-    episode_rows(sessions, clock, alert_id, [NotificationKind.FIRE])
+    episode_rows(sessions, clock, alert_id, [OutboxKind.FIRE])
     slack.state.hang_s = 1.0
     slack.inject("timeout", methods={"chat.postMessage"})
     outbox = sender(sessions, bot(slack, timeout_s=0.3), clock)
@@ -306,8 +305,8 @@ def test_a_timeout_is_retried_and_the_message_found_if_it_landed(
 def test_permanent_errors_and_exhausted_attempts_become_visible_dead_letters(
     sessions: SessionFactory, slack: FakeSlack, clock: FakeClock
 ) -> None:
-    episode_rows(sessions, clock, make_alert(sessions, "a"), [NotificationKind.FIRE])
-    episode_rows(sessions, clock, make_alert(sessions, "b"), [NotificationKind.FIRE])
+    episode_rows(sessions, clock, make_alert(sessions, "a"), [OutboxKind.FIRE])
+    episode_rows(sessions, clock, make_alert(sessions, "b"), [OutboxKind.FIRE])
     slack.inject("error", error="channel_not_found")
     slack.inject("500", times=3)
     outbox = sender(sessions, bot(slack), clock, max_attempts=3)
@@ -323,7 +322,7 @@ def test_permanent_errors_and_exhausted_attempts_become_visible_dead_letters(
             "look-up failed: http_500",
             "channel_not_found",
         ]
-        assert requeue_dead(session, now=clock.now()) == 2
+        assert _requeue_dead(session, now=clock.now()) == 2
     drain(outbox, clock, passes=2)
     assert len(slack.state.messages) == 2
 
@@ -336,7 +335,7 @@ def test_replies_of_a_dead_root_are_posted_unthreaded_and_edits_skipped(
         sessions,
         clock,
         alert_id,
-        [NotificationKind.FIRE, NotificationKind.RESOLVE, NotificationKind.EDIT],
+        [OutboxKind.FIRE, OutboxKind.RESOLVE, OutboxKind.EDIT],
     )
     slack.inject("error", error="invalid_blocks")
     sender(sessions, bot(slack), clock).send_due()
@@ -357,7 +356,7 @@ def test_webhook_mode_posts_everything_unthreaded_and_skips_edits(
         sessions,
         clock,
         alert_id,
-        [NotificationKind.FIRE, NotificationKind.UPDATE, NotificationKind.EDIT],
+        [OutboxKind.FIRE, OutboxKind.UPDATE, OutboxKind.EDIT],
     )
     outbox = sender(sessions, WebhookNotifier(url=slack.webhook_url), clock)
     slack.inject("429", retry_after_s=0, methods={"webhook"})
@@ -376,8 +375,19 @@ def test_webhook_mode_is_at_least_once_when_an_answer_is_lost(
     sessions: SessionFactory, slack: FakeSlack, clock: FakeClock
 ) -> None:
     """The documented trade-off: a webhook cannot be asked, so a lost answer means a resend."""
-    episode_rows(sessions, clock, make_alert(sessions), [NotificationKind.FIRE])
+    episode_rows(sessions, clock, make_alert(sessions), [OutboxKind.FIRE])
     slack.inject("post_then_500", methods={"webhook"})
     drain(sender(sessions, WebhookNotifier(url=slack.webhook_url), clock), clock, passes=3)
     assert [m["text"] for m in slack.state.webhook_messages] == ["fire 0", "fire 0"]
     assert statuses(sessions) == [("fire", "sent", 2)]
+
+
+def _requeue_dead(session: Session, *, now: datetime) -> int:
+    """What an operator's SQL does to retry dead letters: pending again, attempts kept
+    above zero so a message that did land is found, not re-sent."""
+    result = session.execute(
+        update(Notification)
+        .where(col(Notification.status) == "dead")
+        .values(status="pending", next_attempt_at=now, attempts=1)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -141,8 +141,8 @@ def _as_ingested(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(NOW)
+def clock_start() -> datetime:
+    return NOW
 
 
 @pytest.fixture

@@ -21,13 +21,13 @@ from tests.fakes.simulator_fixtures import TOKEN, make_event, running_simulator
 
 
 @pytest.fixture
-def clock() -> SystemClock:
+def system_clock() -> SystemClock:
     return SystemClock()
 
 
 @pytest.fixture
-def sim(clock: SystemClock) -> Iterator[SimulatorServer]:
-    with running_simulator(clock) as server:
+def sim(system_clock: SystemClock) -> Iterator[SimulatorServer]:
+    with running_simulator(system_clock) as server:
         yield server
 
 
@@ -54,25 +54,29 @@ def assert_no_unknown_keys(model: pydantic.BaseModel) -> None:
                 assert_no_unknown_keys(child)
 
 
-def ingest_sample(sdk: Metronome, clock: SystemClock) -> list[dict[str, Any]]:
+def ingest_sample(sdk: Metronome, system_clock: SystemClock) -> list[dict[str, Any]]:
     usage = [
-        make_event("w-api", clock, properties={"endpoint": "/v1/x", "user_id": "u1", "ms": 45}),
-        make_event("w-api", clock, properties={"endpoint": "/v1/other"}),  # a collision
+        make_event(
+            "w-api", system_clock, properties={"endpoint": "/v1/x", "user_id": "u1", "ms": 45}
+        ),
+        make_event("w-api", system_clock, properties={"endpoint": "/v1/other"}),  # a collision
         make_event(
             "w-gpu",
-            clock,
+            system_clock,
             customer_id="5a1f6a0e-7c43-4d35-9a5b-2a4f0e1c9b01",
             event_type="gpu_seconds",
             properties={"seconds": 12.5, "gpu": "h100"},
         ),
-        make_event("w-nobody", clock, customer_id="no-such-alias"),
+        make_event("w-nobody", system_clock, customer_id="no-such-alias"),
     ]
     sdk.v1.usage.ingest(usage=usage)  # type: ignore[arg-type]
     return usage
 
 
-def test_sdk_ingests_and_searches_parsing_every_field(sdk: Metronome, clock: SystemClock) -> None:
-    ingest_sample(sdk, clock)
+def test_sdk_ingests_and_searches_parsing_every_field(
+    sdk: Metronome, system_clock: SystemClock
+) -> None:
+    ingest_sample(sdk, system_clock)
     response = sdk.v1.usage.search(transaction_ids=["w-api", "w-gpu", "w-nobody", "w-unknown"])
 
     by_txn: dict[str, list[Any]] = {}
@@ -111,9 +115,9 @@ def test_sdk_ingests_and_searches_parsing_every_field(sdk: Metronome, clock: Sys
 
 
 def test_raw_answer_validates_with_type_adapter_and_our_parser(
-    sdk: Metronome, sim: SimulatorServer, clock: SystemClock
+    sdk: Metronome, sim: SimulatorServer, system_clock: SystemClock
 ) -> None:
-    ingest_sample(sdk, clock)
+    ingest_sample(sdk, system_clock)
     raw = httpx.post(
         f"{sim.base_url}/v1/events/search",
         json={"transactionIds": ["w-api", "w-gpu", "w-nobody"]},
@@ -166,7 +170,7 @@ def test_sandbox_quirks_still_parse() -> None:
 
 
 def test_sdk_parses_custom_sql_metrics_custom_fields_and_deprecated_fields(
-    sim: SimulatorServer, sdk: Metronome, clock: SystemClock
+    sim: SimulatorServer, sdk: Metronome, system_clock: SystemClock
 ) -> None:
     customer = sim.state.customers()[0]
     sim.state.add_metric(
@@ -176,13 +180,13 @@ def test_sdk_parses_custom_sql_metrics_custom_fields_and_deprecated_fields(
         sql="SELECT sum(count) FROM events",
         custom_fields={"owner": "finance"},
         group_keys=[["model"]],
-        created_at=clock.now() - timedelta(days=1),
+        created_at=system_clock.now() - timedelta(days=1),
     )
     sdk.v1.usage.ingest(
         usage=[  # type: ignore[list-item]
             make_event(
                 "w-sql",
-                clock,
+                system_clock,
                 customer_id=customer.id,
                 event_type="tokens",
                 properties={"count": 3, "model": "big"},
@@ -204,11 +208,11 @@ def test_sdk_parses_custom_sql_metrics_custom_fields_and_deprecated_fields(
 
 
 def test_sdk_lists_usage_aggregates_across_pages_with_strict_validation(
-    sdk: Metronome, sim: SimulatorServer, clock: SystemClock
+    sdk: Metronome, sim: SimulatorServer, system_clock: SystemClock
 ) -> None:
     """`client.v1.usage.list` parses every row and follows `next_page` to the end."""
-    ingest_sample(sdk, clock)
-    today = clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    ingest_sample(sdk, system_clock)
+    today = system_clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
     rows = list(
         sdk.v1.usage.list(
             starting_on=today - timedelta(days=40),

@@ -20,11 +20,6 @@ from tests.fakes.simulator_fixtures import TOKEN, make_event, running_simulator
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def sim(clock: FakeClock) -> Iterator[SimulatorServer]:
     with running_simulator(clock) as server:
         yield server

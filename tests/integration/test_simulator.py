@@ -26,11 +26,6 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def sim(clock: FakeClock) -> Iterator[SimulatorServer]:
     with running_simulator(clock) as server:
         yield server

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from leakwatch.simulator.scenario import Scenario
 from tests.fakes.moto_s3 import MotoS3, put
 from tests.integration.test_check_cycle import World, _world, assert_true_outcomes
-from tests.source_tables import mariadb_database, postgres_database
+from tests.support.databases import mariadb_database, postgres_database
 
 Placer = Callable[[Scenario, Path], dict[str, Any]]
 SQL_FIELDS = {

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from leakwatch.sources import SqlSourceSpec
 from leakwatch.sources.checkpoints import InMemoryCheckpointStore
 from leakwatch.sources.sql import SqlSource
-from tests.source_tables import mariadb_database, postgres_database
+from tests.support.databases import mariadb_database, postgres_database
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 ROWS = 20_000

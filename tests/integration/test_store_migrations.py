@@ -22,7 +22,7 @@ from leakwatch.store.db import (
     upgrade,
 )
 from leakwatch.store.models import SampledEvent
-from tests.conftest import PG_ADMIN_URL
+from tests.support.databases import PG_ADMIN_URL
 
 
 def _fresh_url(backend: str, tmp_path: Path) -> tuple[str, str | None]:

@@ -5,17 +5,14 @@ table (119 ms at 506k rows, 4.5 ms after ANALYZE). The cycle refreshes them when
 are missing or stale; this runs on a database of its own, so they start missing.
 """
 
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 import pytest
 from sqlalchemy import Engine, text
 
-from leakwatch.core.events import SampledEvent, SourceEvent
-from leakwatch.store.db import make_engine, session_factory, transaction, upgrade
+from leakwatch.core.events import DrawnEvent, SourceEvent
+from leakwatch.store.db import make_engine, session_factory, transaction
 from leakwatch.store.outcomes import (
     record_samples,
     recorded_identities,
@@ -23,29 +20,21 @@ from leakwatch.store.outcomes import (
     sample_row,
 )
 
-PG_ADMIN_URL = os.environ.get("LEAKWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def fresh_engine() -> Iterator[Engine]:
-    name = f"leakwatch_stats_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    engine = make_engine(f"{base}/{name}")
-    upgrade(engine)
+def fresh_engine(pg_url: str) -> Iterator[Engine]:
+    engine = make_engine(pg_url)
     yield engine
     engine.dispose()
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _samples(first: int, count: int) -> list[SampledEvent]:
+def _samples(first: int, count: int) -> list[DrawnEvent]:
     return [
-        SampledEvent(
+        DrawnEvent(
             source="gw",
             event=SourceEvent(
                 transaction_id=f"txn-{i:08d}",
@@ -58,7 +47,7 @@ def _samples(first: int, count: int) -> list[SampledEvent]:
     ]
 
 
-def _record(engine: Engine, samples: list[SampledEvent]) -> None:
+def _record(engine: Engine, samples: list[DrawnEvent]) -> None:
     rows = [sample_row(s, now=NOW, run_id=None, quantity_properties={}) for s in samples]
     with transaction(session_factory(engine)) as session:
         record_samples(session, rows)

@@ -79,8 +79,8 @@ def _event(
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(NOW)
+def clock_start() -> datetime:
+    return NOW
 
 
 @pytest.fixture

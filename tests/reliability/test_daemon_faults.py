@@ -15,32 +15,23 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.fake_slack import FakeSlack
-from tests.integration.test_daemon import (
+from tests.reliability.conftest import Ledger
+from tests.support.daemon import (
     CLOCK,
     TOKEN,
     DaemonProcess,
     DaemonWorld,
     daemon_world,
-    finished_runs,
-    pg_query,
-    postgres_database,
-    wait_for,
-)
-from tests.integration.test_faults_daemon import (
     duplicates,
+    finished_runs,
     outbox_drained,
     start,
+    wait_for,
     with_alerts,
 )
-from tests.reliability.conftest import Ledger
+from tests.support.databases import pg_query
 
 TOKEN_TITLE = "Metronome rejects the API token"
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    with postgres_database() as url:
-        yield url
 
 
 @pytest.fixture

@@ -271,7 +271,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
         "recheck_share",
     ),
     "health": ("source_stale_after", "api_error_rate", "bad_line_rate", "cycles_behind"),
-    "slack": ("channel", "mention"),
+    "slack": ("channel",),
     "daemon": ("health_address", "retention", "shutdown_timeout", "leader_lock_key"),
     "report": ("weekly", "timezone", "out_dir", "prices", "currency"),
 }

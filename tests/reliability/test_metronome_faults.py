@@ -11,8 +11,6 @@ notification reaches Slack exactly once.
 
 from pathlib import Path
 
-import pytest
-
 from leakwatch.simulator import FaultKind
 from tests.reliability.conftest import Ledger
 from tests.reliability.world import TOKEN, World, cycle_world
@@ -85,10 +83,6 @@ def test_faulty_answers_for_many_cycles_misjudge_and_double_nothing(
         assert ledger.cases > 100
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="#11 hole 1 (h11a): a total outage scores exactly api_error_rate and never fires",
-)
 def test_metronome_down_for_several_cycles_fires_the_health_alert_then_resolves(
     tmp_path: Path, ledger: Ledger
 ) -> None:

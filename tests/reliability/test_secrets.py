@@ -23,9 +23,9 @@ from sqlalchemy import Engine, inspect, text
 
 from leakwatch.pipeline.report import produce_weekly_report
 from leakwatch.wiring import build_report_slack
-from tests.integration.test_daemon import postgres_database
 from tests.reliability.conftest import Ledger
 from tests.reliability.world import cycle_world
+from tests.support.databases import postgres_store
 
 METRONOME_CANARY = "lwcanary-metronome-7f3a9c2e51"
 SLACK_CANARY = "xoxb-lwcanary-slack-5d8e1b6604"
@@ -43,7 +43,7 @@ window = "30d"
 
 @pytest.fixture
 def pg_url_with_password() -> Iterator[str]:
-    with postgres_database() as url:
+    with postgres_store() as url:
         yield url.replace("://postgres@", f"://postgres:{DB_PASSWORD_CANARY}@", 1)
 
 

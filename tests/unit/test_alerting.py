@@ -22,7 +22,6 @@ from leakwatch.core.alerting import (
     Observation,
     RateKind,
     acknowledge,
-    alert_key,
     decide_notification,
     evaluate,
     evaluate_health,
@@ -363,11 +362,9 @@ def test_observation_from_counts(rate: RateKind, leaks: int) -> None:
     assert Observation.from_counts(rate, counts) == Observation(leaks=leaks, decided=115)
 
 
-def test_rule_validation_and_keys() -> None:
+def test_rule_validation() -> None:
     with pytest.raises(ValueError, match="threshold"):
         replace(RULE, threshold=1.5)
-    assert alert_key("leak rate", None) == "leak rate"
-    assert alert_key("leak rate", "api_request") == "leak rate[api_request]"
 
 
 def test_a_split_groups_alert_resolves_when_no_samples_are_left() -> None:

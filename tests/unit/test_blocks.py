@@ -4,12 +4,12 @@ from datetime import UTC, datetime
 
 import pytest
 
+from leakwatch.core.text import escape_mrkdwn
 from leakwatch.notify.blocks import (
     MAX_BLOCKS,
     SECTION_TEXT_MAX,
     AlertView,
     MessageKind,
-    escape_mrkdwn,
     render,
 )
 

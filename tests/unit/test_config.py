@@ -74,7 +74,13 @@ def _problems(data: dict[str, object]) -> list[str]:
         ({"report": {"timezone": "Mars/Olympus"}}, "not an IANA time zone"),
         ({"report": {"weekly": "someday"}}, "write e.g. 'mon 09:00'"),
         ({"daemon": {"health_address": "9108"}}, "is not host:port"),
-        ({"chekcs": {}}, "chekcs: unknown key"),
+        ({"chekcs": {}}, "chekcs: unknown key (did you mean 'checks'?"),
+        ({"checks": {"evry": "15m"}}, "checks.evry: unknown key (did you mean 'every'?"),
+        (
+            {"sources": [{"name": "g", "type": "jsonl", "path": "x", "smaple_size": 5}]},
+            "sources[0].smaple_size: unknown key (did you mean 'sample_size'?",
+        ),
+        ({"zzzz": 1}, "zzzz: unknown key (a typo?"),
         (
             {"alerts": [{"name": "a", "threshold": 0.1}, {"name": "a", "threshold": 0.2}]},
             "two alerts are named 'a'",
@@ -165,3 +171,12 @@ def test_timestamp_shape_settings_are_checked() -> None:
         settings_from_mapping({"sources": [{**base, "timezone": "Mars/Olympus"}]})
     with pytest.raises(ConfigError, match="timestamp_unit"):
         settings_from_mapping({"sources": [{**base, "fields": {"timestamp_unit": "weeks"}}]})
+
+
+def test_a_bad_value_from_the_environment_is_blamed_on_its_variable() -> None:
+    env = Environment.model_validate({"LEAKWATCH_HEALTH_ADDRESS": "nonsense"})
+    with pytest.raises(ConfigError) as raised:
+        settings_from_mapping({"daemon": {"health_address": "127.0.0.1:1"}}, env, origin="x.toml")
+    (problem,) = raised.value.problems
+    assert problem.startswith("environment: LEAKWATCH_HEALTH_ADDRESS: ")
+    assert "x.toml" not in problem

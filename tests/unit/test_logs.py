@@ -101,3 +101,8 @@ def test_settings_name_every_password_they_hold() -> None:
     assert environment_secrets(
         {"LEAKWATCH_DATABASE_URL": "postgresql://u:p%40ssword@h/d", "SLACK_BOT_TOKEN": "xoxb-1\n"}
     ) == ["xoxb-1", "p%40ssword", "p@ssword"]
+
+
+def test_console_log_lines_carry_no_terminal_control_characters() -> None:
+    text = _rendered(False, [], customer="a\x1b]0;owned\x07\x9b31m\u202eb", event_type="x\ny")
+    assert not any(c in text for c in "\x1b\x07\x9b\u202e"), repr(text)

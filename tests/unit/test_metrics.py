@@ -1,6 +1,7 @@
 """Daemon metrics and the /healthz decision: what a scrape shows, what the probe says."""
 
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -8,7 +9,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from leakwatch.core.results import CycleSummary
-from leakwatch.daemon.health import Role, StatusView, judge_health, parse_address
+from leakwatch.daemon.health import Role, StatusSnapshot, judge_health, parse_address
 from leakwatch.daemon.metrics import REASON_BUCKETS, DaemonMetrics, StoreSnapshot, sample_value
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -100,13 +101,30 @@ def test_the_exposition_parses_and_holds_only_our_metrics() -> None:
 
 def status(
     role: Role, *, leader_for: timedelta | None = None, success_ago: timedelta | None = None
-) -> StatusView:
-    return StatusView(
+) -> StatusSnapshot:
+    return StatusSnapshot(
         role=role,
         started_at=NOW - timedelta(hours=5),
         leader_since=NOW - leader_for if leader_for is not None else None,
         last_success_at=NOW - success_ago if success_ago is not None else None,
     )
+
+
+def test_a_leader_that_cannot_reach_metronome_is_degraded_with_the_reason() -> None:
+    """Still 200 (a restart cannot bring Metronome back), but it says what is wrong."""
+    problem = {"metronome_unreachable": "3 of 3 lookup batches failed in the last cycle"}
+    view = replace(
+        status(Role.LEADER, leader_for=timedelta(hours=2), success_ago=timedelta(minutes=1)),
+        problems=problem,
+    )
+    verdict = judge_health(view, now=NOW, stale_after=STALE)
+    assert verdict.http_status == 200
+    assert verdict.body["status"] == "degraded"
+    assert verdict.body["problems"] == problem
+    stale = replace(view, last_success_at=NOW - timedelta(hours=1))
+    assert judge_health(stale, now=NOW, stale_after=STALE).body["status"] == "unhealthy"
+    fine = replace(view, problems={})
+    assert judge_health(fine, now=NOW, stale_after=STALE).body["status"] == "ok"
 
 
 @pytest.mark.parametrize(
@@ -149,7 +167,7 @@ def status(
         "fresh-takeover",
     ],
 )
-def test_health_decision(view: StatusView, healthy: bool) -> None:
+def test_health_decision(view: StatusSnapshot, healthy: bool) -> None:
     verdict = judge_health(view, now=NOW, stale_after=STALE)
     assert verdict.healthy is healthy
     assert verdict.http_status == (200 if healthy else 503)

@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from leakwatch.core.schedule import last_weekly_instant
+from leakwatch.core.schedule import WeeklyTime, last_weekly_instant
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -58,13 +58,23 @@ BERLIN = ZoneInfo("Europe/Berlin")
     ],
 )
 def test_last_weekly_instant(now: datetime, weekly: str, zone: str, expected: datetime) -> None:
-    assert last_weekly_instant(now, weekly, ZoneInfo(zone)) == expected
+    assert last_weekly_instant(now, WeeklyTime.parse(weekly), ZoneInfo(zone)) == expected
 
 
 def test_it_is_never_in_the_future() -> None:
     start = datetime(2026, 3, 1, tzinfo=UTC)
     for hours in range(0, 24 * 60, 7):  # across the spring DST switch
         now = start + timedelta(hours=hours)
-        due = last_weekly_instant(now, "sun 02:30", BERLIN)
+        due = last_weekly_instant(now, WeeklyTime.parse("sun 02:30"), BERLIN)
         assert due <= now
         assert (now - due).days < 7
+
+
+@pytest.mark.parametrize("text", ["mon", "monday 09:00", "mon 24:00", "mon 9", "mon 09:60", ""])
+def test_bad_weekly_times_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="weekly time"):
+        WeeklyTime.parse(text)
+
+
+def test_weekly_time_reads_back_as_written() -> None:
+    assert str(WeeklyTime.parse("Mon 9:05")) == "mon 09:05"

@@ -15,14 +15,15 @@ import httpx
 import pytest
 
 from leakwatch.clock import FakeClock
+from leakwatch.core.durations import retry_after_s
 from leakwatch.metronome import (
     AdaptiveRate,
     MalformedResponse,
     SearchClient,
     TokenRejected,
     parse_search_body,
-    retry_after_s,
 )
+from leakwatch.metronome.client import MAX_RETRY_AFTER_S
 from leakwatch.simulator import TokenBucket
 
 TOKEN = "unit-token"
@@ -167,7 +168,14 @@ def test_acquire_refuses_a_slot_past_the_deadline_without_sleeping() -> None:
     ],
 )
 def test_retry_after_headers(headers: dict[str, str], expected_s: float | None) -> None:
-    assert retry_after_s(httpx.Headers(headers)) == expected_s
+    assert retry_after_s(httpx.Headers(headers), MAX_RETRY_AFTER_S) == expected_s
+
+
+def test_retry_after_reads_slack_sdk_headers_too() -> None:
+    # slack-sdk hands over a plain dict, with the server's casing and list values.
+    assert retry_after_s({"Retry-After": ["3"]}) == 3.0
+    assert retry_after_s({"retry-after": "0"}) == 0.0
+    assert retry_after_s({"Retry-After": []}) is None
 
 
 # -- parsing -----------------------------------------------------------------------------
