@@ -47,7 +47,7 @@ AREAS = {
     "daemon_faults": (
         "`leakwatch run` as a process (Postgres, 1 s cycles): 20% 500s, dropped "
         "connections, malformed bodies, the token revoked then restored, the simulator "
-        "down for 3 cycles",
+        "down for 3 cycles (its token and outage alerts fire and resolve in Slack)",
         "sampled events judged",
         "faulty answers served",
     ),
