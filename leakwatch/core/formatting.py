@@ -24,7 +24,7 @@ def _percent_decimals(*rates: float) -> int:
         if pct == 0:
             continue
         decimals = max(decimals, 1 if pct >= 1 else min(3, -math.floor(math.log10(pct))))
-    return max(1, decimals) if any(r > 0 for r in rates) else 0
+    return max(1, decimals) if any(r != 0 for r in rates) else 0
 
 
 def format_percent(rate: float | None, decimals: int | None = None) -> str:

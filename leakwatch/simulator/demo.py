@@ -6,8 +6,10 @@ cycles on a fast-forwarded clock, an alert, the weekly report, and a table of wh
 leakwatch found next to what was injected. Leaves nothing running.
 """
 
+import json
 import secrets
 import tempfile
+import tomllib
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +27,7 @@ from leakwatch.config import Environment, Settings, settings_from_mapping
 from leakwatch.core.events import LEAKING_OUTCOMES, Outcome
 from leakwatch.core.formatting import format_percent, format_rate_interval
 from leakwatch.core.stats import OutcomeTally
+from leakwatch.files import write_private
 from leakwatch.metronome.client import SearchClient
 from leakwatch.pipeline.runtime import Runtime
 from leakwatch.simulator import SimulatorOptions, SimulatorServer, build_demo_state
@@ -50,7 +53,7 @@ DESCRIPTIONS = {
     "unmetered_type": "event type `storage_gb`: no billable metric",
     "collision": "a different event reused a transaction id",
     "changed_in_flight": "the pipeline changed a property after logging",
-    "resend": "sent twice (harmless)",
+    "resend": "sent twice, billed once",
     "clean": "sent once, billed",
 }
 
@@ -65,51 +68,73 @@ def _workdir(keep: Path | None) -> Iterator[Path]:
         yield Path(tmp)
 
 
+def demo_config(workdir: Path, log: Path) -> str:
+    """The demo's leakwatch.toml: what `--keep DIR` leaves behind, so `leakwatch status -c
+    DIR/leakwatch.toml` (or `report`, `outcomes`, `reconcile`) carries on where it stopped.
+
+    The simulator's address and token are not in it: they come from the environment
+    while the demo runs, and the simulator is gone when it ends.
+    """
+    return f"""# Written by `leakwatch demo --keep`: the store and source the demo used.
+database_url = {_toml_string(f"sqlite:///{workdir / 'leakwatch.db'}")}
+state_dir = {_toml_string(str(workdir / "state"))}
+
+[metronome]
+requests_per_second = 10
+max_ids_per_request = 100
+
+[[sources]]
+name = "gateway"
+type = "jsonl"
+path = {_toml_string(str(log))}
+sample_size = 700
+settle_delay = "10m"
+max_age = "33d"
+expected_metrics = {{ api_request = ["API requests"] }}
+
+[checks]
+every = "15m"
+missing_grace = "2h"
+min_checks_before_missing = 2
+
+[[alerts]]
+name = "leak rate"
+rate = "leak_rate"
+threshold = 0.02
+min_samples = 200
+
+[[alerts]]
+name = "unknown customers"
+rate = "unmatched_customer_rate"
+threshold = 0.005
+min_samples = 20
+by = "customer_id"
+severity = "critical"
+
+[health]
+source_stale_after = "7d"
+
+[report]
+timezone = "UTC"
+out_dir = {_toml_string(str(workdir / "reports"))}
+
+[report.prices]
+api_request = 0.002
+gpu_seconds = {{ per_unit = 0.0004, property = "seconds" }}
+tokens = {{ per_unit = 0.00002, property = "count" }}
+"""
+
+
+def _toml_string(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
 def demo_settings(workdir: Path, log: Path, base_url: str, token: str) -> Settings:
     return settings_from_mapping(
-        {
-            "database_url": f"sqlite:///{workdir / 'leakwatch.db'}",
-            "state_dir": str(workdir / "state"),
-            "metronome": {
-                "base_url": base_url,
-                "requests_per_second": 10,
-                "max_ids_per_request": 100,
-            },
-            "sources": [
-                {
-                    "name": "gateway",
-                    "type": "jsonl",
-                    "path": str(log),
-                    "sample_size": 700,
-                    "settle_delay": "10m",
-                    "max_age": "33d",
-                    "expected_metrics": {"api_request": ["API requests"]},
-                }
-            ],
-            "checks": {"every": "15m", "missing_grace": "2h", "min_checks_before_missing": 2},
-            "alerts": [
-                {"name": "leak rate", "rate": "leak_rate", "threshold": 0.02, "min_samples": 200},
-                {
-                    "name": "unknown customers",
-                    "rate": "unmatched_customer_rate",
-                    "threshold": 0.005,
-                    "min_samples": 20,
-                    "by": "customer_id",
-                    "severity": "critical",
-                },
-            ],
-            "health": {"source_stale_after": "7d"},
-            "report": {
-                "timezone": "UTC",
-                "out_dir": str(workdir / "reports"),
-                "prices": {
-                    "api_request": 0.002,
-                    "gpu_seconds": {"per_unit": 0.0004, "property": "seconds"},
-                    "tokens": {"per_unit": 0.00002, "property": "count"},
-                },
-            },
-        },
-        Environment.model_validate({"METRONOME_BEARER_TOKEN": token}),
+        tomllib.loads(demo_config(workdir, log)),
+        Environment.model_validate(
+            {"METRONOME_BEARER_TOKEN": token, "METRONOME_BASE_URL": base_url}
+        ),
         origin="demo",
     )
 
@@ -177,8 +202,15 @@ def run_demo(console: Console, *, keep: Path | None = None, events: int = 4000) 
         finally:
             runtime.close()
         elapsed = SystemClock().monotonic() - started
-        where = f"; files kept in {workdir}" if keep else ""
-        console.print(f"done in {elapsed:.1f}s{where}")
+        console.print(f"done in {elapsed:.1f}s", markup=False)
+        if keep:
+            config = workdir / "leakwatch.toml"
+            write_private(config, demo_config(workdir, log).encode("utf-8"))
+            console.print(
+                f"files kept in {workdir}; carry on with `leakwatch status -c {config}`",
+                markup=False,
+                soft_wrap=True,
+            )
     return 0 if agreement_ok else 1
 
 
@@ -275,4 +307,6 @@ def _report(console: Console, runtime: Runtime, settings: Settings, clock: FakeC
         f"[bold]7. The weekly report[/] ({content.week}, at {format_timestamp(clock.now())})"
     )
     console.print(f"   {content.summary}", markup=False)
-    console.print("   written: " + ", ".join(p.name for p in paths), markup=False)
+    console.print(f"   written to {settings.report.out_dir}:", markup=False, soft_wrap=True)
+    for path in paths:
+        console.print(f"     {path.name}", markup=False, soft_wrap=True)

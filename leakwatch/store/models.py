@@ -60,6 +60,9 @@ class SampledEvent(SQLModel, table=True):
         UniqueConstraint("source", "transaction_id", "payload_hash", name="uq_sampled_identity"),
         Index("ix_sampled_recheck", "outcome", "next_check_at"),
         Index("ix_sampled_source_time", "source", "sampled_at"),
+        # Windows over all sources ("the last 24 h": metrics, alerts, status) read
+        # the window's rows, not the whole history.
+        Index("ix_sampled_time", "sampled_at"),
         Index("ix_sampled_event_time", "event_timestamp"),
     )
 

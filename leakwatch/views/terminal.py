@@ -2,6 +2,7 @@
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
@@ -107,22 +108,70 @@ def print_cycle_summary(
         )
 
 
-def _rate_table(title: str, rows: Sequence[RateRow], *, volume: bool, currency: str = "$") -> Table:
+# Column headers for the leaking outcomes, short enough for an 80-column terminal.
+SHORT_OUTCOME = {
+    "missing": "missing",
+    "unmatched_customer": "no customer",
+    "unmatched_metric": "no metric",
+    "duplicate": "duplicate",
+    "mismatch": "mismatch",
+}
+
+
+WIDE_TABLE_COLUMNS = 120
+
+
+def _rate_table(
+    title: str,
+    rows: Sequence[RateRow],
+    *,
+    volume: bool,
+    currency: str = "$",
+    width: int = WIDE_TABLE_COLUMNS,
+) -> Table:
+    """Rates per group: one column per leaking outcome when wide, one list when narrow.
+
+    Nothing is cut ("compute_secon…"): names and intervals fold onto a second line if
+    they must, and below 120 columns the outcome counts share one column, so an
+    80-column terminal keeps every figure.
+    """
+    wide = width >= WIDE_TABLE_COLUMNS
     table = Table(title=title, title_justify="left")
-    table.add_column("group")
-    table.add_column("sampled", justify="right")
+    table.add_column("group", overflow="fold", min_width=8)
+    if wide:
+        table.add_column("sampled", justify="right")
     table.add_column("decided", justify="right")
-    for name in LEAK_ORDER:
-        table.add_column(name.replace("_", " "), justify="right")
-    table.add_column("leak rate (95% CI)", justify="right")
+    if wide:
+        for name in LEAK_ORDER:
+            table.add_column(SHORT_OUTCOME[name], justify="right")
+    else:
+        table.add_column("leaks by outcome", overflow="fold", min_width=12)
+    table.add_column("leak rate (95% CI)", justify="right", overflow="fold", min_width=13)
     # Money shares the volume column: one more column would squeeze the intervals.
     money = volume and any(r.revenue_at_risk_per_day is not None for r in rows)
     if volume:
-        table.add_column("≈ leaked / day (at risk)" if money else "≈ leaked / day", justify="right")
+        table.add_column(
+            "≈ leaked/day (at risk)" if money else "≈ leaked/day",
+            justify="right",
+            overflow="fold",
+        )
     for row in rows:
         # Group names come from events: escaped, or "[x]" would vanish as markup.
-        cells = [_markup(row.group), str(row.sampled), str(row.decided)]
-        cells += [str(row.counts.get(name, 0) or "") for name in LEAK_ORDER]
+        cells = [_markup(row.group)]
+        if wide:
+            cells.append(str(row.sampled))
+        cells.append(str(row.decided))
+        if wide:
+            cells += [str(row.counts.get(name, 0) or "") for name in LEAK_ORDER]
+        else:
+            cells.append(
+                ", ".join(
+                    f"{row.counts[name]} {SHORT_OUTCOME[name]}"
+                    for name in LEAK_ORDER
+                    if row.counts.get(name)
+                )
+                or "none"
+            )
         if row.decided:
             cells.append(format_interval(row.leak_rate, row.lower, row.upper))
         else:
@@ -144,14 +193,28 @@ def print_status(out: Console, view: StatusView) -> None:
     else:
         out.print(
             _rate_table(
-                "by source", [view.overall, *view.by_source], volume=True, currency=view.currency
+                "by source",
+                [view.overall, *view.by_source],
+                volume=True,
+                currency=view.currency,
+                width=out.width,
             )
         )
         out.print(
-            _rate_table("by event type", view.by_event_type, volume=True, currency=view.currency)
+            _rate_table(
+                "by event type",
+                view.by_event_type,
+                volume=True,
+                currency=view.currency,
+                width=out.width,
+            )
         )
         if view.top_customers:
-            out.print(_rate_table("customers with leaks", view.top_customers, volume=False))
+            out.print(
+                _rate_table(
+                    "customers with leaks", view.top_customers, volume=False, width=out.width
+                )
+            )
         undecided = {k: view.overall.counts.get(k, 0) for k in ("pending", "error", "expired")}
         if any(undecided.values()):
             out.print(
@@ -163,7 +226,7 @@ def print_status(out: Console, view: StatusView) -> None:
         for header in ("metric", "expected", "billed", "gap", "days flagged"):
             table.add_column(header, overflow="fold")
         for r in view.reconciled:
-            gap = "" if r.billed_ratio is None else f" ({r.billed_ratio - 1:+.2%})"
+            gap = "" if r.billed_ratio is None else f" ({format_percent(r.billed_ratio - 1)})"
             table.add_row(
                 _markup(r.metric),
                 _amount(r.expected),
@@ -175,15 +238,19 @@ def print_status(out: Console, view: StatusView) -> None:
     print_alerts(out, view.open_alerts)
     if view.outbox:
         out.print(
-            "outbox: " + ", ".join(f"{v} {k}" for k, v in sorted(view.outbox.items())),
+            "Slack notifications: "
+            + ", ".join(
+                f"{count} {OUTBOX_WORDS.get(status, status)}"
+                for status, count in sorted(view.outbox.items())
+            ),
             markup=False,
         )
     if view.last_cycle:
         last = view.last_cycle
         when = (
-            f"at {last['finished_at']}"
+            f"at {format_instant(datetime.fromisoformat(last['finished_at']))}"
             if last.get("finished_at")
-            else f"(started at {last['started_at']})"
+            else f"(started at {format_instant(datetime.fromisoformat(last['started_at']))})"
         )
         line = f"last cycle: #{last['run_id']} {last['status']} {when}"
         if last.get("error"):
@@ -207,38 +274,55 @@ def print_status(out: Console, view: StatusView) -> None:
         out.print("volumes counted by the tail", markup=False)
 
 
+# What each outbox status means to the person reading `status`.
+OUTBOX_WORDS = {
+    "pending": "waiting to be sent",
+    "dead": "given up after a day of retries (see the log)",
+    "skipped": "not sent (Slack is not configured, or the alert is silenced)",
+}
+
+
 def print_alerts(out: Console, alerts: Sequence[OpenAlert]) -> None:
     if not alerts:
         out.print("no open alerts")
         return
+    notes = {alert.id: _alert_note(alert) for alert in alerts}
+    columns = ["alert", "scope", "status", "rate (CI)"]
+    if any(notes.values()):
+        columns.append("note")  # only when there is one: 80 columns are tight
     table = Table(title="open alerts", title_justify="left")
-    for column in ("alert", "scope", "severity", "status", "since", "rate (CI)", "note"):
-        table.add_column(column)
+    for column in columns:
+        table.add_column(column, overflow="fold", min_width=13 if column == "rate (CI)" else None)
     for alert in alerts:
         rate = (
             format_interval(alert.rate, alert.lower, alert.upper)
             if alert.rate is not None and alert.lower is not None and alert.upper is not None
             else ""
         )
-        note = []
-        if alert.silenced_until:
-            note.append(f"silenced until {alert.silenced_until:%m-%d %H:%M}")
-        if alert.acked_at:
-            note.append("acknowledged")
-        table.add_row(
+        cells = [
             _markup(alert.rule_name),
             _markup(alert.scope or "all"),
-            alert.severity,
-            alert.status,
-            format_instant(alert.since) if alert.since else "",
+            f"{alert.status} ({alert.severity})"
+            + (f" since {format_instant(alert.since)}" if alert.since else ""),
             rate,
-            ", ".join(note),
-        )
+        ]
+        if "note" in columns:
+            cells.append(notes[alert.id])
+        table.add_row(*cells)
     out.print(table)
     for alert in alerts:
         if alert.why:
             scope = f" [{alert.scope}]" if alert.scope else ""
             out.print(f"why {alert.rule_name}{scope}: {alert.why}", markup=False)
+
+
+def _alert_note(alert: OpenAlert) -> str:
+    note = []
+    if alert.silenced_until:
+        note.append(f"silenced until {format_instant(alert.silenced_until)}")
+    if alert.acked_at:
+        note.append("acknowledged")
+    return ", ".join(note)
 
 
 def print_lookup(out: Console, results: Sequence[LookupResult]) -> None:

@@ -7,93 +7,14 @@ set; the simulator runs in this process on a loopback port.
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from leakwatch.clock import SystemClock
-from leakwatch.metronome.client import SearchClient
-from leakwatch.simulator import SimulatorServer, build_demo_state
-from leakwatch.simulator.scenario import Scenario, build_scenario, ingest_scenario
-
-TOKEN = "cli-test-token-123456"
-
-
-@dataclass
-class Setup:
-    cwd: Path
-    env: dict[str, str]
-    scenario: Scenario
-    server: SimulatorServer
-
-    def run(
-        self, *args: str, env: dict[str, str] | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "leakwatch", *args],
-            cwd=self.cwd,
-            env={**self.env, **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
-
-@pytest.fixture
-def setup(tmp_path: Path, db_url: str) -> Iterator[Setup]:
-    clock = SystemClock()
-    now = clock.now()
-    scenario = build_scenario(now=now, events=600, oldest=timedelta(days=2), seed=3)
-    state = build_demo_state(clock=clock)
-    state.faults.silent_drop_ids.update(scenario.dropped_ids)
-    log = tmp_path / "usage.jsonl"
-    scenario.write_log(log)
-    with SimulatorServer(state, token=TOKEN) as server:
-        with SearchClient(
-            base_url=server.base_url, token=TOKEN, clock=clock, requests_per_second=100
-        ) as client:
-            ingest_scenario(scenario, client.ingest)
-        (tmp_path / "leakwatch.toml").write_text(
-            f"""
-state_dir = "{tmp_path / "state"}"
-[metronome]
-requests_per_second = 50
-[[sources]]
-name = "gateway"
-type = "jsonl"
-path = "{log}"
-sample_size = 300
-[checks]
-min_checks_before_missing = 1
-[[alerts]]
-name = "leak rate"
-threshold = 0.01
-min_samples = 50
-[report]
-out_dir = "{tmp_path / "reports"}"
-prices = {{ api_request = 0.002 }}
-"""
-        )
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("LEAKWATCH_", "METRONOME_", "SLACK_"))
-        }
-        env.update(
-            {
-                "METRONOME_BEARER_TOKEN": TOKEN,
-                "METRONOME_BASE_URL": server.base_url,
-                "LEAKWATCH_DATABASE_URL": db_url,
-            }
-        )
-        yield Setup(tmp_path, env, scenario, server)
+from tests.support.cli import Setup
 
 
 def test_check_then_status_outcomes_lookup_alerts_report(setup: Setup) -> None:
@@ -237,3 +158,17 @@ def test_reconcile_before_and_after_a_check(setup: Setup) -> None:
     text = setup.run("reconcile", "--days", "2")
     assert text.returncode == 0, text.stderr
     assert "flagged" in text.stdout and "within tolerance" in text.stdout
+
+
+def test_status_fits_80_columns_and_cuts_nothing(setup: Setup) -> None:
+    assert setup.run("check", "--json").returncode == 0
+    result = setup.run("status", "--window", "1h", env={"COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), max(lines, key=len)
+    assert "…" not in result.stdout
+    # Every event type and both ends of every interval are there, if folded.
+    flat = "".join(ch for ch in result.stdout if ch.isalnum() or ch in "_.%()–")
+    for event_type in ("api_request", "gpu_seconds", "tokens"):
+        assert event_type in flat
+    assert flat.count("(") == flat.count(")")

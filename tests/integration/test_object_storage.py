@@ -18,7 +18,7 @@ from leakwatch.sources.checkpoints import InMemoryCheckpointStore
 from leakwatch.sources.inventory import describe_source
 from leakwatch.sources.objects import ObjectStoreError, list_objects
 from tests.fakes.moto_s3 import MotoS3, put
-from tests.unit.test_jsonl_source import NOW, source, txn_index, write_log
+from tests.support.logs import NOW, source, txn_index, write_log
 
 
 def test_a_draw_from_an_object_equals_the_draw_from_the_same_local_bytes(
