@@ -310,8 +310,15 @@ def check(
     with _user_errors(), _first_interrupt_stops() as stopping:
         settings = settings_for(config)
         _setup_logs(settings, quiet=as_json)
-        with searching_alone(settings):
-            runtime = build_runtime(settings, clock=SystemClock(), should_stop=stopping.is_set)
+        from leakwatch.views.terminal import lookup_progress
+
+        with searching_alone(settings), lookup_progress(err) as progress:
+            runtime = build_runtime(
+                settings,
+                clock=SystemClock(),
+                should_stop=stopping.is_set,
+                lookup_progress=progress,
+            )
             try:
                 summary = runtime.run_cycle(draw=not recheck_only)
                 alerts = runtime.evaluate_alerts()
