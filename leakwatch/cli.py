@@ -310,8 +310,15 @@ def check(
     with _user_errors(), _first_interrupt_stops() as stopping:
         settings = settings_for(config)
         _setup_logs(settings, quiet=as_json)
-        with searching_alone(settings):
-            runtime = build_runtime(settings, clock=SystemClock(), should_stop=stopping.is_set)
+        from leakwatch.views.terminal import lookup_progress
+
+        with searching_alone(settings), lookup_progress(err) as progress:
+            runtime = build_runtime(
+                settings,
+                clock=SystemClock(),
+                should_stop=stopping.is_set,
+                lookup_progress=progress,
+            )
             try:
                 summary = runtime.run_cycle(draw=not recheck_only)
                 alerts = runtime.evaluate_alerts()
@@ -548,10 +555,13 @@ def lookup(
             engine.dispose()
         if as_json:
             _print_json([r.to_dict() for r in results])
-            return
-        from leakwatch.views.terminal import print_lookup
+        else:
+            from leakwatch.views.terminal import print_lookup
 
-        print_lookup(out, results)
+            print_lookup(out, results)
+        if results and all(r.error is not None for r in results):
+            # Nothing was learnt: exit 1, as DESIGN's "Exit codes" ask (the why is above).
+            raise LeakwatchError(f"no lookup succeeded: {results[0].error}")
 
 
 @app.command(cls=PlainCommand, short_help="Write (and send) the weekly leakage report.")

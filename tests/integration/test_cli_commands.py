@@ -21,6 +21,11 @@ def test_check_then_status_outcomes_lookup_alerts_report(setup: Setup) -> None:
     checked = setup.run("check", "--json")
     assert checked.returncode == 0, checked.stderr
     summary = json.loads(checked.stdout)
+    # Not a terminal: progress as a few plain lines on stderr, stdout stays JSON.
+    progress = [line for line in checked.stderr.splitlines() if line.startswith("looked up ")]
+    assert 1 <= len(progress) <= 5
+    done, _, due = progress[-1].removeprefix("looked up ").partition(" of ")
+    assert done == due.split(",")[0]  # every transaction id due was looked up
     assert summary["status"] == "finished"
     assert summary["checked"] == 300 or summary["checked"] > 250
     assert summary["verdicts"]["matched"] > 200
