@@ -152,7 +152,9 @@ class SourceSettings(_Section):
     storage_options: dict[str, Any] = Field(default_factory=dict)
     settle_delay: Duration = timedelta(minutes=10)
     max_age: Duration = timedelta(days=33)
-    sample_size: int = Field(default=500, ge=1, le=100_000)
+    # 500 lookups per 15 minutes, spent as three cycles of 167: an alert can decide
+    # three times as often for the same budget (docs/detection.md).
+    sample_size: int = Field(default=167, ge=1, le=100_000)
     stratify_by: StratifyBy | None = None
     stratum_floor: int = Field(default=5, ge=0, le=10_000)
     expected_metrics: dict[str, list[str]] = Field(default_factory=dict)
@@ -182,7 +184,7 @@ class SourceSettings(_Section):
 
 
 class ChecksSettings(_Section):
-    every: PositiveDuration = timedelta(minutes=15)
+    every: PositiveDuration = timedelta(minutes=5)
     missing_grace: Duration = timedelta(hours=2)
     min_checks_before_missing: int = Field(default=2, ge=1, le=100)
     recheck_pending_every: PositiveDuration = timedelta(minutes=15)

@@ -262,7 +262,7 @@ def evaluate(
         # looks: no minimum, and its own evidence says why (see `explain_evidence`).
         monitor = rule.monitor(observation.groups)
         breach = observation.evidence.breached(monitor)
-        clear = observation.evidence.cleared(monitor)
+        clear = observation.evidence.settled(monitor)
         decision = _step(
             observed,
             breach=breach,
@@ -323,10 +323,15 @@ def explain_evidence(rule: AlertRule, evidence: MonitorState, groups: int = 1) -
         )
     if evidence.clear_samples > 0:
         seen = _run(evidence.clear_leaks, evidence.clear_samples)
-        verdict = "below" if evidence.cleared(monitor) else "not yet shown below"
+        odds = _odds(evidence.clear_odds(monitor))
+        if evidence.cleared(monitor):
+            return (
+                f"{seen}; the rate is below {threshold} (chance of so few by luck at "
+                f"{threshold} or more: 1 in {odds})"
+            )
         return (
-            f"{seen}; the rate is {verdict} {threshold} (chance of so few by luck at "
-            f"{threshold} or more: 1 in {_odds(evidence.clear_odds(monitor))})"
+            f"{seen}; no evidence of a rate above {threshold} left, and what came since "
+            f"points below it (chance of so few at {threshold} or more: 1 in {odds})"
         )
     return f"no evidence either way yet about {threshold}"
 

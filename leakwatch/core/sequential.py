@@ -202,6 +202,15 @@ class MonitorState:
     def cleared(self, config: MonitorConfig) -> bool:
         return self.clear >= config.bound
 
+    def settled(self, config: MonitorConfig) -> bool:
+        """Clear enough to resolve an alert: evidence the rate is under the threshold,
+        or the evidence that fired is gone and what came since points under it.
+
+        The second is as quick as the firing was; a small group would take days to
+        gather the first.
+        """
+        return self.cleared(config) or (self.breach <= 0.0 and self.clear > 0.0)
+
     def breach_odds(self, config: MonitorConfig) -> float:
         """Log-likelihood ratio of the breach run's own counts (not capped at the bound).
 

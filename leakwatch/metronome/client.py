@@ -3,13 +3,14 @@
 Does I/O (HTTP through an injected or owned `httpx.Client`; time and sleep through
 the injected `Clock`). The search endpoint is heavily rate-limited, so every call
 carries up to `max_ids_per_request` IDs and is paced by `AdaptiveRate` (multiplicative
-decrease on 429, gradual recovery per successful call up to the configured budget).
+decrease on 429, additive recovery per second of success once 429s stop).
 Calls are retried a bounded number of times on 5xx, timeouts, dropped connections
 and malformed bodies. A lookup that failed is reported as an error for its IDs —
 never as "absent".
 """
 
 import json
+import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -130,14 +131,17 @@ class SearchResult:
 
 
 class AdaptiveRate:
-    """Pace calls at the budget; slow down on 429 and creep back up with each success.
+    """Pace calls at the budget; back off on 429 like TCP, and win the budget back in seconds.
 
     A 429 multiplies the rate by `decrease_factor` and blocks until the server's
-    `Retry-After`; each successful call multiplies it by `1 + increase_per_success`,
-    never above `max_rps`. Growth is counted in calls, not seconds, so the share of
-    429s is the same at 1 rps as at 50 (time-based recovery would probe a slow
-    budget far too often). Slots are scheduled (GCRA), not measured from the last
-    send, so per-call overhead does not erode the rate; the burst is one call.
+    `Retry-After`: multiplicative decrease. For `quiet_s` after that window, each
+    successful call grows the rate by `increase_per_success` only — a gentle probe, so
+    a budget still shared with another client is not hammered. Once that long has
+    passed without a 429, the rate climbs by `max_rps / recovery_s` every second
+    (additive increase) back to `max_rps`: a budget a competitor gave up is back in a
+    few seconds, not after hundreds of calls. Slots are scheduled (GCRA) at the rate
+    in force when they fall due, so per-call overhead does not erode the rate and a
+    slot booked at a low rate comes sooner as the rate climbs; the burst is one call.
     """
 
     def __init__(
@@ -145,26 +149,62 @@ class AdaptiveRate:
         max_rps: float,
         clock: Clock,
         *,
-        decrease_factor: float = 0.8,
+        decrease_factor: float = 0.6,
         increase_per_success: float = 0.003,
+        quiet_s: float = 6.0,
+        recovery_s: float = 3.0,
         min_rps: float | None = None,
     ) -> None:
         if max_rps <= 0:
             raise ValueError("requests_per_second must be positive")
         if not 0 < decrease_factor < 1:
             raise ValueError("decrease_factor must be between 0 and 1")
-        if increase_per_success <= 0:
-            raise ValueError("increase_per_success must be positive")
+        if increase_per_success <= 0 or quiet_s < 0 or recovery_s <= 0:
+            raise ValueError("increase_per_success and recovery_s must be positive")
         self.max_rps = max_rps
         self.min_rps = min_rps if min_rps is not None else max_rps / 20
         self.decrease_factor = decrease_factor
         self.increase_per_success = increase_per_success
+        self.quiet_s = quiet_s
+        self.recovery_s = recovery_s
         self._clock = clock
-        self.rate_rps = max_rps
-        self._next_slot = clock.monotonic()
+        # The rate is `_base_rps` as of `_base_at`, plus the additive climb since then
+        # once the quiet spell (from `_quiet_from`) has begun.
+        self._base_rps = max_rps
+        self._base_at = clock.monotonic()
+        self._quiet_from = -math.inf
+        self._last_slot: float | None = None
+        self._not_before = clock.monotonic()
+
+    def rate_at(self, monotonic: float) -> float:
+        """The pacing rate at a moment, given no 429 until then."""
+        climb_from = max(self._base_at, self._quiet_from)
+        if monotonic <= climb_from:
+            return self._base_rps
+        climbed = self.max_rps / self.recovery_s * (monotonic - climb_from)
+        return min(self.max_rps, self._base_rps + climbed)
+
+    @property
+    def rate_rps(self) -> float:
+        return self.rate_at(self._clock.monotonic())
 
     def next_slot_monotonic(self) -> float:
-        return max(self._next_slot, self._clock.monotonic())
+        now = self._clock.monotonic()
+        if self._last_slot is None:
+            return max(now, self._not_before)
+        # The earliest t with (t - last_slot) · rate(t) >= 1: both factors only grow
+        # with t, so bisect between now and the slot today's rate would give.
+        last = self._last_slot
+        low, high = max(now, last), max(now, last + 1 / self.rate_at(now))
+        for _ in range(40):
+            if high - low <= 1e-6:
+                break
+            middle = (low + high) / 2
+            if (middle - last) * self.rate_at(middle) >= 1:
+                high = middle
+            else:
+                low = middle
+        return max(high, self._not_before)
 
     def acquire(self, deadline_monotonic: float | None = None) -> bool:
         """Sleep until the next slot and take it; False (no sleep) if it is past the deadline."""
@@ -172,15 +212,24 @@ class AdaptiveRate:
         if deadline_monotonic is not None and slot > deadline_monotonic:
             return False
         self._clock.sleep(slot - self._clock.monotonic())
-        self._next_slot = slot + 1 / self.rate_rps
+        self._last_slot = slot
         return True
 
     def on_success(self) -> None:
-        self.rate_rps = min(self.max_rps, self.rate_rps * (1 + self.increase_per_success))
+        now = self._clock.monotonic()
+        if now < self._quiet_from:
+            self._rebase(min(self.max_rps, self.rate_at(now) * (1 + self.increase_per_success)))
 
     def on_rate_limited(self, wait_s: float) -> None:
-        self.rate_rps = max(self.min_rps, self.rate_rps * self.decrease_factor)
-        self._next_slot = max(self._next_slot, self._clock.monotonic() + wait_s)
+        now = self._clock.monotonic()
+        self._rebase(max(self.min_rps, self.rate_at(now) * self.decrease_factor))
+        self._not_before = max(self._not_before, now + wait_s)
+        # Probing gently until the server's window has passed and a quiet spell after it.
+        self._quiet_from = now + wait_s + self.quiet_s
+
+    def _rebase(self, rate_rps: float) -> None:
+        self._base_rps = rate_rps
+        self._base_at = self._clock.monotonic()
 
 
 class _CallKind(StrEnum):
@@ -350,8 +399,10 @@ class SearchClient:
             if result.kind is _CallKind.RATE_LIMITED:
                 rate_limited += 1
                 if rate_limited > self.max_rate_limited_waits:
-                    reason = f"rate limited {rate_limited} times in a row"
-                    return self._fail(batch, reason), calls
+                    # Rate limiting says nothing about the ids: never an `error`. They
+                    # stay due (new samples pending) for the next cycle.
+                    log.warning("search.rate_limited_out", times=rate_limited, ids=len(batch))
+                    return None, calls
                 wait_s = result.retry_after_s
                 if wait_s is None:
                     wait_s = self._backoff_s(rate_limited - 1)

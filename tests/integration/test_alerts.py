@@ -291,6 +291,7 @@ def test_sequential_rule_reads_the_window_cycle_by_cycle_and_says_why(
     assert "chance of seeing so many by luck under 1.0% is below 1 in" in body
     [open_alert] = list_open(sessions, clock.now())
     assert open_alert.why.startswith("3.0% of 500 lookups leaked")
-    # Fixed: two clean cycles clear it — as fast as it fired, not a day later.
-    assert cycle(1, 499) == [None]
-    assert cycle(0, 500) == [NotificationKind.RESOLVE]
+    # Fixed: one clean cycle undoes the evidence that fired and points below 1% — it
+    # resolves as fast as it fired, not a day later when the leaky samples age out.
+    assert cycle(1, 499) == [NotificationKind.RESOLVE]
+    assert cycle(20, 480) == [NotificationKind.FIRE]  # a new episode needs new evidence

@@ -107,7 +107,7 @@ def test_waits_retry_after_on_429_and_slows_down(clock: FakeClock) -> None:
     assert sim.stats["search"].ok == 5
 
 
-def test_persistent_429_becomes_an_error_not_missing(
+def test_persistent_429_leaves_the_id_due_never_missing_nor_error(
     sim: SimulatorServer, clock: FakeClock
 ) -> None:
     sim.set_rate_limit("search", 0.001, 1)
@@ -116,7 +116,8 @@ def test_persistent_429_becomes_an_error_not_missing(
         second = client.search(["y"])
     assert first.answered == {"x": ()}
     assert "y" not in second.answered
-    assert "rate limited" in second.errors["y"]
+    assert second.errors == {}
+    assert second.not_looked_up == ("y",)
 
 
 def test_retries_a_burst_of_server_errors(sim: SimulatorServer, clock: FakeClock) -> None:

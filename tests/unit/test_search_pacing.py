@@ -114,13 +114,18 @@ def test_scheduled_slots_absorb_time_spent_between_calls() -> None:
 @pytest.mark.parametrize(
     ("events", "expected_rps"),
     [
-        (["429"], 8.0),
-        (["429", "429"], 6.4),
+        (["429"], 6.0),  # multiplicative decrease
+        (["429", "429"], 3.6),
         (["429"] * 30, 0.5),  # floor: max_rps / 20
-        (["429", "ok"], 8.0 * 1.003),
-        (["429"] + ["ok"] * 10, 8.0 * 1.003**10),
-        (["429"] + ["ok"] * 100, 10.0),  # never above the budget
-        (["429", "wait:3600"], 8.0),  # recovery is earned by calls, not by idling
+        # While 429s are recent (6 s): a gentle probe per successful call.
+        (["429", "ok"], 6.0 * 1.003),
+        (["429"] + ["ok"] * 10, 6.0 * 1.003**10),
+        (["429", "wait:5.9"], 6.0),
+        # Quiet since (6 s after the Retry-After window): each second adds max / 3 s.
+        (["429", "wait:6", "ok", "wait:0.2", "ok"], 6.0 + 10 / 3 * 0.2),
+        (["429", "wait:6.9"], 6.0 + 10 / 3 * 0.9),
+        (["429", "wait:6", "ok"] + ["wait:0.1", "ok"] * 30, 10.0),  # never above the budget
+        (["429", "wait:3600"], 10.0),  # the configured rate, once the windows have passed
         (["ok", "ok"], 10.0),
     ],
 )
@@ -135,6 +140,24 @@ def test_decrease_on_429_and_recovery_per_success(events: list[str], expected_rp
         else:
             clock.advance(float(event.split(":")[1]))
     assert rate.rate_rps == pytest.approx(expected_rps)
+
+
+def test_after_429s_stop_the_budget_is_back_within_seconds_not_hundreds_of_calls() -> None:
+    """A burst of 429s (a competitor took the budget), then none: like TCP, back fast."""
+    clock = FakeClock()
+    rate = AdaptiveRate(1, clock)
+    for _ in range(10):
+        rate.on_rate_limited(1.0)
+    assert rate.rate_rps == pytest.approx(1 / 20)  # the floor
+    stopped = clock.monotonic()
+    calls = 0
+    while rate.rate_rps < 0.9 and calls < 1_000:
+        rate.acquire()
+        rate.on_success()
+        calls += 1
+    # Retry-After (1 s) + the quiet spell (6 s) + additive increase at 1/3 of the budget/s.
+    assert clock.monotonic() - stopped <= 10
+    assert calls <= 15  # was ~800 at +0.3% a call
 
 
 def test_rate_limited_blocks_until_retry_after() -> None:
@@ -344,3 +367,15 @@ def test_invalid_configuration_is_refused() -> None:
         )
     with pytest.raises(ValueError, match="requests_per_second"):
         SearchClient(base_url="http://x", token="t", clock=FakeClock(), requests_per_second=0)
+
+
+def test_rate_limited_past_every_wait_leaves_the_ids_due_never_error() -> None:
+    """A 429 says nothing about the ids: they are not looked up (stay due), not `error`."""
+    fake = FakeMetronome(FakeClock(), known={"a", "c"})
+    fake.scripted.extend([lambda ids: httpx.Response(429, headers={"Retry-After": "1"})] * 3)
+    with client_for(fake, requests_per_second=10, max_rate_limited_waits=2) as client:
+        result = client.search(["a", "b", "c"])
+    assert result.errors == {}
+    assert set(result.not_looked_up) == {"a", "b", "c"}
+    assert client.stats.failed_requests == 0
+    assert fake.statuses == [429, 429, 429]
