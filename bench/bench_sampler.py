@@ -159,8 +159,8 @@ def child(step: str, args: argparse.Namespace) -> None:
 def cycle_child(args: argparse.Namespace) -> None:
     """Time `check` cycles on the log (SQLite store, simulator): before the tail, after."""
     from leakwatch.config import settings_from_mapping
-    from leakwatch.pipeline.runtime import Runtime
     from leakwatch.simulator import SimulatorServer, build_demo_state
+    from leakwatch.wiring import build_runtime
 
     clock = BenchClock()
     token = "bench-token"
@@ -187,7 +187,7 @@ def cycle_child(args: argparse.Namespace) -> None:
                 "checks": {"every": "15m", "tail_slice": args.tail_slice},
             }
         )
-        runtime = Runtime(settings, clock=clock)
+        runtime = build_runtime(settings, clock=clock)
         timings: dict[str, object] = {}
         try:
             for name in ("first", "second"):

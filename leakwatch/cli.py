@@ -5,7 +5,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from importlib import resources
@@ -310,8 +310,15 @@ def check(
     with _user_errors(), _first_interrupt_stops() as stopping:
         settings = settings_for(config)
         _setup_logs(settings, quiet=as_json)
-        with searching_alone(settings):
-            runtime = build_runtime(settings, clock=SystemClock(), should_stop=stopping.is_set)
+        from leakwatch.views.terminal import lookup_progress
+
+        with searching_alone(settings), lookup_progress(err) as progress:
+            runtime = build_runtime(
+                settings,
+                clock=SystemClock(),
+                should_stop=stopping.is_set,
+                lookup_progress=progress,
+            )
             try:
                 summary = runtime.run_cycle(draw=not recheck_only)
                 alerts = runtime.evaluate_alerts()
@@ -548,10 +555,13 @@ def lookup(
             engine.dispose()
         if as_json:
             _print_json([r.to_dict() for r in results])
-            return
-        from leakwatch.views.terminal import print_lookup
+        else:
+            from leakwatch.views.terminal import print_lookup
 
-        print_lookup(out, results)
+            print_lookup(out, results)
+        if results and all(r.error is not None for r in results):
+            # Nothing was learnt: exit 1, as DESIGN's "Exit codes" ask (the why is above).
+            raise LeakwatchError(f"no lookup succeeded: {results[0].error}")
 
 
 @app.command(cls=PlainCommand, short_help="Write (and send) the weekly leakage report.")
@@ -810,38 +820,52 @@ def _list_alerts(config: Path | None, as_json: bool) -> None:
         print_alerts(out, found)
 
 
+AlertNameArgument = Annotated[
+    str, typer.Argument(metavar="NAME", help="Alert rule name.", show_default=False)
+]
+AlertScopeOption = Annotated[
+    str | None, typer.Option(metavar="BY=VALUE", help="Only this group, e.g. event_type=x.")
+]
+
+
+def _on_alerts(
+    config: Path | None, name: str, scope: str | None, act: Callable[["SessionFactory"], int]
+) -> int:
+    """Check the rule (and scope) exist, then `act` on the store; how many alerts it touched."""
+    from leakwatch.store.db import session_factory
+    from leakwatch.wiring import open_engine, settings_for
+
+    settings = settings_for(config)
+    _setup_logs(settings, quiet=True)
+    _known_alert(settings, name, scope)
+    engine = open_engine(settings)
+    try:
+        sessions = session_factory(engine)
+        _scope_can_exist(settings, sessions, name, scope)
+        return act(sessions)
+    finally:
+        engine.dispose()
+
+
 @alerts_app.command("silence", cls=PlainCommand)
 def alerts_silence(
-    name: Annotated[
-        str, typer.Argument(metavar="NAME", help="Alert rule name.", show_default=False)
-    ],
+    name: AlertNameArgument,
     duration: Annotated[
         str, typer.Option("--for", metavar="DURATION", help="How long, e.g. 4h.")
     ] = "4h",
-    scope: Annotated[
-        str | None, typer.Option(metavar="BY=VALUE", help="Only this group, e.g. event_type=x.")
-    ] = None,
+    scope: AlertScopeOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Stop an alert's notifications for a while; its state is kept."""
     from leakwatch.clock import SystemClock
     from leakwatch.store.alerts import silence
-    from leakwatch.store.db import session_factory
-    from leakwatch.wiring import open_engine, settings_for
 
     with _user_errors():
         span = _duration_option("--for", duration)
-        settings = settings_for(config)
-        _setup_logs(settings, quiet=True)
-        _known_alert(settings, name, scope)
-        engine = open_engine(settings)
         until = SystemClock().now() + span
-        try:
-            sessions = session_factory(engine)
-            _scope_can_exist(settings, sessions, name, scope)
-            count = silence(sessions, name, scope=scope, until=until)
-        finally:
-            engine.dispose()
+        count = _on_alerts(
+            config, name, scope, lambda sessions: silence(sessions, name, scope=scope, until=until)
+        )
         out.print(
             f"silenced {count} alert(s) of {name!r} until {format_instant(until)}", markup=False
         )
@@ -849,60 +873,31 @@ def alerts_silence(
 
 @alerts_app.command("ack", cls=PlainCommand)
 def alerts_ack(
-    name: Annotated[
-        str, typer.Argument(metavar="NAME", help="Alert rule name.", show_default=False)
-    ],
-    scope: Annotated[
-        str | None, typer.Option(metavar="BY=VALUE", help="Only this group, e.g. event_type=x.")
-    ] = None,
-    config: ConfigOption = None,
+    name: AlertNameArgument, scope: AlertScopeOption = None, config: ConfigOption = None
 ) -> None:
     """Acknowledge a firing alert: no more reminders this episode."""
     from leakwatch.clock import SystemClock
     from leakwatch.store.alerts import ack
-    from leakwatch.store.db import session_factory
-    from leakwatch.wiring import open_engine, settings_for
 
     with _user_errors():
-        settings = settings_for(config)
-        _setup_logs(settings, quiet=True)
-        _known_alert(settings, name, scope)
-        engine = open_engine(settings)
-        try:
-            sessions = session_factory(engine)
-            _scope_can_exist(settings, sessions, name, scope)
-            count = ack(sessions, name, scope=scope, now=SystemClock().now())
-        finally:
-            engine.dispose()
+        now = SystemClock().now()
+        count = _on_alerts(
+            config, name, scope, lambda sessions: ack(sessions, name, scope=scope, now=now)
+        )
         out.print(f"acknowledged {count} alert(s) of {name!r}", markup=False)
 
 
 @alerts_app.command("unsilence", cls=PlainCommand)
 def alerts_unsilence(
-    name: Annotated[
-        str, typer.Argument(metavar="NAME", help="Alert rule name.", show_default=False)
-    ],
-    scope: Annotated[
-        str | None, typer.Option(metavar="BY=VALUE", help="Only this group, e.g. event_type=x.")
-    ] = None,
-    config: ConfigOption = None,
+    name: AlertNameArgument, scope: AlertScopeOption = None, config: ConfigOption = None
 ) -> None:
     """Lift a silence early: notifications resume at the next evaluation."""
     from leakwatch.store.alerts import unsilence
-    from leakwatch.store.db import session_factory
-    from leakwatch.wiring import open_engine, settings_for
 
     with _user_errors():
-        settings = settings_for(config)
-        _setup_logs(settings, quiet=True)
-        _known_alert(settings, name, scope)
-        engine = open_engine(settings)
-        try:
-            sessions = session_factory(engine)
-            _scope_can_exist(settings, sessions, name, scope)
-            count = unsilence(sessions, name, scope=scope)
-        finally:
-            engine.dispose()
+        count = _on_alerts(
+            config, name, scope, lambda sessions: unsilence(sessions, name, scope=scope)
+        )
         out.print(f"unsilenced {count} alert(s) of {name!r}", markup=False)
 
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from leakwatch.metronome.client import SearchClient, SearchObserver
     from leakwatch.notify.report_send import ReportSlack
     from leakwatch.notify.slack import Notifier
-    from leakwatch.pipeline.check import CheckCycle
+    from leakwatch.pipeline.check import CheckCycle, LookupProgress
     from leakwatch.pipeline.runtime import Runtime
     from leakwatch.sources.base import Source
     from leakwatch.sources.specs import SourceSpec
@@ -196,6 +196,7 @@ def build_check_cycle(
     search: "SearchClient",
     should_stop: "Callable[[], bool] | None" = None,
     rng: "random.Random | None" = None,
+    lookup_progress: "LookupProgress | None" = None,
 ) -> "CheckCycle":
     """Assemble one CheckCycle from settings; sources are built, not yet read."""
     from leakwatch.pipeline.check import CheckCycle, ConfiguredSource, CycleSettings
@@ -241,6 +242,7 @@ def build_check_cycle(
         ),
         rng=rng,
         should_stop=should_stop or (lambda: False),
+        lookup_progress=lookup_progress,
     )
 
 
@@ -322,6 +324,7 @@ def build_runtime(
     observer: "SearchObserver | None" = None,
     should_stop: "Callable[[], bool] | None" = None,
     migrate: bool = True,
+    lookup_progress: "LookupProgress | None" = None,
 ) -> "Runtime":
     """Open the store, build the search client, cycle, sender and Slack clients; assemble.
 
@@ -337,7 +340,12 @@ def build_runtime(
     try:
         search = build_search_client(settings, clock, observer=observer)
         cycle = build_check_cycle(
-            settings, engine=engine, clock=clock, search=search, should_stop=should_stop
+            settings,
+            engine=engine,
+            clock=clock,
+            search=search,
+            should_stop=should_stop,
+            lookup_progress=lookup_progress,
         )
         notifier = build_notifier(settings)
         sender = (

@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from leakwatch.core.events import DECIDED_OUTCOMES, Outcome
-from leakwatch.core.formatting import format_percent
+from leakwatch.core.formatting import format_instant, format_percent
 from leakwatch.core.sequential import MonitorConfig, MonitorState
 from leakwatch.core.stats import Interval, RateEstimate, rate_estimate
 
@@ -373,6 +373,15 @@ def evaluate_health(
     )
 
 
+# How a notification reads in a reason ("…; announcing it in Slack").
+_NOTIFICATION_WORDS = {
+    NotificationKind.FIRE: "announcing it",
+    NotificationKind.UPDATE: "posting an update: it got worse",
+    NotificationKind.REPEAT: "reminding: still firing",
+    NotificationKind.RESOLVE: "announcing it resolved",
+}
+
+
 def decide_notification(
     state: AlertState, candidate: NotificationKind | None, now: datetime
 ) -> tuple[NotificationKind | None, str]:
@@ -383,13 +392,15 @@ def decide_notification(
     """
     if candidate is None:
         return None, "nothing to notify"
+    said = _NOTIFICATION_WORDS[candidate]
     if state.is_silenced(now):
-        return None, f"{candidate.value} suppressed: silenced until {state.silenced_until}"
+        until = format_instant(state.silenced_until) if state.silenced_until else "later"
+        return None, f"silenced until {until}, so not {said}"
     if candidate is NotificationKind.RESOLVE and not state.announced:
-        return None, "resolve dropped: this episode was never announced"
+        return None, "never announced, so no resolve notice"
     if state.acked and candidate in (NotificationKind.UPDATE, NotificationKind.REPEAT):
-        return None, f"{candidate.value} suppressed: acknowledged"
-    return candidate, f"send {candidate.value}"
+        return None, f"acknowledged, so not {said}"
+    return candidate, said
 
 
 def silence(state: AlertState, until: datetime) -> AlertState:

@@ -254,16 +254,6 @@ class CustomerStat:
 
 
 @dataclass(frozen=True, slots=True)
-class AlertEvent:
-    rule_name: str
-    scope: str
-    kind: str
-    transition: str
-    episode: int
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
 class BadLineStat:
     source: str
     reason: str
@@ -334,7 +324,7 @@ class ReportContent:
     segments: list[SegmentReport]
     trend: list[TrendPoint]
     top_customers: list[CustomerStat]
-    alerts: list[AlertEvent]
+    alerts: list[AlertTransitionRow]
     alerts_opened: int
     alerts_resolved: int
     health: Health
@@ -498,10 +488,7 @@ def build_content(
     ]
     # A week still in progress expects only the cycles due so far.
     health = _health(inputs, start_utc, min(end_utc, generated_at), checks_every)
-    alerts = [
-        AlertEvent(a.rule_name, a.scope, a.kind, a.transition, a.episode, a.at)
-        for a in sorted(inputs.alert_transitions, key=lambda a: (a.at, a.rule_name))
-    ]
+    alerts = [a for a in sorted(inputs.alert_transitions, key=lambda a: (a.at, a.rule_name))]
     examples: dict[str, list[Example]] = {}
     for ex in inputs.examples:
         examples.setdefault(ex.outcome, []).append(ex)

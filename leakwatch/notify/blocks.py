@@ -152,10 +152,13 @@ def _headline(view: AlertView, kind: MessageKind) -> str:
 
 def _rate_line(view: AlertView) -> str:
     confidence = f"{view.confidence:.0%} " if view.confidence is not None else ""
+    # With a sequential decision (`why`) the interval is the window's, for scale: the
+    # decision is the test's, said on the Why line, not this interval's.
+    whose = " of the window" if view.why else ""
     return (
         f"*{slack_value(view.rate_name)}* {format_percent(view.rate)} "
-        f"({confidence}interval {format_percent(view.lower)} – {format_percent(view.upper)}) "
-        f"vs threshold {format_percent(view.threshold)}"
+        f"({confidence}interval{whose} {format_percent(view.lower)} – "
+        f"{format_percent(view.upper)}) vs threshold {format_percent(view.threshold)}"
     )
 
 

@@ -17,6 +17,7 @@ from leakwatch.clock import Clock
 from leakwatch.config import Settings
 from leakwatch.core.alerting import AlertRule
 from leakwatch.core.durations import format_duration
+from leakwatch.core.formatting import format_percent
 from leakwatch.core.results import AlertResult, CycleSummary, SendReport
 from leakwatch.errors import LeakwatchError
 from leakwatch.metronome.client import SearchClient
@@ -294,7 +295,10 @@ class Runtime:
             name: rate > health.bad_line_rate for name, rate in self.health.bad_line_rate.items()
         }
         for name, rate in self.health.bad_line_rate.items():
-            details[f"bad_line_rate:{name}"] = f"{rate:.1%} of new lines unusable"
+            details[f"bad_line_rate:{name}"] = (
+                f"{format_percent(rate)} of new lines unusable "
+                f"(alerting above {format_percent(health.bad_line_rate)})"
+            )
         behind: bool | None = None
         if last_finished is not None:
             missed = (now - last_finished) / self.settings.checks.every

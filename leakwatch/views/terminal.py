@@ -7,10 +7,23 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
-from leakwatch.core.formatting import format_instant, format_interval, format_percent
+from leakwatch.core.formatting import (
+    format_count,
+    format_instant,
+    format_interval,
+    format_money,
+    format_percent,
+)
 from leakwatch.core.reconcile import ReconcileResult
 from leakwatch.core.results import AlertResult, CycleSummary, SendReport
 from leakwatch.core.text import one_line
@@ -177,9 +190,9 @@ def _rate_table(
         else:
             cells.append("no decided samples")
         if volume:
-            cell = "–" if row.leaked_per_day is None else f"{row.leaked_per_day:,.0f}"
+            cell = "–" if row.leaked_per_day is None else format_count(row.leaked_per_day)
             if row.revenue_at_risk_per_day is not None:
-                cell += f" ({currency}{row.revenue_at_risk_per_day:,.2f})"
+                cell += f" ({format_money(row.revenue_at_risk_per_day, currency)})"
             cells.append(cell)
         table.add_row(*cells)
     return table
@@ -385,6 +398,42 @@ def progress_bar(console: Console, label: str) -> Iterator[Callable[[int, int], 
 
         def update(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total or None)
+
+        yield update
+
+
+@contextmanager
+def lookup_progress(console: Console) -> Iterator[Callable[[int, int, int], None]]:
+    """Progress of a cycle's lookups: a bar on a terminal, a few plain lines otherwise.
+
+    The bar shows done / due, the 429s met (the client waits them out) and the time
+    left; piped, a line at each quarter, so a cron log shows a long cycle moving.
+    """
+    if not console.is_terminal:
+        reported = [0]
+
+        def line(done: int, due: int, rate_limited: int) -> None:
+            quarter = 4 * done // max(due, 1)
+            if quarter > reported[0] or done == due:
+                reported[0] = quarter
+                waits = f", {rate_limited} rate-limited" if rate_limited else ""
+                console.print(f"looked up {done:,} of {due:,}{waits}", markup=False)
+
+        yield line
+        return
+    columns: list[Any] = [
+        TextColumn("looking up"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[waits]}"),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("lookups", total=None, waits="")
+
+        def update(done: int, due: int, rate_limited: int) -> None:
+            waits = f"{rate_limited} rate-limited (waiting them out)" if rate_limited else ""
+            progress.update(task, completed=done, total=due, waits=waits)
 
         yield update
 

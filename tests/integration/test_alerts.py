@@ -19,58 +19,13 @@ from leakwatch.core.alerting import (
     RateKind,
 )
 from leakwatch.core.events import Outcome
-from leakwatch.core.pricing import Price
 from leakwatch.notify.outbox import OutboxSender
 from leakwatch.pipeline.alert import HealthSignals, evaluate_alerts, evaluate_health_alerts
 from leakwatch.store.alerts import ack, list_open, silence
 from leakwatch.store.db import SessionFactory, make_engine, session_factory, transaction
-from leakwatch.store.models import Alert, AlertTransition, Notification, SampledEvent, VolumeCount
+from leakwatch.store.models import Alert, AlertTransition, Notification, VolumeCount
 from tests.fakes.fake_slack import FakeSlack
-
-PRICES = {"api_request": Price(0.002)}
-RULE = AlertRule(
-    name="leak rate",
-    rate=RateKind.LEAK_RATE,
-    threshold=0.05,
-    window=timedelta(hours=24),
-    min_samples=100,
-    repeat_interval=timedelta(hours=4),
-    # The flow tests below count on the interval's one-look thresholds; the sequential
-    # test (the default) has its own tests at the end.
-    decision=DecisionTest.INTERVAL,
-)
-
-
-_serial = iter(range(10**9))
-
-
-def add_samples(
-    sessions: SessionFactory,
-    clock: FakeClock,
-    *,
-    leaks: int,
-    matched: int,
-    event_type: str = "api_request",
-    outcome: Outcome = Outcome.MISSING,
-) -> None:
-    """Record decided samples drawn just now."""
-    now = clock.now()
-    with transaction(sessions) as session:
-        for i in range(leaks + matched):
-            n = next(_serial)
-            session.add(
-                SampledEvent(
-                    source="gateway",
-                    transaction_id=f"txn-<{n}>&" if i == leaks - 1 else f"txn-{n}",
-                    payload_hash=f"{n:032x}",
-                    customer_id="cust-1",
-                    event_type=event_type,
-                    event_timestamp=now - timedelta(hours=1),
-                    outcome=(outcome if i < leaks else Outcome.MATCHED).value,
-                    sampled_at=now - timedelta(seconds=1),
-                    last_checked_at=now,
-                )
-            )
+from tests.support.alerts import PRICES, RULE, add_samples
 
 
 def step(

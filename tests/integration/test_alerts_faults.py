@@ -21,7 +21,7 @@ from leakwatch.store.alerts import ack, silence
 from leakwatch.store.db import SessionFactory, make_engine, session_factory, transaction
 from leakwatch.store.models import Alert, AlertTransition, Notification
 from tests.fakes.fake_slack import FakeSlack
-from tests.integration.test_alerts import RULE, add_samples
+from tests.support.alerts import RULE, add_samples
 
 
 def transitions(sessions: SessionFactory) -> list[tuple[int, str]]:

@@ -5,149 +5,23 @@ on Postgres and on SQLite; a cycle killed mid-way and run again records each sam
 event exactly once with the right final outcome.
 """
 
-import random
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 from sqlmodel import col
 
-from leakwatch.clock import FakeClock
-from leakwatch.config import Settings, settings_from_mapping
 from leakwatch.metronome.client import SearchClient
-from leakwatch.pipeline.check import CheckCycle
-from leakwatch.simulator import SimulatorOptions, SimulatorServer, build_demo_state
-from leakwatch.simulator.scenario import Scenario, build_scenario, ingest_scenario
-from leakwatch.store.db import make_engine, session_factory, transaction
-from leakwatch.store.models import SampledEvent, SamplingRun
+from leakwatch.store.db import session_factory, transaction
+from leakwatch.store.models import SamplingRun
 from leakwatch.wiring import build_check_cycle
-
-TOKEN = "test-token-abcdef"
-START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-
-
-@dataclass
-class World:
-    clock: FakeClock
-    scenario: Scenario
-    server: SimulatorServer
-    settings: Settings
-    db_url: str
-    engine: Engine
-    rng: random.Random = field(default_factory=lambda: random.Random(11))
-
-    def cycle(self, search: SearchClient, **kwargs: object) -> CheckCycle:
-        return build_check_cycle(
-            self.settings,
-            engine=self.engine,
-            clock=self.clock,
-            search=search,
-            rng=self.rng,
-            **kwargs,  # type: ignore[arg-type]
-        )
-
-    def search_client(self) -> SearchClient:
-        return SearchClient(
-            base_url=self.server.base_url,
-            token=TOKEN,
-            clock=self.clock,
-            requests_per_second=50,
-            max_ids_per_request=100,
-            rng=random.Random(3),
-        )
-
-
-# Writes the scenario where a source reads it; returns the source's config keys.
-SourcePlacer = Callable[[Scenario, Path], dict[str, Any]]
-
-
-def local_jsonl(scenario: Scenario, tmp_path: Path) -> dict[str, Any]:
-    log = tmp_path / "usage.jsonl"
-    scenario.write_log(log)
-    return {"type": "jsonl", "path": str(log)}
-
-
-def _world(
-    db_url: str,
-    tmp_path: Path,
-    *,
-    strings: bool,
-    events: int = 1200,
-    place: SourcePlacer = local_jsonl,
-) -> Iterator[World]:
-    clock = FakeClock(START)
-    scenario = build_scenario(now=START, events=events, seed=5)
-    source = place(scenario, tmp_path)
-    state = build_demo_state(clock=clock, options=SimulatorOptions(properties_as_strings=strings))
-    state.faults.silent_drop_ids.update(scenario.dropped_ids)
-    settings = settings_from_mapping(
-        {
-            "database_url": db_url,
-            "state_dir": str(tmp_path / "state"),
-            "metronome": {"requests_per_second": 50, "max_ids_per_request": 100},
-            "sources": [
-                {
-                    "name": "gateway",
-                    "sample_size": 400,
-                    "settle_delay": "10m",
-                    "max_age": "33d",
-                    **source,
-                }
-            ],
-            "checks": {"every": "15m", "missing_grace": "2h", "min_checks_before_missing": 2},
-        }
-    )
-    with SimulatorServer(state, token=TOKEN) as server:
-        with SearchClient(
-            base_url=server.base_url, token=TOKEN, clock=clock, requests_per_second=100
-        ) as ingest_client:
-            ingest_scenario(scenario, ingest_client.ingest)
-        engine = make_engine(db_url)
-        yield World(clock, scenario, server, settings, db_url, engine)
-        engine.dispose()
+from tests.support.cycle import TOKEN, World, _recorded, _settle, assert_true_outcomes, build_world
 
 
 @pytest.fixture(params=[False, True], ids=["json-values", "string-values"])
 def world(request: pytest.FixtureRequest, db_url: str, tmp_path: Path) -> Iterator[World]:
-    yield from _world(db_url, tmp_path, strings=request.param)
-
-
-def _recorded(db_url: str) -> list[SampledEvent]:
-    engine = make_engine(db_url)
-    with transaction(session_factory(engine)) as session:
-        rows = list(session.execute(select(SampledEvent)).scalars())
-    engine.dispose()
-    return rows
-
-
-def _settle(world: World, search: SearchClient, cycles: int) -> None:
-    for _ in range(cycles):
-        world.cycle(search).run()
-        world.clock.advance(15 * 60)
-    # Work off what is still pending without drawing more.
-    for _ in range(3):
-        world.cycle(search).run(draw=False)
-        world.clock.advance(15 * 60)
-
-
-def assert_true_outcomes(world: World) -> list[SampledEvent]:
-    """Settle three cycles; every recorded outcome must be the injected truth."""
-    with world.search_client() as search:
-        _settle(world, search, cycles=3)
-    rows = _recorded(world.db_url)
-    truth = world.scenario.truth_by_identity()
-    assert len(rows) >= 700
-    wrong = [
-        (r.transaction_id, r.outcome, truth[(r.transaction_id, r.payload_hash)].value, r.reason)
-        for r in rows
-        if r.outcome != truth[(r.transaction_id, r.payload_hash)].value
-    ]
-    assert wrong == []
-    return rows
+    yield from build_world(db_url, tmp_path, strings=request.param)
 
 
 def test_every_recorded_outcome_equals_the_injected_truth(world: World) -> None:
@@ -239,9 +113,9 @@ def test_a_cycle_killed_mid_way_and_run_again_records_each_event_once(world: Wor
     truth = world.scenario.truth_by_identity()
     assert all(r.outcome == truth[(r.transaction_id, r.payload_hash)].value for r in rows)
     with transaction(session_factory(engine)) as session:
-        statuses = dict(
+        statuses: dict[str, int] = dict(
             session.execute(
-                select(SamplingRun.status, func.count()).group_by(col(SamplingRun.status))
+                select(col(SamplingRun.status), func.count()).group_by(col(SamplingRun.status))
             ).all()
         )
     assert statuses.get("failed") == 2

@@ -7,99 +7,25 @@ set; the simulator runs in this process on a loopback port.
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from leakwatch.clock import SystemClock
-from leakwatch.metronome.client import SearchClient
-from leakwatch.simulator import SimulatorServer, build_demo_state
-from leakwatch.simulator.scenario import Scenario, build_scenario, ingest_scenario
-
-TOKEN = "cli-test-token-123456"
-
-
-@dataclass
-class Setup:
-    cwd: Path
-    env: dict[str, str]
-    scenario: Scenario
-    server: SimulatorServer
-
-    def run(
-        self, *args: str, env: dict[str, str] | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "leakwatch", *args],
-            cwd=self.cwd,
-            env={**self.env, **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
-
-@pytest.fixture
-def setup(tmp_path: Path, db_url: str) -> Iterator[Setup]:
-    clock = SystemClock()
-    now = clock.now()
-    scenario = build_scenario(now=now, events=600, oldest=timedelta(days=2), seed=3)
-    state = build_demo_state(clock=clock)
-    state.faults.silent_drop_ids.update(scenario.dropped_ids)
-    log = tmp_path / "usage.jsonl"
-    scenario.write_log(log)
-    with SimulatorServer(state, token=TOKEN) as server:
-        with SearchClient(
-            base_url=server.base_url, token=TOKEN, clock=clock, requests_per_second=100
-        ) as client:
-            ingest_scenario(scenario, client.ingest)
-        (tmp_path / "leakwatch.toml").write_text(
-            f"""
-state_dir = "{tmp_path / "state"}"
-[metronome]
-requests_per_second = 50
-[[sources]]
-name = "gateway"
-type = "jsonl"
-path = "{log}"
-sample_size = 300
-[checks]
-min_checks_before_missing = 1
-[[alerts]]
-name = "leak rate"
-threshold = 0.01
-min_samples = 50
-[report]
-out_dir = "{tmp_path / "reports"}"
-prices = {{ api_request = 0.002 }}
-"""
-        )
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("LEAKWATCH_", "METRONOME_", "SLACK_"))
-        }
-        env.update(
-            {
-                "METRONOME_BEARER_TOKEN": TOKEN,
-                "METRONOME_BASE_URL": server.base_url,
-                "LEAKWATCH_DATABASE_URL": db_url,
-            }
-        )
-        yield Setup(tmp_path, env, scenario, server)
+from tests.support.cli import Setup
 
 
 def test_check_then_status_outcomes_lookup_alerts_report(setup: Setup) -> None:
     checked = setup.run("check", "--json")
     assert checked.returncode == 0, checked.stderr
     summary = json.loads(checked.stdout)
+    # Not a terminal: progress as a few plain lines on stderr, stdout stays JSON.
+    progress = [line for line in checked.stderr.splitlines() if line.startswith("looked up ")]
+    assert 1 <= len(progress) <= 5
+    done, _, due = progress[-1].removeprefix("looked up ").partition(" of ")
+    assert done == due.split(",")[0]  # every transaction id due was looked up
     assert summary["status"] == "finished"
     assert summary["checked"] == 300 or summary["checked"] > 250
     assert summary["verdicts"]["matched"] > 200

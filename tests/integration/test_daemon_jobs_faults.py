@@ -18,7 +18,7 @@ from leakwatch.notify.outbox import OutboxKind, enqueue
 from leakwatch.store.db import transaction
 from leakwatch.wiring import build_runtime
 from tests.fakes.fake_slack import FakeSlack
-from tests.integration.test_alerts import add_samples
+from tests.support.alerts import add_samples
 
 
 def test_a_failing_evaluation_does_not_hold_back_what_the_outbox_already_holds(

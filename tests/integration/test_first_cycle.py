@@ -16,13 +16,13 @@ from leakwatch.store.db import session_factory, transaction
 from leakwatch.store.models import VolumeCount
 from leakwatch.store.report_queries import fetch_volumes_estimated
 from leakwatch.views.status import build_status
-from tests.integration.test_check_cycle import World, _world
+from tests.support.cycle import World, build_world
 
 
 @pytest.fixture
 def world(db_url: str, tmp_path: Path) -> Iterator[World]:
     """The usage log split over three files, and no time to tail before a draw."""
-    for built in _world(db_url, tmp_path, strings=False):
+    for built in build_world(db_url, tmp_path, strings=False):
         log = tmp_path / "usage.jsonl"
         parts = tmp_path / "logs"
         parts.mkdir()

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.test_cli_foundation import leakwatch
+from tests.support.cli import leakwatch
 
 WEBHOOK_PATH = "hooks.slack.com/services/T000/B000/webhooksecretpath"
 

@@ -21,7 +21,7 @@ from leakwatch.core.events import format_timestamp
 from leakwatch.core.weeks import IsoWeek
 from leakwatch.simulator import SimulatorServer, build_demo_state
 from tests.fakes.fake_slack_files import FakeSlackWithFiles
-from tests.integration.test_cli_foundation import leakwatch
+from tests.support.cli import leakwatch
 
 TOKEN = "sec-test-token-123456"
 EVIL_CUSTOMER = "<!channel> <@U0EVIL> <https://evil.example|Reset billing>"

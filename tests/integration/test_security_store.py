@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from leakwatch.store.db import head_revision, make_engine, upgrade
-from tests.integration.test_cli_foundation import leakwatch
+from tests.support.cli import leakwatch
 from tests.support.databases import PG_ADMIN_URL
 
 PASSWORD = "Pa@ss%40w/rd:x#1"

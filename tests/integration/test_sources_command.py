@@ -2,10 +2,10 @@
 
 import json
 
-from tests.integration.test_cli_commands import Setup, setup  # noqa: F401  (fixture)
+from tests.support.cli import Setup
 
 
-def test_sources_shows_files_window_volumes_bad_lines_and_position(setup: Setup) -> None:  # noqa: F811
+def test_sources_shows_files_window_volumes_bad_lines_and_position(setup: Setup) -> None:
     log = setup.cwd / "usage.jsonl"
     with log.open("ab") as handle:
         for index in range(4):

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from leakwatch.simulator.scenario import Scenario
 from tests.fakes.moto_s3 import MotoS3, put
-from tests.integration.test_check_cycle import World, _world, assert_true_outcomes
+from tests.support.cycle import World, assert_true_outcomes, build_world
 from tests.support.databases import mariadb_database, postgres_database
 
 Placer = Callable[[Scenario, Path], dict[str, Any]]
@@ -144,7 +144,7 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     store.dispose()
     kind: str = request.param
     if kind == "jsonl-epoch-ms":
-        yield from _world(store_url, tmp_path, strings=False, place=jsonl_epoch_ms)
+        yield from build_world(store_url, tmp_path, strings=False, place=jsonl_epoch_ms)
         return
     if kind.endswith("parquet"):
 
@@ -159,7 +159,7 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
             put(server, bucket, "lake/part-0.parquet", data)
             return {"type": "parquet", "path": f"s3://{bucket}/lake/", "fields": SQL_FIELDS}
 
-        yield from _world(store_url, tmp_path, strings=False, place=lake)
+        yield from build_world(store_url, tmp_path, strings=False, place=lake)
         return
     if kind.startswith("s3"):
         server: MotoS3 = request.getfixturevalue("moto_s3")
@@ -172,7 +172,7 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
             put(server, bucket, key, gzip.compress(data) if compressed else data)
             return {"type": "jsonl", "path": f"s3://{bucket}/gateway/*.jsonl*"}
 
-        yield from _world(store_url, tmp_path, strings=False, place=upload)
+        yield from build_world(store_url, tmp_path, strings=False, place=upload)
         return
     database = postgres_database if kind.startswith("postgres") else mariadb_database
     epoch_ms = kind.endswith("epoch-ms")
@@ -182,7 +182,7 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
             fill_table(engine, scenario, epoch_ms=epoch_ms)
             return sql_source(engine, **({"timestamp_unit": "ms"} if epoch_ms else {}))
 
-        yield from _world(store_url, tmp_path, strings=False, place=place)
+        yield from build_world(store_url, tmp_path, strings=False, place=place)
 
 
 def test_every_source_kind_gives_every_event_its_true_outcome(world: World) -> None:

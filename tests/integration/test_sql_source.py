@@ -184,7 +184,7 @@ def test_checkpoint_repo_round_trip_on_the_store(kind: str, tmp_path: Path) -> N
     from leakwatch.store.checkpoint_repo import SqlCheckpointStore
     from leakwatch.store.db import make_engine, session_factory, transaction, upgrade
     from leakwatch.store.models import BadLineCount, VolumeCount
-    from tests.unit.test_jsonl_source import event_line
+    from tests.support.logs import event_line
 
     store_engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
     upgrade(store_engine)

@@ -279,12 +279,12 @@ def test_band_only_series_never_notifies() -> None:
     [
         (AlertState(), None, None, "nothing"),
         (AlertState(silenced_until=T0 + timedelta(hours=1)), FIRE, None, "silenced"),
-        (AlertState(silenced_until=T0), FIRE, FIRE, "send"),
+        (AlertState(silenced_until=T0), FIRE, FIRE, "announcing it"),
         (AlertState(announced=False), RESOLVE, None, "never announced"),
-        (AlertState(announced=True, acked=True), RESOLVE, RESOLVE, "send"),
+        (AlertState(announced=True, acked=True), RESOLVE, RESOLVE, "announcing it resolved"),
         (AlertState(announced=True, acked=True), REPEAT, None, "acknowledged"),
         (AlertState(announced=True, acked=True), UPDATE, None, "acknowledged"),
-        (AlertState(announced=True), UPDATE, UPDATE, "send"),
+        (AlertState(announced=True), UPDATE, UPDATE, "posting an update"),
     ],
 )
 def test_decide_notification(

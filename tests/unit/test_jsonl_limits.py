@@ -12,7 +12,7 @@ from leakwatch.sources import JsonlSourceSpec, make_source
 from leakwatch.sources.base import BadLineReason
 from leakwatch.sources.jsonl import JsonlSource
 from leakwatch.sources.readers import MIN_INFLATE_LIMIT_BYTES
-from tests.unit.test_jsonl_source import event_line
+from tests.support.logs import event_line
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 AT = datetime(2026, 10, 30, 10, 0, tzinfo=UTC)

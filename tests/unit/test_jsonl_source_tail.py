@@ -10,7 +10,7 @@ import pytest
 from leakwatch.sources import JsonlSourceSpec, make_source
 from leakwatch.sources.checkpoints import InMemoryCheckpointStore
 from leakwatch.sources.jsonl import JsonlSource
-from tests.unit.test_jsonl_source import event_line
+from tests.support.logs import event_line
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 DAY1 = datetime(2026, 10, 30, 10, 0, tzinfo=UTC)
@@ -204,6 +204,7 @@ def test_the_tail_keeps_stratum_counts_and_rare_offsets_once(tmp_path: Path) -> 
     offsets = [offset for offset, _at in entry.rare["rare"]]
     assert [content[o : o + 20] for o in offsets] == [lines(i, 1)[:20] for i in range(30, 33)]
     assert first.checkpoints[0].offset == entry.covered == len(content)
+    assert path.stat().st_mode & 0o777 == 0o600
 
 
 def test_a_stratum_that_outgrows_the_rare_limit_keeps_no_offsets(

@@ -1,11 +1,10 @@
 """The CLI as a user meets it: help everywhere, init, db upgrade, bad config, exit codes."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.cli import leakwatch
 
 COMMANDS = [
     ["demo"],
@@ -26,26 +25,6 @@ COMMANDS = [
     ["alerts", "unsilence"],
     ["reconcile"],
 ]
-
-
-def leakwatch(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    full_env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("LEAKWATCH_", "METRONOME_", "SLACK_"))
-    }
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "leakwatch", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_help_lists_every_command(tmp_path: Path) -> None:
