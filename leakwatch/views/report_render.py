@@ -127,10 +127,10 @@ def _customer_rows(content: ReportContent) -> tuple[list[str], list[list[str]]]:
 
 
 def _alert_rows(content: ReportContent) -> tuple[list[str], list[list[str]]]:
-    header = ["at (UTC)", "rule", "scope", "transition", "episode"]
+    header = ["at", "rule", "scope", "transition", "episode"]
     rows = [
         [
-            a.at.strftime("%Y-%m-%d %H:%M"),
+            format_instant(a.at),
             a.rule_name,
             a.scope or "all",
             a.transition,
