@@ -42,6 +42,7 @@ from leakwatch.core.durations import format_duration
 from leakwatch.core.exposure import Exposure, scope_exposure, volumes_in
 from leakwatch.core.pricing import Price
 from leakwatch.core.reconcile import MetricShortfall, worst_shortfall
+from leakwatch.core.report_content import Example
 from leakwatch.core.results import AlertResult
 from leakwatch.core.sequential import MonitorState, monitor_over
 from leakwatch.core.stats import Interval, RateEstimate, rate_from_weight_sums
@@ -275,7 +276,7 @@ def _evaluate_one(
             exposure = _exposure(session, rule, by, group, since, now, prices or {})
             leaked = exposure.leaked_events.point if exposure.leaked_events else None
             revenue = exposure.revenue_at_risk.point if exposure.revenue_at_risk else None
-        examples: list[str] = []
+        examples: list[Example] = []
         if decision.notification in (
             NotificationKind.FIRE,
             NotificationKind.UPDATE,
@@ -306,7 +307,18 @@ def _evaluate_one(
             estimated_leaked_events=leaked,
             revenue_at_risk=revenue,
             currency=currency,
-            examples=tuple(examples),
+            examples=tuple((e.transaction_id, e.outcome, e.reason) for e in examples),
+            breakdown=tuple(
+                sorted(
+                    (
+                        (o.value, counts.counts[o])
+                        for o in rule.rate.outcomes
+                        if counts.counts.get(o)
+                    ),
+                    key=lambda pair: -pair[1],
+                )
+            ),
+            window_days=rule.window.total_seconds() / 86_400,
             reason=decision.reason,
             why=why,
         )
@@ -320,7 +332,7 @@ def _evaluate_one(
             "window_s": rule.window.total_seconds(),
             "estimated_leaked_events": leaked,
             "revenue_at_risk": revenue,
-            "examples": examples,
+            "examples": [e.transaction_id for e in examples],
             "decision": rule.decision.value,
             "why": why,
         }
