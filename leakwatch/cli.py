@@ -733,7 +733,7 @@ def sample(
     from leakwatch.sources import sample_source
     from leakwatch.views.export import json_line
     from leakwatch.views.terminal import print_sample_counts, progress_bar
-    from leakwatch.wiring import settings_for, source_spec
+    from leakwatch.wiring import build_source, settings_for
 
     with _user_errors():
         if n < 1:
@@ -744,10 +744,9 @@ def sample(
         _require_readable(configured, settings)
         with progress_bar(err, f"sampling {source}") as progress:
             result = sample_source(
-                source_spec(configured),
+                build_source(settings, configured),
                 n,
                 now=SystemClock().now(),
-                state_dir=settings.state_dir,
                 seed=seed,
                 progress=progress,
             )
@@ -764,24 +763,21 @@ def sample(
 def sources_command(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Per source: files/objects, window, volume by type and day, bad lines with examples."""
     from leakwatch.clock import SystemClock
-    from leakwatch.sources.factory import make_source
     from leakwatch.sources.inventory import describe_source
     from leakwatch.store.db import session_factory
     from leakwatch.views.sources import SourceWindow, build_sources_view
-    from leakwatch.wiring import open_engine, settings_for, source_spec
+    from leakwatch.wiring import build_source, open_engine, settings_for
 
     with _user_errors():
         settings = settings_for(config)
         _setup_logs(settings, quiet=True)
         inventories = {}
         for configured in settings.sources:
-            built = make_source(source_spec(configured), state_dir=settings.state_dir)
+            built = build_source(settings, configured)
             try:
                 inventories[configured.name] = describe_source(built)
             finally:
-                engine = getattr(built, "engine", None)
-                if engine is not None:
-                    engine.dispose()
+                built.close()
         store = open_engine(settings)
         try:
             view = build_sources_view(

@@ -633,7 +633,8 @@ def _totals(
     )
 
 
-_CAUSE_TEXT = {
+# What each leaking outcome means, in the words the report and alerts both use.
+CAUSE_TEXT = {
     Outcome.MISSING.value: "events never reached Metronome",
     Outcome.UNMATCHED_CUSTOMER.value: "events for a customer id Metronome does not know",
     Outcome.UNMATCHED_METRIC.value: "events that match no billable metric",
@@ -666,9 +667,9 @@ def _main_cause(
         if customer_share < 0.999:
             description += f" ({format_percent(customer_share)} of these; others too)"
     elif customer is not None and customer_share >= 0.5:
-        description = f"{_CAUSE_TEXT[outcome]} (mostly customer `{code_text(customer)}`)"
+        description = f"{CAUSE_TEXT[outcome]} (mostly customer `{code_text(customer)}`)"
     else:
-        description = _CAUSE_TEXT[outcome]
+        description = CAUSE_TEXT[outcome]
     return Cause(outcome, share, description, customer)
 
 
