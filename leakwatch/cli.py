@@ -998,7 +998,16 @@ def _setup_logs(
 
 
 def _print_json(value: object) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+    sys.stdout.write(json.dumps(value, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value: object) -> str:
+    """Instants as machines read them everywhere (RFC 3339 with `Z`); anything else as text."""
+    from datetime import datetime
+
+    from leakwatch.core.events import format_timestamp
+
+    return format_timestamp(value) if isinstance(value, datetime) else str(value)
 
 
 def main() -> None:

@@ -117,19 +117,21 @@ def write_jsonl(records: Iterator[dict[str, Any]], out: TextIO) -> int:
     return written
 
 
+def _csv_value(value: Any) -> Any:
+    """Nested values as JSON, booleans as JSON writes them (`true`/`false`, not `True`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return value
+
+
 def write_csv(records: Iterator[dict[str, Any]], out: TextIO) -> int:
     writer = csv.DictWriter(out, fieldnames=FIELDS, extrasaction="ignore")
     writer.writeheader()
     written = 0
     for record in records:
-        flat = {
-            key: csv_cell(
-                json.dumps(value, ensure_ascii=False, default=str)
-                if isinstance(value, dict | list)
-                else value
-            )
-            for key, value in record.items()
-        }
+        flat = {key: csv_cell(_csv_value(value)) for key, value in record.items()}
         writer.writerow(flat)
         written += 1
     return written

@@ -569,12 +569,16 @@ def print_sources(out: Console, view: SourcesView) -> None:
             out.print("  bad lines in the window: none", markup=False)
         for position in source.read_positions[-5:]:
             if inv.kind == "sql":
-                where = f"watermark {position.last_event_at}"
+                where = (
+                    f"watermark {format_instant(position.last_event_at)}"
+                    if position.last_event_at is not None
+                    else "no watermark yet"
+                )
             else:
                 where = f"{position.offset:,} of {position.size:,} bytes, {position.lines:,} lines"
-            at = f"{position.updated_at:%Y-%m-%d %H:%M}"
+            at = format_instant(position.updated_at)
             out.print(f"  read {_plain(position.path)}: {where} (at {at})", markup=False)
         if source.last_scan_at is not None:
-            out.print(f"  last tail: {source.last_scan_at:%Y-%m-%d %H:%M} UTC", markup=False)
+            out.print(f"  last tail: {format_instant(source.last_scan_at)}", markup=False)
         for note in inv.notes:
             out.print(f"  {note}", markup=False)
