@@ -645,10 +645,29 @@ def simulator(
     ] = 0.0,
     seed: Annotated[
         Path | None,
-        typer.Option("--seed", metavar="FILE", help="JSON file with customers, metrics, events."),
+        typer.Option(
+            "--seed",
+            metavar="FILE",
+            help="JSON file with customers, billable metrics and events to serve instead "
+            "of the demo's.",
+        ),
     ] = None,
 ) -> None:
-    """Serve the Metronome API simulator (ingest and event search)."""
+    """Serve the Metronome API simulator (ingest and event search).
+
+    Without --seed it serves the demo's Metronome: the customers Acme Corp (aliases
+    acme, billing@acme.example), Globex (globex), Initech (initech) and Umbrella
+    (umbrella), and billable metrics for the event types api_request, gpu_seconds and
+    tokens (storage_gb has none). Events sent for other customer ids come back
+    unmatched_customer: give --seed FILE, a JSON file with your own customers (their
+    ingest_aliases are the customer_id your events carry) and billable metrics; the
+    README's "The simulator with your own customers" shows one.
+
+    \b
+    Examples:
+      leakwatch simulator --token-file token.txt
+      leakwatch simulator --token-file token.txt --seed seed.json --port 8788
+    """
     import os
 
     from leakwatch.errors import UsageProblem
