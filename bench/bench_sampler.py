@@ -357,6 +357,12 @@ def bench_files(out: Path, events: int) -> list[bool]:
         wc_s,
         None,
     )
+    report(
+        "full tail keeping the strata index: CPU vs wc -l CPU",
+        float(strata_scan["cpu"]),
+        wc_cpu,
+        None,
+    )
     stratified = run_child("draw", plain, strata_state, seed=5, stratify="customer_id")
     rss.append(float(stratified["rss_mb"]))
     print(

@@ -120,7 +120,7 @@ NOTES = """## How to read it
   `runuser -u postgres --`, which owns the directory; as any other user, as that user.
 - The SIGKILL test forks one leakwatch process per daemon beat (forking skips the
   import cost, so 50 kills fit in CI) on one SQLite store; the daemon-level SIGKILL on
-  Postgres with a leader election is covered by tests/integration/test_faults_daemon.py.
+  Postgres with a leader election is covered by tests/integration/test_daemon_faults.py.
 """
 
 

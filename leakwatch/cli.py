@@ -644,10 +644,29 @@ def simulator(
     ] = 0.0,
     seed: Annotated[
         Path | None,
-        typer.Option("--seed", metavar="FILE", help="JSON file with customers, metrics, events."),
+        typer.Option(
+            "--seed",
+            metavar="FILE",
+            help="JSON file with customers, billable metrics and events to serve instead "
+            "of the demo's.",
+        ),
     ] = None,
 ) -> None:
-    """Serve the Metronome API simulator (ingest and event search)."""
+    """Serve the Metronome API simulator (ingest and event search).
+
+    Without --seed it serves the demo's Metronome: the customers Acme Corp (aliases
+    acme, billing@acme.example), Globex (globex), Initech (initech) and Umbrella
+    (umbrella), and billable metrics for the event types api_request, gpu_seconds and
+    tokens (storage_gb has none). Events sent for other customer ids come back
+    unmatched_customer: give --seed FILE, a JSON file with your own customers (their
+    ingest_aliases are the customer_id your events carry) and billable metrics; the
+    README's "The simulator with your own customers" shows one.
+
+    \b
+    Examples:
+      leakwatch simulator --token-file token.txt
+      leakwatch simulator --token-file token.txt --seed seed.json --port 8788
+    """
     import os
 
     from leakwatch.errors import UsageProblem
@@ -714,7 +733,7 @@ def sample(
     from leakwatch.sources import sample_source
     from leakwatch.views.export import json_line
     from leakwatch.views.terminal import print_sample_counts, progress_bar
-    from leakwatch.wiring import settings_for, source_spec
+    from leakwatch.wiring import build_source, settings_for
 
     with _user_errors():
         if n < 1:
@@ -725,10 +744,9 @@ def sample(
         _require_readable(configured, settings)
         with progress_bar(err, f"sampling {source}") as progress:
             result = sample_source(
-                source_spec(configured),
+                build_source(settings, configured),
                 n,
                 now=SystemClock().now(),
-                state_dir=settings.state_dir,
                 seed=seed,
                 progress=progress,
             )
@@ -745,24 +763,21 @@ def sample(
 def sources_command(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Per source: files/objects, window, volume by type and day, bad lines with examples."""
     from leakwatch.clock import SystemClock
-    from leakwatch.sources.factory import make_source
     from leakwatch.sources.inventory import describe_source
     from leakwatch.store.db import session_factory
     from leakwatch.views.sources import SourceWindow, build_sources_view
-    from leakwatch.wiring import open_engine, settings_for, source_spec
+    from leakwatch.wiring import build_source, open_engine, settings_for
 
     with _user_errors():
         settings = settings_for(config)
         _setup_logs(settings, quiet=True)
         inventories = {}
         for configured in settings.sources:
-            built = make_source(source_spec(configured), state_dir=settings.state_dir)
+            built = build_source(settings, configured)
             try:
                 inventories[configured.name] = describe_source(built)
             finally:
-                engine = getattr(built, "engine", None)
-                if engine is not None:
-                    engine.dispose()
+                built.close()
         store = open_engine(settings)
         try:
             view = build_sources_view(

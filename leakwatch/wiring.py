@@ -32,8 +32,10 @@ if TYPE_CHECKING:
     from leakwatch.notify.slack import Notifier
     from leakwatch.pipeline.check import CheckCycle, LookupProgress
     from leakwatch.pipeline.runtime import Runtime
-    from leakwatch.sources.base import Source
+    from leakwatch.sources.jsonl import JsonlSource
+    from leakwatch.sources.parquet import ParquetSource
     from leakwatch.sources.specs import SourceSpec
+    from leakwatch.sources.sql import SqlSource
 
 
 def settings_for(config: Path | None, *, require_file: bool = False) -> Settings:
@@ -246,7 +248,9 @@ def build_check_cycle(
     )
 
 
-def build_source(settings: Settings, source: "SourceSettings") -> "Source":
+def build_source(
+    settings: Settings, source: "SourceSettings"
+) -> "JsonlSource | SqlSource | ParquetSource":
     """Build one configured source (not yet read); the caller closes it."""
     from leakwatch.sources.factory import make_source
 

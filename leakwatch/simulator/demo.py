@@ -290,7 +290,7 @@ def _heal(console: Console, runtime: Runtime, server: SimulatorServer, clock: Fa
 def _report(console: Console, runtime: Runtime, settings: Settings, clock: FakeClock) -> None:
     from leakwatch.core.events import format_timestamp
     from leakwatch.core.weeks import IsoWeek
-    from leakwatch.pipeline.report_build import build_report, write_report
+    from leakwatch.pipeline.report import build_report, write_report
 
     # The demo's usage is from the last three days: report the week that holds it.
     week = IsoWeek.containing(clock.now(), ZoneInfo(settings.report.timezone))

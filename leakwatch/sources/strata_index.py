@@ -106,7 +106,13 @@ class FileCounter:
             stamps = [stamps[i] for i in keep]
             days = [days[i] for i in keep]
             offsets = [offsets[i] for i in keep]
-        self._days.update(zip(strata, days, strict=True))
+        if days and min(days) == max(days):
+            # A time-ordered log's block is mostly one day: count strata, not pairs.
+            day = days[0]
+            for stratum, lines in Counter(strata).items():
+                self._days[(stratum, day)] += lines
+        else:
+            self._days.update(zip(strata, days, strict=True))
         self.entry.covered = max(self.entry.covered, end)
         if offsets is None:
             return

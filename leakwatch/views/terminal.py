@@ -17,7 +17,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from leakwatch.core.formatting import format_instant, format_interval, format_percent
+from leakwatch.core.formatting import (
+    format_count,
+    format_instant,
+    format_interval,
+    format_money,
+    format_percent,
+)
 from leakwatch.core.reconcile import ReconcileResult
 from leakwatch.core.results import AlertResult, CycleSummary, SendReport
 from leakwatch.core.text import one_line
@@ -184,9 +190,9 @@ def _rate_table(
         else:
             cells.append("no decided samples")
         if volume:
-            cell = "–" if row.leaked_per_day is None else f"{row.leaked_per_day:,.0f}"
+            cell = "–" if row.leaked_per_day is None else format_count(row.leaked_per_day)
             if row.revenue_at_risk_per_day is not None:
-                cell += f" ({currency}{row.revenue_at_risk_per_day:,.2f})"
+                cell += f" ({format_money(row.revenue_at_risk_per_day, currency)})"
             cells.append(cell)
         table.add_row(*cells)
     return table

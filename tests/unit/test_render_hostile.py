@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 
 from rich.console import Console
 
+from leakwatch.core.exposure import VolumeRow
 from leakwatch.core.report_content import (
     Example,
     OutcomeRow,
     ReportInputs,
-    VolumeRow,
     build_content,
 )
 from leakwatch.core.text import one_line
