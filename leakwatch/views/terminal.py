@@ -1,9 +1,11 @@
 """Terminal rendering for the CLI: rich tables and progress. Writes to a Console only."""
 
+from __future__ import annotations
+
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -24,14 +26,18 @@ from leakwatch.core.formatting import (
     format_money,
     format_percent,
 )
-from leakwatch.core.reconcile import ReconcileResult
-from leakwatch.core.results import AlertResult, CycleSummary, SendReport
 from leakwatch.core.text import one_line
-from leakwatch.sources.base import SampleResult
-from leakwatch.store.alerts import OpenAlert
-from leakwatch.views.lookup import LookupResult
-from leakwatch.views.sources import SourcesView
-from leakwatch.views.status import RateRow, StatusView
+
+if TYPE_CHECKING:
+    # Types only: each command imports the views it prints, not every view's
+    # dependencies (the store, the Metronome client), so `sample` starts fast.
+    from leakwatch.core.reconcile import ReconcileResult
+    from leakwatch.core.results import AlertResult, CycleSummary, SendReport
+    from leakwatch.sources.base import SampleResult
+    from leakwatch.store.alerts import OpenAlert
+    from leakwatch.views.lookup import LookupResult
+    from leakwatch.views.sources import SourcesView
+    from leakwatch.views.status import RateRow, StatusView
 
 
 def _markup(value: object) -> str:

@@ -32,22 +32,14 @@ from leakwatch.pipeline.report import produce_weekly_report
 from leakwatch.store.db import make_engine, session_factory, upgrade
 from leakwatch.wiring import build_report_slack, build_runtime
 from tests.reliability.conftest import Ledger
-from tests.reliability.world import EVERY, START, Served, served
+from tests.reliability.world import EVERY, START, Served, leak_alert, served
 
 KILLS = 50
 STAGES = ("check", "alerts", "outbox", "report")
 REPORT_EVERY = 4
 UTC_ZONE = ZoneInfo("UTC")
 EVENTS = 160
-ALERTS = """
-[[alerts]]
-name = "leaks"
-rate = "leak_rate"
-threshold = 0.01
-min_samples = 10
-window = "30d"
-repeat_interval = "30m"
-"""
+ALERTS = leak_alert(repeat_interval="30m")
 
 
 def _week(round_: int) -> str:
