@@ -159,8 +159,8 @@ def child(step: str, args: argparse.Namespace) -> None:
 def cycle_child(args: argparse.Namespace) -> None:
     """Time `check` cycles on the log (SQLite store, simulator): before the tail, after."""
     from leakwatch.config import settings_from_mapping
-    from leakwatch.pipeline.runtime import Runtime
     from leakwatch.simulator import SimulatorServer, build_demo_state
+    from leakwatch.wiring import build_runtime
 
     clock = BenchClock()
     token = "bench-token"
@@ -187,7 +187,7 @@ def cycle_child(args: argparse.Namespace) -> None:
                 "checks": {"every": "15m", "tail_slice": args.tail_slice},
             }
         )
-        runtime = Runtime(settings, clock=clock)
+        runtime = build_runtime(settings, clock=clock)
         timings: dict[str, object] = {}
         try:
             for name in ("first", "second"):
@@ -355,6 +355,12 @@ def bench_files(out: Path, events: int) -> list[bool]:
         "full tail keeping the strata index: wall vs wc -l",
         float(strata_scan["seconds"]),
         wc_s,
+        None,
+    )
+    report(
+        "full tail keeping the strata index: CPU vs wc -l CPU",
+        float(strata_scan["cpu"]),
+        wc_cpu,
         None,
     )
     stratified = run_child("draw", plain, strata_state, seed=5, stratify="customer_id")

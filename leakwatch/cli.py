@@ -17,11 +17,12 @@ import typer
 from rich.console import Console
 from typer.core import TyperCommand
 
-from leakwatch.config import Settings, SourceSettings
-from leakwatch.core.formatting import format_instant
 from leakwatch.errors import LeakwatchError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from leakwatch.config import Settings, SourceSettings
     from leakwatch.store.db import SessionFactory
 
 # Plain help, like git's and gh's: `-h` as well as `--help`, no type placeholders.
@@ -110,9 +111,9 @@ _log_level: str | None = None
 
 def version() -> str:
     """The installed distribution's version (the one pyproject.toml declares)."""
-    from leakwatch import __version__
+    import leakwatch
 
-    return __version__
+    return str(leakwatch.__version__)
 
 
 def _show_version(value: bool) -> None:
@@ -310,8 +311,15 @@ def check(
     with _user_errors(), _first_interrupt_stops() as stopping:
         settings = settings_for(config)
         _setup_logs(settings, quiet=as_json)
-        with searching_alone(settings):
-            runtime = build_runtime(settings, clock=SystemClock(), should_stop=stopping.is_set)
+        from leakwatch.views.terminal import lookup_progress
+
+        with searching_alone(settings), lookup_progress(err) as progress:
+            runtime = build_runtime(
+                settings,
+                clock=SystemClock(),
+                should_stop=stopping.is_set,
+                lookup_progress=progress,
+            )
             try:
                 summary = runtime.run_cycle(draw=not recheck_only)
                 alerts = runtime.evaluate_alerts()
@@ -548,10 +556,13 @@ def lookup(
             engine.dispose()
         if as_json:
             _print_json([r.to_dict() for r in results])
-            return
-        from leakwatch.views.terminal import print_lookup
+        else:
+            from leakwatch.views.terminal import print_lookup
 
-        print_lookup(out, results)
+            print_lookup(out, results)
+        if results and all(r.error is not None for r in results):
+            # Nothing was learnt: exit 1, as DESIGN's "Exit codes" ask (the why is above).
+            raise LeakwatchError(f"no lookup succeeded: {results[0].error}")
 
 
 @app.command(cls=PlainCommand, short_help="Write (and send) the weekly leakage report.")
@@ -634,10 +645,29 @@ def simulator(
     ] = 0.0,
     seed: Annotated[
         Path | None,
-        typer.Option("--seed", metavar="FILE", help="JSON file with customers, metrics, events."),
+        typer.Option(
+            "--seed",
+            metavar="FILE",
+            help="JSON file with customers, billable metrics and events to serve instead "
+            "of the demo's.",
+        ),
     ] = None,
 ) -> None:
-    """Serve the Metronome API simulator (ingest and event search)."""
+    """Serve the Metronome API simulator (ingest and event search).
+
+    Without --seed it serves the demo's Metronome: the customers Acme Corp (aliases
+    acme, billing@acme.example), Globex (globex), Initech (initech) and Umbrella
+    (umbrella), and billable metrics for the event types api_request, gpu_seconds and
+    tokens (storage_gb has none). Events sent for other customer ids come back
+    unmatched_customer: give --seed FILE, a JSON file with your own customers (their
+    ingest_aliases are the customer_id your events carry) and billable metrics; the
+    README's "The simulator with your own customers" shows one.
+
+    \b
+    Examples:
+      leakwatch simulator --token-file token.txt
+      leakwatch simulator --token-file token.txt --seed seed.json --port 8788
+    """
     import os
 
     from leakwatch.errors import UsageProblem
@@ -700,11 +730,11 @@ def sample(
 ) -> None:
     """Print a sample drawn from a source (JSON lines), without checking it."""
     from leakwatch.clock import SystemClock
+    from leakwatch.core.text import json_line
     from leakwatch.errors import UsageProblem
     from leakwatch.sources import sample_source
-    from leakwatch.views.export import json_line
     from leakwatch.views.terminal import print_sample_counts, progress_bar
-    from leakwatch.wiring import settings_for, source_spec
+    from leakwatch.wiring import build_source, settings_for
 
     with _user_errors():
         if n < 1:
@@ -715,10 +745,9 @@ def sample(
         _require_readable(configured, settings)
         with progress_bar(err, f"sampling {source}") as progress:
             result = sample_source(
-                source_spec(configured),
+                build_source(settings, configured),
                 n,
                 now=SystemClock().now(),
-                state_dir=settings.state_dir,
                 seed=seed,
                 progress=progress,
             )
@@ -735,24 +764,21 @@ def sample(
 def sources_command(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Per source: files/objects, window, volume by type and day, bad lines with examples."""
     from leakwatch.clock import SystemClock
-    from leakwatch.sources.factory import make_source
     from leakwatch.sources.inventory import describe_source
     from leakwatch.store.db import session_factory
     from leakwatch.views.sources import SourceWindow, build_sources_view
-    from leakwatch.wiring import open_engine, settings_for, source_spec
+    from leakwatch.wiring import build_source, open_engine, settings_for
 
     with _user_errors():
         settings = settings_for(config)
         _setup_logs(settings, quiet=True)
         inventories = {}
         for configured in settings.sources:
-            built = make_source(source_spec(configured), state_dir=settings.state_dir)
+            built = build_source(settings, configured)
             try:
                 inventories[configured.name] = describe_source(built)
             finally:
-                engine = getattr(built, "engine", None)
-                if engine is not None:
-                    engine.dispose()
+                built.close()
         store = open_engine(settings)
         try:
             view = build_sources_view(
@@ -856,9 +882,7 @@ def alerts_silence(
         count = _on_alerts(
             config, name, scope, lambda sessions: silence(sessions, name, scope=scope, until=until)
         )
-        out.print(
-            f"silenced {count} alert(s) of {name!r} until {format_instant(until)}", markup=False
-        )
+        out.print(f"silenced {count} alert(s) of {name!r} until {_instant(until)}", markup=False)
 
 
 @alerts_app.command("ack", cls=PlainCommand)
@@ -889,6 +913,12 @@ def alerts_unsilence(
             config, name, scope, lambda sessions: unsilence(sessions, name, scope=scope)
         )
         out.print(f"unsilenced {count} alert(s) of {name!r}", markup=False)
+
+
+def _instant(value: "datetime") -> str:
+    from leakwatch.core.formatting import format_instant
+
+    return format_instant(value)
 
 
 def _known_alert(settings: "Settings", name: str, scope: str | None = None) -> None:
@@ -943,7 +973,7 @@ def _duration_option(flag: str, text: str) -> "timedelta":
     return span
 
 
-def _require_readable(configured: SourceSettings, settings: Settings) -> None:
+def _require_readable(configured: "SourceSettings", settings: "Settings") -> None:
     """Fail when a source cannot be read (e.g. a path matching no file): drawing nothing
     would hide the typo."""
     from leakwatch.wiring import build_source
@@ -958,7 +988,7 @@ def _require_readable(configured: SourceSettings, settings: Settings) -> None:
 
 
 def _setup_logs(
-    settings: Settings | None, *, quiet: bool = False, level: str | None = None
+    settings: "Settings | None", *, quiet: bool = False, level: str | None = None
 ) -> None:
     """Log to stderr, redacting the configured secrets by value wherever they appear.
 
@@ -973,7 +1003,16 @@ def _setup_logs(
 
 
 def _print_json(value: object) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+    sys.stdout.write(json.dumps(value, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value: object) -> str:
+    """Instants as machines read them everywhere (RFC 3339 with `Z`); anything else as text."""
+    from datetime import datetime
+
+    from leakwatch.core.events import format_timestamp
+
+    return format_timestamp(value) if isinstance(value, datetime) else str(value)
 
 
 def main() -> None:

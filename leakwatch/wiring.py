@@ -13,15 +13,16 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import structlog
-from sqlalchemy import Engine
-from sqlalchemy.engine import URL
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from leakwatch.config import Settings, load_settings
 from leakwatch.errors import LeakwatchError, StoreError, UsageProblem
-from leakwatch.store.db import head_revision, is_up_to_date, make_engine, store_url, upgrade
 
 if TYPE_CHECKING:
+    # The store (SQLAlchemy, Alembic) is imported where it is opened: `leakwatch sample`
+    # and `--help` never load it.
+    from sqlalchemy import Engine
+    from sqlalchemy.engine import URL
+
     from leakwatch.clock import Clock
     from leakwatch.config import AlertRuleSettings, SourceSettings
     from leakwatch.core.alerting import AlertRule
@@ -30,10 +31,12 @@ if TYPE_CHECKING:
     from leakwatch.metronome.client import SearchClient, SearchObserver
     from leakwatch.notify.report_send import ReportSlack
     from leakwatch.notify.slack import Notifier
-    from leakwatch.pipeline.check import CheckCycle
+    from leakwatch.pipeline.check import CheckCycle, LookupProgress
     from leakwatch.pipeline.runtime import Runtime
-    from leakwatch.sources.base import Source
+    from leakwatch.sources.jsonl import JsonlSource
+    from leakwatch.sources.parquet import ParquetSource
     from leakwatch.sources.specs import SourceSpec
+    from leakwatch.sources.sql import SqlSource
 
 
 def settings_for(config: Path | None, *, require_file: bool = False) -> Settings:
@@ -41,15 +44,17 @@ def settings_for(config: Path | None, *, require_file: bool = False) -> Settings
     return load_settings(config, require_file=require_file)
 
 
-def checked_store_url(settings: Settings) -> URL:
+def checked_store_url(settings: Settings) -> "URL":
     """The store's URL, checked before anything connects (UsageProblem says what to fix)."""
+    from leakwatch.store.db import store_url
+
     try:
         return store_url(settings.database_url)
     except StoreError as exc:
         raise UsageProblem(str(exc)) from None
 
 
-def open_engine(settings: Settings, *, migrate: bool = True) -> Engine:
+def open_engine(settings: Settings, *, migrate: bool = True) -> "Engine":
     """Connect to the store and bring its schema up to date (or check it is)."""
     engine, _revisions = _open_store(settings, migrate=migrate)
     return engine
@@ -64,7 +69,11 @@ def upgrade_store(settings: Settings) -> tuple[str | None, str | None]:
 
 def _open_store(
     settings: Settings, *, migrate: bool
-) -> tuple[Engine, tuple[str | None, str | None]]:
+) -> tuple["Engine", tuple[str | None, str | None]]:
+    from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+    from leakwatch.store.db import head_revision, is_up_to_date, make_engine, upgrade
+
     try:
         engine = make_engine(settings.database_url)
     except StoreError as exc:
@@ -191,11 +200,12 @@ def build_search_client(
 def build_check_cycle(
     settings: Settings,
     *,
-    engine: Engine,
+    engine: "Engine",
     clock: "Clock",
     search: "SearchClient",
     should_stop: "Callable[[], bool] | None" = None,
     rng: "random.Random | None" = None,
+    lookup_progress: "LookupProgress | None" = None,
 ) -> "CheckCycle":
     """Assemble one CheckCycle from settings; sources are built, not yet read."""
     from leakwatch.pipeline.check import CheckCycle, ConfiguredSource, CycleSettings
@@ -241,10 +251,13 @@ def build_check_cycle(
         ),
         rng=rng,
         should_stop=should_stop or (lambda: False),
+        lookup_progress=lookup_progress,
     )
 
 
-def build_source(settings: Settings, source: "SourceSettings") -> "Source":
+def build_source(
+    settings: Settings, source: "SourceSettings"
+) -> "JsonlSource | SqlSource | ParquetSource":
     """Build one configured source (not yet read); the caller closes it."""
     from leakwatch.sources.factory import make_source
 
@@ -322,6 +335,7 @@ def build_runtime(
     observer: "SearchObserver | None" = None,
     should_stop: "Callable[[], bool] | None" = None,
     migrate: bool = True,
+    lookup_progress: "LookupProgress | None" = None,
 ) -> "Runtime":
     """Open the store, build the search client, cycle, sender and Slack clients; assemble.
 
@@ -337,7 +351,12 @@ def build_runtime(
     try:
         search = build_search_client(settings, clock, observer=observer)
         cycle = build_check_cycle(
-            settings, engine=engine, clock=clock, search=search, should_stop=should_stop
+            settings,
+            engine=engine,
+            clock=clock,
+            search=search,
+            should_stop=should_stop,
+            lookup_progress=lookup_progress,
         )
         notifier = build_notifier(settings)
         sender = (

@@ -16,7 +16,7 @@ from leakwatch.core.stats import RateEstimate
 MISSING = "—"
 
 
-def _percent_decimals(*rates: float) -> int:
+def percent_decimals(*rates: float) -> int:
     """Enough decimals that the smallest non-zero rate shows a significant digit."""
     decimals = 0
     for rate in rates:
@@ -32,13 +32,13 @@ def format_percent(rate: float | None, decimals: int | None = None) -> str:
     if rate is None:
         return MISSING
     if decimals is None:
-        decimals = _percent_decimals(rate)
+        decimals = percent_decimals(rate)
     return f"{rate * 100:.{decimals}f}%"
 
 
 def format_interval(rate: float, lo: float, hi: float) -> str:
     """'0.8% (0.6–1.1%)': a rate and its interval, with one precision for all three."""
-    decimals = _percent_decimals(rate) if rate > 0 else _percent_decimals(hi)
+    decimals = percent_decimals(rate) if rate > 0 else percent_decimals(hi)
     return f"{format_percent(rate, decimals)} ({lo * 100:.{decimals}f}–{hi * 100:.{decimals}f}%)"
 
 

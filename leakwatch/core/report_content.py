@@ -21,7 +21,12 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from leakwatch.core.events import DECIDED_OUTCOMES, LEAKING_OUTCOMES, Outcome
+from leakwatch.core.events import (
+    DECIDED_OUTCOMES,
+    LEAKING_OUTCOMES,
+    Outcome,
+    format_timestamp,
+)
 from leakwatch.core.exposure import (
     Exposure,
     Segment,
@@ -46,6 +51,8 @@ from leakwatch.core.weeks import IsoWeek
 CONFIDENCE = 0.95
 # Below this many decided samples an interval is too wide to act on; the report says so.
 FEW_SAMPLES = 100
+# Below this many the summary gives no rate at all: "About 100.0%" of 7 samples misleads.
+HANDFUL_SAMPLES = 30
 TREND_WEEKS = 8
 # Leaking outcomes in a fixed order, so tables and charts read the same every week.
 LEAK_ORDER: tuple[Outcome, ...] = (
@@ -331,15 +338,21 @@ class ReportContent:
     examples: dict[str, list[Example]]
     notes: list[str] = field(default_factory=list)
     billed_vs_sent: BilledVsSent | None = None
+    # The week had not ended when the report was made: its data runs through `through_day`
+    # (the local date of `generated_at`).
+    partial: bool = False
+    through_day: date | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict: datetimes and dates as ISO 8601 strings."""
+        """A JSON-able dict: instants in RFC 3339 with `Z`, dates as `YYYY-MM-DD`."""
         result: dict[str, Any] = _jsonable(asdict(self))
         return result
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime | date):
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -515,6 +528,7 @@ def build_content(
     notes = _notes(segments, prices, inputs.volumes_estimated)
     first_day = week.monday
     has_data = totals.sampled > 0
+    partial = start_utc <= generated_at < end_utc
     content = ReportContent(
         week=str(week),
         timezone=timezone.key,
@@ -537,6 +551,8 @@ def build_content(
         examples=examples,
         notes=notes,
         billed_vs_sent=billed_vs_sent(inputs.reconciled),
+        partial=partial,
+        through_day=generated_at.astimezone(timezone).date() if partial else None,
     )
     summary = summarize(content, is_last_week=week == IsoWeek.last_complete(generated_at, timezone))
     return _replace_summary(content, summary)
@@ -633,7 +649,8 @@ def _totals(
     )
 
 
-_CAUSE_TEXT = {
+# What each leaking outcome means, in the words the report and alerts both use.
+CAUSE_TEXT = {
     Outcome.MISSING.value: "events never reached Metronome",
     Outcome.UNMATCHED_CUSTOMER.value: "events for a customer id Metronome does not know",
     Outcome.UNMATCHED_METRIC.value: "events that match no billable metric",
@@ -666,9 +683,9 @@ def _main_cause(
         if customer_share < 0.999:
             description += f" ({format_percent(customer_share)} of these; others too)"
     elif customer is not None and customer_share >= 0.5:
-        description = f"{_CAUSE_TEXT[outcome]} (mostly customer `{code_text(customer)}`)"
+        description = f"{CAUSE_TEXT[outcome]} (mostly customer `{code_text(customer)}`)"
     else:
-        description = _CAUSE_TEXT[outcome]
+        description = CAUSE_TEXT[outcome]
     return Cause(outcome, share, description, customer)
 
 
@@ -740,10 +757,23 @@ def _notes(
 # ------------------------------------------------------------------------ wording
 
 
+def partial_words(content: ReportContent) -> str:
+    """`partial week, through Tue 01 Dec` for a week not yet over; empty otherwise."""
+    if not content.partial or content.through_day is None:
+        return ""
+    return f"partial week, through {content.through_day:%a %d %b}"
+
+
+def short_title(content: ReportContent) -> str:
+    """`Leakage report 2026-W49`, marked when the week is not over (page and Slack titles)."""
+    return f"Leakage report {content.week}" + (" (partial week)" if content.partial else "")
+
+
 def week_label(content: ReportContent) -> str:
+    partial = partial_words(content)
     return (
         f"{content.week} ({content.first_day:%a %d %b} – {content.last_day:%a %d %b %Y}, "
-        f"{content.timezone})"
+        f"{content.timezone}{'; ' + partial if partial else ''})"
     )
 
 
@@ -800,7 +830,12 @@ def _clearly_worse_segment(
 
 def summarize(content: ReportContent, *, is_last_week: bool) -> str:
     """The plain-language paragraph at the top of every format."""
-    when = "last week" if is_last_week else f"in week {content.week}"
+    if content.partial:
+        when = f"this week so far ({partial_words(content)})"
+    elif is_last_week:
+        when = "last week"
+    else:
+        when = f"in week {content.week}"
     health = content.health
     totals = content.totals
     cycles = (
@@ -830,16 +865,29 @@ def summarize(content: ReportContent, *, is_last_week: bool) -> str:
     segment_name = f"{code_text(headline.event_type)} events"
     if len({s.source for s in content.segments}) > 1:
         segment_name += f" from `{headline.source}`"
-    parts = [f"About {format_rate_interval(headline.leak_rate)} of {segment_name}"]
-    parts.append(f" were not billed {when}")
-    amounts = []
-    if headline.estimated_leaked_events is not None:
-        amounts.append(f"≈ {format_count(headline.estimated_leaked_events.point)} events")
-    if headline.revenue_at_risk is not None:
-        amounts.append(
-            f"≈ {format_money(headline.revenue_at_risk.point, content.currency)} at list price"
+    if headline.decided < HANDFUL_SAMPLES:
+        # A rate from a handful of samples reads as news ("About 100.0%"); the count first.
+        sentence = (
+            f"Only {headline.decided:,} {_samples(headline.decided)} of {segment_name} "
+            f"decided {when}: too few to estimate a rate; {headline.leaking:,} of them leaked."
         )
-    sentence = "".join(parts) + (": " + ", ".join(amounts) if amounts else "") + "."
+    else:
+        lead = (
+            f"Based on only {headline.decided:,} decided samples, about"
+            if headline.few_samples
+            else "About"
+        )
+        amounts = []
+        if headline.estimated_leaked_events is not None:
+            amounts.append(f"≈ {format_count(headline.estimated_leaked_events.point)} events")
+        if headline.revenue_at_risk is not None:
+            amounts.append(
+                f"≈ {format_money(headline.revenue_at_risk.point, content.currency)} at list price"
+            )
+        sentence = (
+            f"{lead} {format_rate_interval(headline.leak_rate)} of {segment_name} were not "
+            f"billed {when}" + (": " + ", ".join(amounts) if amounts else "") + "."
+        )
     if headline.main_cause is not None:
         sentence += f" Main cause: {headline.main_cause.description}."
     others = [s for s in content.segments if s.leaking > 0 and s is not headline]
@@ -864,6 +912,8 @@ def summarize(content: ReportContent, *, is_last_week: bool) -> str:
         sentence += (
             f" The week before: {format_rate_interval(previous)}, {_change_words(headline)}."
         )
-    if headline.few_samples:
-        sentence += f" Based on only {headline.decided:,} decided samples."
     return sentence
+
+
+def _samples(count: int) -> str:
+    return "sample" if count == 1 else "samples"

@@ -247,12 +247,9 @@ def searching_alone(settings: "Settings") -> Iterator[None]:
     Raises AnotherInstanceRunning at once when the daemon or another check holds it:
     two instances would look the same due ids up and spend the budget twice.
     """
-    from leakwatch.wiring import checked_store_url
+    from leakwatch.wiring import build_leader
 
-    checked_store_url(settings)
-    lock = store_lock(
-        settings.database_url, key=settings.daemon.leader_lock_key, state_dir=settings.state_dir
-    )
+    lock = build_leader(settings)
     lock.acquire_or_fail()
     try:
         yield

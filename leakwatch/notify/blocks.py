@@ -19,7 +19,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from leakwatch.core.formatting import format_count, format_instant, format_money, format_percent
+from leakwatch.core.formatting import (
+    format_count,
+    format_instant,
+    format_interval,
+    format_money,
+    format_percent,
+    percent_decimals,
+)
+from leakwatch.core.report_content import CAUSE_TEXT
 from leakwatch.core.text import mrkdwn, slack_value
 
 SECTION_TEXT_MAX = 3000
@@ -87,7 +95,11 @@ class AlertView:
     estimated_leaked_events: float | None = None
     revenue_at_risk: float | None = None
     currency: str = "$"
-    examples: tuple[str, ...] = ()
+    # (transaction id, outcome, reason) of a few sampled events behind the alert.
+    examples: tuple[tuple[str, str, str], ...] = ()
+    # Leaking outcomes in the window and their counts, most first.
+    breakdown: tuple[tuple[str, int], ...] = ()
+    window_days: float | None = None
     detail: str = ""
     facts: Mapping[str, str] = field(default_factory=dict)
     reason: str = ""
@@ -135,7 +147,6 @@ _STATUS_EMOJI = {
 
 def _headline(view: AlertView, kind: MessageKind) -> str:
     """The message's title, its names already escaped (it is shown as header and text)."""
-    what = "health" if view.is_health else view.rate_name.replace("_", " ")
     scope = slack_value(_scope_label(view.scope))
     name = slack_value(view.rule_name)
     if kind is MessageKind.RESOLVE:
@@ -147,7 +158,7 @@ def _headline(view: AlertView, kind: MessageKind) -> str:
         return f"Still firing: {name} ({scope})"
     if kind is MessageKind.UPDATE:
         return f"Update: {name} ({scope})"
-    return f"{view.severity.upper()}: {slack_value(what)} — {name} ({scope})"
+    return f"{view.severity.upper()}: {name} ({scope})"
 
 
 def _rate_line(view: AlertView) -> str:
@@ -155,16 +166,24 @@ def _rate_line(view: AlertView) -> str:
     # With a sequential decision (`why`) the interval is the window's, for scale: the
     # decision is the test's, said on the Why line, not this interval's.
     whose = " of the window" if view.why else ""
+    if view.rate is None or view.lower is None or view.upper is None:
+        return f"*{slack_value(view.rate_name)}*: no decided samples"
+    decimals = percent_decimals(view.rate, view.lower, view.upper, view.threshold or 0.0)
     return (
-        f"*{slack_value(view.rate_name)}* {format_percent(view.rate)} "
-        f"({confidence}interval{whose} {format_percent(view.lower)} – "
-        f"{format_percent(view.upper)}) vs threshold {format_percent(view.threshold)}"
+        f"*{slack_value(view.rate_name.replace('_', ' '))}* "
+        f"{format_percent(view.rate, decimals)} "
+        f"({confidence}interval{whose} {format_percent(view.lower, decimals)} – "
+        f"{format_percent(view.upper, decimals)}) vs threshold "
+        f"{format_percent(view.threshold, decimals)}"
     )
 
 
 def _facts(view: AlertView) -> list[str]:
     lines: list[str] = []
     if not view.is_health:
+        cause = _cause_line(view)
+        if cause:
+            lines.append(cause)
         if view.why:
             lines.append(f"*Why:* {slack_value(view.why)}")
         lines.append(_rate_line(view))
@@ -172,17 +191,42 @@ def _facts(view: AlertView) -> list[str]:
             leaks = f"{view.leaks} leaking of " if view.leaks is not None else ""
             window = f" in the last {slack_value(view.window_label)}" if view.window_label else ""
             lines.append(f"*Samples:* {leaks}{view.samples} decided{window}")
-        if view.estimated_leaked_events is not None:
-            lines.append(
-                f"*Estimated leaked events:* ≈ {format_count(view.estimated_leaked_events)}"
-            )
-        if view.revenue_at_risk is not None:
-            lines.append(
-                f"*Revenue at risk:* ≈ {format_money(view.revenue_at_risk, view.currency)}"
-            )
+        money = _money_line(view)
+        if money:
+            lines.append(money)
     for key, value in view.facts.items():
         lines.append(f"*{slack_value(key)}:* {slack_value(value)}")
     return lines
+
+
+def _cause_line(view: AlertView) -> str:
+    """Lead with the main cause and the rest of the breakdown, as the weekly report does."""
+    if not view.breakdown:
+        return ""
+    total = sum(count for _, count in view.breakdown)
+    (outcome, count), *rest = view.breakdown
+    cause = CAUSE_TEXT.get(outcome, outcome.replace("_", " "))
+    line = f"*Main cause:* {cause} ({count} of {total} leaking samples are {outcome})"
+    if rest:
+        line += "; also " + ", ".join(f"{n} {o}" for o, n in rest)
+    return line
+
+
+def _money_line(view: AlertView) -> str:
+    """Leaked events and money over the window, and per day."""
+    if view.estimated_leaked_events is None and view.revenue_at_risk is None:
+        return ""
+    window = f"the last {slack_value(view.window_label)}" if view.window_label else "the window"
+    parts = []
+    if view.estimated_leaked_events is not None:
+        parts.append(f"≈ {format_count(view.estimated_leaked_events)} events")
+    if view.revenue_at_risk is not None:
+        parts.append(f"≈ {format_money(view.revenue_at_risk, view.currency)}")
+    line = f"*Not billed:* {' and '.join(parts)} over {window}"
+    if view.revenue_at_risk is not None and view.window_days:
+        per_day = view.revenue_at_risk / view.window_days
+        line += f" (≈ {format_money(per_day, view.currency)} a day)"
+    return line
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -223,14 +267,20 @@ def render(view: AlertView, kind: MessageKind) -> SlackMessage:
     if facts:
         blocks.append(_section("\n".join(facts)))
     if view.examples and not view.is_health and kind is not MessageKind.RESOLVE:
-        ids = "\n".join(f"• `{slack_value(t)}`" for t in view.examples[:MAX_EXAMPLES])
-        blocks.append(_section(f"*Example transactions:*\n{ids}"))
+        shown = view.examples[:MAX_EXAMPLES]
+        ids = "\n".join(
+            f"• `{slack_value(txn)}` — {slack_value(outcome)}"
+            + (f": {slack_value(reason)}" if reason else "")
+            for txn, outcome, reason in shown
+        )
+        lookup = " ".join(["leakwatch", "lookup", *(shlex.quote(txn) for txn, _, _ in shown)])
+        blocks.append(_section(f"*Examples:*\n{ids}\nLook them up: `{slack_value(lookup)}`"))
     if view.outcomes and not view.is_health:
         blocks.append(_section(f"List them all: `{slack_value(outcomes_command(view))}`"))
     footer = [f"episode {view.episode}", f"as of {format_instant(view.now)}"]
     if view.since is not None:
         footer.append(f"since {format_instant(view.since)}")
-    if view.reason:
+    if view.is_health and view.reason:
         footer.append(slack_value(view.reason))
     blocks.append(_context(" · ".join(footer)))
     return SlackMessage(
@@ -243,9 +293,10 @@ def fallback_text(view: AlertView, kind: MessageKind) -> str:
     headline = _headline(view, kind)
     if view.is_health:
         return f"{headline}: {slack_value(view.detail)}" if view.detail else headline
+    if view.rate is None or view.lower is None or view.upper is None:
+        return headline
     return (
-        f"{headline}: {view.rate_name} {format_percent(view.rate)} "
-        f"[{format_percent(view.lower)}, {format_percent(view.upper)}] "
+        f"{headline}: {format_interval(view.rate, view.lower, view.upper)} "
         f"vs {format_percent(view.threshold)}"
         + (f" over {view.samples} samples" if view.samples is not None else "")
     )

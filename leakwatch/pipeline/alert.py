@@ -28,7 +28,6 @@ from sqlmodel import Session
 from leakwatch.core.alerting import (
     AlertRule,
     AlertState,
-    AlertStatus,
     Decision,
     DecisionTest,
     HealthKind,
@@ -43,16 +42,22 @@ from leakwatch.core.durations import format_duration
 from leakwatch.core.exposure import Exposure, scope_exposure, volumes_in
 from leakwatch.core.pricing import Price
 from leakwatch.core.reconcile import MetricShortfall, worst_shortfall
+from leakwatch.core.report_content import Example
 from leakwatch.core.results import AlertResult
 from leakwatch.core.sequential import MonitorState, monitor_over
 from leakwatch.core.stats import Interval, RateEstimate, rate_from_weight_sums
 from leakwatch.errors import LeakwatchError
 from leakwatch.notify.blocks import AlertView, MessageKind, render
 from leakwatch.notify.outbox import OutboxKind, enqueue
-from leakwatch.store.alerts import alerts_of_rule, apply_state, lock_or_create, state_of
+from leakwatch.store.alerts import (
+    alerts_of_rule,
+    lock_or_create,
+    save_decision,
+    state_of,
+)
 from leakwatch.store.billing import reconciled_scope_totals
 from leakwatch.store.db import SessionFactory, transaction
-from leakwatch.store.models import Alert, AlertTransition
+from leakwatch.store.models import Alert
 from leakwatch.store.outbox import NotificationStatus
 from leakwatch.store.queries import (
     OutcomeCounts,
@@ -271,7 +276,7 @@ def _evaluate_one(
             exposure = _exposure(session, rule, by, group, since, now, prices or {})
             leaked = exposure.leaked_events.point if exposure.leaked_events else None
             revenue = exposure.revenue_at_risk.point if exposure.revenue_at_risk else None
-        examples: list[str] = []
+        examples: list[Example] = []
         if decision.notification in (
             NotificationKind.FIRE,
             NotificationKind.UPDATE,
@@ -302,7 +307,18 @@ def _evaluate_one(
             estimated_leaked_events=leaked,
             revenue_at_risk=revenue,
             currency=currency,
-            examples=tuple(examples),
+            examples=tuple((e.transaction_id, e.outcome, e.reason) for e in examples),
+            breakdown=tuple(
+                sorted(
+                    (
+                        (o.value, counts.counts[o])
+                        for o in rule.rate.outcomes
+                        if counts.counts.get(o)
+                    ),
+                    key=lambda pair: -pair[1],
+                )
+            ),
+            window_days=rule.window.total_seconds() / 86_400,
             reason=decision.reason,
             why=why,
         )
@@ -316,7 +332,7 @@ def _evaluate_one(
             "window_s": rule.window.total_seconds(),
             "estimated_leaked_events": leaked,
             "revenue_at_risk": revenue,
-            "examples": examples,
+            "examples": [e.transaction_id for e in examples],
             "decision": rule.decision.value,
             "why": why,
         }
@@ -486,28 +502,20 @@ def _record(
     log = structlog.get_logger()
     after = decision.new_state
     assert alert.id is not None
-    if after.status is AlertStatus.FIRING and before.status is not AlertStatus.FIRING:
-        alert.opened_at = now
-        alert.resolved_at = None
-    if before.status is AlertStatus.FIRING and after.status is AlertStatus.INACTIVE:
-        alert.resolved_at = now
-    apply_state(alert, after, now, facts)
-    session.add(alert)
-
     changed = after.status is not before.status
     transition = decision.notification.value if decision.notification else None
     if transition is None and changed:
         transition = after.status.value
-    if transition is not None:
-        session.add(
-            AlertTransition(
-                alert_id=alert.id,
-                episode=after.episode,
-                transition=transition,
-                at=now,
-                observation={**dict(facts), "reason": decision.reason},
-            )
-        )
+    save_decision(
+        session,
+        alert,
+        before=before,
+        after=after,
+        now=now,
+        facts=facts,
+        transition=transition,
+        reason=decision.reason,
+    )
     if decision.notification is not None:
         _enqueue_notifications(session, alert.id, decision.notification, view, now, deliver)
         log.info(

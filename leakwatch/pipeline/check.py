@@ -54,6 +54,9 @@ _WRITE_CHUNK = 1_000
 # Search calls between two looks at the stop flag (a few seconds at typical budgets).
 _REQUESTS_PER_SLICE = 5
 
+# Told after each slice of lookups: (ids done, ids due this cycle, 429s so far).
+LookupProgress = Callable[[int, int, int], None]
+
 
 @dataclass(frozen=True)
 class ConfiguredSource:
@@ -102,6 +105,7 @@ class CheckCycle:
         settings: CycleSettings,
         rng: random.Random | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        lookup_progress: "LookupProgress | None" = None,
     ) -> None:
         self._sessions = sessions
         self._sources = list(sources)
@@ -111,6 +115,7 @@ class CheckCycle:
         self._settings = settings
         self._rng = rng or random.Random()
         self._should_stop = should_stop
+        self._lookup_progress = lookup_progress
         self._policies: Mapping[str, ConfiguredSource] = {s.name: s for s in self._sources}
         # Sources whose tail stopped short (their history is not all counted yet).
         self._behind: set[str] = set()
@@ -422,7 +427,9 @@ class CheckCycle:
         """
         answered: dict[str, tuple[SearchItem, ...]] = {}
         errors: dict[str, str] = {}
-        step = self._search.max_ids_per_request * _REQUESTS_PER_SLICE
+        # With someone watching, one request per slice, so the bar moves with each call.
+        requests = 1 if self._lookup_progress is not None else _REQUESTS_PER_SLICE
+        step = self._search.max_ids_per_request * requests
         before = _snapshot(self._search)
         try:
             for start in range(0, len(ids), step):
@@ -433,6 +440,9 @@ class CheckCycle:
                 )
                 answered.update(result.answered)
                 errors.update(result.errors)
+                if self._lookup_progress is not None:
+                    rate_limited = _snapshot(self._search).rate_limited - before.rate_limited
+                    self._lookup_progress(len(answered) + len(errors), len(ids), rate_limited)
         finally:
             summary.answered_ids += len(answered)
             summary.lookup_errors.update(errors.values())

@@ -1,28 +1,42 @@
-"""Produce the weekly report as configured: build, write, and send at most once. I/O.
+"""The weekly report stage: build it from the store, write its files, send it once. I/O.
 
-`leakwatch report` and the daemon's weekly job both call `produce_weekly_report`.
+`build_report` runs the aggregation queries, computes the content (pure,
+`core/report_content.py`) and saves it in the WeeklyReport row; `write_report` writes
+the Markdown, HTML, JSON and PNG files; `notify/report_send.py` posts to Slack once per
+week. `leakwatch report` and the daemon's weekly job both call `produce_weekly_report`.
 With a bot token the summary is posted with the PNG and HTML in its thread; with only
 a webhook the summary is posted alone (a webhook cannot upload files). Either way the
 WeeklyReport row makes sending idempotent per week unless forced.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import structlog
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from leakwatch.config import Settings
+from leakwatch.config import DEFAULT_REPORT_FILE_MODE, Settings
+from leakwatch.core.pricing import Price
+from leakwatch.core.report_content import ReportContent, build_content
 from leakwatch.core.schedule import last_weekly_instant
 from leakwatch.core.weeks import IsoWeek
-from leakwatch.errors import LeakwatchError, UsageProblem
-from leakwatch.notify.report_send import ReportSlack
-from leakwatch.pipeline.report_build import ReportContent, build_report, send_report, write_report
-from leakwatch.store.db import SessionFactory
-from leakwatch.store.report_record import load_record, mark_sent
-from leakwatch.views.report_render import render_slack_blocks, render_slack_text
+from leakwatch.errors import ConfigError, LeakwatchError, UsageProblem
+from leakwatch.files import dir_mode_for, make_private_dir, write_private
+from leakwatch.notify.report_send import ReportSlack, send_report
+from leakwatch.store.db import SessionFactory, transaction
+from leakwatch.store.report_queries import fetch_report_inputs
+from leakwatch.store.report_record import load_record, mark_sent, save_content
+from leakwatch.views.report_chart import render_billed_png, render_trend_png
+from leakwatch.views.report_render import (
+    render_html,
+    render_json,
+    render_markdown,
+    render_slack_blocks,
+    render_slack_text,
+)
 
 
 @dataclass
@@ -137,3 +151,88 @@ def _send(
     raise UsageProblem(
         "--send needs Slack: set SLACK_BOT_TOKEN (with [slack] channel) or SLACK_WEBHOOK_URL"
     )
+
+
+def build_report(
+    sessions: SessionFactory,
+    *,
+    week: str | None,
+    now: datetime,
+    timezone: str | ZoneInfo,
+    prices: Mapping[str, Price],
+    checks_every: timedelta | None,
+    currency: str = "$",
+) -> ReportContent:
+    """Compute the report for `week` (default: the last complete week at `now`) and save it.
+
+    Raises UsageProblem for a malformed week, ConfigError for an unknown time zone.
+    """
+    zone = _zone(timezone)
+    iso_week = _week(week) if week else IsoWeek.last_complete(now, zone)
+    with transaction(sessions) as session:
+        inputs = fetch_report_inputs(session, iso_week, zone)
+    content = build_content(
+        inputs,
+        timezone=zone,
+        prices=prices,
+        generated_at=now,
+        checks_every=checks_every,
+        currency=currency,
+    )
+    save_content(sessions, content.week, content.to_dict(), now)
+    structlog.get_logger().info(
+        "report.built",
+        week=content.week,
+        timezone=zone.key,
+        sampled=content.totals.sampled,
+        decided=content.totals.decided,
+        leaking=content.totals.leaking,
+    )
+    return content
+
+
+def _zone(timezone: str | ZoneInfo) -> ZoneInfo:
+    if isinstance(timezone, ZoneInfo):
+        return timezone
+    try:
+        return ZoneInfo(timezone)
+    except (ValueError, KeyError):
+        raise ConfigError([f"report.timezone {timezone!r} is not a known IANA time zone"]) from None
+
+
+def _week(text: str) -> IsoWeek:
+    try:
+        return IsoWeek.parse(text)
+    except ValueError as exc:
+        raise UsageProblem(str(exc)) from None
+
+
+def write_report(
+    content: ReportContent, out_dir: Path, *, mode: int = DEFAULT_REPORT_FILE_MODE
+) -> list[Path]:
+    """Write `leakage-<week>.{md,html,json,png}` into `out_dir`; return the paths.
+
+    Order: PNG, HTML, Markdown, JSON. Each file is written to a temporary name and
+    renamed, so a reader never sees half a report. Files get `mode` (default 0640:
+    the owner and its group, e.g. whoever ships reports on); a new `out_dir` the
+    matching folder mode.
+    """
+    make_private_dir(out_dir, dir_mode_for(mode))
+    stem = f"leakage-{content.week}"
+    png = render_trend_png(content)
+    billed_png = render_billed_png(content)
+    billed_name = f"{stem}-billed.png" if billed_png is not None else None
+    markdown = render_markdown(
+        content, chart_filename=f"{stem}.png", billed_chart_filename=billed_name
+    )
+    outputs: list[tuple[Path, bytes]] = [(out_dir / f"{stem}.png", png)]
+    if billed_png is not None and billed_name is not None:
+        outputs.append((out_dir / billed_name, billed_png))
+    outputs += [
+        (out_dir / f"{stem}.html", render_html(content, png, billed_png).encode("utf-8")),
+        (out_dir / f"{stem}.md", markdown.encode()),
+        (out_dir / f"{stem}.json", render_json(content).encode("utf-8")),
+    ]
+    for path, data in outputs:
+        write_private(path, data, mode)
+    return [path for path, _ in outputs]

@@ -1,7 +1,8 @@
 """Sources: reading the company's own usage log (JSONL files or a SQL table).
 
-Does I/O. `make_source` builds a source from a plain spec; `sample_source` is what the
-`leakwatch sample` command and the daemon call.
+Does I/O. `make_source` builds a source from a plain spec (wiring.py calls it for every
+configured source); `sample_source` draws once from a built source, as `leakwatch sample`
+does.
 """
 
 from leakwatch.sources.base import (

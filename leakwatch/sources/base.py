@@ -10,10 +10,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from leakwatch.core.events import DrawnEvent, SourceEvent
 from leakwatch.core.sampling import Window
+
+if TYPE_CHECKING:
+    from leakwatch.sources.specs import SourceSpec
 
 MAX_EXAMPLES_PER_REASON = 5
 MAX_EXAMPLE_CHARS = 300
@@ -147,6 +150,11 @@ class Source(Protocol):
 
     @property
     def name(self) -> str: ...
+
+    @property
+    def spec(self) -> "SourceSpec":
+        """What the source was built from: where it reads, its window, how it draws."""
+        ...
 
     def sample(
         self,

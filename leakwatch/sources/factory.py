@@ -38,19 +38,19 @@ def make_source(spec: SourceSpec, *, state_dir: Path) -> "JsonlSource | SqlSourc
 
 
 def sample_source(
-    spec: SourceSpec,
+    source: Source,
     n: int | None = None,
     *,
     now: datetime,
-    state_dir: Path,
     seed: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> SampleResult:
     """Draw one sample as configured: `n` (default the spec's sample size), its strata.
 
-    The seed is `seed`, else the spec's, else fresh; pass one to reproduce a draw.
+    The seed is `seed`, else the spec's, else fresh; pass one to reproduce a draw. The
+    source is closed afterwards.
     """
-    source: Source = make_source(spec, state_dir=state_dir)
+    spec = source.spec
     chosen_seed = seed if seed is not None else spec.seed
     rng = random.Random(chosen_seed)
     try:

@@ -959,10 +959,10 @@ class JsonlSource:
         should_stop: StopCheck | None,
     ) -> tuple[int, bool]:
         blocks = _LineBlocks(handle, start, self.spec.max_line_bytes, tally, should_stop)
-        for block_start, block in blocks:
-            counted.add_block(block_start, block, self, tally)
+        for block_start, data, lo, hi in blocks:
+            counted.add_block(block_start, data, lo, hi, self, tally)
             if progress is not None:
-                done = block_start + len(block) - start
+                done = block_start + hi - lo - start
                 progress(done, max(total, done))
         return blocks.position, not blocks.stopped
 
@@ -1016,7 +1016,12 @@ class _LineBlocks:
         # True when `should_stop` ended the read with content left (at `position`).
         self.stopped = False
 
-    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+    def __iter__(self) -> Iterator[tuple[int, bytes, int, int]]:
+        """Yield (offset, data, lo, hi): complete lines are `data[lo:hi]`, at `offset`.
+
+        Lines are handed out in place in the block read (no copy of the block); only
+        a line that straddles two reads is joined, and handed out on its own.
+        """
         carry = b""
         line_start = self.position
         dropping: bytes | None = None
@@ -1029,6 +1034,7 @@ class _LineBlocks:
                 self.stopped = True
                 return
             first = False
+            offset = 0
             if dropping is not None:
                 newline = block.find(b"\n")
                 line_start += len(block) if newline < 0 else newline + 1
@@ -1037,14 +1043,27 @@ class _LineBlocks:
                 self._tally.add(BadLineReason.TOO_LONG, dropping)
                 dropping = None
                 self.position = line_start
-                block = block[newline + 1 :]
-            data = carry + block if carry else block
-            cut = data.rfind(b"\n") + 1
-            if cut:
-                yield line_start, data[:cut] if cut < len(data) else data
-                line_start += cut
-                self.position = line_start
-            carry = data[cut:]
+                offset = newline + 1
+            if carry:
+                newline = block.find(b"\n", offset)
+                if newline < 0:
+                    carry += block[offset:]
+                    offset = len(block)
+                else:
+                    head = carry + block[offset : newline + 1]
+                    carry = b""
+                    yield line_start, head, 0, len(head)
+                    line_start += len(head)
+                    self.position = line_start
+                    offset = newline + 1
+            if offset < len(block) and not carry:
+                cut = block.rfind(b"\n", offset) + 1
+                if cut > offset:
+                    yield line_start, block, offset, cut
+                    line_start += cut - offset
+                    self.position = line_start
+                    offset = cut
+                carry = block[offset:]
             if len(carry) > self._max:
                 dropping = carry[:MAX_EXAMPLE_CHARS]
                 line_start += len(carry)
@@ -1064,12 +1083,18 @@ class _Counts:
     strata: FileCounter | None = None
 
     def add_block(
-        self, block_start: int, block: bytes, source: "JsonlSource", tally: BadLineTally
+        self,
+        block_start: int,
+        data: bytes,
+        lo: int,
+        hi: int,
+        source: "JsonlSource",
+        tally: BadLineTally,
     ) -> None:
-        """Count a block of complete lines: the fast path when every line is plain."""
+        """Count the complete lines `data[lo:hi]`: the fast path when every line is plain."""
         fast = source._fast
-        if fast is not None and no_line_longer(block, source.spec.max_line_bytes):
-            decoded = fast.decode_block(block)
+        if fast is not None and no_line_longer(data, lo, hi, source.spec.max_line_bytes):
+            decoded = fast.decode_block(data, lo, hi)
             counted = None if decoded is None else self._add_decoded(decoded, fast, source)
             if counted is not None:
                 assert decoded is not None
@@ -1079,11 +1104,11 @@ class _Counts:
                     strata = fast.strata(decoded, source._strata_fields)
                     offsets = None
                     if self.strata.needs_offsets(strata, block_start):
-                        offsets = _line_starts(block, block_start, len(decoded))
-                    self.strata.add(strata, *counted, offsets, block_start + len(block))
+                        offsets = _line_starts(data[lo:hi], block_start, len(decoded))
+                    self.strata.add(strata, *counted, offsets, block_start + hi - lo)
                 return
         offset = block_start
-        for raw in _lines_of(block):
+        for raw in _lines_of(data[lo:hi] if (lo, hi) != (0, len(data)) else data):
             self.add(raw, source, tally, offset)
             offset += len(raw)
 
@@ -1182,18 +1207,17 @@ def _lines_of(data: bytes) -> list[bytes]:
     return lines
 
 
-def no_line_longer(block: bytes, max_line_bytes: int) -> bool:
-    """Say whether every line of `block` is at most `max_line_bytes` long, cheaply.
+def no_line_longer(data: bytes, lo: int, hi: int, max_line_bytes: int) -> bool:
+    """Say whether every line of `data[lo:hi]` is at most `max_line_bytes` long, cheaply.
 
     A line longer than M holds a newline-free run of at least M bytes, which covers a
     whole aligned window of M // 2 bytes: a newline in every such window rules it out.
     """
     window = max_line_bytes // 2
-    if len(block) <= max_line_bytes:
+    if hi - lo <= max_line_bytes:
         return True
     return all(
-        block.find(b"\n", index, index + window) >= 0
-        for index in range(0, len(block) - window + 1, window)
+        data.find(b"\n", index, index + window) >= 0 for index in range(lo, hi - window + 1, window)
     )
 
 
@@ -1210,9 +1234,10 @@ def _iter_lines(
     reader: ContentReader, lo: int, hi: int, max_line_bytes: int, tally: BadLineTally
 ) -> Iterator[tuple[int, bytes]]:
     """Yield (offset, line) for the complete lines in [lo, hi); over-long ones are dropped."""
-    for block_start, block in _LineBlocks(_RangeStream(reader, lo, hi), lo, max_line_bytes, tally):
+    blocks = _LineBlocks(_RangeStream(reader, lo, hi), lo, max_line_bytes, tally)
+    for block_start, data, start, end in blocks:
         offset = block_start
-        for raw in _lines_of(block):
+        for raw in _lines_of(data[start:end]):
             yield offset, raw
             offset += len(raw)
 

@@ -193,15 +193,17 @@ class TailDecoder:
             return columns[0]
         return list(map(STRATUM_SEPARATOR.join, zip(*columns, strict=True)))
 
-    def decode_block(self, block: bytes) -> list[Any] | None:
-        """Decode complete lines; None when a line is not a plain valid event."""
-        if not block.isascii():
+    def decode_block(self, data: bytes, lo: int = 0, hi: int | None = None) -> list[Any] | None:
+        """Decode the complete lines `data[lo:hi]` (in place); None when a line is not a
+        plain valid event."""
+        end = len(data) if hi is None else hi
+        if not data.isascii():  # the whole buffer: ASCII throughout is the common case
             try:
-                block.decode("utf-8")
+                data[lo:end].decode("utf-8")
             except UnicodeDecodeError:
                 return None
         try:
-            return self.decoder.decode_lines(block)
+            return self.decoder.decode_lines(memoryview(data)[lo:end])
         except (msgspec.DecodeError, RecursionError):
             return None
 

@@ -23,6 +23,7 @@ import math
 import random
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -45,6 +46,7 @@ from leakwatch.core.timestamps import (
     TimestampUnit,
     read_timestamp,
 )
+from leakwatch.errors import LeakwatchError
 from leakwatch.sources.base import (
     BadLineReason,
     FileCheckpoint,
@@ -88,6 +90,13 @@ def _check_identifier(name: str) -> str:
     return name
 
 
+class SqlSourceError(LeakwatchError, OSError):
+    """The source's database could not be queried (unreachable, no such table, rights).
+
+    An OSError too: a source that cannot be read is reported by the cycle, like a file.
+    """
+
+
 class SqlSource:
     """Sample and count a SQL table without pulling it into memory."""
 
@@ -128,9 +137,7 @@ class SqlSource:
             with self._engine.connect():
                 pass
         except SQLAlchemyError as exc:
-            where = self._engine.url.render_as_string(hide_password=True)
-            first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-            return [f"cannot connect to {where}: {first[0] if first else type(exc).__name__}"]
+            return [f"cannot connect to {self._problem_of(exc)}"]
         return []
 
     def close(self) -> None:
@@ -241,11 +248,24 @@ class SqlSource:
             self.spec.settle_delay,
         )
         fields = parse_stratify_by(stratify_by)
-        with self._engine.connect() as conn:
+        with self._reading(), self._engine.connect() as conn:
             self._utc_session(conn)
             if fields:
                 return self._sample_stratified(conn, n, window, fields, floor, rng)
             return self._sample_uniform(conn, n, window, rng)
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Turn a database failure into SqlSourceError naming the source and its URL."""
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            raise SqlSourceError(f"cannot read {self._problem_of(exc)}") from None
+
+    def _problem_of(self, exc: SQLAlchemyError) -> str:
+        where = self._engine.url.render_as_string(hide_password=True)
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        return f"{where}: {first[0] if first else type(exc).__name__}"
 
     def _utc_session(self, conn: Connection) -> None:
         """Make the session speak UTC, so TIMESTAMP columns and DATE() mean UTC days."""
@@ -562,7 +582,7 @@ class SqlSource:
             f"AND {self._col('transaction_id')} IS NOT NULL"
         )
         params = {"w_start": self._bind_time(start), "w_end": self._bind_time(end)}
-        with self._engine.connect() as conn:
+        with self._reading(), self._engine.connect() as conn:
             rows = conn.execution_options(stream_results=True, yield_per=5000).execute(
                 query, params
             )
@@ -705,7 +725,7 @@ class SqlSource:
         volume_params = {**params, **quantity_params}
         volumes: dict[VolumeKey, VolumeDelta] = {}
         lines = 0
-        with self._engine.begin() as conn:
+        with self._reading(), self._engine.begin() as conn:
             self._utc_session(conn)
             for row in conn.execute(sa.text(sql), volume_params).mappings():
                 day_value = row["lw_day"]

@@ -4,20 +4,21 @@ A stratified draw needs each stratum's size in the window, and a way to reach st
 too rare to meet by uniform seeks. The tail reads every line anyway, so it keeps both
 here as it goes: lines per stratum per UTC day, and — while a stratum is rare, at most
 `RARE_LIMIT` lines in a file — each line's offset and time. The index lives in one
-sidecar per source under the state directory (msgpack, written whole and renamed);
+sidecar per source under the state directory (msgpack, 0600, written whole and renamed);
 it is keyed by each file's head fingerprint, so it follows renames and compression
 like the checkpoints, and says per file how far it has counted (`covered`): a scan
 that repeats lines (a crash before its checkpoint was stored) adds nothing twice, and
 one that finds a gap marks the file incomplete, so draws do not trust it.
 """
 
-import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from pathlib import Path
 
 import msgspec
+
+from leakwatch.files import write_private
 
 # A stratum with more lines than this in a file is common there: its offsets are
 # dropped and uniform seeks reach it. 4,096 offsets × 16 B = 64 KiB per rare stratum.
@@ -66,10 +67,8 @@ def save_index(path: Path, index: StrataIndex, live: Iterable[str]) -> None:
     """Write the index (only files still present), atomically."""
     keep = set(live)
     index.files = {key: value for key, value in index.files.items() if key in keep}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(msgspec.msgpack.encode(index))
-    os.replace(tmp, path)
+    # Private like the other sidecars: it names customers and points into the log.
+    write_private(path, msgspec.msgpack.encode(index))
 
 
 class FileCounter:
@@ -107,7 +106,13 @@ class FileCounter:
             stamps = [stamps[i] for i in keep]
             days = [days[i] for i in keep]
             offsets = [offsets[i] for i in keep]
-        self._days.update(zip(strata, days, strict=True))
+        if days and min(days) == max(days):
+            # A time-ordered log's block is mostly one day: count strata, not pairs.
+            day = days[0]
+            for stratum, lines in Counter(strata).items():
+                self._days[(stratum, day)] += lines
+        else:
+            self._days.update(zip(strata, days, strict=True))
         self.entry.covered = max(self.entry.covered, end)
         if offsets is None:
             return

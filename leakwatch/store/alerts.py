@@ -20,7 +20,7 @@ from leakwatch.core.alerting import AlertState, AlertStatus, acknowledge
 from leakwatch.core.stats import Interval
 from leakwatch.errors import UnknownAlertError
 from leakwatch.store.db import SessionFactory, transaction
-from leakwatch.store.models import Alert
+from leakwatch.store.models import Alert, AlertTransition
 
 
 def alerts_of_rule(session: Session, rule_name: str) -> list[Alert]:
@@ -127,6 +127,41 @@ def apply_state(alert: Alert, state: AlertState, now: datetime, facts: Mapping[s
             "last_interval": _interval_json(state.last_interval),
         },
     }
+
+
+def save_decision(
+    session: Session,
+    alert: Alert,
+    *,
+    before: AlertState,
+    after: AlertState,
+    now: datetime,
+    facts: Mapping[str, Any],
+    transition: str | None,
+    reason: str,
+) -> None:
+    """Write an evaluation's new state onto its row, and its transition when there is one.
+
+    In the caller's transaction, with the outbox rows that tell Slack about it.
+    """
+    assert alert.id is not None
+    if after.status is AlertStatus.FIRING and before.status is not AlertStatus.FIRING:
+        alert.opened_at = now
+        alert.resolved_at = None
+    if before.status is AlertStatus.FIRING and after.status is AlertStatus.INACTIVE:
+        alert.resolved_at = now
+    apply_state(alert, after, now, facts)
+    session.add(alert)
+    if transition is not None:
+        session.add(
+            AlertTransition(
+                alert_id=alert.id,
+                episode=after.episode,
+                transition=transition,
+                at=now,
+                observation={**dict(facts), "reason": reason},
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True)

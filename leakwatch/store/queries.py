@@ -15,6 +15,7 @@ from sqlmodel import Session, col
 
 from leakwatch.core.events import DECIDED_OUTCOMES, Outcome
 from leakwatch.core.exposure import Segment, VolumeRow
+from leakwatch.core.report_content import Example
 from leakwatch.core.stats import OutcomeTally
 from leakwatch.store.models import BadLineCount, SampledEvent, VolumeCount
 
@@ -151,9 +152,9 @@ def example_transactions(
     group: str | None = None,
     source: str | None = None,
     limit: int = 5,
-) -> list[str]:
-    """A few transaction ids with one of `outcomes`, most recently checked first."""
-    query = select(col(SampledEvent.transaction_id)).where(
+) -> list[Example]:
+    """A few sampled events with one of `outcomes`, most recently checked first."""
+    query = select(SampledEvent).where(
         col(SampledEvent.outcome).in_([o.value for o in outcomes]),
         col(SampledEvent.sampled_at) >= since,
         col(SampledEvent.sampled_at) < until,
@@ -166,7 +167,18 @@ def example_transactions(
     query = query.order_by(
         col(SampledEvent.last_checked_at).desc(), col(SampledEvent.id).desc()
     ).limit(limit)
-    return [str(t) for t in session.execute(query).scalars()]
+    return [
+        Example(
+            outcome=row.outcome,
+            transaction_id=row.transaction_id,
+            source=row.source,
+            event_type=row.event_type,
+            customer_id=row.customer_id,
+            event_timestamp=row.event_timestamp,
+            reason=row.reason,
+        )
+        for row in session.execute(query).scalars()
+    ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,13 @@ from leakwatch.core.formatting import (
     format_percent,
     format_rate_interval,
 )
-from leakwatch.core.report_content import LEAK_ORDER, ReportContent, SegmentReport, week_label
+from leakwatch.core.report_content import (
+    LEAK_ORDER,
+    ReportContent,
+    SegmentReport,
+    short_title,
+    week_label,
+)
 from leakwatch.core.stats import Estimate, RateEstimate
 from leakwatch.core.text import code_text, escape_mrkdwn, mrkdwn, one_line
 
@@ -127,10 +133,10 @@ def _customer_rows(content: ReportContent) -> tuple[list[str], list[list[str]]]:
 
 
 def _alert_rows(content: ReportContent) -> tuple[list[str], list[list[str]]]:
-    header = ["at (UTC)", "rule", "scope", "transition", "episode"]
+    header = ["at", "rule", "scope", "transition", "episode"]
     rows = [
         [
-            a.at.strftime("%Y-%m-%d %H:%M"),
+            format_instant(a.at),
             a.rule_name,
             a.scope or "all",
             a.transition,
@@ -387,7 +393,7 @@ def render_html(
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>Leakage report {html.escape(content.week)}</title>",
+        f"<title>{html.escape(short_title(content))}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>Leakage report {html.escape(week_label(content))}</h1>",
         f'<p class="{summary_class}" id="summary">{_inline_code(content.summary)}</p>',
@@ -483,7 +489,7 @@ def render_slack_blocks(content: ReportContent) -> list[dict[str, object]]:
     blocks: list[dict[str, object]] = [
         {
             "type": "header",
-            "text": {"type": "plain_text", "text": f"Leakage report {content.week}"},
+            "text": {"type": "plain_text", "text": short_title(content)},
         },
         {
             "type": "section",

@@ -1,24 +1,43 @@
 """Terminal rendering for the CLI: rich tables and progress. Writes to a Console only."""
 
+from __future__ import annotations
+
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
-from leakwatch.core.formatting import format_instant, format_interval, format_percent
-from leakwatch.core.reconcile import ReconcileResult
-from leakwatch.core.results import AlertResult, CycleSummary, SendReport
+from leakwatch.core.formatting import (
+    format_count,
+    format_instant,
+    format_interval,
+    format_money,
+    format_percent,
+)
 from leakwatch.core.text import one_line
-from leakwatch.sources.base import SampleResult
-from leakwatch.store.alerts import OpenAlert
-from leakwatch.views.lookup import LookupResult
-from leakwatch.views.sources import SourcesView
-from leakwatch.views.status import RateRow, StatusView
+
+if TYPE_CHECKING:
+    # Types only: each command imports the views it prints, not every view's
+    # dependencies (the store, the Metronome client), so `sample` starts fast.
+    from leakwatch.core.reconcile import ReconcileResult
+    from leakwatch.core.results import AlertResult, CycleSummary, SendReport
+    from leakwatch.sources.base import SampleResult
+    from leakwatch.store.alerts import OpenAlert
+    from leakwatch.views.lookup import LookupResult
+    from leakwatch.views.sources import SourcesView
+    from leakwatch.views.status import RateRow, StatusView
 
 
 def _markup(value: object) -> str:
@@ -177,9 +196,9 @@ def _rate_table(
         else:
             cells.append("no decided samples")
         if volume:
-            cell = "–" if row.leaked_per_day is None else f"{row.leaked_per_day:,.0f}"
+            cell = "–" if row.leaked_per_day is None else format_count(row.leaked_per_day)
             if row.revenue_at_risk_per_day is not None:
-                cell += f" ({currency}{row.revenue_at_risk_per_day:,.2f})"
+                cell += f" ({format_money(row.revenue_at_risk_per_day, currency)})"
             cells.append(cell)
         table.add_row(*cells)
     return table
@@ -389,6 +408,42 @@ def progress_bar(console: Console, label: str) -> Iterator[Callable[[int, int], 
         yield update
 
 
+@contextmanager
+def lookup_progress(console: Console) -> Iterator[Callable[[int, int, int], None]]:
+    """Progress of a cycle's lookups: a bar on a terminal, a few plain lines otherwise.
+
+    The bar shows done / due, the 429s met (the client waits them out) and the time
+    left; piped, a line at each quarter, so a cron log shows a long cycle moving.
+    """
+    if not console.is_terminal:
+        reported = [0]
+
+        def line(done: int, due: int, rate_limited: int) -> None:
+            quarter = 4 * done // max(due, 1)
+            if quarter > reported[0] or done == due:
+                reported[0] = quarter
+                waits = f", {rate_limited} rate-limited" if rate_limited else ""
+                console.print(f"looked up {done:,} of {due:,}{waits}", markup=False)
+
+        yield line
+        return
+    columns: list[Any] = [
+        TextColumn("looking up"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[waits]}"),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("lookups", total=None, waits="")
+
+        def update(done: int, due: int, rate_limited: int) -> None:
+            waits = f"{rate_limited} rate-limited (waiting them out)" if rate_limited else ""
+            progress.update(task, completed=done, total=due, waits=waits)
+
+        yield update
+
+
 def _amount(value: float | None) -> str:
     if value is None:
         return "–"
@@ -520,12 +575,16 @@ def print_sources(out: Console, view: SourcesView) -> None:
             out.print("  bad lines in the window: none", markup=False)
         for position in source.read_positions[-5:]:
             if inv.kind == "sql":
-                where = f"watermark {position.last_event_at}"
+                where = (
+                    f"watermark {format_instant(position.last_event_at)}"
+                    if position.last_event_at is not None
+                    else "no watermark yet"
+                )
             else:
                 where = f"{position.offset:,} of {position.size:,} bytes, {position.lines:,} lines"
-            at = f"{position.updated_at:%Y-%m-%d %H:%M}"
+            at = format_instant(position.updated_at)
             out.print(f"  read {_plain(position.path)}: {where} (at {at})", markup=False)
         if source.last_scan_at is not None:
-            out.print(f"  last tail: {source.last_scan_at:%Y-%m-%d %H:%M} UTC", markup=False)
+            out.print(f"  last tail: {format_instant(source.last_scan_at)}", markup=False)
         for note in inv.notes:
             out.print(f"  {note}", markup=False)

@@ -71,7 +71,8 @@ def test_fire_update_resolve_in_one_thread_with_what_leaks_and_what_it_costs(
         b["text"]["text"] for b in replies[0].blocks if "text" in b and b["type"] == "section"
     )
     assert "missing" in body and "all events" in body
-    assert "Revenue at risk" in body and "Estimated leaked events" in body
+    assert "*Not billed:* ≈" in body and "events and ≈" in body and "a day)" in body
+    assert "*Main cause:*" in body and "Look them up: `leakwatch lookup" in body
     assert "&lt;" in body and "<" not in body.replace("<!", "")  # txn-<n>& escaped
     assert "leakwatch outcomes --outcome duplicate" in body and "--since 1d" in body
 

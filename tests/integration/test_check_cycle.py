@@ -113,9 +113,9 @@ def test_a_cycle_killed_mid_way_and_run_again_records_each_event_once(world: Wor
     truth = world.scenario.truth_by_identity()
     assert all(r.outcome == truth[(r.transaction_id, r.payload_hash)].value for r in rows)
     with transaction(session_factory(engine)) as session:
-        statuses = dict(
+        statuses: dict[str, int] = dict(
             session.execute(
-                select(SamplingRun.status, func.count()).group_by(col(SamplingRun.status))
+                select(col(SamplingRun.status), func.count()).group_by(col(SamplingRun.status))
             ).all()
         )
     assert statuses.get("failed") == 2

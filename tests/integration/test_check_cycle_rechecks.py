@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 from sqlalchemy import Engine, select
+from sqlmodel import col
 
 from leakwatch.clock import FakeClock
 from leakwatch.config import Settings, settings_from_mapping
@@ -116,7 +117,7 @@ def _run(setup: Setup, *, draw: bool) -> tuple[CycleSummary, set[str]]:
         looked_at = {
             str(txn)
             for (txn,) in session.execute(
-                select(SampledEventRow.transaction_id).where(
+                select(col(SampledEventRow.transaction_id)).where(
                     SampledEventRow.last_checked_at.is_not(None)  # type: ignore[union-attr]
                 )
             )

@@ -166,3 +166,27 @@ def test_check_exits_1_when_a_source_cannot_be_read(tmp_path: Path) -> None:
     said = " ".join(result.stderr.split())
     assert "source gateway: cannot read source" in said and "gcs://no-such-bucket" in said
     assert_clear(result.stderr)
+
+
+def test_check_with_an_unreachable_sql_source_exits_1_naming_it(tmp_path: Path) -> None:
+    """Was "unexpected OperationalError … this is a bug in leakwatch"."""
+    env = _source_log(tmp_path)
+    (tmp_path / "leakwatch.toml").write_text(
+        f'state_dir = "{tmp_path / "state"}"\n'
+        '[[sources]]\nname = "warehouse"\ntype = "sql"\n'
+        'url = "postgresql+psycopg://reader:hunter2@127.0.0.1:1/usage"\ntable = "usage"\n'
+    )
+    result = leakwatch("check", cwd=tmp_path, env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    said = " ".join(result.stderr.split())
+    assert "source warehouse: cannot read source: cannot read postgresql+psycopg://reader:" in said
+    assert "@127.0.0.1:1/usage" in said and "hunter2" not in said
+    assert_clear(result.stderr)
+
+
+def test_lookup_exits_1_when_no_lookup_succeeded_naming_metronomes_url(tmp_path: Path) -> None:
+    result = leakwatch("lookup", "t-1", "t-2", cwd=tmp_path, env=_source_log(tmp_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    said = " ".join(result.stderr.split())
+    assert "no lookup succeeded: connection error (ConnectError) to http://127.0.0.1:9" in said
+    assert_clear(result.stderr)

@@ -23,7 +23,7 @@ from leakwatch.core.formatting import format_count, format_money, format_percent
 from leakwatch.core.pricing import Price
 from leakwatch.daemon.metrics import DaemonMetrics, read_store_snapshot
 from leakwatch.pipeline.alert import evaluate_alerts
-from leakwatch.pipeline.report_build import build_report
+from leakwatch.pipeline.report import build_report
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import Alert, Notification, SampledEvent, VolumeCount
 from leakwatch.views.report_render import render_json

@@ -16,9 +16,16 @@ import pytest
 from leakwatch.errors import LeakwatchError
 from leakwatch.sources.checkpoints import InMemoryCheckpointStore
 from leakwatch.sources.inventory import describe_source
-from leakwatch.sources.objects import ObjectStoreError, list_objects
+from leakwatch.sources.jsonl import JsonlSource
+from leakwatch.sources.objects import ObjectPath, ObjectStoreError, list_objects
 from tests.fakes.moto_s3 import MotoS3, put
 from tests.support.logs import NOW, source, txn_index, write_log
+
+
+def _first_identity(remote: JsonlSource) -> str:
+    first = remote.files()[0]
+    assert isinstance(first, ObjectPath)
+    return first.identity()
 
 
 def test_a_draw_from_an_object_equals_the_draw_from_the_same_local_bytes(
@@ -58,7 +65,7 @@ def test_a_gz_object_is_indexed_once_by_its_etag(
     index_dir = tmp_path / "state" / "gzindex" / "gateway"
     sidecars = {p.name: p.stat().st_mtime_ns for p in index_dir.iterdir()}
     (etag_key,) = {name.split(".")[0] for name in sidecars}
-    assert etag_key == remote.files()[0].identity()
+    assert etag_key == _first_identity(remote)
     remote.sample(50, now=NOW, rng=random.Random(2))
     assert {p.name: p.stat().st_mtime_ns for p in index_dir.iterdir()} == sidecars
 
@@ -68,7 +75,7 @@ def test_a_gz_object_is_indexed_once_by_its_etag(
     again = remote.sample(50, now=NOW, rng=random.Random(3))
     assert (
         {p.name.split(".")[0] for p in index_dir.iterdir()}
-        == {remote.files()[0].identity()}
+        == {_first_identity(remote)}
         != {etag_key}
     )
     assert max(txn_index(e.event.transaction_id) for e in again.events) >= 2000

@@ -319,7 +319,7 @@ def test_the_weekly_report_shows_billed_vs_sent_with_its_chart(
 ) -> None:
     from zoneinfo import ZoneInfo
 
-    from leakwatch.pipeline.report_build import build_report, write_report
+    from leakwatch.pipeline.report import build_report, write_report
 
     runtime.run_cycle()
     runtime.reconcile()

@@ -19,7 +19,7 @@ from sqlmodel import select
 
 from leakwatch.core.pricing import Price
 from leakwatch.core.weeks import IsoWeek
-from leakwatch.pipeline.report_build import build_report, write_report
+from leakwatch.pipeline.report import build_report, write_report
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import (
     Alert,

@@ -13,8 +13,9 @@ from slack_sdk import WebClient
 from sqlmodel import select
 
 from leakwatch.core.pricing import Price
-from leakwatch.notify.report_send import SendDecision
-from leakwatch.pipeline.report_build import ReportContent, build_report, send_report, write_report
+from leakwatch.core.report_content import ReportContent
+from leakwatch.notify.report_send import SendDecision, send_report
+from leakwatch.pipeline.report import build_report, write_report
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import SampledEvent, VolumeCount, WeeklyReport
 from tests.fakes.fake_slack_files import FakeSlackWithFiles

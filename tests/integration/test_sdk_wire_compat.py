@@ -183,8 +183,8 @@ def test_sdk_parses_custom_sql_metrics_custom_fields_and_deprecated_fields(
         created_at=system_clock.now() - timedelta(days=1),
     )
     sdk.v1.usage.ingest(
-        usage=[  # type: ignore[list-item]
-            make_event(
+        usage=[
+            make_event(  # type: ignore[list-item]
                 "w-sql",
                 system_clock,
                 customer_id=customer.id,

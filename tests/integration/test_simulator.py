@@ -20,7 +20,9 @@ from leakwatch.simulator import (
     SimulatorState,
     load_seed_file,
 )
+from leakwatch.simulator.state import DEMO_CUSTOMERS
 from tests.fakes.simulator_fixtures import TOKEN, make_event, running_simulator
+from tests.support.cli import leakwatch
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -475,3 +477,66 @@ def test_metric_renders_custom_fields_sql_and_deprecated_mirrors(clock: FakeCloc
     assert metrics["Weighted"]["custom_fields"] == {}
     with pytest.raises(ValueError, match="sql"):
         state.add_metric("No SQL", aggregation_type="custom_sql")
+
+
+def _readme_seed() -> str:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### The simulator with your own customers", 1)[1]
+    return section.split("```json\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_seed_example_loads_and_matches_the_users_own_ids(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    path = tmp_path / "seed.json"
+    path.write_text(_readme_seed(), encoding="utf-8")
+    state = load_seed_file(path, clock=clock)
+    events = [
+        make_event(
+            "own-1",
+            clock,
+            customer_id="cust_1001",
+            event_type="request",
+            properties={"route": "/v1/things"},
+        ),
+        make_event(
+            "own-2",
+            clock,
+            customer_id="cust_1002",
+            event_type="compute",
+            properties={"seconds": 12},
+        ),
+        make_event(
+            "own-3",
+            clock,
+            customer_id="cust_9999",
+            event_type="request",
+            properties={"route": "/v1/things"},
+        ),
+    ]
+    with (
+        SimulatorServer(state, token=TOKEN) as sim,
+        httpx.Client(base_url=sim.base_url, headers=AUTH) as http,
+    ):
+        assert ingest(http, events).status_code == 200
+        found = {item["transaction_id"]: item for item in search(http, "own-1", "own-2", "own-3")}
+    assert found["own-1"]["matched_customer"]["name"] == "Example Co"
+    assert [m["name"] for m in found["own-1"]["matched_billable_metrics"]] == ["Requests"]
+    assert found["own-2"]["matched_customer"] == {
+        "id": "7d1c0b9a-2e3f-4a5b-8c6d-0e1f2a3b4c5d",
+        "name": "Other Inc",
+    }
+    assert [m["name"] for m in found["own-2"]["matched_billable_metrics"]] == ["Compute seconds"]
+    assert found["own-3"].get("matched_customer") is None
+
+
+def test_simulator_help_names_what_it_serves_without_a_seed(tmp_path: Path) -> None:
+    result = leakwatch("simulator", "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for _id, name, aliases in DEMO_CUSTOMERS:
+        assert name in text
+        for alias in aliases:
+            assert alias in text
+    assert "unmatched_customer" in text
+    assert "--seed" in text

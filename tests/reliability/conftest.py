@@ -34,7 +34,7 @@ class Ledger:
 
 def _area(request: pytest.FixtureRequest) -> str:
     """The table row: the module's name (`test_fuzz.py` counts under `fuzz`)."""
-    return request.node.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    return str(request.node.module.__name__).rsplit(".", 1)[-1].removeprefix("test_")
 
 
 @pytest.fixture

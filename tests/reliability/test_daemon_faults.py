@@ -4,7 +4,8 @@ The daemon (a subprocess, real Postgres, 1-second cycles) meets 20% 500s, droppe
 connections, malformed bodies, its token revoked and then restored, and the simulator
 down for several cycles then back (answers past the timeout are covered in process,
 test_metronome_faults.py, where they cost no wall time). Throughout, the process stays
-up and keeps answering /healthz; the token alert fires and resolves in its thread;
+up and keeps answering /healthz (`degraded` during the outage); the token alert and
+the "Metronome unreachable" alert fire and resolve in their threads;
 afterwards no sampled event is recorded twice or with an outcome other than its ground
 truth, and every notification reached Slack exactly once.
 """
@@ -32,6 +33,7 @@ from tests.support.daemon import (
 from tests.support.databases import pg_query
 
 TOKEN_TITLE = "Metronome rejects the API token"
+UNREACHABLE_TITLE = "Metronome unreachable"
 
 
 @pytest.fixture
@@ -113,8 +115,17 @@ def test_the_daemon_survives_every_metronome_fault_and_misjudges_nothing(
         world.simulator.stop()  # Metronome down: connections refused for several cycles
         try:
             _cycles(daemon, pg_url, 3)
+            wait_for(
+                lambda: any(UNREACHABLE_TITLE in m.text for m in slack.roots()),
+                timeout_s=30,
+                what="the outage alert in Slack",
+            )
+            health = daemon.health()
+            assert health is not None and health.get("status") == "degraded", health
         finally:
             world.simulator.start()
+        outage = next(m for m in slack.roots() if UNREACHABLE_TITLE in m.text)
+        wait_for(lambda: slack.replies(outage.ts), timeout_s=30, what="the outage to resolve")
         _cycles(daemon, pg_url, 2)
         wait_for(lambda: outbox_drained(pg_url), timeout_s=30, what="the outbox to drain")
         # A few quiet cycles settle what the faults left as errors (re-checked, not lost).
@@ -132,3 +143,4 @@ def test_the_daemon_survives_every_metronome_fault_and_misjudges_nothing(
         assert [w for w in wrong if w[1] == "missing"] == []
         _assert_alerts_once(pg_url, slack)
         assert "resolved" in slack.replies(root.ts)[0].text.lower()
+        assert "resolved" in slack.replies(outage.ts)[0].text.lower()

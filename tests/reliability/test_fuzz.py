@@ -21,9 +21,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from leakwatch.config import ConfigError, Settings, load_settings, settings_from_mapping
+from leakwatch.config import Settings, load_settings, settings_from_mapping
 from leakwatch.core.classify import ClassifyPolicy, classify
 from leakwatch.core.events import SearchItem, SourceEvent, canonical_json, timestamp_or_none
+from leakwatch.errors import ConfigError
 from leakwatch.metronome.errors import MalformedResponse
 from leakwatch.metronome.parse import parse_search_body
 from leakwatch.sources import BadLineReason, JsonlSourceSpec

@@ -51,7 +51,7 @@ def _terminate_ours(cluster: Cluster) -> int:
     return sum(1 for (done,) in rows if done)
 
 
-def _mid_cycle(world: World, fault: Callable[[], None], after: Callable[[], None]) -> None:
+def _mid_cycle(world: World, fault: Callable[[], object], after: Callable[[], object]) -> None:
     """Run a cycle in a thread; inject `fault` while its lookups are held; `after` it ends."""
     stats = world.simulator.stats["search"]
     world.simulator.faults.script(FaultKind.TIMEOUT, 3)  # ~3 x the 0.5 s client timeout

@@ -24,21 +24,14 @@ from sqlalchemy import Engine, inspect, text
 from leakwatch.pipeline.report import produce_weekly_report
 from leakwatch.wiring import build_report_slack
 from tests.reliability.conftest import Ledger
-from tests.reliability.world import cycle_world
+from tests.reliability.world import cycle_world, leak_alert
 from tests.support.databases import postgres_store
 
 METRONOME_CANARY = "lwcanary-metronome-7f3a9c2e51"
 SLACK_CANARY = "xoxb-lwcanary-slack-5d8e1b6604"
 DB_PASSWORD_CANARY = "lwcanary-dbpw-41c7d09b"
 CANARIES = (METRONOME_CANARY, SLACK_CANARY, DB_PASSWORD_CANARY)
-ALERTS = """
-[[alerts]]
-name = "leaks"
-rate = "leak_rate"
-threshold = 0.01
-min_samples = 10
-window = "30d"
-"""
+ALERTS = leak_alert()
 
 
 @pytest.fixture

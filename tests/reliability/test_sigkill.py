@@ -32,22 +32,14 @@ from leakwatch.pipeline.report import produce_weekly_report
 from leakwatch.store.db import make_engine, session_factory, upgrade
 from leakwatch.wiring import build_report_slack, build_runtime
 from tests.reliability.conftest import Ledger
-from tests.reliability.world import EVERY, START, Served, served
+from tests.reliability.world import EVERY, START, Served, leak_alert, served
 
 KILLS = 50
 STAGES = ("check", "alerts", "outbox", "report")
 REPORT_EVERY = 4
 UTC_ZONE = ZoneInfo("UTC")
 EVENTS = 160
-ALERTS = """
-[[alerts]]
-name = "leaks"
-rate = "leak_rate"
-threshold = 0.01
-min_samples = 10
-window = "30d"
-repeat_interval = "30m"
-"""
+ALERTS = leak_alert(repeat_interval="30m")
 
 
 def _week(round_: int) -> str:
@@ -137,12 +129,25 @@ def _kill_in(settings: Settings, round_: int, target: str, rng: random.Random, t
             os.waitpid(pid, 0)
 
 
+def _keep_up(world: Served, round_: int) -> None:
+    """Move the fake Slack's (and simulator's) clock to the beat's time.
+
+    The outbox looks for an earlier attempt's message from a little before the row was
+    written: a Slack whose ts stayed at the start would hide it (a doubled post).
+    """
+    when = START + round_ * EVERY
+    if when > world.clock.now():
+        world.clock.set(when)
+
+
 def _settle(world: Served, settings: Settings, first_round: int) -> int:
     """Clean beats until nothing is undecided or unsent; resend every report week."""
     engine = make_engine(settings.database_url)
     round_ = first_round
     try:
         for round_ in range(first_round, first_round + 12):
+            if settings.slack_bot_token is not None:
+                _keep_up(world, round_)
             _beat(settings, round_)
             with engine.connect() as conn:
                 open_rows = conn.exec_driver_sql(
@@ -199,6 +204,7 @@ def test_fifty_sigkills_across_every_stage_lose_and_double_nothing(
         round_ = 0
         while sum(where.values()) < KILLS and round_ < KILLS * 3:
             stages = STAGES if round_ % REPORT_EVERY == 0 else STAGES[:3]
+            _keep_up(world, round_)
             died = _kill_in(killed, round_, rng.choice(stages), rng, tmp_path)
             if died != "finished":
                 where[died] += 1

@@ -28,16 +28,9 @@ import pytest
 
 from leakwatch.core.events import format_timestamp
 from tests.reliability.conftest import Ledger
-from tests.reliability.world import World, cycle_world
+from tests.reliability.world import World, cycle_world, leak_alert
 
-ALERTS = """
-[[alerts]]
-name = "leaks"
-rate = "leak_rate"
-threshold = 0.01
-min_samples = 10
-window = "24h"
-"""
+ALERTS = leak_alert(window="24h")
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,14 @@ START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 EVERY = timedelta(minutes=15)
 
 
+def leak_alert(*, window: str = "30d", repeat_interval: str = "4h") -> str:
+    """A leak-rate alert rule (TOML) the scenario's leaks trip after ten samples."""
+    return (
+        '\n[[alerts]]\nname = "leaks"\nrate = "leak_rate"\nthreshold = 0.01\n'
+        f'min_samples = 10\nwindow = "{window}"\nrepeat_interval = "{repeat_interval}"\n'
+    )
+
+
 def write_config(
     path: Path,
     *,

@@ -321,7 +321,7 @@ def assert_nothing_lost_or_doubled(database_url: str, slack: FakeSlack) -> None:
 
 def outbox_drained(database_url: str) -> bool:
     rows = pg_query(database_url, "SELECT count(*) FROM notification WHERE status = 'pending'")
-    return rows[0][0] == 0
+    return bool(rows[0][0] == 0)
 
 
 def fired(database_url: str) -> int:

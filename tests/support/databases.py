@@ -62,7 +62,7 @@ def pg_query(database_url: str, sql: str) -> list[tuple[Any, ...]]:
     """Run one statement on a store's Postgres outside leakwatch; its rows."""
     libpq = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
     with psycopg.connect(libpq, autocommit=True) as conn:
-        return list(conn.execute(sql).fetchall())  # type: ignore[arg-type]
+        return list(conn.execute(sql).fetchall())
 
 
 @contextmanager

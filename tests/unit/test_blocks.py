@@ -36,7 +36,9 @@ def view(**changes: object) -> AlertView:
         "window_label": "1d",
         "estimated_leaked_events": 10_000.0,
         "revenue_at_risk": 20.0,
-        "examples": ("t1", "t2", "t3", "t4", "t5", "t6"),
+        "examples": tuple((f"t{i}", "missing", "not found after 2 checks") for i in range(1, 7)),
+        "breakdown": (("missing", 20),),
+        "window_days": 1.0,
     }
     base.update(changes)
     return AlertView(**base)  # type: ignore[arg-type]
@@ -66,19 +68,28 @@ def test_a_fire_says_what_leaks_where_how_much_and_where_to_look() -> None:
     assert "10.0%" in body
     assert "6.6% – 14.9%" in body and "threshold 5.0%" in body
     assert "20 leaking of 200 decided in the last 1d" in body
-    assert "≈ 10,000" in body and "$20" in body
-    assert "`t5`" in body and "`t6`" not in body  # five examples at most
+    assert "*Not billed:* ≈ 10,000 events and ≈ $20" in body and "a day)" in body
+    assert "*Main cause:* events never reached Metronome" in body
+    assert "`t5` — missing: not found after 2 checks" in body
+    assert "`t6`" not in body  # five examples at most
+    assert "leakwatch lookup t1 t2 t3 t4 t5" in body
     assert "leakwatch outcomes --outcome missing --since 1d" in body
+    footer = render(view(reason="announcing it"), MessageKind.FIRE).blocks[-1]
+    assert "announcing it" not in str(footer)  # no decision jargon under the message
 
 
 def test_unknown_volume_and_prices_are_left_out_not_shown_as_zero() -> None:
     body = section_texts(MessageKind.FIRE, estimated_leaked_events=None, revenue_at_risk=None)
-    assert "Revenue at risk" not in body and "Estimated leaked" not in body
+    assert "Not billed" not in body and "≈" not in body
 
 
 def test_text_from_events_is_escaped_everywhere() -> None:
     message = render(
-        view(scope="customer_id=<!here>&co", examples=("<@U123>",), rule_name="a<b"),
+        view(
+            scope="customer_id=<!here>&co",
+            examples=(("<@U123>", "missing", "<!channel>"),),
+            rule_name="a<b",
+        ),
         MessageKind.FIRE,
     )
     mrkdwn = [b["text"]["text"] for b in message.blocks if b["type"] == "section"]
@@ -86,12 +97,15 @@ def test_text_from_events_is_escaped_everywhere() -> None:
     blob = message.text + "\n".join(mrkdwn)
     # Header blocks are plain_text, which Slack never parses for mentions.
     assert message.blocks[0]["text"]["type"] == "plain_text"
-    assert "<!here>" not in blob and "<@U123>" not in blob
+    assert "<!here>" not in blob and "<@U123>" not in blob and "<!channel>" not in blob
     assert "&lt;!here&gt;&amp;co" in blob
 
 
 def test_huge_values_stay_inside_block_kit_limits() -> None:
-    message = render(view(scope="x" * 10_000, examples=("y" * 5_000,) * 5), MessageKind.FIRE)
+    message = render(
+        view(scope="x" * 10_000, examples=(("y" * 5_000, "missing", "z" * 5_000),) * 5),
+        MessageKind.FIRE,
+    )
     assert len(message.blocks) <= MAX_BLOCKS
     for block in message.blocks:
         if block["type"] == "section":
@@ -103,7 +117,7 @@ def test_huge_values_stay_inside_block_kit_limits() -> None:
 @pytest.mark.parametrize(
     ("kind", "status", "headline"),
     [
-        (MessageKind.FIRE, "firing", "WARNING: missing rate — leak rate (event_type=api_request)"),
+        (MessageKind.FIRE, "firing", "WARNING: leak rate (event_type=api_request)"),
         (MessageKind.UPDATE, "firing", "Update: leak rate (event_type=api_request)"),
         (MessageKind.REPEAT, "firing", "Still firing: leak rate (event_type=api_request)"),
         (MessageKind.RESOLVE, "inactive", "Resolved: leak rate (event_type=api_request)"),

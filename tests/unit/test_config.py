@@ -159,7 +159,8 @@ def test_environment_reads_only_its_own_names() -> None:
 
 
 def test_timestamp_shape_settings_are_checked() -> None:
-    from leakwatch.config import ConfigError, settings_from_mapping
+    from leakwatch.config import settings_from_mapping
+    from leakwatch.errors import ConfigError
 
     base = {"name": "gw", "type": "jsonl", "path": "/var/log/x.jsonl"}
     ok = settings_from_mapping(

@@ -256,19 +256,20 @@ def test_appended_partial_line_is_not_sampled_or_counted(tmp_path: Path) -> None
 
 
 def test_sample_source_draws_as_the_spec_says(tmp_path: Path) -> None:
-    from leakwatch.sources import sample_source
+    from leakwatch.sources import make_source, sample_source
 
     log = tmp_path / "events.jsonl"
     write_log(log, 300, start=NOW - timedelta(days=5), step=timedelta(minutes=5))
     spec = JsonlSourceSpec(
         name="gateway", path=str(log), sample_size=12, stratify_by="event_type", floor=3, seed=9
     )
-    first = sample_source(spec, now=NOW, state_dir=tmp_path)
-    again = sample_source(spec, now=NOW, state_dir=tmp_path)
+    first = sample_source(make_source(spec, state_dir=tmp_path), now=NOW)
+    again = sample_source(make_source(spec, state_dir=tmp_path), now=NOW)
     assert len(first.events) == 12
     assert first.events == again.events
     assert {e.stratum for e in first.events} == {"api", "gpu"}
-    assert len(sample_source(spec, 5, now=NOW, state_dir=tmp_path, seed=1).events) == 5
+    drawn = sample_source(make_source(spec, state_dir=tmp_path), 5, now=NOW, seed=1)
+    assert len(drawn.events) == 5
 
 
 @pytest.mark.parametrize(

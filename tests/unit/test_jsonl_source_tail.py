@@ -204,6 +204,7 @@ def test_the_tail_keeps_stratum_counts_and_rare_offsets_once(tmp_path: Path) -> 
     offsets = [offset for offset, _at in entry.rare["rare"]]
     assert [content[o : o + 20] for o in offsets] == [lines(i, 1)[:20] for i in range(30, 33)]
     assert first.checkpoints[0].offset == entry.covered == len(content)
+    assert path.stat().st_mode & 0o777 == 0o600
 
 
 def test_a_stratum_that_outgrows_the_rare_limit_keeps_no_offsets(

@@ -13,6 +13,7 @@ from leakwatch.core.pricing import Price, parse_prices
 from leakwatch.core.report_content import (
     Example,
     OutcomeRow,
+    ReportContent,
     ReportInputs,
     build_content,
 )
@@ -305,3 +306,75 @@ def test_the_money_comes_first_in_the_segment_table_and_only_ids_are_code() -> N
     markdown = render_markdown(content)
     assert "- **missing**: `t-42` (gw/api_request, acme)" in markdown
     assert "<code>t-42</code> (gw/api_request, acme)" in page
+
+
+def _content(
+    rows: list[OutcomeRow],
+    *,
+    volume: tuple[VolumeRow, ...] = (),
+    prices: dict[str, Price] | None = None,
+    at: datetime = datetime(2026, 11, 23, tzinfo=UTC),
+) -> ReportContent:
+    """W47's report made at `at` (by default the Monday after it) in UTC, no cycle target."""
+    return build_content(
+        _inputs(rows, list(volume)),
+        timezone=ZoneInfo("UTC"),
+        prices=prices or {},
+        generated_at=at,
+        checks_every=None,
+    )
+
+
+def test_the_week_in_progress_is_marked_partial_in_title_and_summary() -> None:
+    rows = [
+        OutcomeRow(7, "gw", "api_request", "matched", 970, 970.0, 970.0),
+        OutcomeRow(7, "gw", "api_request", "missing", 30, 30.0, 30.0),
+    ]
+    content = _content(rows, at=datetime(2026, 11, 18, 12, tzinfo=UTC))
+    assert content.partial
+    assert content.to_dict()["through_day"] == "2026-11-18"
+    assert "were not billed this week so far (partial week, through Wed 18 Nov)" in (
+        content.summary
+    )
+    markdown = render_markdown(content)
+    assert markdown.startswith(
+        "# Leakage report 2026-W47 (Mon 16 Nov – Sun 22 Nov 2026, UTC; "
+        "partial week, through Wed 18 Nov)"
+    )
+    assert "<title>Leakage report 2026-W47 (partial week)</title>" in render_html(content, None)
+
+
+def test_a_finished_week_is_not_marked_partial() -> None:
+    rows = [OutcomeRow(7, "gw", "api_request", "matched", 1000, 1000.0, 1000.0)]
+    content = _content(rows)
+    assert not content.partial
+    assert content.through_day is None
+    assert "partial" not in render_markdown(content)
+
+
+def test_a_handful_of_samples_says_so_first_and_gives_no_rate() -> None:
+    rows = [
+        OutcomeRow(7, "gw", "api_request", "missing", 7, 7.0, 7.0),
+    ]
+    content = _content(
+        rows,
+        volume=(VolumeRow("gw", "api_request", date(2026, 11, 16), 10_000, 0.0),),
+        prices={"api_request": Price(0.01)},
+    )
+    assert content.summary.startswith(
+        "Only 7 samples of api_request events decided last week: too few to estimate a "
+        "rate; 7 of them leaked. Main cause: events never reached Metronome."
+    ), content.summary
+    assert "About" not in content.summary
+    assert "100.0%" not in content.summary
+
+
+def test_fewer_than_a_hundred_samples_lead_with_the_count() -> None:
+    rows = [
+        OutcomeRow(7, "gw", "api_request", "matched", 45, 45.0, 45.0),
+        OutcomeRow(7, "gw", "api_request", "missing", 5, 5.0, 5.0),
+    ]
+    content = _content(rows)
+    assert content.summary.startswith("Based on only 50 decided samples, about 10.0% ("), (
+        content.summary
+    )

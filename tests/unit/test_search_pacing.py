@@ -379,3 +379,18 @@ def test_rate_limited_past_every_wait_leaves_the_ids_due_never_error() -> None:
     assert set(result.not_looked_up) == {"a", "b", "c"}
     assert client.stats.failed_requests == 0
     assert fake.statuses == [429, 429, 429]
+
+
+def test_a_batch_still_failing_at_the_deadline_counts_as_abandoned_not_silent() -> None:
+    """Retries cut off by the cycle's deadline: not looked up (stays due), but counted,
+    so the health check sees a cycle that could not search at all as a failed one."""
+    clock = FakeClock()
+    fake = FakeMetronome(clock)
+    fake.scripted.extend([lambda ids: httpx.Response(503)] * 20)
+    with client_for(fake, requests_per_second=10) as client:
+        result = client.search(["a", "b"], deadline_monotonic=clock.monotonic() + 1.0)
+    assert result.errors == {}
+    assert set(result.not_looked_up) == {"a", "b"}
+    assert client.stats.batches_abandoned == 1
+    assert client.stats.failed_attempts >= 1
+    assert "HTTP 503" in client.stats.last_failure

@@ -3,7 +3,7 @@
 import random
 
 import pytest
-from scipy import stats as scipy_stats  # type: ignore[import-untyped]  # no stubs shipped
+from scipy import stats as scipy_stats
 
 from leakwatch.core.events import Outcome
 from leakwatch.core.stats import (
