@@ -17,11 +17,12 @@ import typer
 from rich.console import Console
 from typer.core import TyperCommand
 
-from leakwatch.config import Settings, SourceSettings
-from leakwatch.core.formatting import format_instant
 from leakwatch.errors import LeakwatchError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from leakwatch.config import Settings, SourceSettings
     from leakwatch.store.db import SessionFactory
 
 # Plain help, like git's and gh's: `-h` as well as `--help`, no type placeholders.
@@ -110,9 +111,9 @@ _log_level: str | None = None
 
 def version() -> str:
     """The installed distribution's version (the one pyproject.toml declares)."""
-    from leakwatch import __version__
+    import leakwatch
 
-    return __version__
+    return str(leakwatch.__version__)
 
 
 def _show_version(value: bool) -> None:
@@ -729,9 +730,9 @@ def sample(
 ) -> None:
     """Print a sample drawn from a source (JSON lines), without checking it."""
     from leakwatch.clock import SystemClock
+    from leakwatch.core.text import json_line
     from leakwatch.errors import UsageProblem
     from leakwatch.sources import sample_source
-    from leakwatch.views.export import json_line
     from leakwatch.views.terminal import print_sample_counts, progress_bar
     from leakwatch.wiring import build_source, settings_for
 
@@ -881,9 +882,7 @@ def alerts_silence(
         count = _on_alerts(
             config, name, scope, lambda sessions: silence(sessions, name, scope=scope, until=until)
         )
-        out.print(
-            f"silenced {count} alert(s) of {name!r} until {format_instant(until)}", markup=False
-        )
+        out.print(f"silenced {count} alert(s) of {name!r} until {_instant(until)}", markup=False)
 
 
 @alerts_app.command("ack", cls=PlainCommand)
@@ -914,6 +913,12 @@ def alerts_unsilence(
             config, name, scope, lambda sessions: unsilence(sessions, name, scope=scope)
         )
         out.print(f"unsilenced {count} alert(s) of {name!r}", markup=False)
+
+
+def _instant(value: "datetime") -> str:
+    from leakwatch.core.formatting import format_instant
+
+    return format_instant(value)
 
 
 def _known_alert(settings: "Settings", name: str, scope: str | None = None) -> None:
@@ -968,7 +973,7 @@ def _duration_option(flag: str, text: str) -> "timedelta":
     return span
 
 
-def _require_readable(configured: SourceSettings, settings: Settings) -> None:
+def _require_readable(configured: "SourceSettings", settings: "Settings") -> None:
     """Fail when a source cannot be read (e.g. a path matching no file): drawing nothing
     would hide the typo."""
     from leakwatch.wiring import build_source
@@ -983,7 +988,7 @@ def _require_readable(configured: SourceSettings, settings: Settings) -> None:
 
 
 def _setup_logs(
-    settings: Settings | None, *, quiet: bool = False, level: str | None = None
+    settings: "Settings | None", *, quiet: bool = False, level: str | None = None
 ) -> None:
     """Log to stderr, redacting the configured secrets by value wherever they appear.
 
@@ -998,7 +1003,16 @@ def _setup_logs(
 
 
 def _print_json(value: object) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+    sys.stdout.write(json.dumps(value, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value: object) -> str:
+    """Instants as machines read them everywhere (RFC 3339 with `Z`); anything else as text."""
+    from datetime import datetime
+
+    from leakwatch.core.events import format_timestamp
+
+    return format_timestamp(value) if isinstance(value, datetime) else str(value)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@
     ├── AnotherInstanceRunning   another daemon or check holds the store's lock (daemon/leader.py)
     ├── AlertEvaluationFailed    some alert rules could not be evaluated (pipeline/alert.py)
     ├── ObjectStoreError         object storage cannot be listed or read (sources/objects.py)
+    ├── SqlSourceError           a SQL source's database cannot be queried (sources/sql.py)
     └── MetronomeError           the Metronome edge (metronome/errors.py draws its branch)
         ├── TokenRejected        401/403: the bearer token is wrong or lacks rights
         ├── IngestRejected       400 on ingest: the batch is invalid
@@ -15,7 +16,8 @@
         └── RequestFailed        a request that still failed after its bounded retries
 
 The classes live next to the code that raises them where they belong to one room (the
-Metronome branch, the leader's lock, the alert stage); the rest are defined here.
+Metronome branch, the leader's lock, the alert stage, the sources, whose two errors are
+OSErrors too so a cycle reports them like an unreadable file); the rest are defined here.
 `cli.py` prints a `LeakwatchError` as `error: <message>` and exits with its `exit_code`.
 Anything else that reaches the command line is a bug in leakwatch and says so: no code
 raises a bare `ValueError` (or `LookupError`, `KeyError`) for something a user typed.

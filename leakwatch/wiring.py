@@ -13,15 +13,16 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import structlog
-from sqlalchemy import Engine
-from sqlalchemy.engine import URL
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from leakwatch.config import Settings, load_settings
 from leakwatch.errors import LeakwatchError, StoreError, UsageProblem
-from leakwatch.store.db import head_revision, is_up_to_date, make_engine, store_url, upgrade
 
 if TYPE_CHECKING:
+    # The store (SQLAlchemy, Alembic) is imported where it is opened: `leakwatch sample`
+    # and `--help` never load it.
+    from sqlalchemy import Engine
+    from sqlalchemy.engine import URL
+
     from leakwatch.clock import Clock
     from leakwatch.config import AlertRuleSettings, SourceSettings
     from leakwatch.core.alerting import AlertRule
@@ -43,15 +44,17 @@ def settings_for(config: Path | None, *, require_file: bool = False) -> Settings
     return load_settings(config, require_file=require_file)
 
 
-def checked_store_url(settings: Settings) -> URL:
+def checked_store_url(settings: Settings) -> "URL":
     """The store's URL, checked before anything connects (UsageProblem says what to fix)."""
+    from leakwatch.store.db import store_url
+
     try:
         return store_url(settings.database_url)
     except StoreError as exc:
         raise UsageProblem(str(exc)) from None
 
 
-def open_engine(settings: Settings, *, migrate: bool = True) -> Engine:
+def open_engine(settings: Settings, *, migrate: bool = True) -> "Engine":
     """Connect to the store and bring its schema up to date (or check it is)."""
     engine, _revisions = _open_store(settings, migrate=migrate)
     return engine
@@ -66,7 +69,11 @@ def upgrade_store(settings: Settings) -> tuple[str | None, str | None]:
 
 def _open_store(
     settings: Settings, *, migrate: bool
-) -> tuple[Engine, tuple[str | None, str | None]]:
+) -> tuple["Engine", tuple[str | None, str | None]]:
+    from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+    from leakwatch.store.db import head_revision, is_up_to_date, make_engine, upgrade
+
     try:
         engine = make_engine(settings.database_url)
     except StoreError as exc:
@@ -193,7 +200,7 @@ def build_search_client(
 def build_check_cycle(
     settings: Settings,
     *,
-    engine: Engine,
+    engine: "Engine",
     clock: "Clock",
     search: "SearchClient",
     should_stop: "Callable[[], bool] | None" = None,

@@ -21,7 +21,12 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from leakwatch.core.events import DECIDED_OUTCOMES, LEAKING_OUTCOMES, Outcome
+from leakwatch.core.events import (
+    DECIDED_OUTCOMES,
+    LEAKING_OUTCOMES,
+    Outcome,
+    format_timestamp,
+)
 from leakwatch.core.exposure import (
     Exposure,
     Segment,
@@ -339,13 +344,15 @@ class ReportContent:
     through_day: date | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict: datetimes and dates as ISO 8601 strings."""
+        """A JSON-able dict: instants in RFC 3339 with `Z`, dates as `YYYY-MM-DD`."""
         result: dict[str, Any] = _jsonable(asdict(self))
         return result
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime | date):
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from leakwatch.core.alerting import AlertStatus, NotificationKind
+from leakwatch.core.events import format_timestamp
 
 
 @dataclass
@@ -101,8 +102,8 @@ class CycleSummary:
         return {
             "run_id": self.run_id,
             "status": self.status,
-            "started_at": self.started_at.isoformat(),
-            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "started_at": format_timestamp(self.started_at),
+            "finished_at": format_timestamp(self.finished_at) if self.finished_at else None,
             "budget_ids": self.budget_ids,
             "checked": self.checked,
             "rechecked": self.rechecked,

@@ -9,6 +9,7 @@ first is the value on one line with no control characters, which is this module 
 and, for Slack, the one function every such value goes through (`slack_value`).
 """
 
+import json
 import re
 from typing import Any
 
@@ -59,3 +60,24 @@ def slack_value(value: str) -> str:
 def mrkdwn(text: str) -> dict[str, Any]:
     """A mrkdwn text object Slack shows as written: no auto-linked URLs or mentions."""
     return {"type": "mrkdwn", "text": text, "verbatim": True}
+
+
+# JSON lets these stand unescaped; a terminal acts on C1 controls, and bidi controls
+# reorder what a reader sees. Escaped, the JSON decodes to the same values.
+_JSON_ESCAPE = {c: f"\\u{c:04x}" for c in [*range(0x7F, 0xA0), 0x2028, 0x2029]} | {
+    c: f"\\u{c:04x}" for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+}
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def json_line(record: dict[str, Any]) -> str:
+    """One JSON object on one line, UTF-8 kept, with every control character escaped."""
+    return json.dumps(record, ensure_ascii=False, default=str).translate(_JSON_ESCAPE)
+
+
+def csv_cell(value: Any) -> Any:
+    """A cell a spreadsheet shows as text: one starting like a formula gets a `'` first."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value

@@ -288,7 +288,7 @@ def _heal(console: Console, runtime: Runtime, server: SimulatorServer, clock: Fa
 
 
 def _report(console: Console, runtime: Runtime, settings: Settings, clock: FakeClock) -> None:
-    from leakwatch.core.events import format_timestamp
+    from leakwatch.core.formatting import format_instant
     from leakwatch.core.weeks import IsoWeek
     from leakwatch.pipeline.report import build_report, write_report
 
@@ -304,7 +304,7 @@ def _report(console: Console, runtime: Runtime, settings: Settings, clock: FakeC
     )
     paths = write_report(content, settings.report.out_dir, mode=settings.report.file_mode)
     console.print(
-        f"[bold]7. The weekly report[/] ({content.week}, at {format_timestamp(clock.now())})"
+        f"[bold]7. The weekly report[/] ({content.week}, at {format_instant(clock.now())})"
     )
     console.print(f"   {content.summary}", markup=False)
     console.print(f"   written to {settings.report.out_dir}:", markup=False, soft_wrap=True)

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from leakwatch.core.events import format_timestamp
+from leakwatch.core.text import csv_cell, json_line
 from leakwatch.store.db import SessionFactory
 from leakwatch.store.models import SampledEvent
 from leakwatch.store.queries import stream_sampled_events
@@ -88,27 +89,6 @@ def iter_outcomes(
         session.close()
 
 
-# JSON lets these stand unescaped; a terminal acts on C1 controls, and bidi controls
-# reorder what a reader sees. Escaped, the JSON decodes to the same values.
-_JSON_ESCAPE = {c: f"\\u{c:04x}" for c in [*range(0x7F, 0xA0), 0x2028, 0x2029]} | {
-    c: f"\\u{c:04x}" for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
-}
-# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def json_line(record: dict[str, Any]) -> str:
-    """One JSON object on one line, UTF-8 kept, with every control character escaped."""
-    return json.dumps(record, ensure_ascii=False, default=str).translate(_JSON_ESCAPE)
-
-
-def csv_cell(value: Any) -> Any:
-    """A cell a spreadsheet shows as text: one starting like a formula gets a `'` first."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
 def write_jsonl(records: Iterator[dict[str, Any]], out: TextIO) -> int:
     written = 0
     for record in records:
@@ -117,19 +97,21 @@ def write_jsonl(records: Iterator[dict[str, Any]], out: TextIO) -> int:
     return written
 
 
+def _csv_value(value: Any) -> Any:
+    """Nested values as JSON, booleans as JSON writes them (`true`/`false`, not `True`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return value
+
+
 def write_csv(records: Iterator[dict[str, Any]], out: TextIO) -> int:
     writer = csv.DictWriter(out, fieldnames=FIELDS, extrasaction="ignore")
     writer.writeheader()
     written = 0
     for record in records:
-        flat = {
-            key: csv_cell(
-                json.dumps(value, ensure_ascii=False, default=str)
-                if isinstance(value, dict | list)
-                else value
-            )
-            for key, value in record.items()
-        }
+        flat = {key: csv_cell(_csv_value(value)) for key, value in record.items()}
         writer.writerow(flat)
         written += 1
     return written

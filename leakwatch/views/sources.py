@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from leakwatch.core.events import format_timestamp
 from leakwatch.core.sampling import sampling_window
 from leakwatch.sources.inventory import SourceInventory
 from leakwatch.store.db import SessionFactory, transaction
@@ -76,7 +77,7 @@ class SourcesView:
     sources: list[SourceView] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"now": self.now.isoformat(), "sources": [s.to_dict() for s in self.sources]}
+        return {"now": format_timestamp(self.now), "sources": [s.to_dict() for s in self.sources]}
 
 
 def build_sources_view(
@@ -125,6 +126,8 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
-    if isinstance(value, datetime | date):
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    if isinstance(value, date):
         return value.isoformat()
     return value

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from leakwatch.core.events import Outcome
+from leakwatch.core.events import Outcome, format_timestamp
 from leakwatch.core.exposure import (
     Exposure,
     Segment,
@@ -122,14 +122,17 @@ class StatusView:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "now": self.now.isoformat(),
+            "now": format_timestamp(self.now),
             "window_s": self.window.total_seconds(),
             "overall": asdict(self.overall),
             "by_source": [asdict(r) for r in self.by_source],
             "by_event_type": [asdict(r) for r in self.by_event_type],
             "top_customers": [asdict(r) for r in self.top_customers],
             "open_alerts": [
-                {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(a).items()}
+                {
+                    k: (format_timestamp(v) if isinstance(v, datetime) else v)
+                    for k, v in asdict(a).items()
+                }
                 for a in self.open_alerts
             ],
             "outbox": self.outbox,
@@ -233,8 +236,8 @@ def build_status(
         else {
             "run_id": last.id,
             "status": last.status,
-            "started_at": last.started_at.isoformat(),
-            "finished_at": last.finished_at.isoformat() if last.finished_at else None,
+            "started_at": format_timestamp(last.started_at),
+            "finished_at": format_timestamp(last.finished_at) if last.finished_at else None,
             "sampled": last.sampled,
             "search_requests": last.search_requests,
             "search_rate_limited": last.search_rate_limited,

@@ -1,9 +1,11 @@
 """Terminal rendering for the CLI: rich tables and progress. Writes to a Console only."""
 
+from __future__ import annotations
+
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -24,14 +26,18 @@ from leakwatch.core.formatting import (
     format_money,
     format_percent,
 )
-from leakwatch.core.reconcile import ReconcileResult
-from leakwatch.core.results import AlertResult, CycleSummary, SendReport
 from leakwatch.core.text import one_line
-from leakwatch.sources.base import SampleResult
-from leakwatch.store.alerts import OpenAlert
-from leakwatch.views.lookup import LookupResult
-from leakwatch.views.sources import SourcesView
-from leakwatch.views.status import RateRow, StatusView
+
+if TYPE_CHECKING:
+    # Types only: each command imports the views it prints, not every view's
+    # dependencies (the store, the Metronome client), so `sample` starts fast.
+    from leakwatch.core.reconcile import ReconcileResult
+    from leakwatch.core.results import AlertResult, CycleSummary, SendReport
+    from leakwatch.sources.base import SampleResult
+    from leakwatch.store.alerts import OpenAlert
+    from leakwatch.views.lookup import LookupResult
+    from leakwatch.views.sources import SourcesView
+    from leakwatch.views.status import RateRow, StatusView
 
 
 def _markup(value: object) -> str:
@@ -569,12 +575,16 @@ def print_sources(out: Console, view: SourcesView) -> None:
             out.print("  bad lines in the window: none", markup=False)
         for position in source.read_positions[-5:]:
             if inv.kind == "sql":
-                where = f"watermark {position.last_event_at}"
+                where = (
+                    f"watermark {format_instant(position.last_event_at)}"
+                    if position.last_event_at is not None
+                    else "no watermark yet"
+                )
             else:
                 where = f"{position.offset:,} of {position.size:,} bytes, {position.lines:,} lines"
-            at = f"{position.updated_at:%Y-%m-%d %H:%M}"
+            at = format_instant(position.updated_at)
             out.print(f"  read {_plain(position.path)}: {where} (at {at})", markup=False)
         if source.last_scan_at is not None:
-            out.print(f"  last tail: {source.last_scan_at:%Y-%m-%d %H:%M} UTC", markup=False)
+            out.print(f"  last tail: {format_instant(source.last_scan_at)}", markup=False)
         for note in inv.notes:
             out.print(f"  {note}", markup=False)

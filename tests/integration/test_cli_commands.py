@@ -7,14 +7,26 @@ set; the simulator runs in this process on a loopback port.
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support.cli import Setup
+
+# One style for machines (RFC 3339 in UTC with `Z`), one for people.
+MACHINE_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
+PEOPLE_TIME = re.compile(r"\b\d{4}-\d\d-\d\d \d\d:\d\d UTC\b")
+ANY_ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d|\+00:00")
+
+
+def assert_machine_times(record: dict[str, Any], *keys: str) -> None:
+    for key in keys:
+        assert MACHINE_TIME.match(record[key]), (key, record[key])
 
 
 def test_check_then_status_outcomes_lookup_alerts_report(setup: Setup) -> None:
@@ -30,6 +42,7 @@ def test_check_then_status_outcomes_lookup_alerts_report(setup: Setup) -> None:
     assert summary["checked"] == 300 or summary["checked"] > 250
     assert summary["verdicts"]["matched"] > 200
     assert any(a["status"] == "firing" for a in summary["alerts"])
+    assert_machine_times(summary, "started_at", "finished_at")
 
     status = setup.run("status", "--json", "--window", "1h")
     assert status.returncode == 0, status.stderr
@@ -37,17 +50,28 @@ def test_check_then_status_outcomes_lookup_alerts_report(setup: Setup) -> None:
     assert view["overall"]["sampled"] == summary["checked"]
     assert 0 < view["overall"]["leak_rate"] < 0.2
     assert view["open_alerts"][0]["rule_name"] == "leak rate"
+    assert_machine_times(view, "now")
+    assert_machine_times(view["last_cycle"], "started_at", "finished_at")
+    assert_machine_times(view["open_alerts"][0], "since", "last_evaluated_at")
     human = setup.run("status")
     assert human.returncode == 0 and "leak rate (95% CI)" in human.stdout
+    assert PEOPLE_TIME.search(human.stdout) and not ANY_ISO_TIME.search(human.stdout)
 
     exported = setup.run("outcomes", "--format", "csv", "--since", "1h")
     rows = list(csv.DictReader(io.StringIO(exported.stdout)))
     assert len(rows) == summary["checked"]
     assert {"transaction_id", "outcome", "evidence", "attempts"} <= set(rows[0])
+    for key in ("timestamp", "first_checked_at", "last_checked_at", "sampled_at"):
+        assert all(MACHINE_TIME.match(r[key]) for r in rows if r[key]), key
+    assert_machine_times(rows[0], "timestamp", "sampled_at")
+    assert {r["healed"] for r in rows} <= {"true", "false"}
     leaking = setup.run("outcomes", "--outcome", "unmatched_customer", "--customer", "hooli")
     lines = [json.loads(line) for line in leaking.stdout.splitlines()]
     assert lines and all(r["outcome"] == "unmatched_customer" for r in lines)
     assert all(r["customer_id"] == "hooli" for r in lines)
+    assert_machine_times(lines[0], "timestamp", "sampled_at")
+    for key in ("first_checked_at", "last_checked_at"):
+        assert all(MACHINE_TIME.match(r[key]) for r in lines if r[key] is not None), key
 
     txn = lines[0]["transaction_id"]
     looked = setup.run("lookup", txn, "no-such-txn", "--json")
@@ -64,7 +88,8 @@ def test_check_then_status_outcomes_lookup_alerts_report(setup: Setup) -> None:
     assert typo.returncode == 2 and "no alert rule named" in typo.stderr
     listed = setup.run("alerts", "list", "--json")
     assert listed.returncode == 0, listed.stderr
-    assert json.loads(listed.stdout)[0]["silenced_until"] is not None
+    assert_machine_times(json.loads(listed.stdout)[0], "silenced_until", "since")
+    assert PEOPLE_TIME.search(setup.run("alerts").stdout)
     no_such_scope = setup.run("alerts", "silence", "leak rate", "--scope", "event_type=foo")
     assert no_such_scope.returncode == 2
     assert "is not split by a group" in no_such_scope.stderr
@@ -77,6 +102,13 @@ def test_check_then_status_outcomes_lookup_alerts_report(setup: Setup) -> None:
     assert report.returncode == 0, report.stderr
     written = sorted(p.suffix for p in (setup.cwd / "reports").iterdir())
     assert written == [".html", ".json", ".md", ".png"]
+    [report_json] = (setup.cwd / "reports").glob("*.json")
+    body = json.loads(report_json.read_text(encoding="utf-8"))
+    assert_machine_times(body, "generated_at", "start_utc", "end_utc")
+    # The current week is not over: the report says it is partial.
+    assert body["partial"] is True
+    [markdown] = (setup.cwd / "reports").glob("*.md")
+    assert "partial week, through" in markdown.read_text(encoding="utf-8").splitlines()[0]
     unsent = setup.run("report", "--week", week, "--send")
     assert unsent.returncode == 2 and "SLACK_BOT_TOKEN" in unsent.stderr
 

@@ -11,13 +11,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from leakwatch.clock import SystemClock
+from leakwatch.core.formatting import format_instant
 from leakwatch.metronome.client import SearchClient
 from leakwatch.simulator import SimulatorServer, build_demo_state
 from leakwatch.simulator.scenario import Scenario, build_scenario, ingest_scenario
@@ -98,7 +99,9 @@ def test_status_gives_the_last_cycle_its_finishing_time(
     last = json.loads(_leakwatch(tmp_path, db_url, "status", "--json").stdout)["last_cycle"]
     assert last["finished_at"] != last["started_at"]
     text = _leakwatch(tmp_path, db_url, "status").stdout
-    assert f"last cycle: #{last['run_id']} finished at {last['finished_at']}" in text
+    # JSON carries the instant for machines; the text says it the way people read it.
+    finished = format_instant(datetime.fromisoformat(last["finished_at"]))
+    assert f"last cycle: #{last['run_id']} finished at {finished}" in text
 
 
 @pytest.mark.parametrize(

@@ -17,9 +17,9 @@ from leakwatch.core.report_content import (
     ReportInputs,
     build_content,
 )
-from leakwatch.core.text import one_line
+from leakwatch.core.text import json_line, one_line
 from leakwatch.core.weeks import IsoWeek
-from leakwatch.views.export import json_line, write_csv
+from leakwatch.views.export import write_csv
 from leakwatch.views.report_render import render_markdown
 from leakwatch.views.status import RateRow, StatusView
 from leakwatch.views.terminal import print_status
