@@ -25,6 +25,61 @@ if TYPE_CHECKING:
     from leakwatch.config import Settings, SourceSettings
     from leakwatch.store.db import SessionFactory
 
+# Shown at the end of each command's help, like git's and gh's (kept under 80 columns).
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "init": ("leakwatch init", "leakwatch init -c /etc/leakwatch/leakwatch.toml --force"),
+    "db_upgrade": (
+        "leakwatch db upgrade",
+        "LEAKWATCH_DATABASE_URL=postgresql+psycopg://lw@db/lw leakwatch db upgrade",
+    ),
+    "demo": ("leakwatch demo", "leakwatch demo --keep ./demo"),
+    "check": (
+        "leakwatch check",
+        "leakwatch check --json | jq .verdicts",
+        "leakwatch check --recheck-only",
+    ),
+    "run": ("leakwatch run", "LEAKWATCH_HEALTH_ADDRESS=0.0.0.0:9108 leakwatch run"),
+    "status": (
+        "leakwatch status",
+        "leakwatch status --window 7d",
+        "leakwatch status --json | jq .overall",
+    ),
+    "reconcile": (
+        "leakwatch reconcile",
+        "leakwatch reconcile --days 3 --customer acme",
+        "leakwatch reconcile --json",
+    ),
+    "outcomes": (
+        "leakwatch outcomes --outcome missing --since 24h",
+        "leakwatch outcomes --event-type gpu_seconds --format csv > leaks.csv",
+    ),
+    "lookup": ("leakwatch lookup txn-123 txn-456", "leakwatch lookup txn-123 --json"),
+    "report": (
+        "leakwatch report",
+        "leakwatch report --week 2026-W47 --out reports/",
+        "leakwatch report --send",
+    ),
+    "simulator": (
+        "leakwatch simulator --token-file ./token",
+        "leakwatch simulator --seed my-customers.json --rate-limit 5",
+    ),
+    "sample": ("leakwatch sample gateway -n 20", "leakwatch sample gateway -n 1000 --seed 1"),
+    "sources": ("leakwatch sources", "leakwatch sources --json | jq '.[0].bad_lines'"),
+    "alerts_list": ("leakwatch alerts list", "leakwatch alerts list --json"),
+    "alerts_silence": (
+        'leakwatch alerts silence "leak rate" --for 4h',
+        'leakwatch alerts silence "by type" --scope event_type=gpu_seconds',
+    ),
+    "alerts_ack": ('leakwatch alerts ack "leak rate"',),
+    "alerts_unsilence": ('leakwatch alerts unsilence "leak rate"',),
+}
+
+
+def _examples(command: str) -> str:
+    """Click's epilog for `command`; the \\b line keeps click from re-wrapping it."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[command])
+
+
 # Plain help, like git's and gh's: `-h` as well as `--help`, no type placeholders.
 HELP_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
@@ -240,7 +295,11 @@ def _first_interrupt_stops() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-@app.command(cls=PlainCommand, short_help="Write a commented example leakwatch.toml.")
+@app.command(
+    cls=PlainCommand,
+    short_help="Write a commented example leakwatch.toml.",
+    epilog=_examples("init"),
+)
 def init(
     config: ConfigOption = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
@@ -258,7 +317,11 @@ def init(
         out.print(f"wrote {target}; edit [[sources]] and set METRONOME_BEARER_TOKEN", markup=False)
 
 
-@db_app.command("upgrade", cls=PlainCommand)
+@db_app.command(
+    "upgrade",
+    cls=PlainCommand,
+    epilog=_examples("db_upgrade"),
+)
 def db_upgrade(config: ConfigOption = None) -> None:
     """Apply the store's migrations (creates the database schema)."""
     from leakwatch.wiring import settings_for, upgrade_store
@@ -275,7 +338,11 @@ def db_upgrade(config: ConfigOption = None) -> None:
             out.print(f"upgraded the schema from revision {before} to {after}", markup=False)
 
 
-@app.command(cls=PlainCommand, short_help="A self-contained tour on a simulated Metronome.")
+@app.command(
+    cls=PlainCommand,
+    short_help="A self-contained tour on a simulated Metronome.",
+    epilog=_examples("demo"),
+)
 def demo(
     keep: Annotated[
         Path | None,
@@ -295,7 +362,11 @@ def demo(
     raise typer.Exit(code)
 
 
-@app.command(cls=PlainCommand, short_help="Run one cycle: sample, look up, record, alert.")
+@app.command(
+    cls=PlainCommand,
+    short_help="Run one cycle: sample, look up, record, alert.",
+    epilog=_examples("check"),
+)
 def check(
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -362,7 +433,11 @@ def check(
         raise typer.Exit(1)
 
 
-@app.command(cls=PlainCommand, short_help="Run the daemon: cycles, alerts, reports, /metrics.")
+@app.command(
+    cls=PlainCommand,
+    short_help="Run the daemon: cycles, alerts, reports, /metrics.",
+    epilog=_examples("run"),
+)
 def run(config: ConfigOption = None) -> None:
     """Run the daemon: scheduled cycles, alerts, weekly report, /healthz and /metrics."""
     from leakwatch.clock import SystemClock
@@ -376,7 +451,11 @@ def run(config: ConfigOption = None) -> None:
     raise typer.Exit(code)
 
 
-@app.command(cls=PlainCommand, short_help="How much is leaking: rates, intervals, money.")
+@app.command(
+    cls=PlainCommand,
+    short_help="How much is leaking: rates, intervals, money.",
+    epilog=_examples("status"),
+)
 def status(
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -413,7 +492,11 @@ def status(
         print_status(out, view)
 
 
-@app.command(cls=PlainCommand, short_help="Exact billed-vs-sent totals from /v1/usage.")
+@app.command(
+    cls=PlainCommand,
+    short_help="Exact billed-vs-sent totals from /v1/usage.",
+    epilog=_examples("reconcile"),
+)
 def reconcile(
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -453,7 +536,11 @@ def reconcile(
         raise typer.Exit(1)
 
 
-@app.command(cls=PlainCommand, short_help="Export sampled events with their outcome.")
+@app.command(
+    cls=PlainCommand,
+    short_help="Export sampled events with their outcome.",
+    epilog=_examples("outcomes"),
+)
 def outcomes(
     config: ConfigOption = None,
     outcome: Annotated[
@@ -514,7 +601,11 @@ def outcomes(
         err.print(f"{written} sampled events", markup=False)
 
 
-@app.command(cls=PlainCommand, short_help="Show what Metronome holds for transaction ids.")
+@app.command(
+    cls=PlainCommand,
+    short_help="Show what Metronome holds for transaction ids.",
+    epilog=_examples("lookup"),
+)
 def lookup(
     transaction_ids: Annotated[
         list[str],
@@ -565,7 +656,11 @@ def lookup(
             raise LeakwatchError(f"no lookup succeeded: {results[0].error}")
 
 
-@app.command(cls=PlainCommand, short_help="Write (and send) the weekly leakage report.")
+@app.command(
+    cls=PlainCommand,
+    short_help="Write (and send) the weekly leakage report.",
+    epilog=_examples("report"),
+)
 def report(
     config: ConfigOption = None,
     week: Annotated[
@@ -610,7 +705,11 @@ def report(
             out.print(outcome.sent, markup=False)
 
 
-@app.command(cls=PlainCommand, short_help="Serve the Metronome API simulator.")
+@app.command(
+    cls=PlainCommand,
+    short_help="Serve the Metronome API simulator.",
+    epilog=_examples("simulator"),
+)
 def simulator(
     host: Annotated[str, typer.Option(metavar="HOST", help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on.")] = 8787,
@@ -714,7 +813,11 @@ def simulator(
             raise LeakwatchError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
 
 
-@app.command(cls=PlainCommand, short_help="Print a sample drawn from a source, unchecked.")
+@app.command(
+    cls=PlainCommand,
+    short_help="Print a sample drawn from a source, unchecked.",
+    epilog=_examples("sample"),
+)
 def sample(
     source: Annotated[
         str,
@@ -760,7 +863,12 @@ def sample(
         print_sample_counts(err, result)
 
 
-@app.command("sources")
+@app.command(
+    "sources",
+    cls=PlainCommand,
+    short_help="What each source holds, and how it is read.",
+    epilog=_examples("sources"),
+)
 def sources_command(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Per source: files/objects, window, volume by type and day, bad lines with examples."""
     from leakwatch.clock import SystemClock
@@ -806,7 +914,11 @@ def alerts_default(
         _list_alerts(config, as_json)
 
 
-@alerts_app.command("list", cls=PlainCommand)
+@alerts_app.command(
+    "list",
+    cls=PlainCommand,
+    epilog=_examples("alerts_list"),
+)
 def alerts_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """List open alerts: firing or pending, silenced or acknowledged."""
     _list_alerts(config, as_json)
@@ -863,7 +975,11 @@ def _on_alerts(
         engine.dispose()
 
 
-@alerts_app.command("silence", cls=PlainCommand)
+@alerts_app.command(
+    "silence",
+    cls=PlainCommand,
+    epilog=_examples("alerts_silence"),
+)
 def alerts_silence(
     name: AlertNameArgument,
     duration: Annotated[
@@ -885,7 +1001,7 @@ def alerts_silence(
         out.print(f"silenced {count} alert(s) of {name!r} until {_instant(until)}", markup=False)
 
 
-@alerts_app.command("ack", cls=PlainCommand)
+@alerts_app.command("ack", cls=PlainCommand, epilog=_examples("alerts_ack"))
 def alerts_ack(
     name: AlertNameArgument, scope: AlertScopeOption = None, config: ConfigOption = None
 ) -> None:
@@ -901,7 +1017,7 @@ def alerts_ack(
         out.print(f"acknowledged {count} alert(s) of {name!r}", markup=False)
 
 
-@alerts_app.command("unsilence", cls=PlainCommand)
+@alerts_app.command("unsilence", cls=PlainCommand, epilog=_examples("alerts_unsilence"))
 def alerts_unsilence(
     name: AlertNameArgument, scope: AlertScopeOption = None, config: ConfigOption = None
 ) -> None:

@@ -24,6 +24,7 @@ COMMANDS = [
     ["alerts", "list"],
     ["alerts", "unsilence"],
     ["reconcile"],
+    ["sources"],
 ]
 
 
@@ -99,6 +100,8 @@ def test_short_help_and_no_type_placeholders(command: list[str], tmp_path: Path)
     assert result.returncode == 0, result.stderr
     assert "Usage" in result.stdout
     assert "<bool>" not in result.stdout and "<str>" not in result.stdout
+    if command not in ([], ["alerts"]):  # every command shows how it is used
+        assert "Examples:\n    leakwatch" in result.stdout
     assert all(len(line) <= 80 for line in result.stdout.splitlines())
 
 
