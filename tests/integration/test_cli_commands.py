@@ -167,7 +167,7 @@ def test_demo_finds_every_injected_leak(tmp_path: Path, db_url: str) -> None:
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
