@@ -149,7 +149,7 @@ def marker_metadata(marker: str) -> dict[str, Any]:
     return {"event_type": MARKER_EVENT_TYPE, "event_payload": {"marker": marker}}
 
 
-def _message_marker(message: dict[str, Any]) -> str | None:
+def message_marker(message: dict[str, Any]) -> str | None:
     metadata = message.get("metadata")
     if not isinstance(metadata, dict) or metadata.get("event_type") != MARKER_EVENT_TYPE:
         return None
@@ -318,7 +318,7 @@ class SlackNotifier:
                     LookupStatus.UNKNOWN, error=answer.error, retry_after_s=answer.retry_after_s
                 )
             for item in answer.get("messages") or []:
-                if isinstance(item, dict) and _message_marker(item) == marker:
+                if isinstance(item, dict) and message_marker(item) == marker:
                     return MessageLookup(
                         LookupStatus.FOUND, channel=channel_id, ts=str(item.get("ts"))
                     )

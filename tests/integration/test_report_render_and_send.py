@@ -14,7 +14,8 @@ from sqlmodel import select
 
 from leakwatch.core.pricing import Price
 from leakwatch.core.report_content import ReportContent
-from leakwatch.notify.report_send import SendDecision, send_report
+from leakwatch.notify.report_send import SendDecision, report_marker, send_report
+from leakwatch.notify.slack import marker_metadata
 from leakwatch.pipeline.report import build_report, write_report
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import SampledEvent, VolumeCount, WeeklyReport
@@ -241,3 +242,31 @@ def test_a_failed_upload_resumes_in_the_same_thread(
         assert [f.filename for f in slack.shared_files(thread_ts=slack.roots()[0].ts)] == [
             files[0].name
         ]
+
+
+def test_a_post_slack_took_but_the_store_never_recorded_is_found_not_repeated(
+    sessions: SessionFactory, tmp_path: Path
+) -> None:
+    """A crash between Slack accepting the root and leakwatch recording it: no double."""
+    _seed(sessions)
+    content = _content(sessions)
+    files = [p for p in write_report(content, tmp_path) if p.suffix == ".png"]
+    with FakeSlackWithFiles() as slack:
+        client = WebClient(token=slack.state.token, base_url=slack.base_url)
+        # What the crashed run left in Slack: its root, with the week's marker.
+        lost = client.chat_postMessage(
+            channel="#billing-alerts",
+            text=content.summary,
+            metadata=marker_metadata(report_marker(content.week)),
+        )
+        client.chat_postMessage(channel="#billing-alerts", text="someone else's message")
+        result = send_report(
+            sessions, content, client=client, channel="#billing-alerts", files=files, now=NOW
+        )
+        assert result.decision is SendDecision.UPLOAD_ONLY
+        assert result.ts == lost["ts"]
+        assert len([r for r in slack.roots() if r.text == content.summary]) == 1
+        assert [f.filename for f in slack.shared_files(thread_ts=lost["ts"])] == [files[0].name]
+    with transaction(sessions) as session:
+        row = session.exec(select(WeeklyReport)).one()
+    assert row.slack_ts == lost["ts"] and row.sent_at == NOW
