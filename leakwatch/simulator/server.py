@@ -39,6 +39,8 @@ from leakwatch.simulator.state import (
 
 ROUTES = {"/v1/ingest": "ingest", "/v1/events/search": "search", "/v1/usage": "usage"}
 MAX_BODY_BYTES = 10 * 1024 * 1024
+# A refused request's body up to this size is read and dropped rather than hung up on.
+MAX_DISCARD_BYTES = 64 * 1024
 
 
 class TokenBucket:
@@ -112,14 +114,14 @@ class _SimulatorHandler(BaseHTTPRequestHandler):
             self._send_json(400, {"message": "Content-Length is not a non-negative integer"})
             return
         if endpoint is None:
-            self.close_connection = True
+            self._skip_unread_body(length)
             self._send_json(404, {"message": f"no such route: POST {path}"})
             return
         stats = sim.stats[endpoint]
         stats.bump("requests")
         if not sim.token_matches(self.headers.get("Authorization", "")):
             stats.bump("unauthorized")
-            self.close_connection = True
+            self._skip_unread_body(length)
             self._send_json(401, {"message": "Unauthorized: missing or invalid bearer token"})
             return
         if length > MAX_BODY_BYTES:
@@ -247,6 +249,19 @@ class _SimulatorHandler(BaseHTTPRequestHandler):
         payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
         self._send_raw(status, payload, "application/json", headers)
 
+    def _skip_unread_body(self, length: int) -> None:
+        """Before answering without the body: drop a small one, hang up on a large one.
+
+        A small body (up to MAX_DISCARD_BYTES) is read and thrown away, so the
+        connection stays usable and closing never races the answer (a socket closed
+        with unread data is reset, which can destroy the answer in flight). A larger
+        one is not read: the answer says `Connection: close` and the server hangs up.
+        """
+        if 0 < length <= MAX_DISCARD_BYTES:
+            self.rfile.read(length)
+        elif length:
+            self.close_connection = True
+
     def _send_raw(
         self,
         status: int,
@@ -255,6 +270,9 @@ class _SimulatorHandler(BaseHTTPRequestHandler):
         headers: dict[str, str] | None = None,
     ) -> None:
         self.send_response(status)
+        if self.close_connection:
+            # Tell the client not to reuse the connection: it closes after this answer.
+            self.send_header("Connection", "close")
         if content_type:
             self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
