@@ -12,12 +12,12 @@ never as "absent".
 import json
 import math
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlencode
 
 import httpx
@@ -38,6 +38,7 @@ from leakwatch.metronome.parse import parse_search_body, parse_usage_page
 SEARCH_PATH = "/v1/events/search"
 INGEST_PATH = "/v1/ingest"
 USAGE_PATH = "/v1/usage"
+T = TypeVar("T")
 MAX_USAGE_PAGES = 10_000
 MAX_INGEST_BATCH = 100
 MAX_RETRY_AFTER_S = 60.0
@@ -586,42 +587,73 @@ class SearchClient:
     def _usage_page(
         self, body: Mapping[str, Any], next_page: str | None
     ) -> tuple[list[UsageAggregate], str | None]:
-        log = structlog.get_logger()
         path = USAGE_PATH
         if next_page is not None:
             path += "?" + urlencode({"next_page": next_page})
+        return self._post_until_answered(
+            "usage",
+            path,
+            body,
+            lambda response: parse_usage_page(response.content),
+            rate=self.usage_rate,
+        )
+
+    def _post_until_answered(
+        self,
+        name: str,
+        path: str,
+        body: Any,
+        parse: Callable[[httpx.Response], T],
+        *,
+        rate: AdaptiveRate | None,
+    ) -> T:
+        """POST until a 200 parses: the retry discipline of usage and ingest calls.
+
+        401/403 raise TokenRejected and other 4xx RequestFailed (400 on ingest:
+        IngestRejected); 429 waits out Retry-After (slowing `rate` when paced);
+        5xx, timeouts, dropped connections and malformed bodies are retried with
+        jittered backoff, then raise RequestFailed.
+        """
+        log = structlog.get_logger()
         failures = rate_limited = 0
         while True:
-            self.usage_rate.acquire()
+            if rate is not None:
+                rate.acquire()
             response, status, latency_s = self._post(path, body)
-            log.info("usage.call", status=status, latency_s=round(latency_s, 4))
+            log.info(f"{name}.call", status=status, latency_s=round(latency_s, 4))
             code = response.status_code if response is not None else 0
             reason = status
             if response is not None and code == 200:
                 try:
-                    page = parse_usage_page(response.content)
+                    answer = parse(response)
                 except MalformedResponse as err:
                     reason = f"malformed answer: {err}"
                 else:
-                    self.usage_rate.on_success()
-                    return page
+                    if rate is not None:
+                        rate.on_success()
+                    return answer
             elif response is not None and code in (401, 403):
                 raise TokenRejected(code, _error_message(response))
+            elif response is not None and code == 400 and path == INGEST_PATH:
+                raise IngestRejected(_error_message(response) or "HTTP 400")
             elif response is not None and code == 429:
                 rate_limited += 1
                 if rate_limited > self.max_rate_limited_waits:
-                    raise RequestFailed(f"usage rate limited {rate_limited} times in a row")
+                    raise RequestFailed(f"{name} rate limited {rate_limited} times in a row")
                 wait_s = retry_after_s(response.headers, MAX_RETRY_AFTER_S)
-                self.usage_rate.on_rate_limited(
-                    wait_s if wait_s is not None else self._backoff_s(rate_limited - 1)
-                )
+                if wait_s is None:
+                    wait_s = self._backoff_s(rate_limited - 1)
+                if rate is not None:
+                    rate.on_rate_limited(wait_s)
+                else:
+                    self._clock.sleep(wait_s)
                 continue
             elif response is not None and code < 500 and code not in (408, 409):
-                raise RequestFailed(f"usage answered HTTP {code}: {_error_message(response)}")
+                raise RequestFailed(f"{name} answered HTTP {code}: {_error_message(response)}")
             failures += 1
             if failures > self.max_retries:
-                raise RequestFailed(f"usage failed: {reason} (gave up after {failures} attempts)")
-            log.info("usage.retry", reason=reason, attempt=failures)
+                raise RequestFailed(f"{name} failed: {reason} (gave up after {failures} attempts)")
+            log.info(f"{name}.retry", reason=reason, attempt=failures)
             self._clock.sleep(self._backoff_s(failures - 1))
 
     # -- ingest ----------------------------------------------------------------------
@@ -639,32 +671,4 @@ class SearchClient:
         return len(bodies)
 
     def _ingest_batch(self, batch: list[dict[str, Any]]) -> None:
-        log = structlog.get_logger()
-        failures = 0
-        rate_limited = 0
-        while True:
-            response, status, latency_s = self._post(INGEST_PATH, batch)
-            log.info("ingest.call", status=status, latency_s=round(latency_s, 4), events=len(batch))
-            code = response.status_code if response is not None else 0
-            if code == 200:
-                return
-            if response is not None and code in (401, 403):
-                raise TokenRejected(code, _error_message(response))
-            if response is not None and code == 400:
-                raise IngestRejected(_error_message(response) or "HTTP 400")
-            if response is not None and code == 429:
-                rate_limited += 1
-                if rate_limited > self.max_rate_limited_waits:
-                    raise RequestFailed(f"ingest rate limited {rate_limited} times in a row")
-                wait_s = retry_after_s(response.headers, MAX_RETRY_AFTER_S)
-                self._clock.sleep(
-                    wait_s if wait_s is not None else self._backoff_s(rate_limited - 1)
-                )
-                continue
-            if response is not None and code < 500 and code not in (408, 409):
-                raise RequestFailed(f"ingest answered HTTP {code}: {_error_message(response)}")
-            failures += 1
-            if failures > self.max_retries:
-                raise RequestFailed(f"ingest failed with {status} after {failures} attempts")
-            log.info("ingest.retry", reason=status, attempt=failures)
-            self._clock.sleep(self._backoff_s(failures - 1))
+        self._post_until_answered("ingest", INGEST_PATH, batch, lambda response: None, rate=None)
