@@ -872,7 +872,6 @@ def sample(
 def sources_command(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Per source: files/objects, window, volume by type and day, bad lines with examples."""
     from leakwatch.clock import SystemClock
-    from leakwatch.sources.inventory import describe_source
     from leakwatch.store.db import session_factory
     from leakwatch.views.sources import SourceWindow, build_sources_view
     from leakwatch.wiring import build_source, open_engine, settings_for
@@ -884,7 +883,7 @@ def sources_command(config: ConfigOption = None, as_json: JsonOption = False) ->
         for configured in settings.sources:
             built = build_source(settings, configured)
             try:
-                inventories[configured.name] = describe_source(built)
+                inventories[configured.name] = built.describe()
             finally:
                 built.close()
         store = open_engine(settings)
