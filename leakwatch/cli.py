@@ -956,22 +956,30 @@ AlertScopeOption = Annotated[
 
 
 def _on_alerts(
-    config: Path | None, name: str, scope: str | None, act: Callable[["SessionFactory"], int]
-) -> int:
-    """Check the rule (and scope) exist, then `act` on the store; how many alerts it touched."""
+    config: Path | None,
+    name: str,
+    scope: str | None,
+    act: Callable[["SessionFactory"], int],
+    verb: str,
+    after: str = "",
+) -> None:
+    """Check the rule (and scope) exist, `act` on the store, and say how many alerts it
+    touched ("silenced 2 alert(s) of 'leak rate' until …")."""
     from leakwatch.store.db import session_factory
     from leakwatch.wiring import open_engine, settings_for
 
-    settings = settings_for(config)
-    _setup_logs(settings, quiet=True)
-    _known_alert(settings, name, scope)
-    engine = open_engine(settings)
-    try:
-        sessions = session_factory(engine)
-        _scope_can_exist(settings, sessions, name, scope)
-        return act(sessions)
-    finally:
-        engine.dispose()
+    with _user_errors():
+        settings = settings_for(config)
+        _setup_logs(settings, quiet=True)
+        _known_alert(settings, name, scope)
+        engine = open_engine(settings)
+        try:
+            sessions = session_factory(engine)
+            _scope_can_exist(settings, sessions, name, scope)
+            count = act(sessions)
+        finally:
+            engine.dispose()
+    out.print(f"{verb} {count} alert(s) of {name!r}{after}", markup=False)
 
 
 @alerts_app.command(
@@ -992,12 +1000,12 @@ def alerts_silence(
     from leakwatch.store.alerts import silence
 
     with _user_errors():
-        span = _duration_option("--for", duration)
-        until = SystemClock().now() + span
-        count = _on_alerts(
-            config, name, scope, lambda sessions: silence(sessions, name, scope=scope, until=until)
-        )
-        out.print(f"silenced {count} alert(s) of {name!r} until {_instant(until)}", markup=False)
+        until = SystemClock().now() + _duration_option("--for", duration)
+
+    def act(sessions: "SessionFactory") -> int:
+        return silence(sessions, name, scope=scope, until=until)
+
+    _on_alerts(config, name, scope, act, "silenced", f" until {_instant(until)}")
 
 
 @alerts_app.command("ack", cls=PlainCommand, epilog=_examples("alerts_ack"))
@@ -1008,12 +1016,8 @@ def alerts_ack(
     from leakwatch.clock import SystemClock
     from leakwatch.store.alerts import ack
 
-    with _user_errors():
-        now = SystemClock().now()
-        count = _on_alerts(
-            config, name, scope, lambda sessions: ack(sessions, name, scope=scope, now=now)
-        )
-        out.print(f"acknowledged {count} alert(s) of {name!r}", markup=False)
+    now = SystemClock().now()
+    _on_alerts(config, name, scope, lambda s: ack(s, name, scope=scope, now=now), "acknowledged")
 
 
 @alerts_app.command("unsilence", cls=PlainCommand, epilog=_examples("alerts_unsilence"))
@@ -1023,11 +1027,7 @@ def alerts_unsilence(
     """Lift a silence early: notifications resume at the next evaluation."""
     from leakwatch.store.alerts import unsilence
 
-    with _user_errors():
-        count = _on_alerts(
-            config, name, scope, lambda sessions: unsilence(sessions, name, scope=scope)
-        )
-        out.print(f"unsilenced {count} alert(s) of {name!r}", markup=False)
+    _on_alerts(config, name, scope, lambda s: unsilence(s, name, scope=scope), "unsilenced")
 
 
 def _instant(value: "datetime") -> str:
