@@ -567,6 +567,7 @@ def outcomes(
     from leakwatch.core.events import Outcome
     from leakwatch.errors import UsageProblem
     from leakwatch.store.db import session_factory
+    from leakwatch.store.queries import SampleFilter
     from leakwatch.views.export import iter_outcomes, write_csv, write_jsonl
     from leakwatch.wiring import open_engine, settings_for
 
@@ -582,14 +583,14 @@ def outcomes(
         _setup_logs(settings, quiet=True)
         engine = open_engine(settings)
         try:
-            records = iter_outcomes(
-                session_factory(engine),
+            which = SampleFilter(
                 since=SystemClock().now() - span,
-                outcomes=outcome or [],
+                outcomes=tuple(outcome or ()),
                 source=source,
                 event_type=event_type,
                 customer_id=customer,
             )
+            records = iter_outcomes(session_factory(engine), which)
             writer = write_jsonl if fmt == "jsonl" else write_csv
             written = writer(records, sys.stdout)
         except BrokenPipeError:
