@@ -75,20 +75,19 @@ PG_MOVED = (
     f"WHERE ({', '.join('o.' + c for c in COUNTED)}) "
     f"IS DISTINCT FROM ({', '.join('n.' + c for c in COUNTED)})"
 )
+PG_INSERTED = f"SELECT {_terms('n', '')} FROM new_rows AS n"
+PG_DELETED = f"SELECT {_terms('o', '-')} FROM old_rows AS o"
+PG_UPDATED = f"SELECT {_terms('o', '-')} {PG_MOVED} UNION ALL SELECT {_terms('n', '')} {PG_MOVED}"
 PG_FUNCTION = f"""
 CREATE FUNCTION lw_outcome_rollup_apply() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        {_upsert_grouped(f"SELECT {_terms('n', '')} FROM new_rows AS n")}
+        {_upsert_grouped(PG_INSERTED)}
     ELSIF TG_OP = 'DELETE' THEN
-        {_upsert_grouped(f"SELECT {_terms('o', '-')} FROM old_rows AS o")}
+        {_upsert_grouped(PG_DELETED)}
         {PG_DROP_EMPTIED}
     ELSE
-        {
-    _upsert_grouped(
-        f"SELECT {_terms('o', '-')} {PG_MOVED} UNION ALL SELECT {_terms('n', '')} {PG_MOVED}"
-    )
-}
+        {_upsert_grouped(PG_UPDATED)}
         {PG_DROP_EMPTIED}
     END IF;
     RETURN NULL;
@@ -141,7 +140,8 @@ SQLITE_TRIGGERS = [
     "ON sampled_event WHEN "
     + " OR ".join(f"old.{c} IS NOT new.{c}" for c in COUNTED)
     + f" BEGIN {SQLITE_TAKE_OLD} {_sqlite_add('new')} END",
-    f"CREATE TRIGGER lw_outcome_rollup_delete AFTER DELETE ON sampled_event BEGIN {SQLITE_TAKE_OLD} END",
+    "CREATE TRIGGER lw_outcome_rollup_delete AFTER DELETE ON sampled_event "
+    f"BEGIN {SQLITE_TAKE_OLD} END",
 ]
 
 
@@ -175,11 +175,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    postgres = op.get_bind().dialect.name == "postgresql"
     for trigger in ("insert", "update", "delete", "truncate"):
-        op.execute(f"DROP TRIGGER IF EXISTS lw_outcome_rollup_{trigger}" + (
-            " ON sampled_event" if op.get_bind().dialect.name == "postgresql" else ""
-        ))
-    if op.get_bind().dialect.name == "postgresql":
+        on_table = " ON sampled_event" if postgres else ""
+        op.execute(f"DROP TRIGGER IF EXISTS lw_outcome_rollup_{trigger}{on_table}")
+    if postgres:
         op.execute("DROP FUNCTION lw_outcome_rollup_apply()")
         op.execute("DROP FUNCTION lw_outcome_rollup_clear()")
     op.drop_table("outcome_rollup")
