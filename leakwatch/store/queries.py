@@ -115,26 +115,16 @@ def outcome_counts(
 
 
 def segment_counts(
-    session: Session,
-    *,
-    since: datetime,
-    until: datetime,
-    source: str | None = None,
-    event_type: str | None = None,
+    session: Session, *, since: datetime, until: datetime
 ) -> dict[Segment, OutcomeTally]:
     """Outcomes of events sampled in [since, until) per (source, event type) segment.
 
-    The grain at which volumes are counted, so each segment's rate meets its own volume.
+    The grain at which volumes are counted, so each segment's rate meets its own volume;
+    a scope's figures select its segments (`core.exposure.segments_of`).
     """
     segments: dict[Segment, OutcomeTally] = {}
-    for key, outcome, sums in _tally_rows(
-        session,
-        ["source", "event_type"],
-        since=since,
-        until=until,
-        source=source,
-        event_type=event_type,
-    ):
+    keys = ["source", "event_type"]
+    for key, outcome, sums in _tally_rows(session, keys, since=since, until=until):
         segments.setdefault((str(key[0]), str(key[1])), OutcomeTally()).add(outcome, *sums)
     return segments
 
@@ -146,7 +136,6 @@ def _tally_rows(
     since: datetime,
     until: datetime,
     source: str | None = None,
-    event_type: str | None = None,
 ) -> Iterable[tuple[tuple[Any, ...], Outcome, tuple[int, float, float, float]]]:
     """(group key, outcome, (count, Σw, Σw², Σw·quantity)) per group and outcome."""
     table = _summed_from(*keys)
@@ -161,8 +150,6 @@ def _tally_rows(
     ).where(table.sampled_at >= since, table.sampled_at < until)
     if source is not None:
         query = query.where(table.groups["source"] == source)
-    if event_type is not None:
-        query = query.where(table.groups["event_type"] == event_type)
     query = query.group_by(*key_columns, table.outcome)
     width = len(keys)
     for row in session.execute(query):
