@@ -71,6 +71,7 @@ from leakwatch.store.queries import (
     example_transactions,
     outcome_batches,
     outcome_counts,
+    pooled_counts,
     segment_counts,
     volume_rows,
 )
@@ -174,7 +175,13 @@ def evaluate_alerts(
         since = now - rule.window
         by = rule.by.value if rule.by is not None else None
         with transaction(sessions) as session:
-            groups = {c.group: c for c in outcome_counts(session, since=since, until=now, by=by)}
+            window = _window_segments(session, by, since, now)
+            counted = (
+                outcome_counts(session, since=since, until=now, by=by)
+                if window is None
+                else pooled_counts(window.tallies, by)
+            )
+            groups = {c.group: c for c in counted}
             if by is not None:
                 # Open alerts of groups with no samples now must still be stepped.
                 for alert in alerts_of_rule(session, rule.name):
@@ -182,7 +189,6 @@ def evaluate_alerts(
                     if group is not None and group not in groups and alert.status != "inactive":
                         groups[group] = OutcomeCounts(group=group)
             evidence = _evidence(session, rule, since, now, by, len(groups))
-            window = _window_segments(session, by, since, now)
         for group, counts in sorted(groups.items(), key=lambda kv: kv[0] or ""):
             # One alert that cannot be recorded (every minute, if the cause persists)
             # must not keep every rule after it from being evaluated.
@@ -479,9 +485,11 @@ def _observation(rule: AlertRule, counts: OutcomeCounts) -> Observation:
 def _window_segments(
     session: Session, by: str | None, since: datetime, until: datetime
 ) -> WindowSegments | None:
-    """Read a rule's window per segment once, for the exposure of each of its scopes.
+    """Read a rule's window per segment once: its groups' counts pool the segments, and
+    each scope's exposure takes its own.
 
-    None for a customer scope: no per-customer volume exists, so it has no exposure.
+    None for a customer scope: customers are not segments (their counts are read from
+    the samples), and no per-customer volume exists, so they have no exposure.
     """
     if by == "customer_id":
         return None

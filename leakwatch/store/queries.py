@@ -11,7 +11,7 @@ as on a year of it; per customer they are summed from the samples (see
 `OutcomeRollup`). Either way the sums are those `OutcomeTally` estimates from.
 """
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -96,19 +96,36 @@ def _summed_from(*columns: str | None) -> _Summed:
 
 
 def outcome_counts(
-    session: Session,
-    *,
-    since: datetime,
-    until: datetime,
-    by: str | None = None,
-    source: str | None = None,
+    session: Session, *, since: datetime, until: datetime, by: str | None = None
 ) -> list[OutcomeCounts]:
     """Count outcomes of events sampled in [since, until), optionally per group."""
+    if by is None or by in _SEGMENT_KEY:
+        return pooled_counts(segment_counts(session, since=since, until=until), by)
     groups: dict[str | None, OutcomeCounts] = {}
-    keys = [] if by is None else [by]
-    for key, outcome, sums in _tally_rows(session, keys, since=since, until=until, source=source):
-        group = None if by is None else key[0]
-        groups.setdefault(group, OutcomeCounts(group=group)).add(outcome, *sums)
+    for key, outcome, sums in _tally_rows(session, [by], since=since, until=until):
+        groups.setdefault(key[0], OutcomeCounts(group=key[0])).add(outcome, *sums)
+    return sorted(groups.values(), key=lambda g: g.group or "")
+
+
+# Groupings a segment belongs to whole: all (None), its source, its event type.
+_SEGMENT_KEY: dict[str | None, int | None] = {None: None, "source": 0, "event_type": 1}
+
+
+def pooled_counts(
+    segments: Mapping[Segment, OutcomeTally], by: str | None = None
+) -> list[OutcomeCounts]:
+    """Pool segments' tallies per group (all, per source or per event type).
+
+    How `outcome_counts` answers those groupings, for a caller that already read the
+    window's segments: the same sums, without reading the window again.
+    """
+    if by not in _SEGMENT_KEY:
+        raise ValueError(f"cannot pool segments by {by!r}; use source or event_type")
+    position = _SEGMENT_KEY[by]
+    groups: dict[str | None, OutcomeCounts] = {}
+    for segment, tally in sorted(segments.items()):
+        group = None if position is None else segment[position]
+        groups.setdefault(group, OutcomeCounts(group=group)).merge(tally)
     if by is None and not groups:
         return [OutcomeCounts(group=None)]
     return sorted(groups.values(), key=lambda g: (g.group is None, g.group or ""))
@@ -135,7 +152,6 @@ def _tally_rows(
     *,
     since: datetime,
     until: datetime,
-    source: str | None = None,
 ) -> Iterable[tuple[tuple[Any, ...], Outcome, tuple[int, float, float, float]]]:
     """(group key, outcome, (count, Σw, Σw², Σw·quantity)) per group and outcome."""
     table = _summed_from(*keys)
@@ -148,8 +164,6 @@ def _tally_rows(
         func.coalesce(func.sum(table.weight_sq), 0.0),
         func.coalesce(func.sum(table.weighted_quantity), 0.0),
     ).where(table.sampled_at >= since, table.sampled_at < until)
-    if source is not None:
-        query = query.where(table.groups["source"] == source)
     query = query.group_by(*key_columns, table.outcome)
     width = len(keys)
     for row in session.execute(query):

@@ -34,7 +34,13 @@ from leakwatch.store.billing import reconciled_totals
 from leakwatch.store.db import SessionFactory, transaction
 from leakwatch.store.models import SamplingRun
 from leakwatch.store.outbox import outbox_summary
-from leakwatch.store.queries import OutcomeCounts, outcome_counts, segment_counts, volume_rows
+from leakwatch.store.queries import (
+    OutcomeCounts,
+    outcome_counts,
+    pooled_counts,
+    segment_counts,
+    volume_rows,
+)
 from leakwatch.store.report_queries import fetch_bad_lines
 from leakwatch.views.sources import bad_line_rate
 
@@ -181,17 +187,17 @@ def build_status(
 ) -> StatusView:
     since = now - window
     with transaction(sessions) as session:
-        overall = outcome_counts(session, since=since, until=now)[0]
-        sources = outcome_counts(session, since=since, until=now, by="source")
-        types = outcome_counts(session, since=since, until=now, by="event_type")
-        customers = outcome_counts(session, since=since, until=now, by="customer_id")
         segments = segment_counts(session, since=since, until=now)
+        customers = outcome_counts(session, since=since, until=now, by="customer_id")
         counted = volume_rows(session, since.date(), now.date())
         volumes = volumes_in(counted, since, now, now)
         bad_rows = fetch_bad_lines(session, since.date(), now.date())
         outbox = outbox_summary(session)
         reconciled = reconciled_totals(session, since=(now - RECONCILED_WINDOW).date())
         last = runs.latest_run(session)
+    overall = pooled_counts(segments)[0]
+    sources = pooled_counts(segments, "source")
+    types = pooled_counts(segments, "event_type")
     volume_states = _volume_states(last)
     for name, per_day_events in _estimated_daily_volumes(last).items():
         # Partial counts would understate the volume: the draw's estimate sets the

@@ -3,9 +3,10 @@
 Random sequences of what the cycle and retention do — draws recorded (resends
 included), verdicts written over recorded rows (pending → decided, healing, a verdict
 written twice), old detail dropped — on SQLite and Postgres, compared after every step
-with the sums computed from the samples themselves. Then what a single sequence cannot
-show: two Postgres writers on the same rows and the same roll-up row at once, the
-history a migration finds, and a TRUNCATE.
+with the sums computed from the samples themselves; and at the end, what the views
+read (counts per grouping, per-cycle batches) against the samples summed one by one.
+Then what a single sequence cannot show: two Postgres writers on the same rows and the
+same roll-up row at once, the history a migration finds, and a TRUNCATE.
 """
 
 import threading
@@ -109,6 +110,58 @@ def assert_rollup_matches(session: Session) -> None:
         assert rollup[key][1:] == pytest.approx(tuple(rest), rel=1e-9, abs=1e-9), key
 
 
+def assert_reads_match_samples(session: Session, since: datetime, until: datetime) -> None:
+    """Counts per grouping and per-cycle batches, read as the views read them, equal the
+    same sums taken from the samples one by one."""
+    stored = list(session.execute(select(SampledEvent)).scalars())
+    inside = [r for r in stored if since <= r.sampled_at < until]
+    for by in (None, "source", "event_type", "customer_id"):
+        expected: dict[tuple[Any, Outcome], list[float]] = {}
+        for r in inside:
+            key = (None if by is None else getattr(r, by), Outcome(r.outcome))
+            sums = expected.setdefault(key, [0, 0.0, 0.0, 0.0])
+            w = r.weight
+            for i, term in enumerate((1, w, w * w, w * (r.quantity or 0.0))):
+                sums[i] += term
+        read = {
+            (group.group, outcome): [
+                count,
+                group.weights[outcome],
+                group.weights_squared[outcome],
+                group.weighted_quantity[outcome],
+            ]
+            for group in outcome_counts(session, since=since, until=until, by=by)
+            for outcome, count in group.counts.items()
+        }
+        assert read.keys() == expected.keys(), by
+        for key, sums in expected.items():
+            assert read[key] == pytest.approx(sums, rel=1e-9, abs=1e-9), (by, key)
+    leaking = [Outcome.MISSING, Outcome.DUPLICATE]
+    batches: dict[tuple[Any, datetime], list[float]] = {}
+    for r in inside:
+        if Outcome(r.outcome).is_decided:
+            leak = Outcome(r.outcome) in leaking
+            totals = batches.setdefault((r.event_type, r.sampled_at), [0, 0, 0.0, 0.0, 0.0])
+            for i, term in enumerate((1, leak, r.weight, r.weight * leak, r.weight**2)):
+                totals[i] += term
+    read_batches = {
+        (group, b.sampled_at): [
+            b.decided,
+            b.leaks,
+            b.weighted_decided,
+            b.weighted_leaks,
+            b.weighted_decided_squares,
+        ]
+        for group, found in outcome_batches(
+            session, outcomes=leaking, since=since, until=until, by="event_type"
+        ).items()
+        for b in found
+    }
+    assert read_batches.keys() == batches.keys()
+    for cycle, batch in batches.items():
+        assert read_batches[cycle] == pytest.approx(batch, rel=1e-9, abs=1e-9), cycle
+
+
 def _drawn(number: int, source: str, event_type: str, weight: float, quantity: Any) -> DrawnEvent:
     properties = {} if quantity is None else {"seconds": quantity}
     return DrawnEvent(
@@ -182,6 +235,9 @@ def test_the_rollup_equals_the_samples_grouped_after_any_sequence(
             _apply(session, step, START + n * CYCLE)
         with transaction(sessions) as session:
             assert_rollup_matches(session)
+    with transaction(sessions) as session:
+        # A window that cuts the history: the cycles inside it, whole.
+        assert_reads_match_samples(session, START + CYCLE, START + len(sequence) * CYCLE)
 
 
 def test_a_verdict_moves_its_sample_between_outcomes_and_the_views_see_it(

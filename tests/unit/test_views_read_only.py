@@ -19,6 +19,7 @@ READS = {
         "OutcomeCounts",
         "SampleFilter",
         "outcome_counts",
+        "pooled_counts",
         "sampled_events_of",
         "segment_counts",
         "stream_sampled_events",
