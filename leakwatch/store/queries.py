@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, false, func, select
 from sqlmodel import Session, col
 
 from leakwatch.core.events import DECIDED_OUTCOMES, Outcome
 from leakwatch.core.exposure import Segment, VolumeRow
 from leakwatch.core.report_content import Example
+from leakwatch.core.sampling import STRATUM_FIELDS, probe_stratum
 from leakwatch.core.stats import OutcomeTally
 from leakwatch.store.models import BadLineCount, SampledEvent, VolumeCount
 
@@ -191,6 +192,9 @@ class Batch:
     weighted_leaks: float
     weighted_decided: float
     weighted_decided_squares: float
+    # Follow-up probes drawn within this group (weight 0: in no Horvitz–Thompson sum).
+    probe_leaks: int = 0
+    probe_decided: int = 0
 
 
 def outcome_batches(
@@ -204,12 +208,15 @@ def outcome_batches(
     """Decided samples per group and per cycle (`sampled_at`), oldest cycle first.
 
     A sequential test reads the window as the stream it arrived in, one batch per
-    check cycle; `outcomes` are the ones the rule counts as leaks.
+    check cycle; `outcomes` are the ones the rule counts as leaks. Probes drawn within
+    a group of `by` (`core.sampling.probe_stratum`) are counted apart, for that
+    group's test only.
     """
     group_col = _group_column(by)
     sampled_at = col(SampledEvent.sampled_at)
     weight = col(SampledEvent.weight)
     leaking = col(SampledEvent.outcome).in_([o.value for o in outcomes])
+    probe: Any = col(SampledEvent.stratum) == probe_stratum(by) if by in STRATUM_FIELDS else false()
     columns: list[Any] = [
         sampled_at,
         func.count(),
@@ -217,6 +224,8 @@ def outcome_batches(
         func.coalesce(func.sum(weight), 0.0),
         func.coalesce(func.sum(case((leaking, weight), else_=0.0)), 0.0),
         func.coalesce(func.sum(weight * weight), 0.0),
+        func.coalesce(func.sum(case((probe & leaking, 1), else_=0)), 0),
+        func.coalesce(func.sum(case((probe, 1), else_=0)), 0),
     ]
     group_by: list[Any] = [sampled_at]
     if group_col is not None:
@@ -235,7 +244,7 @@ def outcome_batches(
     found: dict[str | None, list[Batch]] = {}
     for row in session.execute(query):
         group = row[0] if group_col is not None else None
-        at, decided, leaks, w_decided, w_leaks, w_squares = (
+        at, decided, leaks, w_decided, w_leaks, w_squares, p_leaks, p_decided = (
             row[1:] if group_col is not None else row
         )
         found.setdefault(group, []).append(
@@ -246,6 +255,8 @@ def outcome_batches(
                 weighted_leaks=float(w_leaks),
                 weighted_decided=float(w_decided),
                 weighted_decided_squares=float(w_squares),
+                probe_leaks=int(p_leaks),
+                probe_decided=int(p_decided),
             )
         )
     return found
