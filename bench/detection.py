@@ -1217,7 +1217,7 @@ def _variants() -> dict[str, Setup]:
         "the default without restarting the tests per episode": replace(default, episodes=False),
         "the default with 5-minute cycles of 167": replace(default, **five),
         "the default with 1-minute cycles of 33": replace(default, every_h=1 / 60, sample_size=33),
-        "the default with a probe share of 40%": replace(default, probe_share=0.4),
+        "the default with a probe share of 30%": replace(default, probe_share=0.3),
         "the default deciding by the Wilson interval re-tested each cycle": replace(
             default_setup("interval", "fresh"), probe_share=0.0
         ),

@@ -193,7 +193,7 @@ class ChecksSettings(_Section):
     recheck_share: float = Field(default=0.3, ge=0, le=1)
     # Share of each source's draw kept for follow-up probes of groups (event types,
     # customers) whose evidence is rising or whose alert fires; 0 turns probes off.
-    probe_share: float = Field(default=0.2, ge=0, le=0.9)
+    probe_share: float = Field(default=0.15, ge=0, le=0.9)
     probe_per_group: int = Field(default=10, ge=1, le=10_000)
     # How long a cycle tails before it draws; a longer history is counted after the
     # lookups, over the next cycles, with volumes estimated from the draw meanwhile.
