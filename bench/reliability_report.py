@@ -60,7 +60,7 @@ AREAS = {
     "sigkill": (
         "SIGKILL at random moments in the check, alert evaluation, outbox send and "
         "weekly report send, then a clean run; outcomes compared with a fault-free "
-        "reference run",
+        "reference run (SQLite and Postgres)",
         "daemon beats run",
         "processes killed",
     ),
@@ -119,8 +119,10 @@ NOTES = """## How to read it
   as root (CI) every command runs as the `postgres` system user through
   `runuser -u postgres --`, which owns the directory; as any other user, as that user.
 - The SIGKILL test forks one leakwatch process per daemon beat (forking skips the
-  import cost, so 50 kills fit in CI) on one SQLite store; the daemon-level SIGKILL on
-  Postgres with a leader election is covered by tests/integration/test_daemon_faults.py.
+  import cost, so 50 kills fit in CI), once on a SQLite store and once on a Postgres
+  database of its own (the server rolls back a killed client's session); the
+  daemon-level SIGKILL on Postgres with a leader election is covered by
+  tests/integration/test_daemon_faults.py.
 """
 
 

@@ -567,6 +567,7 @@ def outcomes(
     from leakwatch.core.events import Outcome
     from leakwatch.errors import UsageProblem
     from leakwatch.store.db import session_factory
+    from leakwatch.store.queries import SampleFilter
     from leakwatch.views.export import iter_outcomes, write_csv, write_jsonl
     from leakwatch.wiring import open_engine, settings_for
 
@@ -582,14 +583,14 @@ def outcomes(
         _setup_logs(settings, quiet=True)
         engine = open_engine(settings)
         try:
-            records = iter_outcomes(
-                session_factory(engine),
+            which = SampleFilter(
                 since=SystemClock().now() - span,
-                outcomes=outcome or [],
+                outcomes=tuple(outcome or ()),
                 source=source,
                 event_type=event_type,
                 customer_id=customer,
             )
+            records = iter_outcomes(session_factory(engine), which)
             writer = write_jsonl if fmt == "jsonl" else write_csv
             written = writer(records, sys.stdout)
         except BrokenPipeError:
@@ -872,7 +873,6 @@ def sample(
 def sources_command(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Per source: files/objects, window, volume by type and day, bad lines with examples."""
     from leakwatch.clock import SystemClock
-    from leakwatch.sources.inventory import describe_source
     from leakwatch.store.db import session_factory
     from leakwatch.views.sources import SourceWindow, build_sources_view
     from leakwatch.wiring import build_source, open_engine, settings_for
@@ -884,7 +884,7 @@ def sources_command(config: ConfigOption = None, as_json: JsonOption = False) ->
         for configured in settings.sources:
             built = build_source(settings, configured)
             try:
-                inventories[configured.name] = describe_source(built)
+                inventories[configured.name] = built.describe()
             finally:
                 built.close()
         store = open_engine(settings)
@@ -957,22 +957,30 @@ AlertScopeOption = Annotated[
 
 
 def _on_alerts(
-    config: Path | None, name: str, scope: str | None, act: Callable[["SessionFactory"], int]
-) -> int:
-    """Check the rule (and scope) exist, then `act` on the store; how many alerts it touched."""
+    config: Path | None,
+    name: str,
+    scope: str | None,
+    act: Callable[["SessionFactory"], int],
+    verb: str,
+    after: str = "",
+) -> None:
+    """Check the rule (and scope) exist, `act` on the store, and say how many alerts it
+    touched ("silenced 2 alert(s) of 'leak rate' until …")."""
     from leakwatch.store.db import session_factory
     from leakwatch.wiring import open_engine, settings_for
 
-    settings = settings_for(config)
-    _setup_logs(settings, quiet=True)
-    _known_alert(settings, name, scope)
-    engine = open_engine(settings)
-    try:
-        sessions = session_factory(engine)
-        _scope_can_exist(settings, sessions, name, scope)
-        return act(sessions)
-    finally:
-        engine.dispose()
+    with _user_errors():
+        settings = settings_for(config)
+        _setup_logs(settings, quiet=True)
+        _known_alert(settings, name, scope)
+        engine = open_engine(settings)
+        try:
+            sessions = session_factory(engine)
+            _scope_can_exist(settings, sessions, name, scope)
+            count = act(sessions)
+        finally:
+            engine.dispose()
+    out.print(f"{verb} {count} alert(s) of {name!r}{after}", markup=False)
 
 
 @alerts_app.command(
@@ -993,12 +1001,12 @@ def alerts_silence(
     from leakwatch.store.alerts import silence
 
     with _user_errors():
-        span = _duration_option("--for", duration)
-        until = SystemClock().now() + span
-        count = _on_alerts(
-            config, name, scope, lambda sessions: silence(sessions, name, scope=scope, until=until)
-        )
-        out.print(f"silenced {count} alert(s) of {name!r} until {_instant(until)}", markup=False)
+        until = SystemClock().now() + _duration_option("--for", duration)
+
+    def act(sessions: "SessionFactory") -> int:
+        return silence(sessions, name, scope=scope, until=until)
+
+    _on_alerts(config, name, scope, act, "silenced", f" until {_instant(until)}")
 
 
 @alerts_app.command("ack", cls=PlainCommand, epilog=_examples("alerts_ack"))
@@ -1009,12 +1017,8 @@ def alerts_ack(
     from leakwatch.clock import SystemClock
     from leakwatch.store.alerts import ack
 
-    with _user_errors():
-        now = SystemClock().now()
-        count = _on_alerts(
-            config, name, scope, lambda sessions: ack(sessions, name, scope=scope, now=now)
-        )
-        out.print(f"acknowledged {count} alert(s) of {name!r}", markup=False)
+    now = SystemClock().now()
+    _on_alerts(config, name, scope, lambda s: ack(s, name, scope=scope, now=now), "acknowledged")
 
 
 @alerts_app.command("unsilence", cls=PlainCommand, epilog=_examples("alerts_unsilence"))
@@ -1024,11 +1028,7 @@ def alerts_unsilence(
     """Lift a silence early: notifications resume at the next evaluation."""
     from leakwatch.store.alerts import unsilence
 
-    with _user_errors():
-        count = _on_alerts(
-            config, name, scope, lambda sessions: unsilence(sessions, name, scope=scope)
-        )
-        out.print(f"unsilenced {count} alert(s) of {name!r}", markup=False)
+    _on_alerts(config, name, scope, lambda s: unsilence(s, name, scope=scope), "unsilenced")
 
 
 def _instant(value: "datetime") -> str:

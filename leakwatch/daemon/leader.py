@@ -63,6 +63,14 @@ class Leadership(Protocol):
     def release(self) -> None:
         """Give up the lead, if held; safe to call twice."""
 
+    def claim_at_start(self) -> None:
+        """What the daemon takes before anything else: the whole store (SQLite, one
+        instance) or nothing (Postgres replicas wait to be elected)."""
+
+    def migrating(self) -> contextlib.AbstractContextManager[None]:
+        """Held while the schema is migrated, so instances starting together migrate
+        one after the other (the second finds nothing to do)."""
+
 
 def advisory_lock_ids(key: int) -> tuple[int, int]:
     """Split a bigint advisory key into the (classid, objid) that `pg_locks` shows."""
@@ -168,6 +176,30 @@ class PostgresLeader:
             self._holding = False
             self._drop_connection()
 
+    def claim_at_start(self) -> None:
+        """Nothing: replicas start together and one of them is elected."""
+
+    @contextlib.contextmanager
+    def migrating(self, timeout_s: float = 120.0) -> Iterator[None]:
+        """A blocking advisory lock on the key next to the leader's, on a connection of
+        its own, for as long as the migrations take."""
+        key = self._key ^ 1
+        options = {**self._options, "application_name": "leakwatch-migrate"}
+        options["options"] = f"-c statement_timeout={int(timeout_s * 1000)}"
+        try:
+            conn = psycopg.connect(self._conninfo, **options)
+            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"cannot reach the database at {self._shown} to migrate it: {_one_line(exc)}"
+            ) from None
+        with conn:
+            try:
+                yield
+            finally:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
     def _check_locked(self) -> bool:
         """Ask the server whether our session still holds the lock; step down if not."""
         classid, objid = advisory_lock_ids(self._key)
@@ -199,21 +231,6 @@ class PostgresLeader:
             with contextlib.suppress(psycopg.Error):
                 self._conn.close()
         self._conn = None
-
-
-@contextlib.contextmanager
-def migration_lock(database_url: str, *, key: int, timeout_s: float = 120.0) -> Iterator[None]:
-    """Hold a blocking advisory lock while migrating, so replicas starting together
-    apply the migrations one after the other (the second finds nothing to do)."""
-    options = {**LEADER_CONNECT_OPTIONS, "application_name": "leakwatch-migrate"}
-    options["options"] = f"-c statement_timeout={int(timeout_s * 1000)}"
-    with psycopg.connect(libpq_url(database_url), **options) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (key,))
-        try:
-            yield
-        finally:
-            with contextlib.suppress(psycopg.Error):
-                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
 
 class AnotherInstanceRunning(LeakwatchError):
@@ -323,6 +340,14 @@ class SqliteLockFile:
     def is_leader(self) -> bool:
         return self._handle is not None
 
+    def claim_at_start(self) -> None:
+        """The lock file, for the life of the process: SQLite allows one instance."""
+        self.acquire_or_fail()
+
+    def migrating(self) -> contextlib.AbstractContextManager[None]:
+        """Nothing more: the lock file taken at start already keeps others out."""
+        return contextlib.nullcontext()
+
     def release(self) -> None:
         if self._handle is None:
             return
@@ -347,7 +372,6 @@ __all__ = [
     "SqliteLockFile",
     "advisory_lock_ids",
     "libpq_url",
-    "migration_lock",
     "searching_alone",
     "sqlite_lock_path",
     "store_lock",

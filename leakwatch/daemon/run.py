@@ -22,8 +22,7 @@ The process, from start to exit:
 import logging
 import signal
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
@@ -41,9 +40,9 @@ from leakwatch.config import Settings
 from leakwatch.core.durations import format_duration
 from leakwatch.daemon.health import STALE_AFTER_CYCLES, DaemonStatus, HealthServer, Role
 from leakwatch.daemon.jobs import Jobs, schedule_jobs
-from leakwatch.daemon.leader import Leadership, SqliteLockFile, migration_lock
+from leakwatch.daemon.leader import Leadership
 from leakwatch.daemon.metrics import DaemonMetrics
-from leakwatch.errors import LeakwatchError, StoreError, UsageProblem
+from leakwatch.errors import LeakwatchError, UsageProblem
 from leakwatch.store import runs
 from leakwatch.store.db import transaction
 from leakwatch.wiring import (
@@ -131,10 +130,6 @@ def check_sources(settings: Settings) -> None:
         raise LeakwatchError("a source cannot be read:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-def _is_postgres(settings: Settings) -> bool:
-    return make_url(settings.database_url).get_backend_name() == "postgresql"
-
-
 # -- the daemon --------------------------------------------------------------------------
 
 
@@ -185,8 +180,7 @@ class Daemon:
         )
         require_token(settings)
         check_sources(settings)
-        if isinstance(self.leader, SqliteLockFile):
-            self.leader.acquire_or_fail()
+        self.leader.claim_at_start()
         try:
             return self._run_started()
         finally:
@@ -195,7 +189,7 @@ class Daemon:
     def _run_started(self) -> int:
         log = structlog.get_logger()
         settings = self.settings
-        with self._migrations():
+        with self.leader.migrating():
             runtime = build_runtime(
                 settings,
                 clock=self.clock,
@@ -250,27 +244,6 @@ class Daemon:
                 runtime.close()
             log.info("daemon.stopped", jobs_finished=finished)
         return 0
-
-    @contextmanager
-    def _migrations(self) -> Iterator[None]:
-        if _is_postgres(self.settings):
-            key = self.settings.daemon.leader_lock_key ^ 1
-            try:
-                with migration_lock(self.settings.database_url, key=key):
-                    yield
-            except LeakwatchError:
-                raise
-            except Exception as exc:
-                if exc.__class__.__module__.startswith("psycopg"):
-                    where = make_url(self.settings.database_url).render_as_string(
-                        hide_password=True
-                    )
-                    raise StoreError(
-                        f"cannot reach the database at {where}: {str(exc).strip()}"
-                    ) from None
-                raise
-        else:
-            yield
 
     def _election_loop(self, scheduler: BackgroundScheduler, jobs: Jobs) -> None:
         log = structlog.get_logger()

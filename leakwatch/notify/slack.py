@@ -104,11 +104,9 @@ class MessageLookup:
 class Notifier(Protocol):
     """What the outbox sender needs from a chat integration."""
 
-    @property
-    def can_thread(self) -> bool: ...
-
-    @property
-    def can_look_up(self) -> bool: ...
+    # Whether replies can go into a thread, and whether posted messages can be found again.
+    can_thread: bool
+    can_look_up: bool
 
     def post(
         self,
@@ -229,13 +227,8 @@ class SlackNotifier:
     def __repr__(self) -> str:
         return f"SlackNotifier(channel={self._channel!r})"
 
-    @property
-    def can_thread(self) -> bool:
-        return True
-
-    @property
-    def can_look_up(self) -> bool:
-        return True
+    can_thread = True
+    can_look_up = True
 
     def post(
         self,
@@ -402,13 +395,8 @@ class WebhookNotifier:
     def __repr__(self) -> str:
         return "WebhookNotifier(url=<hidden>)"
 
-    @property
-    def can_thread(self) -> bool:
-        return False
-
-    @property
-    def can_look_up(self) -> bool:
-        return False
+    can_thread = False
+    can_look_up = False
 
     def post(
         self,

@@ -16,6 +16,7 @@ from leakwatch.core.events import DrawnEvent, SourceEvent
 from leakwatch.core.sampling import Window
 
 if TYPE_CHECKING:
+    from leakwatch.sources.inventory import SourceInventory
     from leakwatch.sources.specs import SourceSpec
 
 MAX_EXAMPLES_PER_REASON = 5
@@ -197,6 +198,10 @@ class Source(Protocol):
         Cheap checks only (list and open the files, or connect), for start-up and for a
         cycle that read nothing. Each problem is one line a user can act on.
         """
+        ...
+
+    def describe(self) -> "SourceInventory":
+        """What the source is made of right now (files and bytes, or the SQL sampling)."""
         ...
 
     def close(self) -> None:

@@ -1,19 +1,20 @@
-"""Describe what a source reads: its files or objects, their bytes, the seek indexes,
-the SQL dialect's sampling. I/O (lists files, asks the database nothing but its name).
+"""What a source reads, as `leakwatch sources` shows it: its files or objects, their
+bytes, the seek indexes, the SQL dialect's sampling. Each source describes itself
+(`Source.describe`); file sources share `files_inventory`. I/O (lists files).
 
 For `leakwatch sources`: what a user needs to trust a source, beside what the store
 knows (volumes, bad lines, read positions).
 """
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from leakwatch.sources.jsonl import JsonlSource
-from leakwatch.sources.objects import ObjectPath, ObjectStoreError
-from leakwatch.sources.parquet import ParquetSource
-from leakwatch.sources.readers import sidecar_paths
-from leakwatch.sources.sql import SqlSource
+from leakwatch.sources.objects import LogPath, ObjectPath, ObjectStoreError
 
 MAX_FILES_LISTED = 50
+# A `.gz` file's seek-index state, as `leakwatch sources` shows it.
+INDEXED = "indexed"
+NOT_INDEXED = "not indexed yet"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,50 +43,34 @@ class SourceInventory:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
-def describe_source(source: JsonlSource | ParquetSource | SqlSource) -> SourceInventory:
-    """List a source's files (with sizes and index state) or name its SQL sampling."""
-    if isinstance(source, SqlSource):
-        spec = source.spec
-        return SourceInventory(
-            name=source.name,
-            kind="sql",
-            location=spec.table or "(query)",
-            storage=source.engine.dialect.name,
-            sampling=source.sampling.description,
-        )
-    kind = "jsonl" if isinstance(source, JsonlSource) else "parquet"
+def files_inventory(
+    *,
+    name: str,
+    kind: str,
+    location: str,
+    list_files: Callable[[], Sequence[LogPath]],
+    sampling: str,
+    index_state: Callable[[LogPath], str | None] = lambda path: None,
+) -> SourceInventory:
+    """A file source's inventory: its files or objects with their sizes and, where a
+    file needs one, the state of its seek index ("indexed" / "not indexed yet")."""
     try:
-        found = source.files()
+        found = list_files()
     except (ObjectStoreError, OSError) as exc:
-        return SourceInventory(
-            name=source.name, kind=kind, location=source.spec.path, storage="?", error=str(exc)
-        )
-    entries: list[FileEntry] = []
-    indexed = not_indexed = 0
-    for path in found:
-        index: str | None = None
-        if isinstance(source, JsonlSource) and path.suffix == ".gz":
-            _, meta = sidecar_paths(source.index_dir, path)
-            if meta.exists():
-                index, indexed = "indexed", indexed + 1
-            else:
-                index, not_indexed = "not indexed yet", not_indexed + 1
-        entries.append(FileEntry(str(path), path.stat().st_size, index))
+        return SourceInventory(name=name, kind=kind, location=location, storage="?", error=str(exc))
+    entries = [FileEntry(str(path), path.stat().st_size, index_state(path)) for path in found]
+    states = [entry.index for entry in entries]
     storage = "objects" if any(isinstance(p, ObjectPath) for p in found) else "local files"
-    if kind == "parquet":
-        sampling = "row groups and offsets from Parquet metadata"
-    else:
-        sampling = "random byte offsets, the line holding each (seek index for .gz)"
     return SourceInventory(
-        name=source.name,
+        name=name,
         kind=kind,
-        location=source.spec.path,
+        location=location,
         storage=storage,
         files=tuple(entries[-MAX_FILES_LISTED:]),
         file_count=len(entries),
         total_bytes=sum(e.bytes for e in entries),
-        indexed=indexed,
-        not_indexed=not_indexed,
+        indexed=states.count(INDEXED),
+        not_indexed=states.count(NOT_INDEXED),
         sampling=sampling,
         notes=()
         if len(entries) <= MAX_FILES_LISTED

@@ -49,6 +49,7 @@ from leakwatch.sources.base import (
     VolumeDelta,
     VolumeKey,
 )
+from leakwatch.sources.inventory import INDEXED, NOT_INDEXED, SourceInventory, files_inventory
 from leakwatch.sources.lines import (
     FieldPaths,
     TailDecoder,
@@ -320,6 +321,22 @@ class JsonlSource:
 
     def problems(self) -> list[str]:
         return file_problems(self.spec.path, self.files)
+
+    def describe(self) -> SourceInventory:
+        return files_inventory(
+            name=self.name,
+            kind="jsonl",
+            location=self.spec.path,
+            list_files=self.files,
+            sampling="random byte offsets, the line holding each (seek index for .gz)",
+            index_state=self._index_state,
+        )
+
+    def _index_state(self, path: LogPath) -> str | None:
+        if path.suffix != ".gz":
+            return None
+        _, meta = sidecar_paths(self._index_dir, path)
+        return INDEXED if meta.exists() else NOT_INDEXED
 
     def close(self) -> None:
         """Nothing to release: files are opened per read."""

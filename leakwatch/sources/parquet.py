@@ -49,6 +49,7 @@ from leakwatch.sources.base import (
     VolumeDelta,
     VolumeKey,
 )
+from leakwatch.sources.inventory import SourceInventory, files_inventory
 from leakwatch.sources.objects import LogPath, ObjectPath, file_problems, list_files
 from leakwatch.sources.specs import ParquetSourceSpec
 
@@ -130,6 +131,15 @@ class ParquetSource:
 
     def problems(self) -> list[str]:
         return file_problems(self.spec.path, self.files)
+
+    def describe(self) -> SourceInventory:
+        return files_inventory(
+            name=self.name,
+            kind="parquet",
+            location=self.spec.path,
+            list_files=self.files,
+            sampling="row groups and offsets from Parquet metadata",
+        )
 
     def close(self) -> None:
         """Nothing to release: files are opened per read."""

@@ -35,26 +35,41 @@ def _merged_fields(fields: Mapping[str, str]) -> Mapping[str, str]:
     return MappingProxyType(merged)
 
 
-def _validate_common(
-    name: str,
-    settle_delay: timedelta,
-    max_age: timedelta,
-    sample_size: int,
-    stratify_by: str | None,
-    floor: int,
-) -> None:
-    if not name:
-        raise ValueError("a source needs a name")
-    validate_window_spec(settle_delay, max_age)
-    if sample_size < 0:
-        raise ValueError("sample_size must not be negative")
-    if floor < 0:
-        raise ValueError("floor must not be negative")
-    parse_stratify_by(stratify_by)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _DrawnSpec:
+    """What every kind of source shares: its name, the fields, the sampling window and
+    the draw. Keyword-only, so each kind adds its own required fields after these."""
+
+    name: str
+    fields: Mapping[str, str] = field(default_factory=dict)
+    settle_delay: timedelta = timedelta(minutes=10)
+    max_age: timedelta = timedelta(days=33)
+    sample_size: int = 500
+    stratify_by: str | None = None
+    floor: int = 5
+    seed: int | None = None
+    # Event type → the numeric property summed into volume counts (per-unit prices).
+    quantity_properties: Mapping[str, str] = field(default_factory=dict)
+    timestamp_format: TimestampFormat = DEFAULT_FORMAT
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("a source needs a name")
+        validate_window_spec(self.settle_delay, self.max_age)
+        if self.sample_size < 0:
+            raise ValueError("sample_size must not be negative")
+        if self.floor < 0:
+            raise ValueError("floor must not be negative")
+        parse_stratify_by(self.stratify_by)
+        self._validate()
+        object.__setattr__(self, "fields", _merged_fields(self.fields))
+
+    def _validate(self) -> None:
+        """The checks of one kind of source (the shared ones have passed)."""
 
 
-@dataclass(frozen=True, slots=True)
-class JsonlSourceSpec:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JsonlSourceSpec(_DrawnSpec):
     """A JSONL log: one file, a glob, or a directory of (possibly rotated, .gz) files.
 
     `fields` maps logical names to dotted paths inside each line (e.g.
@@ -63,85 +78,44 @@ class JsonlSourceSpec:
     time-ordered log (writers flush out of order by seconds, not hours).
     """
 
-    name: str
     path: str
-    fields: Mapping[str, str] = field(default_factory=dict)
-    settle_delay: timedelta = timedelta(minutes=10)
-    max_age: timedelta = timedelta(days=33)
-    sample_size: int = 500
-    stratify_by: str | None = None
-    floor: int = 5
-    seed: int | None = None
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     order_slack: timedelta = timedelta(minutes=15)
-    # Event type → the numeric property summed into volume counts (per-unit prices).
-    quantity_properties: Mapping[str, str] = field(default_factory=dict)
-    timestamp_format: TimestampFormat = DEFAULT_FORMAT
     # fsspec options for object-storage paths (s3://…); credentials come from the
     # environment (AWS_ACCESS_KEY_ID, profiles, …), never from here.
     storage_options: Mapping[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        _validate_common(
-            self.name,
-            self.settle_delay,
-            self.max_age,
-            self.sample_size,
-            self.stratify_by,
-            self.floor,
-        )
+    def _validate(self) -> None:
         if not self.path:
             raise ValueError(f"source {self.name!r}: a jsonl source needs a path")
         if self.max_line_bytes < 64:
             raise ValueError("max_line_bytes must be at least 64")
-        object.__setattr__(self, "fields", _merged_fields(self.fields))
 
 
-@dataclass(frozen=True, slots=True)
-class SqlSourceSpec:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SqlSourceSpec(_DrawnSpec):
     """A SQL table (or a query used as a table) reachable by a SQLAlchemy URL.
 
     `fields` maps logical names to column names. `properties` names a JSON column;
     alternatively `property_columns` lists plain columns gathered into properties.
     """
 
-    name: str
     url: str
     table: str | None = None
     query: str | None = None
-    fields: Mapping[str, str] = field(default_factory=dict)
     property_columns: tuple[str, ...] = ()
-    settle_delay: timedelta = timedelta(minutes=10)
-    max_age: timedelta = timedelta(days=33)
-    sample_size: int = 500
-    stratify_by: str | None = None
-    floor: int = 5
-    seed: int | None = None
-    # Event type → the numeric property summed into volume counts (per-unit prices).
-    quantity_properties: Mapping[str, str] = field(default_factory=dict)
-    timestamp_format: TimestampFormat = DEFAULT_FORMAT
 
-    def __post_init__(self) -> None:
-        _validate_common(
-            self.name,
-            self.settle_delay,
-            self.max_age,
-            self.sample_size,
-            self.stratify_by,
-            self.floor,
-        )
+    def _validate(self) -> None:
         if not self.url:
             raise ValueError(f"source {self.name!r}: a sql source needs a url")
         if (self.table is None) == (self.query is None):
             raise ValueError(f"source {self.name!r}: give exactly one of table or query")
-        merged = _merged_fields(self.fields)
         if self.property_columns and "properties" in self.fields:
             raise ValueError("give either a properties column or property_columns, not both")
-        object.__setattr__(self, "fields", merged)
 
 
-@dataclass(frozen=True, slots=True)
-class ParquetSourceSpec:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParquetSourceSpec(_DrawnSpec):
     """Parquet files (local or object storage; a file, a glob or a directory).
 
     `fields` maps logical names to top-level column names. The properties column may
@@ -149,31 +123,12 @@ class ParquetSourceSpec:
     epoch number (`timestamp_format.unit`) or a string.
     """
 
-    name: str
     path: str
-    fields: Mapping[str, str] = field(default_factory=dict)
-    settle_delay: timedelta = timedelta(minutes=10)
-    max_age: timedelta = timedelta(days=33)
-    sample_size: int = 500
-    stratify_by: str | None = None
-    floor: int = 5
-    seed: int | None = None
-    quantity_properties: Mapping[str, str] = field(default_factory=dict)
-    timestamp_format: TimestampFormat = DEFAULT_FORMAT
     storage_options: Mapping[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        _validate_common(
-            self.name,
-            self.settle_delay,
-            self.max_age,
-            self.sample_size,
-            self.stratify_by,
-            self.floor,
-        )
+    def _validate(self) -> None:
         if not self.path:
             raise ValueError(f"source {self.name!r}: a parquet source needs a path")
-        object.__setattr__(self, "fields", _merged_fields(self.fields))
 
 
 SourceSpec = JsonlSourceSpec | SqlSourceSpec | ParquetSourceSpec

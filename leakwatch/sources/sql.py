@@ -58,6 +58,7 @@ from leakwatch.sources.base import (
     VolumeDelta,
     VolumeKey,
 )
+from leakwatch.sources.inventory import SourceInventory
 from leakwatch.sources.specs import SqlSourceSpec
 from leakwatch.sources.sql_dialects import (
     DialectSampling,
@@ -140,6 +141,15 @@ class SqlSource:
         except SQLAlchemyError as exc:
             return [f"cannot connect to {self._problem_of(exc)}"]
         return []
+
+    def describe(self) -> SourceInventory:
+        return SourceInventory(
+            name=self.name,
+            kind="sql",
+            location=self.spec.table or "(query)",
+            storage=self._engine.dialect.name,
+            sampling=self.sampling.description,
+        )
 
     def close(self) -> None:
         self._engine.dispose()

@@ -262,26 +262,31 @@ def outcome_batches(
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class SampleFilter:
+    """Which sampled events to read: since an instant, optionally of some outcomes, one
+    source, one event type, one customer (what `leakwatch export` filters by)."""
+
+    since: datetime
+    outcomes: Sequence[str] = ()
+    source: str | None = None
+    event_type: str | None = None
+    customer_id: str | None = None
+
+
 def stream_sampled_events(
-    session: Session,
-    *,
-    since: datetime,
-    outcomes: Sequence[str] = (),
-    source: str | None = None,
-    event_type: str | None = None,
-    customer_id: str | None = None,
-    chunk: int = 1000,
+    session: Session, which: SampleFilter, *, chunk: int = 1000
 ) -> Iterator[SampledEvent]:
-    """Sampled events since `since`, filtered, oldest first, fetched `chunk` rows at a time."""
-    query = select(SampledEvent).where(col(SampledEvent.sampled_at) >= since)
-    if outcomes:
-        query = query.where(col(SampledEvent.outcome).in_(list(outcomes)))
-    if source:
-        query = query.where(col(SampledEvent.source) == source)
-    if event_type:
-        query = query.where(col(SampledEvent.event_type) == event_type)
-    if customer_id:
-        query = query.where(col(SampledEvent.customer_id) == customer_id)
+    """The sampled events `which` selects, oldest first, fetched `chunk` rows at a time."""
+    query = select(SampledEvent).where(col(SampledEvent.sampled_at) >= which.since)
+    if which.outcomes:
+        query = query.where(col(SampledEvent.outcome).in_(list(which.outcomes)))
+    if which.source:
+        query = query.where(col(SampledEvent.source) == which.source)
+    if which.event_type:
+        query = query.where(col(SampledEvent.event_type) == which.event_type)
+    if which.customer_id:
+        query = query.where(col(SampledEvent.customer_id) == which.customer_id)
     query = query.order_by(col(SampledEvent.sampled_at), col(SampledEvent.id))
     yield from session.execute(query.execution_options(yield_per=chunk)).scalars()
 

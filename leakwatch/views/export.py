@@ -6,7 +6,7 @@ not hold them in memory. One JSON object (or CSV row) per sampled event.
 
 import csv
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -14,7 +14,7 @@ from leakwatch.core.events import format_timestamp
 from leakwatch.core.text import csv_cell, json_line
 from leakwatch.store.db import SessionFactory
 from leakwatch.store.models import SampledEvent
-from leakwatch.store.queries import stream_sampled_events
+from leakwatch.store.queries import SampleFilter, stream_sampled_events
 
 FIELDS = (
     "source",
@@ -64,26 +64,11 @@ def record_of(row: SampledEvent) -> dict[str, Any]:
 
 
 def iter_outcomes(
-    sessions: SessionFactory,
-    *,
-    since: datetime,
-    outcomes: Sequence[str] = (),
-    source: str | None = None,
-    event_type: str | None = None,
-    customer_id: str | None = None,
-    chunk: int = 1000,
+    sessions: SessionFactory, which: SampleFilter, *, chunk: int = 1000
 ) -> Iterator[dict[str, Any]]:
     session = sessions()
     try:
-        for row in stream_sampled_events(
-            session,
-            since=since,
-            outcomes=outcomes,
-            source=source,
-            event_type=event_type,
-            customer_id=customer_id,
-            chunk=chunk,
-        ):
+        for row in stream_sampled_events(session, which, chunk=chunk):
             yield record_of(row)
     finally:
         session.close()

@@ -15,7 +15,6 @@ import pytest
 
 from leakwatch.errors import LeakwatchError
 from leakwatch.sources.checkpoints import InMemoryCheckpointStore
-from leakwatch.sources.inventory import describe_source
 from leakwatch.sources.jsonl import JsonlSource
 from leakwatch.sources.objects import ObjectPath, ObjectStoreError, list_objects
 from tests.fakes.moto_s3 import MotoS3, put
@@ -53,10 +52,10 @@ def test_a_gz_object_is_indexed_once_by_its_etag(
     put(moto_s3, bucket, "gw/events.jsonl.gz", gzip.compress(log.read_bytes()))
     remote = source(f"s3://{bucket}/gw/", tmp_path / "state")
     local = source(log, tmp_path / "local")
-    before = describe_source(remote)
+    before = remote.describe()
     assert (before.storage, before.file_count, before.not_indexed) == ("objects", 1, 1)
     first = remote.sample(50, now=NOW, rng=random.Random(1))
-    after = describe_source(remote)
+    after = remote.describe()
     assert (after.indexed, after.not_indexed) == (1, 0)
     assert after.files[0].index == "indexed"
     assert [e.event for e in first.events] == [

@@ -1,7 +1,8 @@
-"""SIGKILL at random points, 50 times, across every stage that writes or sends.
+"""SIGKILL at random points, 50 times, across every stage that writes or sends, on
+SQLite and on Postgres.
 
 Each round forks a leakwatch process (a real process; forking skips the import cost,
-so 50 kills fit in CI) that runs a daemon beat against the shared SQLite store: the
+so 50 kills fit in CI) that runs a daemon beat against the shared store: the
 check cycle, alert evaluation, the outbox send and, every few rounds, the weekly
 report send for a week of its own. The parent picks a stage at random, waits until
 the child enters it, lets it run a random moment, and sends SIGKILL. Then a clean
@@ -24,6 +25,8 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+import pytest
 
 from leakwatch.clock import FakeClock
 from leakwatch.config import Settings
@@ -174,11 +177,22 @@ def _outcomes(database_url: str) -> Counter[str]:
     return Counter({str(o): int(n) for o, n in rows})
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def killed_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The store the killed beats write: a SQLite file, or a fresh Postgres database of
+    this test's own (a killed client's session is rolled back by the server)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'killed.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
 def test_fifty_sigkills_across_every_stage_lose_and_double_nothing(
-    tmp_path: Path, ledger: Ledger
+    tmp_path: Path, killed_store: str, ledger: Ledger
 ) -> None:
     rng = random.Random(50)
-    with served(tmp_path, events=EVENTS, sample_size=400, extra_config=ALERTS) as world:
+    with served(
+        tmp_path, events=EVENTS, sample_size=400, extra_config=ALERTS, database_url=killed_store
+    ) as world:
         base = world.settings()
         out_dir = tmp_path / "reports"
 
@@ -195,7 +209,7 @@ def test_fifty_sigkills_across_every_stage_lose_and_double_nothing(
         )
         for settings in (reference, killed):
             engine = make_engine(settings.database_url)
-            upgrade(engine)
+            upgrade(engine)  # the Postgres one is migrated already: nothing to do
             engine.dispose()
         _settle(world, reference, 0)
         expected = _outcomes(reference.database_url)
@@ -210,15 +224,19 @@ def test_fifty_sigkills_across_every_stage_lose_and_double_nothing(
                 where[died] += 1
             round_ += 1
         last = _settle(world, killed, round_)
-        for report_round in range(0, round_, REPORT_EVERY):
-            produce_weekly_report(
-                killed,
-                sessions=session_factory(make_engine(killed.database_url)),
-                slack=build_report_slack(killed),
-                now=START + last * EVERY,
-                week=_week(report_round),
-                send=True,
-            )
+        report_engine = make_engine(killed.database_url)
+        try:
+            for report_round in range(0, round_, REPORT_EVERY):
+                produce_weekly_report(
+                    killed,
+                    sessions=session_factory(report_engine),
+                    slack=build_report_slack(killed),
+                    now=START + last * EVERY,
+                    week=_week(report_round),
+                    send=True,
+                )
+        finally:
+            report_engine.dispose()
 
         got = _outcomes(killed.database_url)
         engine = make_engine(killed.database_url)

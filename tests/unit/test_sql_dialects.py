@@ -62,12 +62,11 @@ def test_key_ranges_become_between_or_an_in_list() -> None:
 
 
 def test_sources_names_the_dialect_and_its_sampling(tmp_path: object) -> None:
-    from leakwatch.sources.inventory import describe_source
     from leakwatch.sources.specs import SqlSourceSpec
     from leakwatch.sources.sql import SqlSource
 
     source = SqlSource(SqlSourceSpec(name="w", url="sqlite://", table="usage_events"))
-    described = describe_source(source)
+    described = source.describe()
     source.engine.dispose()
     assert (described.kind, described.storage, described.location) == (
         "sql",
