@@ -9,15 +9,16 @@ run on the same Postgres:
 2. `status` (build_status over the whole window) over 5 M stored outcomes must take
    ≤ 2 × the bare GROUP BY SQL that computes the same counts.
 
-3. A cycle's store work (issue 15) — the "already stored?" lookup of a 500-event draw,
-   the due re-checks loaded and updated, the draw recorded, the statistics check,
+3. A cycle's store work (issue 15) — the statistics check, the "already stored?"
+   lookup of a 500-event draw, the due re-checks loaded and updated, the draw recorded,
    the metrics refresh and one alert pass — on `--cycle-rows` stored outcomes (5 M:
    30 days at one sampling rate; statistics never taken) must take ≤ 1.5 × the same
-   on 50 k (7 hours at that rate). Each part's ratio is printed too.
+   on 50 k (7 hours at that rate), the two stores side by side, their cycles taken in
+   turn. Each part's ratio is printed too.
 
 Run: `.venv/bin/python bench/bench_store.py [--quick] [--record N] [--rows N]
 [--cycle-rows N] [--skip-recording] [--skip-status]`.
-Creates and drops its own database. Exits 1 if a target is missed.
+Creates and drops its own databases. Exits 1 if a target is missed.
 """
 
 import argparse
@@ -303,6 +304,8 @@ def time_cycle_store_work(url: str, cycle: int) -> dict[str, float]:
         return value
 
     with transaction(sessions) as session:
+        timed("statistics", lambda: refresh_statistics_if_stale(session))
+    with transaction(sessions) as session:
         timed("lookup", lambda: recorded_identities(session, drawn))
     with transaction(sessions) as session:
         due = timed(
@@ -326,28 +329,51 @@ def time_cycle_store_work(url: str, cycle: int) -> dict[str, float]:
     with transaction(sessions) as session:
         timed("verdicts", lambda: record_verdicts(session, updates))
     with transaction(sessions) as session:
-        timed("statistics", lambda: refresh_statistics_if_stale(session))
-    with transaction(sessions) as session:
         timed("metrics", lambda: read_store_snapshot(session, now=now))
     timed("alerts", lambda: evaluate_alerts(sessions, rules, now, deliver=False))
     engine.dispose()
     return parts
 
 
+CYCLE_RUNS = 7
+
+
 def bench_cycle_store_work(url: str, large: int, small: int = 50_000) -> bool:
-    """Target 3: a cycle's store work on `large` stored outcomes vs on `small`."""
+    """Target 3: a cycle's store work on `large` stored outcomes vs on `small`.
+
+    Two stores side by side (this run's database holds the large one), their cycles
+    taken in turn: a load that comes and goes on the machine then weighs on both sides
+    alike, where measuring one size after the other compared the two loads instead.
+    """
+    small_url = f"{url}_small"
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{small_url.rsplit("/", 1)[1]}"')
+    try:
+        engine = make_engine(small_url)
+        upgrade(engine)
+        engine.dispose()
+        stores = {small: small_url, large: url}
+        for rows, store in stores.items():
+            truncate(store)
+            started = time.perf_counter()
+            fill(store, rows, per_second=SAMPLES_PER_SECOND, analyze=False)
+            days = rows / SAMPLES_PER_SECOND / 86400
+            elapsed = time.perf_counter() - started
+            print(f"loaded {rows:,} outcomes ({days:.1f} days) in {elapsed:.1f}s")
+        runs: dict[int, list[dict[str, float]]] = {rows: [] for rows in stores}
+        for cycle in range(CYCLE_RUNS):
+            for rows, store in stores.items():
+                runs[rows].append(time_cycle_store_work(store, cycle))
+    finally:
+        with psycopg.connect(ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{small_url.rsplit("/", 1)[1]}" WITH (FORCE)')
     figures: dict[int, dict[str, float]] = {}
-    for rows in (small, large):
-        truncate(url)
-        started = time.perf_counter()
-        fill(url, rows, per_second=SAMPLES_PER_SECOND, analyze=False)
-        days = rows / SAMPLES_PER_SECOND / 86400
-        print(f"loaded {rows:,} outcomes ({days:.1f} days) in {time.perf_counter() - started:.1f}s")
-        runs = [time_cycle_store_work(url, cycle) for cycle in range(4)]
+    for rows, measured in runs.items():
         # The first cycle takes the missing statistics; the steady state is the median.
-        figures[rows] = {part: statistics.median(run[part] for run in runs[1:]) for part in runs[0]}
-        figures[rows]["first cycle (takes statistics)"] = sum(runs[0].values())
-        figures[rows]["first lookup (no statistics yet)"] = runs[0]["lookup"]
+        first, steady = measured[0], measured[1:]
+        figures[rows] = {part: statistics.median(run[part] for run in steady) for part in first}
+        figures[rows]["first cycle (takes statistics)"] = sum(first.values())
+        figures[rows]["first lookup (fresh statistics)"] = first["lookup"]
     total_small = sum(v for k, v in figures[small].items() if not k.startswith("first"))
     total_large = sum(v for k, v in figures[large].items() if not k.startswith("first"))
     for part in figures[small]:

@@ -24,9 +24,10 @@ from leakwatch.core.exposure import per_day, scope_exposure, segments_of, volume
 from leakwatch.core.pricing import Price
 from leakwatch.core.reconcile import RECONCILED_WINDOW
 from leakwatch.core.results import CycleSummary
+from leakwatch.core.stats import OutcomeTally
 from leakwatch.store.billing import MetricTotals, reconciled_totals
 from leakwatch.store.outbox import unsent_counts
-from leakwatch.store.queries import bad_line_totals, outcome_counts, segment_counts, volume_rows
+from leakwatch.store.queries import bad_line_totals, segment_counts, volume_rows
 
 # Seconds; search calls are paced, so the tail matters more than the median.
 SEARCH_LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -75,10 +76,11 @@ def read_store_snapshot(
     revenue_per_day: dict[str, float] = {}
     segments = segment_counts(session, since=since, until=now)
     volumes = volumes_in(volume_rows(session, since.date(), now.date()), since, now, now)
-    for group in outcome_counts(session, since=since, until=now, by="source"):
-        source = group.group
-        if source is None:
-            continue
+    # A source's tally is its segments' pooled: one read of the window serves both.
+    sources: dict[str, OutcomeTally] = {}
+    for (source, _event_type), tally in sorted(segments.items()):
+        sources.setdefault(source, OutcomeTally()).merge(tally)
+    for source, group in sources.items():
         for outcome, count in group.counts.items():
             samples[(source, outcome.value)] = count
         if group.decided == 0:

@@ -42,13 +42,20 @@ from leakwatch.core.alerting import (
     inhibit,
 )
 from leakwatch.core.durations import format_duration
-from leakwatch.core.exposure import Exposure, scope_exposure, volumes_in
+from leakwatch.core.exposure import (
+    Exposure,
+    Segment,
+    Volume,
+    scope_exposure,
+    segments_of,
+    volumes_in,
+)
 from leakwatch.core.pricing import Price
 from leakwatch.core.reconcile import MetricShortfall, worst_shortfall
 from leakwatch.core.report_content import Example
 from leakwatch.core.results import AlertResult
 from leakwatch.core.sampling import STRATUM_FIELDS, ProbeTarget
-from leakwatch.core.stats import Interval, RateEstimate, rate_from_weight_sums
+from leakwatch.core.stats import Interval, OutcomeTally, RateEstimate, rate_from_weight_sums
 from leakwatch.errors import LeakwatchError
 from leakwatch.notify.blocks import AlertView, MessageKind, render
 from leakwatch.notify.outbox import OutboxKind, enqueue
@@ -129,6 +136,14 @@ _HEALTH_TITLE = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class WindowSegments:
+    """A rule window's outcomes and volumes per (source, event type) segment."""
+
+    tallies: Mapping[Segment, OutcomeTally]
+    volumes: Mapping[Segment, Volume]
+
+
 def scope_of(by: str | None, group: str | None) -> str:
     """Name an alert's scope: "" for everything, else `by=group`."""
     return "" if by is None or group is None else f"{by}={group}"
@@ -164,6 +179,7 @@ def evaluate_alerts(
         by = rule.by.value if rule.by is not None else None
         with transaction(sessions) as session:
             groups, evidence = _groups_and_batches(session, rule, now)
+            window = _window_segments(session, by, now - rule.window, now)
         for group, counts in sorted(groups.items(), key=lambda kv: kv[0] or ""):
             # One alert that cannot be recorded (every minute, if the cause persists)
             # must not keep every rule after it from being evaluated.
@@ -175,6 +191,7 @@ def evaluate_alerts(
                         group if by else None,
                         counts,
                         evidence.get(group, []) if evidence is not None else None,
+                        window,
                         max(1, len(groups)) if by else 1,
                         now,
                         prices,
@@ -255,6 +272,7 @@ def _evaluate_one(
     group: str | None,
     counts: OutcomeCounts,
     batches: Sequence[tuple[datetime, float, float]] | None,
+    window: WindowSegments | None,
     groups: int,
     now: datetime,
     prices: Mapping[str, Price] | None,
@@ -281,7 +299,7 @@ def _evaluate_one(
         estimate = decision.estimate
         leaked = revenue = None
         if estimate is not None:
-            exposure = _exposure(session, rule, by, group, since, now, prices or {})
+            exposure = _exposure(rule, by, group, window, prices or {})
             leaked = exposure.leaked_events.point if exposure.leaked_events else None
             revenue = exposure.revenue_at_risk.point if exposure.revenue_at_risk else None
         examples: list[Example] = []
@@ -526,33 +544,45 @@ def _observation(rule: AlertRule, counts: OutcomeCounts) -> Observation:
     )
 
 
+def _window_segments(
+    session: Session, by: str | None, since: datetime, until: datetime
+) -> WindowSegments | None:
+    """Read a rule's window per segment once, for the exposure of each of its scopes.
+
+    None for a customer scope: no per-customer volume exists, so it has no exposure.
+    """
+    if by == "customer_id":
+        return None
+    return WindowSegments(
+        tallies=segment_counts(session, since=since, until=until),
+        volumes=volumes_in(volume_rows(session, since.date(), until.date()), since, until, until),
+    )
+
+
 def _exposure(
-    session: Session,
     rule: AlertRule,
     by: str | None,
     group: str | None,
-    since: datetime,
-    until: datetime,
+    window: WindowSegments | None,
     prices: Mapping[str, Price],
 ) -> Exposure:
     """Leaked events and revenue at risk of the rule's outcomes over its window.
 
     The rule shared with status, the report and /metrics (`core.exposure`): each
     (source, event type) segment in scope at its own rate × its volume over the window.
-    No per-customer volume exists, so a customer scope has none.
     """
-    if by == "customer_id":
+    if window is None:
         return Exposure()
-    segments = segment_counts(
-        session,
-        since=since,
-        until=until,
-        source=group if by == "source" else None,
-        event_type=group if by == "event_type" else None,
-    )
-    volumes = volumes_in(volume_rows(session, since.date(), until.date()), since, until, until)
     return scope_exposure(
-        segments, volumes, prices, outcomes=rule.rate.outcomes, confidence=rule.confidence
+        window.tallies,
+        window.volumes,
+        prices,
+        outcomes=rule.rate.outcomes,
+        confidence=rule.confidence,
+        within=segments_of(
+            source=group if by == "source" else None,
+            event_type=group if by == "event_type" else None,
+        ),
     )
 
 

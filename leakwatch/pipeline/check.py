@@ -282,6 +282,12 @@ class CheckCycle:
         )
         summary.budget_ids = budget.ids
         with transaction(self._sessions) as session:
+            # Before the cycle's first question of the samples: the due count, the
+            # "already stored?" lookup and the due rows are planned on these statistics
+            # (missing ones, after a restore or a first big load, planned the lookup as
+            # a scan of the whole table: 1.4 s at 5 M rows instead of 40 ms).
+            refresh_statistics_if_stale(session)
+        with transaction(self._sessions) as session:
             due_count = count_due(session, now=now)
         recheck_ids, shares = split_budget(
             budget.ids,
@@ -612,9 +618,6 @@ class CheckCycle:
         for start in range(0, len(rows), _WRITE_CHUNK):
             with transaction(self._sessions) as session:
                 record_samples(session, rows[start : start + _WRITE_CHUNK])
-        if rows:
-            with transaction(self._sessions) as session:
-                refresh_statistics_if_stale(session)
         for row in rows:
             summary.sources[row["source"]].newly_recorded += 1
 

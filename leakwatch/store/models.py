@@ -97,6 +97,37 @@ class SampledEvent(SQLModel, table=True):
     run_id: int | None = Field(default=None, foreign_key="sampling_run.id")
 
 
+class OutcomeRollup(SQLModel, table=True):
+    """`sampled_event` summed per cycle, source, event type and outcome; kept by triggers.
+
+    Metrics, alerts and status ask "the outcomes of the last 24 h" after every cycle;
+    summing the window's raw rows cost as much as the rows a day of sampling makes.
+    Every sample of a cycle shares its `sampled_at`, so a window of `sampled_at` is a
+    set of whole rows here: the same answer from a few rows per cycle. The sums are
+    those `OutcomeTally` takes (count, Σw, Σw², Σw·quantity), so the estimator is fed
+    the same figures either way.
+
+    Triggers on `sampled_event` (migration 0004) keep it equal to a GROUP BY over that
+    table in the same statement as every insert, update, delete and truncate: a change
+    of outcome moves a sample between rows, increments are upserts, so concurrent
+    writers and writers that bypass leakwatch's store functions cannot make it drift.
+    A row whose count reaches zero is deleted. Customers are not a key: a row per
+    customer would be nearly a row per sample, so per-customer figures read the samples.
+    """
+
+    __tablename__ = "outcome_rollup"
+
+    sampled_at: datetime = Field(sa_type=UtcDateTime, primary_key=True)
+    source: str = Field(max_length=200, primary_key=True)
+    event_type: str = Field(max_length=500, primary_key=True)
+    outcome: str = Field(max_length=32, primary_key=True)
+    samples: int = 0
+    weight_sum: float = 0.0
+    weight_sq_sum: float = 0.0
+    # Σ weight × quantity (quantity 0 where none): revenue at risk per unit.
+    weighted_quantity_sum: float = 0.0
+
+
 class SourceFileCheckpoint(SQLModel, table=True):
     """How far the tailer has read one file of a source (by file identity, not path)."""
 

@@ -3,6 +3,12 @@
 Windows are on `sampled_at` (when leakwatch drew the event): "the leak rate over the
 last 24 h" is the rate among the samples of the last 24 h, which spans the whole
 sampling window of event time. The weekly report groups by event time instead.
+
+Outcome tallies over a window (overall, per source, per event type, per segment, per
+cycle) are summed from `outcome_rollup`, a few rows per cycle kept equal to the
+samples by triggers, so a refresh after every cycle costs the same on a day of history
+as on a year of it; per customer they are summed from the samples (see
+`OutcomeRollup`). Either way the sums are those `OutcomeTally` estimates from.
 """
 
 from collections.abc import Iterable, Iterator, Sequence
@@ -10,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import case, false, func, select
+from sqlalchemy import case, func, literal_column, select
 from sqlmodel import Session, col
 
 from leakwatch.core.events import DECIDED_OUTCOMES, Outcome
@@ -18,7 +24,7 @@ from leakwatch.core.exposure import Segment, VolumeRow
 from leakwatch.core.report_content import Example
 from leakwatch.core.sampling import STRATUM_FIELDS, probe_stratum
 from leakwatch.core.stats import OutcomeTally
-from leakwatch.store.models import BadLineCount, SampledEvent, VolumeCount
+from leakwatch.store.models import BadLineCount, OutcomeRollup, SampledEvent, VolumeCount
 
 GROUP_COLUMNS = {
     "source": SampledEvent.source,
@@ -43,6 +49,53 @@ def _group_column(by: str | None) -> Any:
         raise ValueError(f"cannot group by {by!r}; use one of {sorted(GROUP_COLUMNS)}") from None
 
 
+@dataclass(frozen=True, slots=True)
+class _Summed:
+    """A table that tallies are summed from, and each of its rows' share of the sums."""
+
+    sampled_at: Any
+    outcome: Any
+    groups: dict[str, Any]
+    samples: Any
+    weight: Any
+    weight_sq: Any
+    weighted_quantity: Any
+
+
+_w = col(SampledEvent.weight)
+# The samples themselves: every row is one sample.
+_SAMPLES = _Summed(
+    sampled_at=col(SampledEvent.sampled_at),
+    outcome=col(SampledEvent.outcome),
+    groups={name: col(column) for name, column in GROUP_COLUMNS.items()},
+    samples=literal_column("1"),
+    weight=_w,
+    weight_sq=_w * _w,
+    weighted_quantity=_w * func.coalesce(col(SampledEvent.quantity), 0.0),
+)
+# The roll-up: a row per cycle, source, event type and outcome, holding the same sums.
+_ROLLUP = _Summed(
+    sampled_at=col(OutcomeRollup.sampled_at),
+    outcome=col(OutcomeRollup.outcome),
+    groups={"source": col(OutcomeRollup.source), "event_type": col(OutcomeRollup.event_type)},
+    samples=col(OutcomeRollup.samples),
+    weight=col(OutcomeRollup.weight_sum),
+    weight_sq=col(OutcomeRollup.weight_sq_sum),
+    weighted_quantity=col(OutcomeRollup.weighted_quantity_sum),
+)
+
+
+def _summed_from(*columns: str | None) -> _Summed:
+    """The roll-up when it has every column asked for, else the samples (per customer).
+
+    Both give the same sums (the roll-up is kept equal to a GROUP BY of the samples);
+    the roll-up reads a few rows per cycle instead of every sample of the window.
+    """
+    for name in columns:
+        _group_column(name)  # an unknown name is a ValueError either way
+    return _ROLLUP if all(c is None or c in _ROLLUP.groups for c in columns) else _SAMPLES
+
+
 def outcome_counts(
     session: Session,
     *,
@@ -52,64 +105,53 @@ def outcome_counts(
     source: str | None = None,
 ) -> list[OutcomeCounts]:
     """Count outcomes of events sampled in [since, until), optionally per group."""
-    group_col = _group_column(by)
     groups: dict[str | None, OutcomeCounts] = {}
-    keys = [] if group_col is None else [group_col]
+    keys = [] if by is None else [by]
     for key, outcome, sums in _tally_rows(session, keys, since=since, until=until, source=source):
-        group = None if group_col is None else key[0]
+        group = None if by is None else key[0]
         groups.setdefault(group, OutcomeCounts(group=group)).add(outcome, *sums)
-    if group_col is None and not groups:
+    if by is None and not groups:
         return [OutcomeCounts(group=None)]
     return sorted(groups.values(), key=lambda g: (g.group is None, g.group or ""))
 
 
 def segment_counts(
-    session: Session,
-    *,
-    since: datetime,
-    until: datetime,
-    source: str | None = None,
-    event_type: str | None = None,
+    session: Session, *, since: datetime, until: datetime
 ) -> dict[Segment, OutcomeTally]:
     """Outcomes of events sampled in [since, until) per (source, event type) segment.
 
-    The grain at which volumes are counted, so each segment's rate meets its own volume.
+    The grain at which volumes are counted, so each segment's rate meets its own volume;
+    a scope's figures select its segments (`core.exposure.segments_of`).
     """
     segments: dict[Segment, OutcomeTally] = {}
-    keys = [col(SampledEvent.source), col(SampledEvent.event_type)]
-    for key, outcome, sums in _tally_rows(
-        session, keys, since=since, until=until, source=source, event_type=event_type
-    ):
+    keys = ["source", "event_type"]
+    for key, outcome, sums in _tally_rows(session, keys, since=since, until=until):
         segments.setdefault((str(key[0]), str(key[1])), OutcomeTally()).add(outcome, *sums)
     return segments
 
 
 def _tally_rows(
     session: Session,
-    keys: list[Any],
+    keys: list[str],
     *,
     since: datetime,
     until: datetime,
     source: str | None = None,
-    event_type: str | None = None,
 ) -> Iterable[tuple[tuple[Any, ...], Outcome, tuple[int, float, float, float]]]:
     """(group key, outcome, (count, Σw, Σw², Σw·quantity)) per group and outcome."""
-    outcome_col = col(SampledEvent.outcome)
-    weight_col = col(SampledEvent.weight)
-    quantity = func.coalesce(col(SampledEvent.quantity), 0.0)
+    table = _summed_from(*keys)
+    key_columns = [table.groups[k] for k in keys]
     query = select(
-        *keys,
-        outcome_col,
-        func.count(),
-        func.coalesce(func.sum(weight_col), 0.0),
-        func.coalesce(func.sum(weight_col * weight_col), 0.0),
-        func.coalesce(func.sum(weight_col * quantity), 0.0),
-    ).where(col(SampledEvent.sampled_at) >= since, col(SampledEvent.sampled_at) < until)
+        *key_columns,
+        table.outcome,
+        func.sum(table.samples),
+        func.coalesce(func.sum(table.weight), 0.0),
+        func.coalesce(func.sum(table.weight_sq), 0.0),
+        func.coalesce(func.sum(table.weighted_quantity), 0.0),
+    ).where(table.sampled_at >= since, table.sampled_at < until)
     if source is not None:
-        query = query.where(col(SampledEvent.source) == source)
-    if event_type is not None:
-        query = query.where(col(SampledEvent.event_type) == event_type)
-    query = query.group_by(*keys, outcome_col)
+        query = query.where(table.groups["source"] == source)
+    query = query.group_by(*key_columns, table.outcome)
     width = len(keys)
     for row in session.execute(query):
         try:
@@ -197,6 +239,45 @@ class Batch:
     probe_decided: int = 0
 
 
+def _probe_batches(
+    session: Session,
+    *,
+    outcomes: Iterable[Outcome],
+    since: datetime,
+    until: datetime,
+    by: str | None,
+) -> dict[tuple[str | None, datetime], tuple[int, int]]:
+    """(leaks, decided) of the probes drawn within each group of `by`, per cycle.
+
+    Only the samples hold the stratum a probe is recorded under; the window's rows are
+    found by `sampled_at` as for a per-customer tally, and only probes are summed.
+    """
+    if by not in STRATUM_FIELDS:
+        return {}
+    group_col = col(GROUP_COLUMNS[by])
+    sampled_at = col(SampledEvent.sampled_at)
+    leaking = col(SampledEvent.outcome).in_([o.value for o in outcomes])
+    query = (
+        select(
+            group_col,
+            sampled_at,
+            func.coalesce(func.sum(case((leaking, 1), else_=0)), 0),
+            func.count(),
+        )
+        .where(
+            sampled_at >= since,
+            sampled_at < until,
+            col(SampledEvent.stratum) == probe_stratum(by),
+            col(SampledEvent.outcome).in_([o.value for o in DECIDED_OUTCOMES]),
+        )
+        .group_by(group_col, sampled_at)
+    )
+    return {
+        (group, at): (int(leaks), int(decided))
+        for group, at, leaks, decided in session.execute(query)
+    }
+
+
 def outcome_batches(
     session: Session,
     *,
@@ -209,44 +290,39 @@ def outcome_batches(
 
     A sequential test reads the window as the stream it arrived in, one batch per
     check cycle; `outcomes` are the ones the rule counts as leaks. Probes drawn within
-    a group of `by` (`core.sampling.probe_stratum`) are counted apart, for that
-    group's test only.
+    a group of `by` (`core.sampling.probe_stratum`) are in the counts with weight 0,
+    and counted apart too, for that group's test only.
     """
-    group_col = _group_column(by)
-    sampled_at = col(SampledEvent.sampled_at)
-    weight = col(SampledEvent.weight)
-    leaking = col(SampledEvent.outcome).in_([o.value for o in outcomes])
-    probe: Any = col(SampledEvent.stratum) == probe_stratum(by) if by in STRATUM_FIELDS else false()
+    probes = _probe_batches(session, outcomes=outcomes, since=since, until=until, by=by)
+    table = _summed_from(by)
+    leaking = table.outcome.in_([o.value for o in outcomes])
     columns: list[Any] = [
-        sampled_at,
-        func.count(),
-        func.coalesce(func.sum(case((leaking, 1), else_=0)), 0),
-        func.coalesce(func.sum(weight), 0.0),
-        func.coalesce(func.sum(case((leaking, weight), else_=0.0)), 0.0),
-        func.coalesce(func.sum(weight * weight), 0.0),
-        func.coalesce(func.sum(case((probe & leaking, 1), else_=0)), 0),
-        func.coalesce(func.sum(case((probe, 1), else_=0)), 0),
+        table.sampled_at,
+        func.sum(table.samples),
+        func.coalesce(func.sum(case((leaking, table.samples), else_=0)), 0),
+        func.coalesce(func.sum(table.weight), 0.0),
+        func.coalesce(func.sum(case((leaking, table.weight), else_=0.0)), 0.0),
+        func.coalesce(func.sum(table.weight_sq), 0.0),
     ]
-    group_by: list[Any] = [sampled_at]
-    if group_col is not None:
-        columns.insert(0, group_col)
-        group_by.insert(0, group_col)
+    group_by: list[Any] = [table.sampled_at]
+    if by is not None:
+        columns.insert(0, table.groups[by])
+        group_by.insert(0, table.groups[by])
     query = (
         select(*columns)
         .where(
-            sampled_at >= since,
-            sampled_at < until,
-            col(SampledEvent.outcome).in_([o.value for o in DECIDED_OUTCOMES]),
+            table.sampled_at >= since,
+            table.sampled_at < until,
+            table.outcome.in_([o.value for o in DECIDED_OUTCOMES]),
         )
         .group_by(*group_by)
         .order_by(*group_by)
     )
     found: dict[str | None, list[Batch]] = {}
     for row in session.execute(query):
-        group = row[0] if group_col is not None else None
-        at, decided, leaks, w_decided, w_leaks, w_squares, p_leaks, p_decided = (
-            row[1:] if group_col is not None else row
-        )
+        group = row[0] if by is not None else None
+        at, decided, leaks, w_decided, w_leaks, w_squares = row[1:] if by is not None else row
+        p_leaks, p_decided = probes.get((group, at), (0, 0))
         found.setdefault(group, []).append(
             Batch(
                 sampled_at=at,
@@ -255,8 +331,8 @@ def outcome_batches(
                 weighted_leaks=float(w_leaks),
                 weighted_decided=float(w_decided),
                 weighted_decided_squares=float(w_squares),
-                probe_leaks=int(p_leaks),
-                probe_decided=int(p_decided),
+                probe_leaks=p_leaks,
+                probe_decided=p_decided,
             )
         )
     return found

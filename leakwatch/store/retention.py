@@ -6,6 +6,9 @@ stays, whatever its age), sampling runs no kept event points at, and notificatio
 already delivered. What stays: volume counts, bad-line counts, alerts and their
 transitions, weekly reports — the report and the trend lines are built from those, so
 a year of history costs a few rows per day, not one per sampled event.
+
+`outcome_rollup` sums the samples that remain: its triggers take the dropped ones out
+in the same statement.
 """
 
 from datetime import datetime

@@ -15,13 +15,15 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
+from leakwatch.clock import FakeClock
 from leakwatch.core.alerting import AlertStatus
 from leakwatch.core.events import Outcome
+from leakwatch.core.sampling import probe_stratum
 from leakwatch.pipeline.alert import evaluate_alerts
 from leakwatch.simulator.scenario import UNKNOWN_ALIAS, LeakMix, build_scenario
 from leakwatch.store.db import SessionFactory, session_factory, transaction
 from leakwatch.store.models import SampledEvent
-from leakwatch.store.queries import outcome_counts
+from leakwatch.store.queries import outcome_batches, outcome_counts
 from leakwatch.wiring import alert_rule
 from tests.support.alerts import add_samples
 from tests.support.cycle import World, build_world
@@ -133,3 +135,27 @@ def test_without_probes_the_same_customer_is_not_alerted_yet(not_probing: World)
     with transaction(sessions_of(not_probing)) as session:
         stratum = session.exec(select(col(SampledEvent.stratum)).distinct()).all()
     assert "probe:customer_id" not in stratum
+
+
+@pytest.mark.parametrize("by", ["event_type", "customer_id"])
+def test_a_groups_probes_count_for_its_own_test_and_weigh_nothing_elsewhere(
+    sessions: SessionFactory, clock: FakeClock, by: str
+) -> None:
+    add_samples(sessions, clock, leaks=1, matched=9, event_type="gpu_seconds")
+    with transaction(sessions) as session:
+        rows = session.exec(select(SampledEvent)).all()
+        for row in rows[:4]:  # four of them were probes of their group
+            row.weight, row.stratum = 0.0, probe_stratum(by)
+            session.add(row)
+    with transaction(sessions) as session:
+        until = clock.now() + timedelta(seconds=1)
+        since = until - timedelta(hours=1)
+        [batch] = outcome_batches(
+            session, outcomes={Outcome.MISSING}, since=since, until=until, by=by
+        )[rows[0].event_type if by == "event_type" else rows[0].customer_id]
+        [overall] = outcome_batches(session, outcomes={Outcome.MISSING}, since=since, until=until)[
+            None
+        ]
+    assert (batch.decided, batch.probe_decided, batch.probe_leaks) == (10, 4, 1)
+    assert batch.weighted_decided == overall.weighted_decided == 6.0
+    assert overall.probe_decided == 0  # the all-traffic rule never counts a probe

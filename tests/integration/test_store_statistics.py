@@ -7,6 +7,7 @@ are missing or stale; this runs on a database of its own, so they start missing.
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
@@ -19,6 +20,7 @@ from leakwatch.store.outcomes import (
     refresh_statistics_if_stale,
     sample_row,
 )
+from tests.support.cycle import build_world
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
@@ -77,3 +79,33 @@ def test_statistics_are_taken_when_missing_and_again_only_when_stale(
     _record(fresh_engine, _samples(12_000, 500))  # a small change: statistics still good
     with transaction(sessions) as session:
         assert refresh_statistics_if_stale(session) is False
+
+
+def _analyzed(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        return bool(
+            conn.execute(
+                text(
+                    "SELECT coalesce(last_analyze, last_autoanalyze) IS NOT NULL "
+                    "FROM pg_stat_user_tables WHERE relname = 'sampled_event'"
+                )
+            ).scalar_one()
+        )
+
+
+def test_a_cycle_takes_missing_statistics_before_it_asks_the_samples_anything(
+    pg_url: str, tmp_path: Path
+) -> None:
+    # A store loaded without statistics (a restore, a first big import), then a cycle
+    # that draws nothing new (its re-checks only update): the due count, the lookup and
+    # the due rows of this very cycle need them.
+    engine = make_engine(pg_url)
+    _record(engine, _samples(0, 12_000))
+    assert not _analyzed(engine)
+    engine.dispose()
+    for world in build_world(pg_url, tmp_path, strings=False, events=200):
+        with world.search_client() as search:
+            summary = world.cycle(search).run(draw=False)
+        assert summary.status == "finished"
+        assert sum(r.newly_recorded for r in summary.sources.values()) == 0
+        assert _analyzed(world.engine)

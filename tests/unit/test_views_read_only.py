@@ -17,6 +17,7 @@ READS = {
     "leakwatch.store.models": {"SampledEvent", "SamplingRun"},
     "leakwatch.store.queries": {
         "OutcomeCounts",
+        "SampleFilter",
         "outcome_counts",
         "sampled_events_of",
         "segment_counts",
