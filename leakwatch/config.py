@@ -151,9 +151,10 @@ class SourceSettings(_Section):
     storage_options: dict[str, Any] = Field(default_factory=dict)
     settle_delay: Duration = timedelta(minutes=10)
     max_age: Duration = timedelta(days=33)
-    # 500 lookups per 15 minutes, spent as three cycles of 167: an alert can decide
-    # three times as often for the same budget (docs/detection.md).
-    sample_size: int = Field(default=167, ge=1, le=100_000)
+    # About 2,000 lookups an hour, spent as 2-minute cycles of 67: an alert decides
+    # every 2 minutes for the same budget, which halves the lookups a batch's end
+    # adds to a detection against 5-minute cycles of 167 (docs/detection.md).
+    sample_size: int = Field(default=67, ge=1, le=100_000)
     stratify_by: StratifyBy | None = None
     stratum_floor: int = Field(default=5, ge=0, le=10_000)
     expected_metrics: dict[str, list[str]] = Field(default_factory=dict)
@@ -183,13 +184,17 @@ class SourceSettings(_Section):
 
 
 class ChecksSettings(_Section):
-    every: PositiveDuration = timedelta(minutes=5)
+    every: PositiveDuration = timedelta(minutes=2)
     missing_grace: Duration = timedelta(hours=2)
     min_checks_before_missing: int = Field(default=2, ge=1, le=100)
     recheck_pending_every: PositiveDuration = timedelta(minutes=15)
     recheck_unmatched_customer_every: PositiveDuration = timedelta(hours=6)
     # Share of each cycle's search budget reserved for re-checks when both compete.
     recheck_share: float = Field(default=0.3, ge=0, le=1)
+    # Share of each source's draw kept for follow-up probes of groups (event types,
+    # customers) whose evidence is rising or whose alert fires; 0 turns probes off.
+    probe_share: float = Field(default=0.15, ge=0, le=0.9)
+    probe_per_group: int = Field(default=10, ge=1, le=10_000)
     # How long a cycle tails before it draws; a longer history is counted after the
     # lookups, over the next cycles, with volumes estimated from the draw meanwhile.
     tail_slice: Duration = timedelta(seconds=5)

@@ -40,14 +40,14 @@ the same machine on a boolean condition, with no band.
 """
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from leakwatch.core.events import DECIDED_OUTCOMES, Outcome
 from leakwatch.core.formatting import format_instant, format_percent
-from leakwatch.core.sequential import MonitorConfig, MonitorState
+from leakwatch.core.sequential import MonitorConfig, MonitorState, fired_level, monitor_over
 from leakwatch.core.stats import Interval, RateEstimate, rate_estimate
 
 
@@ -151,14 +151,15 @@ class AlertRule:
         if self.for_ < timedelta(0):
             raise ValueError(f"alert {self.name!r}: for must be ≥ 0")
 
-    def monitor(self, groups: int = 1) -> MonitorConfig:
+    def monitor(self, groups: int = 1, resolve_from: float | None = None) -> MonitorConfig:
         """The sequential test of this rule (or of one of its `groups`, Bonferroni).
 
         α is the one-sided level of the rule's interval, shared out over the groups a
         split rule watches, so forty customers are not forty chances of a false alarm.
+        `resolve_from` is the rate a firing episode fired at (`episode_evidence`).
         """
         alpha = (1.0 - self.confidence) / 2.0 / max(1, groups)
-        return MonitorConfig(threshold=self.threshold, alpha=alpha)
+        return MonitorConfig(threshold=self.threshold, alpha=alpha, resolve_from=resolve_from)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +199,8 @@ class Observation:
     weighted: RateEstimate | None = None
     evidence: MonitorState | None = None
     groups: int = 1
+    # The rate a firing episode fired at; its clear test is against it (`episode_evidence`).
+    resolve_from: float | None = None
     # An exact figure (totals reconciliation), not a sample: no interval, no minimum.
     exact_summary: str | None = None
 
@@ -268,7 +271,7 @@ def evaluate(
     if observation.evidence is not None:
         # The sequential test is valid at any sample size and under any number of
         # looks: no minimum, and its own evidence says why (see `explain_evidence`).
-        monitor = rule.monitor(observation.groups)
+        monitor = rule.monitor(observation.groups, observation.resolve_from)
         breach = observation.evidence.breached(monitor)
         clear = observation.evidence.settled(monitor)
         decision = _step(
@@ -280,7 +283,9 @@ def evaluate(
             repeat_interval=rule.repeat_interval,
             now=now,
             described=f"{described}: "
-            f"{explain_evidence(rule, observation.evidence, observation.groups)}",
+            + explain_evidence(
+                rule, observation.evidence, observation.groups, observation.resolve_from
+            ),
         )
         return replace(decision, estimate=estimate)
     if observation.decided < rule.min_samples:
@@ -307,15 +312,33 @@ def evaluate(
     return replace(decision, estimate=estimate)
 
 
-def explain_evidence(rule: AlertRule, evidence: MonitorState, groups: int = 1) -> str:
+def explain_evidence(
+    rule: AlertRule,
+    evidence: MonitorState,
+    groups: int = 1,
+    resolve_from: float | None = None,
+) -> str:
     """Say in plain words what the sequential test has seen and what it concludes.
 
     "3.1% of 412 lookups leaked; at this rate the chance of seeing so many by luck
     under 1% is below 1 in 1,000": the counts are the run the evidence was gathered
-    over, the odds Ville's bound exp(−evidence) for a rate at the threshold.
+    over, the odds Ville's bound exp(−evidence) for a rate at the threshold. While an
+    alert fires (`resolve_from`), it says what came since it fired against the rate
+    it fired at.
     """
-    monitor = rule.monitor(groups)
+    monitor = rule.monitor(groups, resolve_from)
     threshold = format_percent(rule.threshold)
+    if resolve_from is not None:
+        fired = format_percent(resolve_from)
+        if evidence.clear_samples <= 0:
+            return f"fired at a rate of at least {fired}; no sign yet that it is over"
+        seen = _run(evidence.clear_leaks, evidence.clear_samples)
+        odds = _odds(evidence.clear_odds(monitor))
+        verdict = "the leak that fired is gone" if evidence.cleared(monitor) else "not yet over"
+        return (
+            f"since it fired: {seen}; so few by luck at the {fired} it fired at: "
+            f"1 in {odds} — {verdict}"
+        )
     if evidence.breached(monitor) or (evidence.breach > 0 and not evidence.cleared(monitor)):
         seen = _run(evidence.breach_leaks, evidence.breach_samples)
         odds = _odds(evidence.breach_odds(monitor))
@@ -342,6 +365,33 @@ def explain_evidence(rule: AlertRule, evidence: MonitorState, groups: int = 1) -
             f"points below it (chance of so few at {threshold} or more: 1 in {odds})"
         )
     return f"no evidence either way yet about {threshold}"
+
+
+def episode_evidence(
+    rule: AlertRule,
+    groups: int,
+    batches: Sequence[tuple[datetime, float, float]],
+    state: AlertState | None,
+) -> tuple[MonitorState, float | None]:
+    """Fold the window's batches (at, leaks, samples) for the episode `state` is in.
+
+    Each episode restarts the sequential tests: an alert that is inactive since a
+    resolve counts only the batches after it (the old breach run is spent), and a
+    firing one tests what came after it fired against the rate its breach run showed
+    (`core.sequential.fired_level`), returned as the second value for `Observation`.
+    Before that, the whole window counts. Batches are oldest first.
+    """
+    config = rule.monitor(groups)
+    since = state.since if state is not None else None
+    status = state.status if state is not None else AlertStatus.INACTIVE
+    if since is None or status is AlertStatus.PENDING:
+        return monitor_over(config, ((x, n) for _, x, n in batches)), None
+    before = [(x, n) for at, x, n in batches if at <= since]
+    after = [(x, n) for at, x, n in batches if at > since]
+    if status is AlertStatus.INACTIVE:
+        return monitor_over(config, after), None
+    level = fired_level(config, monitor_over(config, before), rule.confidence)
+    return monitor_over(rule.monitor(groups, level), after), level
 
 
 def _run(leaks: float, samples: float) -> str:
@@ -409,6 +459,37 @@ def decide_notification(
     if state.acked and candidate in (NotificationKind.UPDATE, NotificationKind.REPEAT):
         return None, f"acknowledged, so not {said}"
     return candidate, said
+
+
+def inhibit(decision: Decision, before: AlertState, by: str) -> Decision:
+    """Hold back a group's fire, update or repeat while the all-traffic alert `by` fires.
+
+    Alertmanager's inhibition: a leak everywhere breaches every event type and every
+    customer too, and one message says it; forty more would bury it. The group's state
+    still moves, unannounced, like a silenced one: if it is still firing when the
+    all-traffic alert resolves, its `fire` goes out then (a leak of its own is news),
+    and a resolve of an episode never announced is never sent.
+    """
+    kind = decision.notification
+    if kind is None or kind is NotificationKind.RESOLVE:
+        return decision
+    state = decision.new_state
+    if kind is NotificationKind.FIRE and before.status is not AlertStatus.FIRING:
+        held = replace(state, announced=False, last_notified_at=None, notified_interval=None)
+    else:
+        held = replace(
+            state,
+            announced=before.announced,
+            last_notified_at=before.last_notified_at,
+            notified_interval=before.notified_interval,
+        )
+    said = _NOTIFICATION_WORDS[kind]
+    return replace(
+        decision,
+        new_state=held,
+        notification=None,
+        reason=f"{decision.reason}; but {by!r} fires for all traffic, so not {said}",
+    )
 
 
 def silence(state: AlertState, until: datetime) -> AlertState:

@@ -22,6 +22,8 @@ class SourceReport:
     new_events: int = 0
     bad_lines: int = 0
     drawn: int = 0
+    # Follow-up probes drawn within suspicious or firing groups (`plan_probes`).
+    probed: int = 0
     newly_recorded: int = 0
     population: float = 0.0
     # Whether the tail has counted the whole history (exact volumes) or, still
@@ -124,6 +126,7 @@ class CycleSummary:
                     "new_events": r.new_events,
                     "bad_lines": r.bad_lines,
                     "drawn": r.drawn,
+                    "probed": r.probed,
                     "newly_recorded": r.newly_recorded,
                     "population": round(r.population),
                     "volumes": r.volumes,

@@ -268,3 +268,101 @@ class StratifiedReservoir(Generic[T]):
             want = min(allocation.get(name, 0), len(reservoir.items))
             drawn[name] = self._rng.sample(reservoir.items, want) if want else []
         return drawn
+
+
+# --- Follow-up probes --------------------------------------------------------------
+#
+# A group (an event type, a customer) whose sequential evidence has left zero gets
+# extra draws of its own next cycle, taken from the cycle's sample size; a group
+# whose alert fires gets them too, so its clear test moves as fast as its breach did.
+# Each probe is a uniform draw from the group's recent events, so the group's test
+# stays valid however the groups were chosen; the overall Horvitz–Thompson rate and
+# the all-traffic rule leave probes out (weight 0), since a probe is not a draw from
+# all traffic.
+
+PROBE_PREFIX = "probe:"
+# A probe draws from the group's events that settled over this many cycles: a few
+# more than the one cycle's worth a small group has, not so many that a leak which
+# started (or was fixed) a moment ago is diluted by what came before it.
+PROBE_LOOKBACK_CYCLES = 3
+
+
+def probe_stratum(field: str) -> str:
+    """The stratum a probe drawn within a group of `field` is recorded under."""
+    if field not in STRATUM_FIELDS:
+        raise ValueError(f"cannot probe by {field!r}; choose from {STRATUM_FIELDS}")
+    return f"{PROBE_PREFIX}{field}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeTarget:
+    """A group that wants probes: `urgency` is its breach evidence over the bound."""
+
+    field: str
+    value: str
+    urgency: float
+    firing: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """Draw `size` events within the group `field` = `value`."""
+
+    field: str
+    value: str
+    size: int
+
+
+def probe_reserve(draw: int, share: float, overall_urgency: float) -> int:
+    """How many of a cycle's `draw` go to probes: `share` of it, yielding to all traffic.
+
+    Probes are not draws from all traffic, so they slow the all-traffic rule down;
+    while its own evidence rises (`overall_urgency`, its breach over its bound) the
+    reserve shrinks in proportion and the main draw gets the rest.
+    """
+    if draw < 0 or not 0.0 <= share <= 1.0:
+        raise ValueError("draw must not be negative and share must be in [0, 1]")
+    yielded = 1.0 - min(1.0, max(0.0, overall_urgency))
+    return int(draw * share * yielded)
+
+
+def plan_probes(
+    targets: Sequence[ProbeTarget], budget: int, per_group: int, overall_urgency: float = 0.0
+) -> list[Probe]:
+    """Share `budget` probe draws: firing groups first, then the nearest to firing.
+
+    Each group gets at most `per_group`; a group named by two targets (two rules over
+    the same field) is probed once, at its most urgent. A group no nearer to firing
+    than all traffic (`overall_urgency`) is left to the main draw: a leak everywhere
+    shows in the all-traffic rule first, and probes would only slow it down.
+    """
+    if budget < 0 or per_group < 0:
+        raise ValueError("budget and per_group must not be negative")
+    best: dict[tuple[str, str], ProbeTarget] = {}
+    for target in targets:
+        if not target.firing and target.urgency <= overall_urgency:
+            continue
+        key = (target.field, target.value)
+        known = best.get(key)
+        if known is None or (target.firing, target.urgency) > (known.firing, known.urgency):
+            best[key] = target
+    order = sorted(best.values(), key=lambda t: (not t.firing, -t.urgency, t.field, t.value))
+    probes: list[Probe] = []
+    left = budget
+    for target in order:
+        size = min(per_group, left)
+        if size <= 0:
+            break
+        probes.append(Probe(target.field, target.value, size))
+        left -= size
+    return probes
+
+
+def allocate_within(populations: Mapping[str, float], stratum: str, size: int) -> dict[str, int]:
+    """Put all `size` draws in one stratum (a probe), as many as it holds."""
+    if size < 0:
+        raise ValueError("size must not be negative")
+    allocation = dict.fromkeys((name for name, pop in populations.items() if pop > 0), 0)
+    if stratum in allocation:
+        allocation[stratum] = min(size, math.floor(populations[stratum]))
+    return allocation

@@ -18,6 +18,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from leakwatch.core.stats import wilson_interval
+
+# The highest rate a test alternative may take: a clean sample must still be evidence.
+_MAX_LEVEL = 0.999
+
 
 class SequentialDecision(StrEnum):
     """What a sequential test says after a sample."""
@@ -147,6 +152,14 @@ def cusum_update(
 # exceeds 1/α with probability at most α however often it is looked at, so a cycle is
 # not a new chance of a false alarm the way a re-tested fixed-n bound is. `exp(−LLR)` of
 # the run in hand is that bound for it: "the chance of so many leaks by luck".
+#
+# Each episode restarts the tests (the caller folds only what came after the last
+# status change). While an alert fires, its clear test asks whether the leak *that
+# fired* is gone — the rate back at the threshold rather than at the level the breach
+# run showed (`fired_level`) — so a 100% leak resolves after a handful of clean
+# samples, as fast as it fired, instead of after the hundreds it takes to show a rate
+# under a third of the threshold. A partial fix that leaves the rate above the
+# threshold resolves the episode and the restarted breach test fires a new one.
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +169,8 @@ class MonitorConfig:
     threshold: float
     alpha: float = 0.025
     ratio: float = 3.0
+    # While an alert fires: the rate the breach showed, which the clear test tests.
+    resolve_from: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -164,6 +179,8 @@ class MonitorConfig:
             raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
         if self.ratio <= 1.0 or self.threshold * self.ratio >= 1.0:
             raise ValueError(f"ratio must be > 1 with threshold × ratio < 1, got {self.ratio}")
+        if self.resolve_from is not None and not self.threshold < self.resolve_from < 1.0:
+            raise ValueError(f"resolve_from must be in (threshold, 1), got {self.resolve_from}")
 
     @property
     def bound(self) -> float:
@@ -177,7 +194,13 @@ class MonitorConfig:
 
     @property
     def clear_steps(self) -> tuple[float, float]:
-        """LLR added by a leaking and by a clean sample, for a rate below the threshold."""
+        """LLR added by a leaking and by a clean sample, for a rate below the threshold.
+
+        While an alert fires (`resolve_from`): for the threshold against the rate it
+        fired at, i.e. evidence that the leak which fired is gone.
+        """
+        if self.resolve_from is not None:
+            return _llr_steps(self.resolve_from, self.threshold)
         return _llr_steps(self.threshold, self.threshold / self.ratio)
 
 
@@ -207,8 +230,11 @@ class MonitorState:
         or the evidence that fired is gone and what came since points under it.
 
         The second is as quick as the firing was; a small group would take days to
-        gather the first.
+        gather the first. With `resolve_from` (an episode restarted at its firing) the
+        clear test itself is against the fired level, and only it resolves.
         """
+        if config.resolve_from is not None:
+            return self.cleared(config)
         return self.cleared(config) or (self.breach <= 0.0 and self.clear > 0.0)
 
     def breach_odds(self, config: MonitorConfig) -> float:
@@ -253,6 +279,19 @@ def monitor_update(
         clear, leaks, samples, state.clear, state.clear_leaks, state.clear_samples
     )
     return MonitorState(*breach_state, *clear_state)
+
+
+def fired_level(config: MonitorConfig, state: MonitorState, confidence: float) -> float:
+    """The rate a breach run showed: the clear test of the episode it fires tests it.
+
+    The Wilson lower bound of the run's leaks at `confidence`, never under the breach
+    alternative (threshold × ratio) and kept below 1 so a clean sample is evidence.
+    """
+    floor = min(config.threshold * config.ratio, _MAX_LEVEL)
+    if state.breach_samples <= 0:
+        return floor
+    lower = wilson_interval(state.breach_leaks, state.breach_samples, confidence).lo
+    return min(max(floor, lower), _MAX_LEVEL)
 
 
 def monitor_over(

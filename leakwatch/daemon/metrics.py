@@ -276,6 +276,12 @@ class DaemonMetrics:
         self.leader = Gauge(
             "leakwatch_leader", "1 while this process is the leader running the jobs.", registry=r
         )
+        # So alerting rules can say "N cycles behind" whatever [checks] every is.
+        self.check_interval = Gauge(
+            "leakwatch_check_interval_seconds",
+            "The configured [checks] every: how often the leader starts a check cycle.",
+            registry=r,
+        )
         self.job_failures = Counter(
             "leakwatch_job_failures", "Scheduled jobs that raised, by job.", ["job"], registry=r
         )

@@ -145,6 +145,7 @@ class Daemon:
         self.timing = DaemonTiming.for_settings(settings)
         self.status = DaemonStatus(clock)
         self.metrics = DaemonMetrics()
+        self.metrics.check_interval.set(settings.checks.every.total_seconds())
         self._leading = threading.Event()
         self._wake = threading.Event()
         self._scheduled = False

@@ -28,15 +28,18 @@ from sqlmodel import Session
 from leakwatch.core.alerting import (
     AlertRule,
     AlertState,
+    AlertStatus,
     Decision,
     DecisionTest,
     HealthKind,
     NotificationKind,
     Observation,
     RateKind,
+    episode_evidence,
     evaluate,
     evaluate_health,
     explain_evidence,
+    inhibit,
 )
 from leakwatch.core.durations import format_duration
 from leakwatch.core.exposure import (
@@ -51,7 +54,7 @@ from leakwatch.core.pricing import Price
 from leakwatch.core.reconcile import MetricShortfall, worst_shortfall
 from leakwatch.core.report_content import Example
 from leakwatch.core.results import AlertResult
-from leakwatch.core.sequential import MonitorState, monitor_over
+from leakwatch.core.sampling import STRATUM_FIELDS, ProbeTarget
 from leakwatch.core.stats import Interval, OutcomeTally, RateEstimate, rate_from_weight_sums
 from leakwatch.errors import LeakwatchError
 from leakwatch.notify.blocks import AlertView, MessageKind, render
@@ -159,7 +162,9 @@ def evaluate_alerts(
     """Evaluate every rule (and every group of a split rule) at `now` and record it."""
     results: list[AlertResult] = []
     failures: list[str] = []
-    for rule in rules:
+    # All-traffic rules first: while one fires, its groups' messages are held back.
+    firing_overall: dict[RateKind, str] = {}
+    for rule in sorted(rules, key=lambda r: r.by is not None):
         if rule.rate is RateKind.BILLED_GAP:
             try:
                 results += _evaluate_billed_gap(sessions, rule, now, deliver)
@@ -172,23 +177,10 @@ def evaluate_alerts(
                 )
                 failures.append(f"{rule.name}: {type(exc).__name__}")
             continue
-        since = now - rule.window
         by = rule.by.value if rule.by is not None else None
         with transaction(sessions) as session:
-            window = _window_segments(session, by, since, now)
-            counted = (
-                outcome_counts(session, since=since, until=now, by=by)
-                if window is None
-                else pooled_counts(window.tallies, by)
-            )
-            groups = {c.group: c for c in counted}
-            if by is not None:
-                # Open alerts of groups with no samples now must still be stepped.
-                for alert in alerts_of_rule(session, rule.name):
-                    group = alert.scope.partition("=")[2] if alert.scope else None
-                    if group is not None and group not in groups and alert.status != "inactive":
-                        groups[group] = OutcomeCounts(group=group)
-            evidence = _evidence(session, rule, since, now, by, len(groups))
+            window = _window_segments(session, by, now - rule.window, now)
+            groups, evidence = _groups_and_batches(session, rule, now, window)
         for group, counts in sorted(groups.items(), key=lambda kv: kv[0] or ""):
             # One alert that cannot be recorded (every minute, if the cause persists)
             # must not keep every rule after it from being evaluated.
@@ -199,15 +191,18 @@ def evaluate_alerts(
                         rule,
                         group if by else None,
                         counts,
-                        evidence.get(group, MonitorState()) if evidence is not None else None,
+                        evidence.get(group, []) if evidence is not None else None,
                         window,
                         max(1, len(groups)) if by else 1,
                         now,
                         prices,
                         currency,
                         deliver,
+                        firing_overall.get(rule.rate) if by else None,
                     )
                 )
+                if by is None and results[-1].status is AlertStatus.FIRING:
+                    firing_overall.setdefault(rule.rate, rule.name)
             except Exception as exc:
                 scope = scope_of(by, group if by else None)
                 structlog.get_logger().error(
@@ -277,13 +272,14 @@ def _evaluate_one(
     rule: AlertRule,
     group: str | None,
     counts: OutcomeCounts,
-    evidence: MonitorState | None,
+    batches: Sequence[tuple[datetime, float, float]] | None,
     window: WindowSegments | None,
     groups: int,
     now: datetime,
     prices: Mapping[str, Price] | None,
     currency: str,
     deliver: bool,
+    inhibited_by: str | None = None,
 ) -> AlertResult:
     by = rule.by.value if rule.by is not None else None
     scope = scope_of(by, group)
@@ -291,9 +287,16 @@ def _evaluate_one(
     with transaction(sessions) as session:
         alert = lock_or_create(session, rule.name, scope, kind="rate", severity=rule.severity.value)
         state = state_of(alert)
-        observation = replace(_observation(rule, counts), evidence=evidence, groups=groups)
+        evidence = level = None
+        if batches is not None:
+            evidence, level = episode_evidence(rule, groups, batches, state)
+        observation = replace(
+            _observation(rule, counts), evidence=evidence, groups=groups, resolve_from=level
+        )
         decision = evaluate(rule, state, observation, now)
-        why = explain_evidence(rule, evidence, groups) if evidence is not None else ""
+        if inhibited_by is not None:
+            decision = inhibit(decision, state, inhibited_by)
+        why = explain_evidence(rule, evidence, groups, level) if evidence is not None else ""
         estimate = decision.estimate
         leaked = revenue = None
         if estimate is not None:
@@ -443,24 +446,48 @@ def _evaluate_billed_gap(
     return results
 
 
-def _evidence(
-    session: Session,
-    rule: AlertRule,
-    since: datetime,
-    now: datetime,
-    by: str | None,
-    groups: int,
-) -> dict[str | None, MonitorState] | None:
-    """The sequential test's evidence per group: the window's cycles folded in order."""
+def _groups_and_batches(
+    session: Session, rule: AlertRule, now: datetime, window: WindowSegments | None = None
+) -> tuple[
+    dict[str | None, OutcomeCounts], dict[str | None, list[tuple[datetime, float, float]]] | None
+]:
+    """A rule's groups over its window, and each group's cycles for the sequential test.
+
+    Counts pool `window`'s segments when the caller read them already (see
+    `_window_segments`), else they are read.
+    """
+    since = now - rule.window
+    by = rule.by.value if rule.by is not None else None
+    counted = (
+        outcome_counts(session, since=since, until=now, by=by)
+        if window is None
+        else pooled_counts(window.tallies, by)
+    )
+    groups = {c.group: c for c in counted}
+    if by is not None:
+        # Open alerts of groups with no samples now must still be stepped.
+        for alert in alerts_of_rule(session, rule.name):
+            group = alert.scope.partition("=")[2] if alert.scope else None
+            if group is not None and group not in groups and alert.status != "inactive":
+                groups[group] = OutcomeCounts(group=group)
+    return groups, _batches(session, rule, since, now, by)
+
+
+def _batches(
+    session: Session, rule: AlertRule, since: datetime, now: datetime, by: str | None
+) -> dict[str | None, list[tuple[datetime, float, float]]] | None:
+    """Per group, the window's cycles as (at, leaks, samples) for the sequential test.
+
+    A weighted (stratified) batch counts for its Kish effective size; the group's own
+    probes (weight 0, drawn uniformly within it) add their plain counts.
+    """
     if rule.decision is not DecisionTest.SEQUENTIAL:
         return None
-    monitor = rule.monitor(max(1, groups) if by else 1)
     batches = outcome_batches(session, outcomes=rule.rate.outcomes, since=since, until=now, by=by)
-    evidence: dict[str | None, MonitorState] = {}
+    found: dict[str | None, list[tuple[datetime, float, float]]] = {}
     for group, cycle_batches in batches.items():
         effective = []
         for b in cycle_batches:
-            # A weighted (stratified) batch counts for its Kish effective size.
             estimate = rate_from_weight_sums(
                 b.leaks,
                 b.decided,
@@ -468,9 +495,54 @@ def _evidence(
                 b.weighted_decided,
                 b.weighted_decided_squares,
             )
-            effective.append((estimate.rate * estimate.effective_n, estimate.effective_n))
-        evidence[group] = monitor_over(monitor, effective)
-    return evidence
+            effective.append(
+                (
+                    b.sampled_at,
+                    estimate.rate * estimate.effective_n + b.probe_leaks,
+                    estimate.effective_n + b.probe_decided,
+                )
+            )
+        found[group] = effective
+    return found
+
+
+def probe_targets(
+    session: Session, rules: Sequence[AlertRule], now: datetime
+) -> tuple[list[ProbeTarget], float]:
+    """The groups of split rules that want follow-up probes at `now`, and how urgently.
+
+    A group whose alert fires (its clear test needs samples), or whose breach evidence
+    has left zero — the same evidence `evaluate_alerts` decides on. The second value
+    is the all-traffic rules' urgency (their breach over their bound, the highest),
+    which the probe reserve yields to (`core.sampling.probe_reserve`).
+    """
+    targets: list[ProbeTarget] = []
+    overall = 0.0
+    for rule in rules:
+        if rule.rate is RateKind.BILLED_GAP or rule.decision is not DecisionTest.SEQUENTIAL:
+            continue
+        if rule.by is not None and rule.by.value not in STRATUM_FIELDS:
+            continue
+        groups, batches = _groups_and_batches(session, rule, now)
+        if batches is None:
+            continue
+        states = {a.scope: state_of(a) for a in alerts_of_rule(session, rule.name)}
+        if rule.by is None:
+            evidence, _ = episode_evidence(rule, 1, batches.get(None, []), states.get(""))
+            overall = max(overall, evidence.breach / rule.monitor().bound)
+            continue
+        width = max(1, len(groups))
+        for group in groups:
+            if group is None:
+                continue
+            state = states.get(scope_of(rule.by.value, group))
+            evidence, _ = episode_evidence(rule, width, batches.get(group, []), state)
+            if state is not None and state.status is not AlertStatus.INACTIVE:
+                targets.append(ProbeTarget(rule.by.value, group, 1.0, firing=True))
+            elif evidence.breach > 0:
+                bound = rule.monitor(width).bound
+                targets.append(ProbeTarget(rule.by.value, group, evidence.breach / bound))
+    return targets, overall
 
 
 def _observation(rule: AlertRule, counts: OutcomeCounts) -> Observation:

@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from leakwatch.clock import Clock
+from leakwatch.core.alerting import AlertRule
 from leakwatch.core.budget import cycle_budget, split_budget
 from leakwatch.core.classify import (
     ClassifyPolicy,
@@ -28,8 +29,17 @@ from leakwatch.core.classify import (
 from leakwatch.core.events import DrawnEvent, Outcome, SearchItem
 from leakwatch.core.reconcile import learn_billing
 from leakwatch.core.results import CycleSummary, SourceReport
+from leakwatch.core.sampling import (
+    PROBE_LOOKBACK_CYCLES,
+    Probe,
+    ProbeTarget,
+    plan_probes,
+    probe_reserve,
+    probe_stratum,
+)
 from leakwatch.metronome.client import SearchClient, SearchStats
 from leakwatch.metronome.errors import TokenRejected
+from leakwatch.pipeline.alert import probe_targets
 from leakwatch.sources.base import SampleResult, ScanResult, Source
 from leakwatch.sources.checkpoints import CheckpointStore
 from leakwatch.store import runs
@@ -89,6 +99,13 @@ class CycleSettings:
     # (`CheckCycle.catch_up`), over as many cycles as it takes, while volumes are
     # estimated from the draw. So the first cycle on a year of logs checks at once.
     tail_slice: timedelta = timedelta(seconds=5)
+    # Follow-up probes (`core.sampling.plan_probes`): up to this share of each source's
+    # draw goes to groups of these rules whose evidence is rising or whose alert
+    # fires, at most `probe_per_group` each, drawn from the group's events of the last
+    # `PROBE_LOOKBACK_CYCLES` cycles.
+    rules: Sequence[AlertRule] = ()
+    probe_share: float = 0.0
+    probe_per_group: int = 0
 
 
 class CheckCycle:
@@ -282,7 +299,16 @@ class CheckCycle:
             },
             recheck_share=settings.recheck_share,
         )
-        drawn = self._draw(summary, now, shares)
+        targets, overall = self._probe_targets(now) if draw else ([], 0.0)
+        probes: dict[str, list[Probe]] = {}
+        for name, share in shares.items():
+            reserve = probe_reserve(share, settings.probe_share, overall)
+            planned = plan_probes(targets, reserve, settings.probe_per_group, overall)
+            if planned:
+                probes[name] = planned
+        main = {n: k - sum(p.size for p in probes.get(n, [])) for n, k in shares.items()}
+        drawn = self._draw(summary, now, main)
+        drawn += self._draw_probes(summary, now, probes, drawn)
         # Draws already recorded are not looked up again: their share of the budget
         # goes to re-checks rather than going unspent.
         unspent = max(0, sum(shares.values()) - len(drawn))
@@ -336,6 +362,75 @@ class CheckCycle:
                 warnings=list(result.warnings),
             )
         return drawn
+
+    def _probe_targets(self, now: datetime) -> tuple[list[ProbeTarget], float]:
+        """Groups whose evidence asks for probes, and the all-traffic rules' urgency."""
+        settings = self._settings
+        if not settings.rules or settings.probe_share <= 0 or settings.probe_per_group <= 0:
+            return [], 0.0
+        with transaction(self._sessions) as session:
+            return probe_targets(session, settings.rules, now)
+
+    def _draw_probes(
+        self,
+        summary: CycleSummary,
+        now: datetime,
+        probes: Mapping[str, Sequence[Probe]],
+        drawn: Sequence[DrawnEvent],
+    ) -> list[DrawnEvent]:
+        """Draw each source's probes within their groups; weight 0, so out of overall rates.
+
+        A source that cannot draw within a group (no such field, a read error) skips
+        the probe with a warning: the main draw still happened.
+        """
+        log = structlog.get_logger()
+        taken = {(d.source, d.event.transaction_id, d.event.payload_hash) for d in drawn}
+        found: list[DrawnEvent] = []
+        lookback = self._settings.every * PROBE_LOOKBACK_CYCLES
+        for configured in self._sources:
+            report = summary.sources[configured.name]
+            for probe in probes.get(configured.name, []):
+                try:
+                    result = configured.source.sample(
+                        probe.size,
+                        now=now,
+                        rng=self._rng,
+                        stratify_by=probe.field,
+                        since=now - lookback,
+                        within=probe.value,
+                    )
+                except (OSError, ValueError) as exc:
+                    report.warnings.append(f"probe of {probe.field}={probe.value} failed: {exc}")
+                    log.warning(
+                        "sample.probe_failed",
+                        source=configured.name,
+                        group=f"{probe.field}={probe.value}",
+                        error=str(exc),
+                    )
+                    continue
+                with transaction(self._sessions) as session:
+                    known = recorded_identities(session, result.events)
+                fresh = []
+                for sample in result.events:
+                    identity = (
+                        sample.source,
+                        sample.event.transaction_id,
+                        sample.event.payload_hash,
+                    )
+                    if identity in known or identity in taken:
+                        continue
+                    taken.add(identity)
+                    fresh.append(replace(sample, weight=0.0, stratum=probe_stratum(probe.field)))
+                report.probed += len(fresh)
+                found.extend(fresh)
+                log.info(
+                    "sample.probed",
+                    source=configured.name,
+                    group=f"{probe.field}={probe.value}",
+                    wanted=probe.size,
+                    new=len(fresh),
+                )
+        return found
 
     def _sample(
         self, configured: ConfiguredSource, wanted: int, now: datetime, since: datetime | None

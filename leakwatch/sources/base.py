@@ -167,8 +167,13 @@ class Source(Protocol):
         floor: int = 0,
         progress: ProgressCallback | None = None,
         since: datetime | None = None,
+        within: str | None = None,
     ) -> SampleResult:
-        """Draw up to `n` events from the window; with `since`, only those settled after it."""
+        """Draw up to `n` events from the window; with `since`, only those settled after it.
+
+        With `within` (a stratum of `stratify_by`, e.g. one customer), all `n` come
+        from that stratum, uniformly (a follow-up probe); fewer if it holds fewer.
+        """
         ...
 
     def scan_new(

@@ -29,6 +29,7 @@ from leakwatch.core.sampling import (
     Window,
     accept_by_length,
     allocate,
+    allocate_within,
     estimate_population,
     parse_stratify_by,
     sampling_window,
@@ -99,6 +100,8 @@ MIN_ACCEPT_BYTES = 16
 # and it is exact where rejection would keep hitting lines it already took.
 SCAN_IF_LINES_PER_SAMPLE_BELOW = 4
 ATTEMPTS_PER_SAMPLE = 200
+# A draw within one group (a probe) reads windows up to this many lines whole.
+SCAN_WITHIN_LINES = 200_000
 # Offsets drawn ahead at a time (object storage fetches their ranges concurrently).
 DRAW_BATCH = 32
 # A stratified draw without the tail's index first meets this many lines per sample
@@ -357,6 +360,7 @@ class JsonlSource:
         floor: int = 0,
         progress: ProgressCallback | None = None,
         since: datetime | None = None,
+        within: str | None = None,
     ) -> SampleResult:
         """Draw up to `n` events from the window, uniformly or stratified."""
         window = settled_since(
@@ -365,6 +369,8 @@ class JsonlSource:
             self.spec.settle_delay,
         )
         fields = parse_stratify_by(stratify_by)
+        if within is not None and not fields:
+            raise ValueError("drawing within a stratum needs stratify_by")
         state = _DrawState()
         segments = self._segments(window, state, progress)
         try:
@@ -376,13 +382,18 @@ class JsonlSource:
             estimated_lines = estimate_population(
                 total_bytes, [1.0 / length for length in line_lengths]
             )
-            if not all_ordered or estimated_lines < SCAN_IF_LINES_PER_SAMPLE_BELOW * max(n, 1):
+            scan = estimated_lines < SCAN_IF_LINES_PER_SAMPLE_BELOW * max(n, 1)
+            if within is not None and estimated_lines <= SCAN_WITHIN_LINES:
+                # A probe's window is a few cycles of traffic: reading it once finds
+                # every event of the group, where seeks would rarely meet a small one.
+                scan = True
+            if not all_ordered or scan:
                 return self._sample_by_scan(
-                    n, window, segments, fields, floor, rng, state, progress
+                    n, window, segments, fields, floor, rng, state, progress, within
                 )
             if fields:
                 return self._sample_stratified(
-                    n, window, segments, fields, floor, line_lengths, rng, state
+                    n, window, segments, fields, floor, line_lengths, rng, state, within
                 )
             return self._sample_by_offsets(n, window, segments, line_lengths, rng, state)
         finally:
@@ -547,6 +558,7 @@ class JsonlSource:
         probe_lengths: list[int],
         rng: random.Random,
         state: _DrawState,
+        within: str | None = None,
     ) -> SampleResult:
         drawer = _OffsetDrawer(self, window, segments, probe_lengths, rng, state)
         taken: set[tuple[int, int]] = set()
@@ -584,6 +596,7 @@ class JsonlSource:
         probe_lengths: list[int],
         rng: random.Random,
         state: _DrawState,
+        within: str | None = None,
     ) -> SampleResult:
         """Stratified draws in O(samples): rejection from uniform seeks, plus the index.
 
@@ -632,7 +645,11 @@ class JsonlSource:
             indexed: dict[str, list[tuple[int, int]]] = {}
         else:
             populations, indexed = known
-        allocation = allocate(populations, n, floor)
+        allocation = (
+            allocate(populations, n, floor)
+            if within is None
+            else allocate_within(populations, within, n)
+        )
         picks: dict[str, list[tuple[int, int, SourceEvent | None]]] = {}
         for stratum, lines_at in indexed.items():
             count = allocation.get(stratum, 0)
@@ -751,6 +768,7 @@ class JsonlSource:
         rng: random.Random,
         state: _DrawState,
         progress: ProgressCallback | None,
+        within: str | None = None,
     ) -> SampleResult:
         """One pass over the candidate ranges with a reservoir per stratum.
 
@@ -776,7 +794,11 @@ class JsonlSource:
             if progress is not None:
                 progress(done, total)
         populations = reservoir.populations()
-        allocation = allocate(populations, n, floor if fields else 0)
+        allocation = (
+            allocate(populations, n, floor if fields else 0)
+            if within is None
+            else allocate_within(populations, within, n)
+        )
         drawn = reservoir.draw(allocation)
         sampled: list[DrawnEvent] = []
         for stratum, picks in drawn.items():

@@ -32,6 +32,7 @@ from leakwatch.core.events import DrawnEvent, SourceEvent, quantity_value
 from leakwatch.core.sampling import (
     Window,
     allocate,
+    allocate_within,
     parse_stratify_by,
     sampling_window,
     settled_since,
@@ -225,6 +226,7 @@ class ParquetSource:
         floor: int = 0,
         progress: ProgressCallback | None = None,
         since: datetime | None = None,
+        within: str | None = None,
     ) -> SampleResult:
         """Draw up to `n` events from the window: uniform, or stratified with floors."""
         del progress
@@ -234,6 +236,8 @@ class ParquetSource:
             self.spec.settle_delay,
         )
         fields = parse_stratify_by(stratify_by)
+        if within is not None and not fields:
+            raise ValueError("drawing within a stratum needs stratify_by")
         opened = [_OpenFile(path) for path in self.files()]
         tally = BadLineTally()
         try:
@@ -249,7 +253,11 @@ class ParquetSource:
                 return self._result(window, sampled, population, {}, tally)
             by_stratum = self._strata(groups, read, fields)
             populations = {s: sum(len(v) for v in g.values()) for s, g in by_stratum.items()}
-            allocation = allocate(populations, n, floor)
+            allocation = (
+                allocate(populations, n, floor)
+                if within is None
+                else allocate_within(populations, within, n)
+            )
             sampled = []
             for stratum, wanted in sorted(allocation.items()):
                 if wanted <= 0:

@@ -36,6 +36,7 @@ from leakwatch.core.events import DrawnEvent, SourceEvent
 from leakwatch.core.sampling import (
     Window,
     allocate,
+    allocate_within,
     parse_stratify_by,
     sampling_window,
     settled_since,
@@ -249,6 +250,7 @@ class SqlSource:
         floor: int = 0,
         progress: ProgressCallback | None = None,
         since: datetime | None = None,
+        within: str | None = None,
     ) -> SampleResult:
         """Draw up to `n` events from the window, with the work done by the database."""
         del progress  # one round trip or two: nothing to report
@@ -258,10 +260,12 @@ class SqlSource:
             self.spec.settle_delay,
         )
         fields = parse_stratify_by(stratify_by)
+        if within is not None and not fields:
+            raise ValueError("drawing within a stratum needs stratify_by")
         with self._reading(), self._engine.connect() as conn:
             self._utc_session(conn)
             if fields:
-                return self._sample_stratified(conn, n, window, fields, floor, rng)
+                return self._sample_stratified(conn, n, window, fields, floor, rng, within)
             return self._sample_uniform(conn, n, window, rng)
 
     @contextmanager
@@ -623,6 +627,7 @@ class SqlSource:
         fields: tuple[str, ...],
         floor: int,
         rng: random.Random,
+        within: str | None = None,
     ) -> SampleResult:
         params = self._window_params(window)
         self._seed(conn, rng)
@@ -638,7 +643,11 @@ class SqlSource:
             stratum = "|".join(str(v) for v in values)
             populations[stratum] = float(row[-1])
             keys[stratum] = values
-        allocation = allocate(populations, n, floor)
+        allocation = (
+            allocate(populations, n, floor)
+            if within is None
+            else allocate_within(populations, within, n)
+        )
         wanted = {s: k for s, k in allocation.items() if k > 0}
         bad: dict[BadLineReason, int] = {}
         sampled: list[DrawnEvent] = []

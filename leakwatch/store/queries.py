@@ -22,6 +22,7 @@ from sqlmodel import Session, col
 from leakwatch.core.events import DECIDED_OUTCOMES, Outcome
 from leakwatch.core.exposure import Segment, VolumeRow
 from leakwatch.core.report_content import Example
+from leakwatch.core.sampling import STRATUM_FIELDS, probe_stratum
 from leakwatch.core.stats import OutcomeTally
 from leakwatch.store.models import BadLineCount, OutcomeRollup, SampledEvent, VolumeCount
 
@@ -247,6 +248,48 @@ class Batch:
     weighted_leaks: float
     weighted_decided: float
     weighted_decided_squares: float
+    # Follow-up probes drawn within this group (weight 0: in no Horvitz–Thompson sum).
+    probe_leaks: int = 0
+    probe_decided: int = 0
+
+
+def _probe_batches(
+    session: Session,
+    *,
+    outcomes: Iterable[Outcome],
+    since: datetime,
+    until: datetime,
+    by: str | None,
+) -> dict[tuple[str | None, datetime], tuple[int, int]]:
+    """(leaks, decided) of the probes drawn within each group of `by`, per cycle.
+
+    Only the samples hold the stratum a probe is recorded under; the window's rows are
+    found by `sampled_at` as for a per-customer tally, and only probes are summed.
+    """
+    if by not in STRATUM_FIELDS:
+        return {}
+    group_col = col(GROUP_COLUMNS[by])
+    sampled_at = col(SampledEvent.sampled_at)
+    leaking = col(SampledEvent.outcome).in_([o.value for o in outcomes])
+    query = (
+        select(
+            group_col,
+            sampled_at,
+            func.coalesce(func.sum(case((leaking, 1), else_=0)), 0),
+            func.count(),
+        )
+        .where(
+            sampled_at >= since,
+            sampled_at < until,
+            col(SampledEvent.stratum) == probe_stratum(by),
+            col(SampledEvent.outcome).in_([o.value for o in DECIDED_OUTCOMES]),
+        )
+        .group_by(group_col, sampled_at)
+    )
+    return {
+        (group, at): (int(leaks), int(decided))
+        for group, at, leaks, decided in session.execute(query)
+    }
 
 
 def outcome_batches(
@@ -260,8 +303,11 @@ def outcome_batches(
     """Decided samples per group and per cycle (`sampled_at`), oldest cycle first.
 
     A sequential test reads the window as the stream it arrived in, one batch per
-    check cycle; `outcomes` are the ones the rule counts as leaks.
+    check cycle; `outcomes` are the ones the rule counts as leaks. Probes drawn within
+    a group of `by` (`core.sampling.probe_stratum`) are in the counts with weight 0,
+    and counted apart too, for that group's test only.
     """
+    probes = _probe_batches(session, outcomes=outcomes, since=since, until=until, by=by)
     table = _summed_from(by)
     leaking = table.outcome.in_([o.value for o in outcomes])
     columns: list[Any] = [
@@ -290,6 +336,7 @@ def outcome_batches(
     for row in session.execute(query):
         group = row[0] if by is not None else None
         at, decided, leaks, w_decided, w_leaks, w_squares = row[1:] if by is not None else row
+        p_leaks, p_decided = probes.get((group, at), (0, 0))
         found.setdefault(group, []).append(
             Batch(
                 sampled_at=at,
@@ -298,6 +345,8 @@ def outcome_batches(
                 weighted_leaks=float(w_leaks),
                 weighted_decided=float(w_decided),
                 weighted_decided_squares=float(w_squares),
+                probe_leaks=p_leaks,
+                probe_decided=p_decided,
             )
         )
     return found

@@ -231,8 +231,9 @@ def test_sequential_rule_reads_the_window_cycle_by_cycle_and_says_why(
     sessions: SessionFactory, clock: FakeClock, outbox: OutboxSender, slack: FakeSlack
 ) -> None:
     def cycle(leaks: int, matched: int) -> list[NotificationKind | None]:
-        add_samples(sessions, clock, leaks=leaks, matched=matched)
+        # As the daemon does: draw and record, then evaluate.
         clock.advance(15 * 60)
+        add_samples(sessions, clock, leaks=leaks, matched=matched)
         results = evaluate_alerts(sessions, [SEQUENTIAL], clock.now())
         outbox.send_due()
         return [r.notification for r in results]
@@ -256,3 +257,27 @@ def test_sequential_rule_reads_the_window_cycle_by_cycle_and_says_why(
     # resolves as fast as it fired, not a day later when the leaky samples age out.
     assert cycle(1, 499) == [NotificationKind.RESOLVE]
     assert cycle(20, 480) == [NotificationKind.FIRE]  # a new episode needs new evidence
+
+
+def test_a_leak_everywhere_posts_one_message_not_one_per_group(
+    sessions: SessionFactory, clock: FakeClock, outbox: OutboxSender, slack: FakeSlack
+) -> None:
+    by_type = replace(SEQUENTIAL, name="leak rate by event type", by=GroupBy.EVENT_TYPE)
+
+    def cycle(leaks: int, matched: int) -> list[tuple[str, NotificationKind | None]]:
+        clock.advance(2 * 60)
+        for event_type in ("api_request", "gpu_seconds", "tokens"):
+            add_samples(sessions, clock, leaks=leaks, matched=matched, event_type=event_type)
+        results = evaluate_alerts(sessions, [by_type, SEQUENTIAL], clock.now())
+        outbox.send_due()
+        return [(r.scope, r.notification) for r in results if r.notification]
+
+    # 10% in every event type: every group breaches, and the all-traffic alert says it.
+    assert cycle(20, 180) == [("", NotificationKind.FIRE)]
+    assert len(slack.roots()) == 1
+    with transaction(sessions) as session:
+        groups = session.exec(select(Alert).where(Alert.rule_name == by_type.name)).all()
+    assert {a.status for a in groups} == {"firing"}  # recorded, only not announced
+    # Fixed everywhere: one resolve; the held-back groups were never announced.
+    assert cycle(0, 400) == [("", NotificationKind.RESOLVE)]
+    assert len(slack.roots()) == 1

@@ -61,7 +61,10 @@ def test_a_leader_whose_session_is_killed_steps_down_and_another_takes_over(
     pid = first.backend_pid
     assert pid is not None
     with psycopg.connect(libpq_url(database_url), autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        # With a timeout, Postgres (14+) answers once the backend has exited and its
+        # locks are gone; without one it answers when the signal is sent, and a loaded
+        # machine could ask for the lock before the old session let go of it.
+        admin.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))
     assert second.try_acquire() is True
     assert first.is_leader() is False
     # The old leader reconnects as a follower: it cannot take the lead back.

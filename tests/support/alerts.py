@@ -33,6 +33,7 @@ def add_samples(
     matched: int,
     event_type: str = "api_request",
     outcome: Outcome = Outcome.MISSING,
+    customer_id: str = "cust-1",
 ) -> None:
     """Record decided samples drawn just now."""
     now = clock.now()
@@ -44,7 +45,7 @@ def add_samples(
                     source="gateway",
                     transaction_id=f"txn-<{n}>&" if i == leaks - 1 else f"txn-{n}",
                     payload_hash=f"{n:032x}",
-                    customer_id="cust-1",
+                    customer_id=customer_id,
                     event_type=event_type,
                     event_timestamp=now - timedelta(hours=1),
                     outcome=(outcome if i < leaks else Outcome.MATCHED).value,

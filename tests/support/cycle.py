@@ -3,7 +3,7 @@ ingested, and cycles built against both; `assert_true_outcomes` checks every rec
 verdict against what the scenario injected."""
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,9 +72,13 @@ def build_world(
     strings: bool,
     events: int = 1200,
     place: SourcePlacer = local_jsonl,
+    scenario: Scenario | None = None,
+    sample_size: int = 400,
+    checks: Mapping[str, Any] | None = None,
+    alerts: Sequence[Mapping[str, Any]] = (),
 ) -> Iterator[World]:
     clock = FakeClock(START)
-    scenario = build_scenario(now=START, events=events, seed=5)
+    scenario = scenario or build_scenario(now=START, events=events, seed=5)
     source = place(scenario, tmp_path)
     state = build_demo_state(clock=clock, options=SimulatorOptions(properties_as_strings=strings))
     state.faults.silent_drop_ids.update(scenario.dropped_ids)
@@ -86,13 +90,19 @@ def build_world(
             "sources": [
                 {
                     "name": "gateway",
-                    "sample_size": 400,
+                    "sample_size": sample_size,
                     "settle_delay": "10m",
                     "max_age": "33d",
                     **source,
                 }
             ],
-            "checks": {"every": "15m", "missing_grace": "2h", "min_checks_before_missing": 2},
+            "checks": {
+                "every": "15m",
+                "missing_grace": "2h",
+                "min_checks_before_missing": 2,
+                **(checks or {}),
+            },
+            "alerts": list(alerts),
         }
     )
     with SimulatorServer(state, token=TOKEN) as server:

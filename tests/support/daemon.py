@@ -256,12 +256,14 @@ def slow_searches(world: DaemonWorld) -> None:
 
 
 def terminate(database_url: str, *, application_name: str | None = None) -> int:
-    """Kill the daemon's sessions on our database (all, or one application's); how many."""
+    """Kill the daemon's sessions on our database (all, or one application's); how many.
+
+    Returns once they have exited (the timeout form waits), so their locks are free."""
     where = f"datname = '{db_name(database_url)}' AND pid <> pg_backend_pid()"
     if application_name is not None:
         where += f" AND application_name = '{application_name}'"
     rows = admin(
-        database_url, f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {where}"
+        database_url, f"SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE {where}"
     )
     return sum(1 for (done,) in rows if done)
 

@@ -23,12 +23,15 @@ from leakwatch.core.alerting import (
     RateKind,
     acknowledge,
     decide_notification,
+    episode_evidence,
     evaluate,
     evaluate_health,
+    inhibit,
     silence,
     unsilence,
 )
 from leakwatch.core.events import Outcome
+from leakwatch.core.sequential import monitor_over
 from leakwatch.core.stats import wilson_interval
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -424,3 +427,98 @@ def test_sequential_evidence_needs_no_minimum_but_holds_in_the_band() -> None:
 
 def test_a_split_rule_shares_its_false_alarm_level_over_its_groups() -> None:
     assert RULE.monitor(groups=40).bound > RULE.monitor().bound
+
+
+# --- episodes: each restarts the tests; a firing one clears against its own level -----
+
+
+def _batches(*counts: tuple[int, int]) -> list[tuple[datetime, float, float]]:
+    """One batch per 2-minute cycle from T0, oldest first."""
+    return [(T0 + timedelta(minutes=2 * i), x, n) for i, (x, n) in enumerate(counts)]
+
+
+def test_a_firing_episode_clears_against_the_rate_it_fired_at() -> None:
+    # A customer whose every event leaks: 8 of 8 fired it (Bonferroni over 41).
+    customer = replace(RULE, by=GroupBy.CUSTOMER_ID)
+    fired = _batches((4, 4), (4, 4))
+    evidence, _ = episode_evidence(customer, 41, fired, None)
+    firing = evaluate(customer, None, Observation(8, 8, evidence=evidence, groups=41), fired[-1][0])
+    assert firing.new_state.status is AlertStatus.FIRING
+    # Fixed: ten clean samples of it show the leak that fired is gone, where a test of
+    # "under a third of the threshold" would want hundreds.
+    later = fired[-1][0]
+    after = [*fired, (later + timedelta(minutes=2), 0, 5), (later + timedelta(minutes=4), 0, 5)]
+    evidence, level = episode_evidence(customer, 41, after, firing.new_state)
+    assert level is not None and level > 0.3
+    assert evidence.clear_samples == 10
+    decision = evaluate(
+        customer,
+        firing.new_state,
+        Observation(8, 18, evidence=evidence, groups=41, resolve_from=level),
+        later + timedelta(minutes=4),
+    )
+    assert decision.notification is NotificationKind.RESOLVE
+    assert "since it fired: 0% of 10 lookups leaked (0)" in decision.reason
+    assert "the leak that fired is gone" in decision.reason
+    plain = monitor_over(customer.monitor(41), [(0, 10)])
+    assert not plain.cleared(customer.monitor(41))
+
+
+def test_after_a_resolve_the_old_breach_run_is_spent() -> None:
+    batches = _batches((13, 412), (0, 600))
+    resolved = AlertState(status=AlertStatus.INACTIVE, since=batches[-1][0], episode=1)
+    evidence, level = episode_evidence(RULE, 1, batches, resolved)
+    assert level is None
+    assert evidence.breach == 0.0  # the 13 leaks before the resolve count no more
+    fresh, _ = episode_evidence(RULE, 1, batches[:1], None)
+    assert fresh.breached(RULE.monitor())
+
+
+def test_a_partial_fix_resolves_the_episode_and_fires_a_new_one() -> None:
+    start = _batches((30, 30))  # 100%: fires
+    evidence, _ = episode_evidence(RULE, 1, start, None)
+    firing = evaluate(RULE, None, Observation(30, 30, evidence=evidence), start[0][0]).new_state
+    at = start[0][0]
+    # Down to 5%: far from the 100% it fired at, so this episode resolves ...
+    partial = [*start, *((at + timedelta(minutes=2 * i), 5, 100) for i in range(1, 4))]
+    evidence, level = episode_evidence(RULE, 1, partial, firing)
+    resolved = evaluate(
+        RULE, firing, Observation(15, 300, evidence=evidence, resolve_from=level), partial[-1][0]
+    )
+    assert resolved.notification is NotificationKind.RESOLVE
+    # ... and 5% is still above 1%: the restarted breach test fires the next one.
+    more = [*partial, *((partial[-1][0] + timedelta(minutes=2 * i), 5, 100) for i in (1, 2))]
+    evidence, level = episode_evidence(RULE, 1, more, resolved.new_state)
+    again = evaluate(RULE, resolved.new_state, Observation(10, 200, evidence=evidence), more[-1][0])
+    assert level is None
+    assert again.notification is NotificationKind.FIRE
+    assert again.new_state.episode == 2
+
+
+def test_a_group_alert_is_held_back_while_the_all_traffic_alert_fires() -> None:
+    customer = replace(RULE, name="leak rate by customer", by=GroupBy.CUSTOMER_ID)
+    evidence = monitor_over(customer.monitor(41), [(13, 13)])
+    fired = evaluate(customer, None, Observation(13, 13, evidence=evidence, groups=41), T0)
+    assert fired.notification is NotificationKind.FIRE
+    held = inhibit(fired, AlertState(), "leak rate")
+    assert held.notification is None
+    assert held.new_state.status is AlertStatus.FIRING
+    assert not held.new_state.announced
+    assert "'leak rate' fires for all traffic, so not announcing it" in held.reason
+    # Still firing once the all-traffic alert is over: now it is news of its own.
+    later = evaluate(
+        customer,
+        held.new_state,
+        Observation(13, 13, evidence=evidence, groups=41),
+        T0 + timedelta(minutes=2),
+    )
+    assert later.notification is NotificationKind.FIRE
+    # Cleared while held back: never announced, so nothing to resolve.
+    gone = evaluate(
+        customer,
+        held.new_state,
+        Observation(0, 900, evidence=monitor_over(customer.monitor(41), [(0, 900)]), groups=41),
+        T0 + timedelta(minutes=2),
+    )
+    assert gone.new_state.status is AlertStatus.INACTIVE
+    assert gone.notification is None

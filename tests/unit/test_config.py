@@ -45,7 +45,7 @@ def test_the_init_template_loads_as_it_is() -> None:
     text = resources.files("leakwatch").joinpath("templates/leakwatch.toml").read_text()
     settings = settings_from_mapping(tomllib.loads(text))
     assert settings.sources[0].name == "gateway"
-    assert settings.checks.every == timedelta(minutes=5)
+    assert settings.checks.every == timedelta(minutes=2)
     assert settings.alerts[0].threshold == 0.01
 
 

@@ -1,6 +1,7 @@
 """SPRT and Bernoulli CUSUM against the figures in reference/statistics-notes.md."""
 
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -13,6 +14,7 @@ from leakwatch.core.sequential import (
     SprtConfig,
     SprtState,
     cusum_update,
+    fired_level,
     monitor_over,
     sprt_update,
 )
@@ -153,3 +155,36 @@ def test_monitor_rejects_impossible_batches() -> None:
         monitor_over(config, [(6, 5)])
     with pytest.raises(ValueError):
         MonitorConfig(threshold=0.5, ratio=3.0)
+
+
+def test_the_fired_level_is_the_breach_runs_lower_bound_never_under_the_alternative() -> None:
+    config = MonitorConfig(threshold=0.01)
+    all_leaked = monitor_over(config, [(8, 8)])
+    assert 0.6 < fired_level(config, all_leaked, 0.95) < 0.7  # Wilson's lower bound of 8/8
+    three_percent = monitor_over(config, [(13, 412)])
+    assert fired_level(config, three_percent, 0.95) == pytest.approx(0.03)
+    assert fired_level(config, MonitorState(), 0.95) == pytest.approx(0.03)
+
+
+def test_clearing_against_the_fired_level_takes_as_few_samples_as_firing() -> None:
+    """A 100% leak fires on 7 samples (α/41) and, once fixed, clears on about as many."""
+    config = MonitorConfig(threshold=0.01, alpha=0.025 / 41)
+    fired = monitor_over(config, [(1, 1)] * 7)
+    assert fired.breached(config)
+    level = fired_level(config, fired, 0.95)
+    episode = replace(config, resolve_from=level)
+    clean = MonitorState()
+    samples = 0
+    while not clean.settled(episode):
+        clean = monitor_over(episode, [(0, 1)], clean)
+        samples += 1
+    assert samples <= 12
+    # Against a third of the threshold the same clean run is nowhere near.
+    slow = monitor_over(config, [(0, 1)] * samples)
+    assert not slow.cleared(config)
+
+
+@pytest.mark.parametrize("level", [0.005, 0.01, 1.0])
+def test_the_fired_level_must_lie_between_the_threshold_and_one(level: float) -> None:
+    with pytest.raises(ValueError, match="resolve_from"):
+        MonitorConfig(threshold=0.01, resolve_from=level)
