@@ -64,6 +64,9 @@ class SampledEvent(SQLModel, table=True):
         # the window's rows, not the whole history.
         Index("ix_sampled_time", "sampled_at"),
         Index("ix_sampled_event_time", "event_timestamp"),
+        # A stratum's samples of a window (the alert pass counts each group's follow-up
+        # probes per cycle): only those rows are read, not every sample of the window.
+        Index("ix_sampled_stratum_time", "stratum", "sampled_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -109,3 +109,22 @@ def test_a_cycle_takes_missing_statistics_before_it_asks_the_samples_anything(
         assert summary.status == "finished"
         assert sum(r.newly_recorded for r in summary.sources.values()) == 0
         assert _analyzed(world.engine)
+
+
+def test_a_windows_probes_are_read_by_index_without_statistics(fresh_engine: Engine) -> None:
+    # The alert pass's per-cycle probe counts: one stratum's samples of a day, found
+    # without reading the day's other samples, before any statistics exist.
+    _record(fresh_engine, _samples(0, 12_000))
+    with transaction(session_factory(fresh_engine)) as session:
+        plan = "\n".join(
+            row[0]
+            for row in session.execute(
+                text(
+                    "EXPLAIN SELECT event_type, sampled_at, count(*) FROM sampled_event "
+                    "WHERE stratum = 'probe:event_type' AND sampled_at >= :since "
+                    "AND sampled_at < :until GROUP BY event_type, sampled_at"
+                ),
+                {"since": NOW - timedelta(days=1), "until": NOW + timedelta(minutes=1)},
+            )
+        )
+    assert "ix_sampled_stratum_time" in plan, plan
