@@ -4,7 +4,6 @@ CLI tests' `setup` (a simulated Metronome, a source log and a config file).
 A module may define its own to differ."""
 
 import itertools
-import os
 import random
 from collections.abc import Iterator
 from datetime import timedelta
@@ -21,7 +20,7 @@ from leakwatch.simulator.scenario import build_scenario, ingest_scenario
 from leakwatch.store.db import SessionFactory
 from tests.fakes.fake_slack import FakeSlack
 from tests.fakes.moto_s3 import MotoS3, moto_s3_server
-from tests.support.cli import TOKEN, Setup
+from tests.support.cli import TOKEN, Setup, clean_environment
 
 _buckets = itertools.count()
 
@@ -92,11 +91,7 @@ out_dir = "{tmp_path / "reports"}"
 prices = {{ api_request = 0.002 }}
 """
         )
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("LEAKWATCH_", "METRONOME_", "SLACK_"))
-        }
+        env = clean_environment()
         env.update(
             {
                 "METRONOME_BEARER_TOKEN": TOKEN,

@@ -5,7 +5,6 @@ Each command runs as `python -m leakwatch …` in a subprocess, on SQLite and Po
 """
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -25,16 +24,13 @@ from leakwatch.simulator.scenario import Scenario, build_scenario, ingest_scenar
 from leakwatch.store.db import make_engine, session_factory, transaction
 from leakwatch.store.models import SampledEvent as SampledEventRow
 from leakwatch.store.models import SamplingRun
+from tests.support.cli import clean_environment, leakwatch
 
 TOKEN = "acceptance-token-123456"
 
 
 def _environment(db_url: str, *, base_url: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("LEAKWATCH_", "METRONOME_", "SLACK_"))
-    }
+    env = clean_environment()
     env.update(
         {
             "METRONOME_BEARER_TOKEN": TOKEN,
@@ -46,16 +42,8 @@ def _environment(db_url: str, *, base_url: str) -> dict[str, str]:
 
 
 def _leakwatch(cwd: Path, db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "leakwatch", *args],
-        cwd=cwd,
-        # Nothing is searched in these tests: a closed loopback port is fine.
-        env=_environment(db_url, base_url="http://127.0.0.1:9"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    # Nothing is searched in these tests: a closed loopback port is fine.
+    return leakwatch(*args, cwd=cwd, env=_environment(db_url, base_url="http://127.0.0.1:9"))
 
 
 @pytest.fixture

@@ -11,14 +11,20 @@ from leakwatch.simulator import SimulatorServer
 from leakwatch.simulator.scenario import Scenario
 
 
-def leakwatch(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    full_env = {
+def clean_environment() -> dict[str, str]:
+    """This process's environment without leakwatch's, Metronome's or Slack's variables,
+    so a test's subprocess sees only the settings the test gives it."""
+    return {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("LEAKWATCH_", "METRONOME_", "SLACK_"))
     }
+
+
+def leakwatch(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = clean_environment()
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "leakwatch", *args],
